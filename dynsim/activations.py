@@ -1,0 +1,69 @@
+"""Activation functions rho of the energy-based networks, compiled, selected by an integer code.
+
+A code instead of a function argument keeps one compiled signature for every
+activation (a function argument would specialise, and defeat the cache).
+"""
+import numpy as np
+from numba import njit
+
+from dynsim.validation import ValidationError
+
+HARD_SIGMOID = 0
+LOGISTIC = 1
+TANH = 2
+
+ACTIVATIONS = {"hard_sigmoid": HARD_SIGMOID, "logistic": LOGISTIC, "tanh": TANH}
+"""Activation names accepted by the networks, and their codes."""
+
+NATURAL_BOUNDS = {"hard_sigmoid": (0.0, 1.0)}
+"""Boxes that projected dynamics may clip states to (Scellier & Bengio 2017 clip to [0, 1])."""
+
+
+def activation_code(name):
+    """The integer code of an activation name; ValueError listing the valid names otherwise."""
+    if name not in ACTIVATIONS:
+        raise ValidationError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name]
+
+
+@njit(cache=True)
+def rho(s, act):
+    """rho(s) elementwise; ``s`` has shape (batch, n), result is C-contiguous.
+
+    Hard sigmoid clip(s, 0, 1) (Scellier & Bengio 2017), logistic 1/(1+e^-s), tanh.
+    """
+    out = np.empty(s.shape, dtype=s.dtype)
+    for i in range(s.shape[0]):
+        for j in range(s.shape[1]):
+            v = s[i, j]
+            if act == HARD_SIGMOID:
+                out[i, j] = min(max(v, 0.0), 1.0)
+            elif act == LOGISTIC:
+                out[i, j] = 1.0 / (1.0 + np.exp(-v))
+            else:
+                out[i, j] = np.tanh(v)
+    return out
+
+
+@njit(cache=True)
+def rho_prime(s, act):
+    """Derivative rho'(s) elementwise, shape of ``s``.
+
+    For the hard sigmoid the derivative is taken as 1 on the closed interval
+    [0, 1] (Theano's clip gradient, used by Scellier & Bengio's code): a unit
+    clipped at a bound can then leave it when its input pulls inwards;
+    with an open interval it would be stuck at 0 forever.
+    """
+    out = np.empty(s.shape, dtype=s.dtype)
+    for i in range(s.shape[0]):
+        for j in range(s.shape[1]):
+            v = s[i, j]
+            if act == HARD_SIGMOID:
+                out[i, j] = 1.0 if (v >= 0.0 and v <= 1.0) else 0.0
+            elif act == LOGISTIC:
+                e = 1.0 / (1.0 + np.exp(-v))
+                out[i, j] = e * (1.0 - e)
+            else:
+                th = np.tanh(v)
+                out[i, j] = 1.0 - th * th
+    return out

@@ -1,0 +1,302 @@
+"""The continuous Hopfield network of Scellier & Bengio (2017): model description and energy.
+
+A :class:`HopfieldNetwork` is a validated description (groups of units, which
+groups are coupled, activation) plus one flat parameter vector ``theta``
+holding every weight block and bias. Learning rules and optimisers work on
+that flat vector; :meth:`HopfieldNetwork.weights` and
+:meth:`HopfieldNetwork.biases` give views into it.
+
+References
+----------
+.. [1] B. Scellier, Y. Bengio, "Equilibrium Propagation: Bridging the Gap
+       between Energy-Based Models and Backpropagation", Front. Comput.
+       Neurosci. 11:24 (2017).
+.. [2] X. Glorot, Y. Bengio, "Understanding the difficulty of training deep
+       feedforward neural networks", AISTATS (2010) (initialisation).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from dynsim import hopfield_kernels as K
+from dynsim.activations import activation_code
+from dynsim.validation import ValidationError, float_array
+
+__all__ = ["HopfieldNetwork"]
+
+
+class HopfieldNetwork:
+    """Continuous Hopfield network over groups of units with symmetric couplings.
+
+    Parameters
+    ----------
+    group_sizes : sequence of int, length G >= 2
+        Units per group. Group 0 is the clamped input, groups 1..G-1 are
+        free and the last one is the output.
+    connections : sequence of (int, int)
+        Coupled group pairs ``(a, b)`` with ``a <= b``; ``(a, a)`` is a
+        symmetric coupling within group ``a`` (zero diagonal). The input
+        group cannot couple to itself (a constant energy term).
+    activation : {'hard_sigmoid', 'logistic', 'tanh'}
+    theta : ndarray, shape (n_params,), optional
+        Parameters; by default Glorot-uniform weights and zero biases.
+    seed : int or numpy.random.Generator, optional
+        Random source of the default initialisation.
+    group_names : sequence of str, optional
+        Names of the groups (default ``input``, ``hidden_1``, ..., ``output``).
+
+    Notes
+    -----
+    Use :meth:`layered` for the layered networks of Scellier & Bengio
+    (784-500-10, ...) and :meth:`from_dense` for any symmetric weight matrix.
+    """
+
+    def __init__(self, group_sizes, connections, activation="hard_sigmoid", theta=None, seed=None,
+                 group_names=None):
+        sizes = list(group_sizes)
+        if len(sizes) < 2:
+            raise ValidationError(f"group_sizes needs an input and at least one free group, got {sizes}")
+        for g, n in enumerate(sizes):
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+                raise ValidationError(f"group_sizes[{g}] must be an integer >= 1, got {n!r}")
+        G = len(sizes)
+        conns = []
+        for pair in connections:
+            try:
+                a, b = (int(v) for v in pair)
+            except (TypeError, ValueError):
+                raise ValidationError(f"connections must be pairs of group indices, got {pair!r}") from None
+            if a > b:
+                a, b = b, a
+            if not (0 <= a < G and 0 <= b < G):
+                raise ValidationError(f"connection {pair!r} names a group outside [0, {G - 1}]")
+            if a == b == 0:
+                raise ValidationError("connections: the clamped input group cannot couple to itself")
+            if (a, b) in conns:
+                raise ValidationError(f"connection {(a, b)} is listed twice")
+            conns.append((a, b))
+        if not conns:
+            raise ValidationError("connections must not be empty")
+        self.activation = activation
+        self._act = activation_code(activation)
+        self.group_sizes = tuple(int(n) for n in sizes)
+        self.connections = tuple(conns)
+        if group_names is None:
+            group_names = ["input"] + [f"hidden_{k}" for k in range(1, G - 1)] + ["output"]
+        group_names = [str(n) for n in group_names]
+        if len(group_names) != G or len(set(group_names)) != G:
+            raise ValidationError(f"group_names must be {G} distinct names, got {group_names}")
+        self.group_names = tuple(group_names)
+
+        self._sizes = np.array(self.group_sizes, dtype=np.int64)
+        free_off = np.zeros(G, dtype=np.int64)
+        free_off[1:] = np.concatenate(([0], np.cumsum(self._sizes[1:-1])))
+        self._free_off = free_off
+        self._pre = np.array([a for a, _ in conns], dtype=np.int64)
+        self._post = np.array([b for _, b in conns], dtype=np.int64)
+        block = self._sizes[self._pre] * self._sizes[self._post]
+        self._w_off = np.concatenate(([0], np.cumsum(block)[:-1])).astype(np.int64)
+        self._b_off = int(block.sum())
+        self.n_params = self._b_off + self.n_free
+
+        if theta is None:
+            theta = self._glorot(np.random.default_rng(seed))
+        self.theta = theta
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def layered(cls, sizes, activation="hard_sigmoid", seed=None, theta=None):
+        """Layered network: ``sizes = [n_input, n_hidden_1, ..., n_output]``, layer k coupled to k+1.
+
+        >>> net = HopfieldNetwork.layered([784, 500, 10], seed=0)
+        """
+        sizes = list(sizes)
+        return cls(sizes, [(k, k + 1) for k in range(len(sizes) - 1)], activation, theta=theta, seed=seed)
+
+    @classmethod
+    def from_dense(cls, W, b, n_input, n_output, activation="hard_sigmoid"):
+        """Network from one symmetric weight matrix over all units (inputs first, outputs last).
+
+        Parameters
+        ----------
+        W : ndarray, shape (n, n)
+            Symmetric with zero diagonal. Couplings among input units are a
+            constant of the clamped dynamics and are ignored.
+        b : ndarray, shape (n - n_input,)
+            Biases of the free units.
+        n_input, n_output : int
+            Leading input units and trailing output units; those between are hidden.
+        """
+        W = float_array("W", W, ndim=2)
+        n = W.shape[0]
+        if W.shape != (n, n):
+            raise ValidationError(f"W must be square, got shape {W.shape}")
+        if not np.allclose(W, W.T, rtol=0.0, atol=1e-12 * max(1.0, np.abs(W).max())):
+            i, j = np.unravel_index(np.argmax(np.abs(W - W.T)), W.shape)
+            raise ValidationError(f"W must be symmetric: W[{i},{j}]={W[i, j]} but W[{j},{i}]={W[j, i]}")
+        if np.any(np.diag(W) != 0):
+            raise ValidationError("W must have a zero diagonal (no self-coupling)")
+        for name, v in (("n_input", n_input), ("n_output", n_output)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValidationError(f"{name} must be an integer >= 1, got {v!r}")
+        n_hidden = n - n_input - n_output
+        if n_hidden < 0:
+            raise ValidationError(f"n_input + n_output = {n_input + n_output} exceeds the {n} units of W")
+        sizes = [n_input] + ([n_hidden] if n_hidden else []) + [n_output]
+        G = len(sizes)
+        conns = [(a, bb) for a in range(G) for bb in range(a, G) if not a == bb == 0]
+        net = cls(sizes, conns, activation, theta=np.zeros(sum(
+            sizes[a] * sizes[bb] for a, bb in conns) + n - n_input))
+        edges = np.concatenate(([0], np.cumsum(sizes)))
+        theta = net.theta.copy()
+        for c, (a, bb) in enumerate(conns):
+            start = net._w_off[c]
+            blockW = W[edges[a]:edges[a + 1], edges[bb]:edges[bb + 1]]
+            theta[start:start + blockW.size] = blockW.ravel()
+        theta[net._b_off:] = float_array("b", b, shape=(n - n_input,))
+        net.theta = theta
+        return net
+
+    def _glorot(self, rng):
+        theta = np.zeros(self.n_params)
+        for c, (a, b) in enumerate(self.connections):
+            na, nb = self.group_sizes[a], self.group_sizes[b]
+            limit = np.sqrt(6.0 / (na + nb))
+            W = rng.uniform(-limit, limit, size=(na, nb))
+            if a == b:
+                W = np.triu(W, 1)
+                W = W + W.T
+            theta[self._w_off[c]:self._w_off[c] + W.size] = W.ravel()
+        return theta
+
+    # ----------------------------------------------------------------- parameters
+    @property
+    def theta(self):
+        """Flat parameter vector, shape (n_params,): weight blocks in connection order, then biases."""
+        return self._theta
+
+    @theta.setter
+    def theta(self, value):
+        theta = float_array("theta", value, shape=(self.n_params,))
+        for c, (a, b) in enumerate(self.connections):
+            if a == b:
+                W = theta[self._w_off[c]:self._w_off[c] + self.group_sizes[a] ** 2].reshape(
+                    self.group_sizes[a], -1)
+                if not np.allclose(W, W.T, rtol=0.0, atol=1e-12 * max(1.0, np.abs(W).max())):
+                    raise ValidationError(f"theta: the block within group {a} must be symmetric")
+                if np.any(np.diag(W) != 0):
+                    raise ValidationError(f"theta: the block within group {a} must have a zero diagonal")
+        self._theta = theta
+
+    def weights(self, c):
+        """View of weight block ``c``, shape (n_pre, n_post), into :attr:`theta`."""
+        a, b = self.connections[c]
+        start = self._w_off[c]
+        return self._theta[start:start + self.group_sizes[a] * self.group_sizes[b]].reshape(
+            self.group_sizes[a], self.group_sizes[b])
+
+    def biases(self, g):
+        """View of the biases of free group ``g`` (1..G-1), shape (n_g,), into :attr:`theta`."""
+        if not 1 <= g < len(self.group_sizes):
+            raise ValidationError(f"g must be a free group in [1, {len(self.group_sizes) - 1}], got {g}")
+        start = self._b_off + self._free_off[g]
+        return self._theta[start:start + self.group_sizes[g]]
+
+    def dense_weights(self):
+        """The full symmetric weight matrix over all units, shape (n, n) (inputs first)."""
+        n = sum(self.group_sizes)
+        edges = np.concatenate(([0], np.cumsum(self.group_sizes)))
+        W = np.zeros((n, n))
+        for c, (a, b) in enumerate(self.connections):
+            W[edges[a]:edges[a + 1], edges[b]:edges[b + 1]] = self.weights(c)
+            W[edges[b]:edges[b + 1], edges[a]:edges[a + 1]] = self.weights(c).T
+        return W
+
+    # ----------------------------------------------------------------- sizes
+    @property
+    def n_input(self):
+        return self.group_sizes[0]
+
+    @property
+    def n_output(self):
+        return self.group_sizes[-1]
+
+    @property
+    def n_free(self):
+        """Units of the free state ``s``: every group but the input."""
+        return sum(self.group_sizes[1:])
+
+    @property
+    def output_slice(self):
+        """Columns of the output group in the free state."""
+        return slice(self.n_free - self.n_output, self.n_free)
+
+    def split_state(self, s):
+        """The free state as a dict ``group name -> ndarray (..., n_g)`` of views."""
+        s = np.asarray(s)
+        return {self.group_names[g]: s[..., self._free_off[g]:self._free_off[g] + self.group_sizes[g]]
+                for g in range(1, len(self.group_sizes))}
+
+    def describe(self):
+        """Plain dict describing the architecture (for logs)."""
+        return {"group_sizes": list(self.group_sizes), "group_names": list(self.group_names),
+                "connections": [list(c) for c in self.connections], "activation": self.activation,
+                "n_params": self.n_params}
+
+    # ----------------------------------------------------------------- energy
+    def check_input(self, x):
+        """``x`` validated: finite float64, shape (batch, n_input)."""
+        return float_array("x", x, shape=(None, self.n_input))
+
+    def check_state(self, s, batch=None):
+        """``s`` validated: finite float64, shape (batch, n_free)."""
+        return float_array("s", s, shape=(batch, self.n_free))
+
+    def check_target(self, target, batch):
+        """``target`` validated: finite float64, shape (batch, n_output)."""
+        return float_array("target", target, shape=(batch, self.n_output))
+
+    def input_drive(self, x):
+        """Biases plus the clamped input's projection, shape (batch, n_free); constant in a relaxation."""
+        x = self.check_input(x)
+        return K.input_drive(x, self._theta, self._sizes, self._free_off, self._pre, self._post,
+                             self._w_off, self._b_off, self._act)
+
+    def kernel_args(self, drive, beta=0.0, target=None, clamp_output=False):
+        """The ``args`` tuple of :func:`dynsim.hopfield_kernels.hopfield_vector_field`."""
+        if target is None:
+            target = np.zeros((drive.shape[0], self.n_output))
+        return (self._theta, self._sizes, self._free_off, self._pre, self._post, self._w_off,
+                self._act, drive, float(beta), target, bool(clamp_output))
+
+    def energy(self, x, s):
+        """Energy E(s; x) per sample, shape (batch,)."""
+        x = self.check_input(x)
+        s = self.check_state(s, x.shape[0])
+        return K.energy(s, self._theta, self._sizes, self._free_off, self._pre, self._post,
+                        self._w_off, self._act, self.input_drive(x))
+
+    def cost(self, s, target):
+        """C = 1/2 ||s_out - target||^2 per sample, shape (batch,)."""
+        s = self.check_state(s)
+        target = self.check_target(target, s.shape[0])
+        return 0.5 * np.sum((s[:, self.output_slice] - target) ** 2, axis=1)
+
+    def energy_grad_state(self, x, s):
+        """dE/ds, shape (batch, n_free)."""
+        x = self.check_input(x)
+        s = self.check_state(s, x.shape[0])
+        return K.energy_grad_state(s, self._theta, self._sizes, self._free_off, self._pre, self._post,
+                                   self._w_off, self._act, self.input_drive(x))
+
+    def energy_grad_params(self, x, s):
+        """Gradient of the batch-mean energy with respect to :attr:`theta`, shape (n_params,).
+
+        Each entry of a weight block counts as a free parameter (so a
+        symmetric block gets -1/2 rho rho^T); this is the quantity that
+        equilibrium propagation contrasts between two settled states.
+        """
+        x = self.check_input(x)
+        s = self.check_state(s, x.shape[0])
+        return K.energy_grad_params(x, s, self._theta, self._sizes, self._free_off, self._pre,
+                                    self._post, self._w_off, self._b_off, self._act)

@@ -1,0 +1,190 @@
+"""Compiled energy, gradients and vector field of the continuous Hopfield network.
+
+The network's units form groups: group 0 is the clamped input ``x``, groups
+1..G-1 are free and are stored side by side in the state ``s`` (batch,
+n_free); the last group is the output. Connection ``c`` couples group
+``pre[c]`` to group ``post[c]`` (``pre <= post``) through the block
+``W_c`` (n_pre, n_post), stored C-ordered in the flat parameter vector
+``theta`` at ``w_off[c]``; a block with ``pre == post`` is symmetric with a
+zero diagonal. The biases of the free units follow at ``b_off``. One compiled
+signature therefore serves layered networks of any depth and any symmetric
+connectivity.
+
+Energy (Scellier & Bengio 2017, Eq. 1), over the free state given the clamped input:
+
+    E(s) = 1/2 ||s||^2 - sum_{c, pre != post} rho(s_pre)^T W_c rho(s_post)
+           - 1/2 sum_{c, pre == post} rho(s_pre)^T W_c rho(s_pre) - b . rho(s)
+
+Terms of the clamped units alone (1/2 ||x||^2) are constant and dropped. With
+the local field ``h = -dE/drho(s)``, ``dE/ds = s - rho'(s) * h`` and
+``E = 1/2 ||s||^2 - 1/2 rho(s) . (h + d)``, where ``d`` (the "drive") holds
+the biases plus the input's projection, constant during a relaxation.
+
+References
+----------
+.. [1] B. Scellier, Y. Bengio, "Equilibrium Propagation: Bridging the Gap
+       between Energy-Based Models and Backpropagation", Front. Comput.
+       Neurosci. 11:24 (2017).
+"""
+import numpy as np
+from numba import njit
+
+from dynsim.activations import rho, rho_prime
+
+
+@njit(cache=True)
+def weight_block(theta, c, sizes, pre, post, w_off):
+    """View of the block ``W_c``, shape (sizes[pre[c]], sizes[post[c]])."""
+    n_a = sizes[pre[c]]
+    n_b = sizes[post[c]]
+    start = w_off[c]
+    return theta[start:start + n_a * n_b].reshape((n_a, n_b))
+
+
+@njit(cache=True)
+def input_drive(x, theta, sizes, free_off, pre, post, w_off, b_off, act):
+    """Constant part of the local field: biases plus rho(x) W for input connections.
+
+    Parameters
+    ----------
+    x : ndarray, shape (batch, n_input)
+    theta : ndarray, shape (n_params,)
+
+    Returns
+    -------
+    ndarray, shape (batch, n_free)
+    """
+    n_batch = x.shape[0]
+    n_free = free_off[-1] + sizes[-1]
+    drive = np.empty((n_batch, n_free), dtype=x.dtype)
+    for i in range(n_batch):
+        drive[i, :] = theta[b_off:b_off + n_free]
+    rx = rho(x, act)
+    for c in range(pre.shape[0]):
+        if pre[c] == 0:
+            b = post[c]
+            o = free_off[b]
+            drive[:, o:o + sizes[b]] += np.dot(rx, weight_block(theta, c, sizes, pre, post, w_off))
+    return drive
+
+
+@njit(cache=True)
+def local_field(r, theta, sizes, free_off, pre, post, w_off, drive):
+    """``h = -dE/d rho(s)``: drive plus the couplings among free groups.
+
+    Parameters
+    ----------
+    r : ndarray, shape (batch, n_free)
+        rho(s).
+    drive : ndarray, shape (batch, n_free)
+
+    Returns
+    -------
+    ndarray, shape (batch, n_free)
+    """
+    h = drive.copy()
+    for c in range(pre.shape[0]):
+        a = pre[c]
+        if a == 0:
+            continue
+        b = post[c]
+        oa = free_off[a]
+        ob = free_off[b]
+        W = weight_block(theta, c, sizes, pre, post, w_off)
+        ra = np.ascontiguousarray(r[:, oa:oa + sizes[a]])
+        if a == b:
+            h[:, oa:oa + sizes[a]] += np.dot(ra, W)
+        else:
+            rb = np.ascontiguousarray(r[:, ob:ob + sizes[b]])
+            h[:, ob:ob + sizes[b]] += np.dot(ra, W)
+            h[:, oa:oa + sizes[a]] += np.dot(rb, W.T)
+    return h
+
+
+@njit(cache=True)
+def energy(s, theta, sizes, free_off, pre, post, w_off, act, drive):
+    """Energy per sample, shape (batch,)."""
+    r = rho(s, act)
+    h = local_field(r, theta, sizes, free_off, pre, post, w_off, drive)
+    n_batch, n = s.shape
+    out = np.empty(n_batch, dtype=np.float64)
+    for i in range(n_batch):
+        acc = 0.0
+        for j in range(n):
+            acc += 0.5 * s[i, j] * s[i, j] - 0.5 * r[i, j] * (h[i, j] + drive[i, j])
+        out[i] = acc
+    return out
+
+
+@njit(cache=True)
+def energy_grad_state(s, theta, sizes, free_off, pre, post, w_off, act, drive):
+    """dE/ds = s - rho'(s) * h, shape (batch, n_free)."""
+    h = local_field(rho(s, act), theta, sizes, free_off, pre, post, w_off, drive)
+    return s - rho_prime(s, act) * h
+
+
+@njit(cache=True)
+def energy_grad_params(x, s, theta, sizes, free_off, pre, post, w_off, b_off, act):
+    """Gradient of the batch-mean energy with respect to ``theta``, shape (n_params,).
+
+    dE/dW_c = -rho(s_pre)^T rho(s_post) for blocks between groups and
+    -1/2 rho(s_a)^T rho(s_a) (zero diagonal) for a symmetric block within a
+    group, treating each entry of ``W_c`` as a free parameter; dE/db = -rho(s).
+    """
+    n_batch = s.shape[0]
+    inv = 1.0 / n_batch
+    grad = np.zeros(theta.shape[0], dtype=np.float64)
+    r = rho(s, act)
+    rx = rho(x, act)
+    for c in range(pre.shape[0]):
+        a = pre[c]
+        b = post[c]
+        ob = free_off[b]
+        rb = np.ascontiguousarray(r[:, ob:ob + sizes[b]])
+        if a == 0:
+            ra = rx
+        else:
+            oa = free_off[a]
+            ra = np.ascontiguousarray(r[:, oa:oa + sizes[a]])
+        g = np.dot(ra.T, rb)
+        scale = -inv
+        if a == b:
+            scale = -0.5 * inv
+            for k in range(g.shape[0]):
+                g[k, k] = 0.0
+        start = w_off[c]
+        n_ab = sizes[a] * sizes[b]
+        grad[start:start + n_ab] = scale * g.reshape(n_ab)
+    n_free = r.shape[1]
+    for j in range(n_free):
+        acc = 0.0
+        for i in range(n_batch):
+            acc += r[i, j]
+        grad[b_off + j] = -acc * inv
+    return grad
+
+
+@njit(cache=True)
+def hopfield_vector_field(t, s, dsdt, args):
+    """ds/dt = -dF/ds with F = E + beta * C, C = 1/2 ||s_out - target||^2.
+
+    ``args = (theta, sizes, free_off, pre, post, w_off, act, drive, beta,
+    target, clamp_output)``; ``target`` has shape (batch, n_output). With
+    ``clamp_output`` the output units do not move (contrastive Hebbian
+    learning's clamped phase, Movellan 1991).
+    """
+    theta, sizes, free_off, pre, post, w_off, act, drive, beta, target, clamp_output = args
+    h = local_field(rho(s, act), theta, sizes, free_off, pre, post, w_off, drive)
+    rp = rho_prime(s, act)
+    n_batch, n = s.shape
+    for i in range(n_batch):
+        for j in range(n):
+            dsdt[i, j] = rp[i, j] * h[i, j] - s[i, j]
+    o = free_off[-1]
+    n_out = sizes[-1]
+    if clamp_output:
+        dsdt[:, o:o + n_out] = 0.0
+    elif beta != 0.0:
+        for i in range(n_batch):
+            for j in range(n_out):
+                dsdt[i, o + j] -= beta * (s[i, o + j] - target[i, j])

@@ -1,0 +1,59 @@
+"""Boundary checks shared by dynsim's public functions: one clear message per bad argument."""
+from __future__ import annotations
+
+import numpy as np
+
+
+class DynsimError(Exception):
+    """Base class of the errors dynsim raises on purpose."""
+
+
+class ValidationError(DynsimError, ValueError):
+    """An argument has the wrong shape, dtype, value or range; the message names it."""
+
+
+def float_array(name, value, shape=None, ndim=None, dtype=np.float64):
+    """``value`` as a C-contiguous finite float array, checked against ``shape``/``ndim``.
+
+    ``shape`` may hold ``None`` for a free dimension.
+    """
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise ValidationError(f"{name} must be an array of real numbers: {exc}") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+                                    or arr.dtype == bool):
+        raise ValidationError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if ndim is not None and arr.ndim != ndim:
+        raise ValidationError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
+    if shape is not None:
+        if arr.ndim != len(shape) or any(want is not None and got != want for got, want in zip(arr.shape, shape)):
+            spelled = str(tuple("any" if s is None else s for s in shape)).replace("'", "")
+            raise ValidationError(f"{name} must have shape {spelled}, got {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0].tolist()
+        raise ValidationError(f"{name} must be finite; found {arr[tuple(bad)]} at index {bad}")
+    return arr
+
+
+def real_scalar(name, value, low=-np.inf, high=np.inf, low_open=False, high_open=False, nonzero=False):
+    """A finite float within the stated interval; the message spells the interval."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{name} must be a real number, got {value!r}") from None
+    lo_ok = v > low if low_open else v >= low
+    hi_ok = v < high if high_open else v <= high
+    if not np.isfinite(v) or not lo_ok or not hi_ok or (nonzero and v == 0.0):
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        extra = " and nonzero" if nonzero else ""
+        raise ValidationError(f"{name} must be finite, in {interval}{extra}; got {value!r}")
+    return v
+
+
+def positive_int(name, value, minimum=1):
+    """An int >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValidationError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)

@@ -1,0 +1,194 @@
+"""Compiled helpers shared by the drivers: residuals, divergence checks, recording.
+
+These take arrays and scalars only; callers have validated shapes and dtypes.
+"""
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def steady_residual(y, f, lower, upper, project, out):
+    """Per-sample Euclidean norm of the (projected) vector field.
+
+    With box constraints a unit held at a bound by a field that points
+    outwards does not move, so that component does not count towards the
+    residual; otherwise a projected fixed point would never be reported as
+    converged.
+
+    Parameters
+    ----------
+    y, f : ndarray, shape (batch, n)
+        State and vector field at that state.
+    lower, upper : ndarray, shape (n,)
+        Box bounds (used only when ``project`` is true).
+    project : bool
+    out : ndarray, shape (batch,)
+        Receives the norms.
+    """
+    n_batch, n = y.shape
+    for i in range(n_batch):
+        acc = 0.0
+        for j in range(n):
+            v = f[i, j]
+            if project and ((y[i, j] <= lower[j] and v < 0.0) or (y[i, j] >= upper[j] and v > 0.0)):
+                v = 0.0
+            acc += v * v
+        out[i] = np.sqrt(acc)
+
+
+@njit(cache=True)
+def all_steady(y, residual, atol, rtol):
+    """True when every sample satisfies ``||f|| <= atol + rtol * ||y||``."""
+    n_batch, n = y.shape
+    for i in range(n_batch):
+        acc = 0.0
+        for j in range(n):
+            acc += y[i, j] * y[i, j]
+        if not residual[i] <= atol + rtol * np.sqrt(acc):
+            return False
+    return True
+
+
+@njit(cache=True)
+def first_bad_sample(a, max_abs):
+    """Index of the first sample with a non-finite entry or one above ``max_abs``; -1 if none."""
+    n_batch, n = a.shape
+    for i in range(n_batch):
+        for j in range(n):
+            v = abs(a[i, j])
+            # `not (v <= max_abs)` also catches NaN; inf is caught even when max_abs is inf.
+            if not v <= max_abs or v == np.inf:
+                return i
+    return -1
+
+
+@njit(cache=True)
+def project_onto_box(y, lower, upper):
+    """Clip each column of ``y`` (batch, n) to ``[lower[j], upper[j]]`` in place."""
+    n_batch, n = y.shape
+    for i in range(n_batch):
+        for j in range(n):
+            if y[i, j] < lower[j]:
+                y[i, j] = lower[j]
+            elif y[i, j] > upper[j]:
+                y[i, j] = upper[j]
+
+
+@njit(cache=True)
+def axpy_stages(out, y, h, weights, K, n_stages):
+    """``out = y + h * (sum_{k < n_stages} weights[k] * K[k])``, skipping zero weights.
+
+    The weighted sum is formed first and then scaled by ``h``, the association
+    scipy's ``rk_step`` uses, so that adaptive steps agree with scipy's to
+    rounding.
+    """
+    n_batch, n = y.shape
+    for i in range(n_batch):
+        for j in range(n):
+            acc = 0.0
+            for k in range(n_stages):
+                w = weights[k]
+                if w != 0.0:
+                    acc += w * K[k, i, j]
+            out[i, j] = y[i, j] + h * acc
+
+
+@njit(cache=True)
+def error_norm(y, y_new, h, b_error, K, atol, rtol):
+    """Largest per-sample RMS of the scaled local error estimate.
+
+    Per sample this is scipy's ``RK45._estimate_error_norm``:
+    ``rms(h * sum_k b_error[k] K[k] / (atol + max(|y|, |y_new|) * rtol))``;
+    taking the maximum over the batch makes every sample meet the tolerance.
+    """
+    n_batch, n = y.shape
+    worst = 0.0
+    for i in range(n_batch):
+        acc = 0.0
+        for j in range(n):
+            e = 0.0
+            for k in range(b_error.shape[0]):
+                if b_error[k] != 0.0:
+                    e += b_error[k] * K[k, i, j]
+            scale = atol + max(abs(y[i, j]), abs(y_new[i, j])) * rtol
+            r = (e * h) / scale
+            acc += r * r
+        rms = np.sqrt(acc / n)
+        # NaN must propagate: `max` would drop it.
+        if not rms <= worst:
+            worst = rms
+    return worst
+
+
+@njit(cache=True)
+def new_recording(capacity, n_record, n, dtype_example):
+    """Empty trajectory buffers: times (cap,), states (cap, n_record, n), residuals (cap, n_record)."""
+    return (
+        np.empty(capacity, dtype=np.float64),
+        np.empty((capacity, n_record, n), dtype=dtype_example.dtype),
+        np.empty((capacity, n_record), dtype=np.float64),
+    )
+
+
+@njit(cache=True)
+def record(rec_t, rec_y, rec_res, n_rec, t, y, residual, samples):
+    """Append one time point, doubling the buffers when full; returns the buffers and the new count."""
+    if n_rec == rec_t.shape[0]:
+        cap = 2 * rec_t.shape[0] + 1
+        new_t = np.empty(cap, dtype=rec_t.dtype)
+        new_y = np.empty((cap, rec_y.shape[1], rec_y.shape[2]), dtype=rec_y.dtype)
+        new_res = np.empty((cap, rec_res.shape[1]), dtype=rec_res.dtype)
+        new_t[:n_rec] = rec_t[:n_rec]
+        new_y[:n_rec] = rec_y[:n_rec]
+        new_res[:n_rec] = rec_res[:n_rec]
+        rec_t, rec_y, rec_res = new_t, new_y, new_res
+    rec_t[n_rec] = t
+    for r in range(samples.shape[0]):
+        i = samples[r]
+        rec_y[n_rec, r, :] = y[i, :]
+        rec_res[n_rec, r] = residual[i]
+    return rec_t, rec_y, rec_res, n_rec + 1
+
+
+@njit(cache=True)
+def trial_initial_step(y0, f0, t0, t_max, atol, rtol):
+    """First pass of Hairer's starting step size [HNW93, Sec. II.4] (smallest over the batch).
+
+    Per sample this is the first half of scipy's ``select_initial_step``.
+    """
+    n_batch, n = y0.shape
+    h0 = np.inf
+    for i in range(n_batch):
+        d0 = 0.0
+        d1 = 0.0
+        for j in range(n):
+            scale = atol + abs(y0[i, j]) * rtol
+            d0 += (y0[i, j] / scale) ** 2
+            d1 += (f0[i, j] / scale) ** 2
+        d0 = np.sqrt(d0 / n)
+        d1 = np.sqrt(d1 / n)
+        hi = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
+        h0 = min(h0, hi)
+    return min(h0, t_max - t0)
+
+
+@njit(cache=True)
+def refined_initial_step(y0, f0, f1, h0, t0, t_max, h_max, error_order, atol, rtol):
+    """Second pass of Hairer's starting step size, from ``f1 = f(t0 + h0, y0 + h0 f0)``."""
+    n_batch, n = y0.shape
+    h = min(100.0 * h0, t_max - t0, h_max)
+    for i in range(n_batch):
+        d1 = 0.0
+        d2 = 0.0
+        for j in range(n):
+            scale = atol + abs(y0[i, j]) * rtol
+            d1 += (f0[i, j] / scale) ** 2
+            d2 += ((f1[i, j] - f0[i, j]) / scale) ** 2
+        d1 = np.sqrt(d1 / n)
+        d2 = np.sqrt(d2 / n) / h0
+        if d1 <= 1e-15 and d2 <= 1e-15:
+            h1 = max(1e-6, h0 * 1e-3)
+        else:
+            h1 = (0.01 / max(d1, d2)) ** (1.0 / (error_order + 1))
+        h = min(h, h1)
+    return h

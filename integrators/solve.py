@@ -1,0 +1,315 @@
+"""The one public call: integrate a batch of states to a steady state or a limit."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from integrators.specialize import VectorField, drivers_for
+from integrators.status import CONVERGED, DIVERGED, STATUS_NAMES, STEP_LIMIT, STEP_TOO_SMALL, TIME_LIMIT
+from integrators.tableaus import DOPRI5, EULER, HEUN, RK4, ButcherTableau
+
+__all__ = ["METHODS", "IntegrationResult", "Trajectory", "integrate"]
+
+# Step-size control constants (scipy.integrate's RK45 values [HNW93, Sec. II.4]).
+SAFETY = 0.9
+MIN_FACTOR = 0.2
+MAX_FACTOR = 10.0
+# PI controller weight of the previous error (Hairer's DOPRI5 code uses 0.04).
+PI_BETA = 0.04
+
+
+@dataclass(frozen=True)
+class _Method:
+    tableau: ButcherTableau
+    needs_bounds: bool = False
+
+
+METHODS = {
+    "euler": _Method(EULER),
+    "projected_euler": _Method(EULER, needs_bounds=True),
+    "heun": _Method(HEUN),
+    "rk4": _Method(RK4),
+    "dopri5": _Method(DOPRI5),
+}
+"""Integrator names accepted by :func:`integrate`."""
+
+
+@dataclass
+class Trajectory:
+    """States sampled every ``record_every`` accepted steps (and at the end).
+
+    Attributes
+    ----------
+    t : ndarray, shape (m,)
+    y : ndarray, shape (m, n_recorded, n)
+    residual : ndarray, shape (m, n_recorded)
+        Norm of the (projected) vector field at each sampled state.
+    samples : ndarray of int, shape (n_recorded,)
+        Batch indices of the recorded samples.
+    """
+
+    t: np.ndarray
+    y: np.ndarray
+    residual: np.ndarray
+    samples: np.ndarray
+
+
+@dataclass
+class IntegrationResult:
+    """Outcome of :func:`integrate`.
+
+    Attributes
+    ----------
+    y : ndarray, shape (batch, n)
+        Final state; after a divergence, the last finite state before it.
+    t : float
+        Final time.
+    status : int
+        One of :mod:`integrators.status`; ``status_name`` spells it.
+    message : str
+    n_steps : int
+        Step attempts (accepted plus rejected).
+    n_accepted, n_rejected : int
+    nfev : int
+        Vector field evaluations (each evaluates the whole batch).
+    residual : ndarray, shape (batch,)
+        Final ``||f(y)||`` per sample (projected when bounds are active).
+    tolerance : ndarray, shape (batch,)
+        ``atol + rtol * ||y||`` per sample.
+    diverged_step, diverged_sample : int
+        Where a divergence happened; -1 otherwise.
+    trajectory : Trajectory or None
+    method : str
+    """
+
+    y: np.ndarray
+    t: float
+    status: int
+    message: str
+    n_steps: int
+    n_accepted: int
+    n_rejected: int
+    nfev: int
+    residual: np.ndarray
+    tolerance: np.ndarray
+    diverged_step: int
+    diverged_sample: int
+    trajectory: Trajectory | None
+    method: str
+
+    @property
+    def status_name(self) -> str:
+        return STATUS_NAMES[self.status]
+
+    @property
+    def success(self) -> bool:
+        """True when the steady state was reached."""
+        return self.status == CONVERGED
+
+    @property
+    def converged(self) -> np.ndarray:
+        """Per-sample steady-state flags, shape (batch,)."""
+        return self.residual <= self.tolerance
+
+
+def _positive(name, value, allow_inf=False):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {value!r}") from None
+    if not (value > 0) or (math.isinf(value) and not allow_inf) or math.isnan(value):
+        bound = "(0, inf]" if allow_inf else "(0, inf)"
+        raise ValueError(f"{name} must lie in {bound}, got {value!r}")
+    return value
+
+
+def _bounds(name, value, n, fill, dtype):
+    if value is None:
+        return np.full(n, fill, dtype=dtype)
+    arr = np.asarray(value, dtype=dtype)
+    if arr.ndim == 0:
+        arr = np.full(n, arr, dtype=dtype)
+    if arr.shape != (n,):
+        raise ValueError(f"{name} must be a scalar or have shape ({n},), got shape {arr.shape}")
+    if np.isnan(arr).any():
+        raise ValueError(f"{name} must not contain NaN")
+    return np.ascontiguousarray(arr)
+
+
+def _message(status, steps, t, residual, tolerance, bad_step, bad_sample, stop_at_steady_state):
+    with np.errstate(all="ignore"):
+        worst = int(np.nanargmax(residual / np.maximum(tolerance, np.finfo(float).tiny))) \
+            if np.isfinite(residual).any() else 0
+    if status == CONVERGED:
+        return f"steady state reached by every sample after {steps} steps (t={t:.6g})"
+    if status == STEP_LIMIT:
+        tail = "" if not stop_at_steady_state else (
+            f"; largest residual {residual[worst]:.3e} (sample {worst}) against tolerance {tolerance[worst]:.3e}"
+        )
+        return f"step limit reached after {steps} steps (t={t:.6g}){tail}"
+    if status == TIME_LIMIT:
+        return f"time limit t_max={t:.6g} reached after {steps} steps"
+    if status == DIVERGED:
+        return (f"diverged at step {bad_step} in sample {bad_sample}: a state or vector field value "
+                f"became non-finite or exceeded max_abs; y holds the last finite state (t={t:.6g})")
+    if status == STEP_TOO_SMALL:
+        return f"step size fell below the time resolution at t={t:.6g} after {steps} steps"
+    return f"unknown status {status}"
+
+
+def integrate(field, y0, args=(), *, method="dopri5", dt=None, t0=0.0, t_max=math.inf,
+              max_steps=10_000, atol=1e-6, rtol=1e-6, error_atol=None, error_rtol=None,
+              stop_at_steady_state=True,
+              lower=None, upper=None, max_abs=1e8, record_every=0, record_samples=None,
+              first_step=None, max_step=math.inf, pi_beta=PI_BETA, safety=SAFETY,
+              min_factor=MIN_FACTOR, max_factor=MAX_FACTOR) -> IntegrationResult:
+    """Integrate ``dy/dt = f(t, y, args)`` for a batch of states until a steady state or a limit.
+
+    Parameters
+    ----------
+    field : VectorField
+        The compiled vector field.
+    y0 : array_like, shape (batch, n)
+        Initial states (float64, or float32 for speed).
+    args : tuple
+        Parameters handed unchanged to the vector field (arrays and scalars).
+    method : {'euler', 'projected_euler', 'heun', 'rk4', 'dopri5'}
+        Fixed-step methods need ``dt``; ``projected_euler`` needs ``lower``
+        and/or ``upper`` (Scellier & Bengio 2017); ``dopri5`` is adaptive.
+    dt : float, optional
+        Step of the fixed-step methods (ignored by ``dopri5``).
+    t0, t_max : float
+        Start time and time limit (``inf`` for none).
+    max_steps : int
+        Limit on step attempts (accepted plus rejected).
+    atol, rtol : float
+        Steady state when ``||f(y_b)|| <= atol + rtol * ||y_b||`` for every
+        sample b (Euclidean norms over the n components).
+    error_atol, error_rtol : float, optional
+        Local error tolerances of ``dopri5`` (scipy's meaning: per component,
+        RMS norm). By default ten times tighter than the steady-state test,
+        in the same RMS units: ``0.1 * atol / sqrt(n)`` and ``0.1 * rtol``.
+        Equal tolerances would not do: near equilibrium the controller grows
+        the step to the method's stability limit, where the slowest mode
+        neither grows nor decays, and the residual then stalls at the level of
+        the local error tolerance.
+    stop_at_steady_state : bool
+        False runs to the step or time limit (fixed iteration counts).
+    lower, upper : float or array_like, shape (n,), optional
+        Box bounds; when given, every method projects its step onto the box.
+    max_abs : float
+        A state or field entry above this magnitude is reported as divergence.
+    record_every : int
+        Sample the trajectory every that many accepted steps (0: do not record).
+    record_samples : array_like of int, optional
+        Batch indices to record (default: all).
+    first_step, max_step, pi_beta, safety, min_factor, max_factor : float
+        Step-size control of ``dopri5``; ``first_step=None`` selects it
+        automatically and ``pi_beta=0`` reproduces ``scipy.integrate.RK45``.
+
+    Returns
+    -------
+    IntegrationResult
+
+    References
+    ----------
+    .. [1] E. Hairer, S. P. Norsett, G. Wanner, "Solving Ordinary Differential
+           Equations I", Springer (1993), Sec. II.4 (step size control).
+    .. [2] B. Scellier, Y. Bengio, "Equilibrium Propagation", Front. Comput.
+           Neurosci. 11:24 (2017) (projected Euler).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+    spec = METHODS[method]
+    y0 = np.asarray(y0)
+    if y0.dtype not in (np.float64, np.float32):
+        if not np.issubdtype(y0.dtype, np.number):
+            raise TypeError(f"y0 must be a real float array, got dtype {y0.dtype}")
+        y0 = y0.astype(np.float64)
+    if y0.ndim != 2 or y0.shape[0] == 0 or y0.shape[1] == 0:
+        raise ValueError(f"y0 must have shape (batch, n) with batch, n >= 1, got shape {y0.shape}")
+    if not np.isfinite(y0).all():
+        raise ValueError("y0 must be finite (it holds NaN or inf)")
+    y0 = np.ascontiguousarray(y0)
+    n_batch, n = y0.shape
+    atol = _positive("atol", atol)
+    rtol = _positive("rtol", rtol)
+    max_abs = _positive("max_abs", max_abs, allow_inf=True)
+    t0 = float(t0)
+    if not math.isfinite(t0):
+        raise ValueError(f"t0 must be finite, got {t0}")
+    t_max = float(t_max)
+    if not t_max > t0:
+        raise ValueError(f"t_max must be greater than t0={t0}, got {t_max}")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+        raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
+    if isinstance(record_every, bool) or not isinstance(record_every, (int, np.integer)) or record_every < 0:
+        raise ValueError(f"record_every must be an integer >= 0, got {record_every!r}")
+    if not isinstance(args, tuple):
+        raise TypeError(f"args must be a tuple, got {type(args).__name__}")
+    if record_samples is None:
+        samples = np.arange(n_batch, dtype=np.int64)
+    else:
+        samples = np.asarray(record_samples)
+        if samples.ndim != 1 or not np.issubdtype(samples.dtype, np.integer):
+            raise ValueError("record_samples must be a 1-D array of sample indices")
+        if samples.size and (samples.min() < 0 or samples.max() >= n_batch):
+            raise ValueError(f"record_samples must lie in [0, {n_batch - 1}], got {samples.tolist()}")
+        samples = np.ascontiguousarray(samples, dtype=np.int64)
+    if spec.needs_bounds and lower is None and upper is None:
+        raise ValueError(f"method {method!r} needs lower and/or upper bounds")
+    lo = _bounds("lower", lower, n, -np.inf, y0.dtype)
+    hi = _bounds("upper", upper, n, np.inf, y0.dtype)
+    if (lo > hi).any():
+        raise ValueError("lower must not exceed upper")
+    project = lower is not None or upper is not None
+    if project:
+        y0 = np.clip(y0, lo, hi)
+
+    drivers = drivers_for(field)
+    tab = spec.tableau
+    A, b, c = (x.astype(y0.dtype) for x in (tab.A, tab.b, tab.c))
+    if tab.adaptive:
+        err_atol = 0.1 * atol / math.sqrt(n) if error_atol is None else _positive("error_atol", error_atol)
+        err_rtol = 0.1 * rtol if error_rtol is None else _positive("error_rtol", error_rtol)
+        h_first = 0.0 if first_step is None else _positive("first_step", first_step)
+        max_step = _positive("max_step", max_step, allow_inf=True)
+        for name, value, valid in (("pi_beta", pi_beta, 0 <= pi_beta < 0.2),
+                                   ("safety", safety, 0 < safety <= 1),
+                                   ("min_factor", min_factor, 0 < min_factor < 1),
+                                   ("max_factor", max_factor, max_factor > 1)):
+            if not valid:
+                raise ValueError(f"{name}={value!r} is out of range (pi_beta in [0, 0.2), "
+                                 "safety in (0, 1], min_factor in (0, 1), max_factor > 1)")
+        out = drivers.embedded_rk(
+            y0, t0, h_first, int(max_steps), t_max, atol, rtol, err_atol, err_rtol, bool(stop_at_steady_state),
+            A, b, c, tab.b_error.astype(y0.dtype), tab.error_order, tab.fsal,
+            float(safety), float(min_factor), float(max_factor), float(pi_beta), max_step,
+            lo, hi, project, max_abs, int(record_every), samples, args)
+        (y, t, status, n_acc, n_rej, nfev, residual, bad_step, bad_sample,
+         rec_t, rec_y, rec_res, n_rec) = out
+    else:
+        if dt is None:
+            raise ValueError(f"method {method!r} is fixed-step: give dt > 0")
+        dt = _positive("dt", dt)
+        out = drivers.explicit_rk(
+            y0, t0, dt, int(max_steps), t_max, atol, rtol, bool(stop_at_steady_state),
+            A, b, c, lo, hi, project, max_abs, int(record_every), samples, args)
+        (y, t, status, n_acc, nfev, residual, bad_step, bad_sample,
+         rec_t, rec_y, rec_res, n_rec) = out
+        n_rej = 0
+    with np.errstate(over="ignore"):
+        tolerance = atol + rtol * np.linalg.norm(y, axis=1)
+    trajectory = None
+    if record_every > 0:
+        trajectory = Trajectory(t=rec_t[:n_rec].copy(), y=rec_y[:n_rec].copy(),
+                                residual=rec_res[:n_rec].copy(), samples=samples)
+    steps = n_acc + n_rej
+    return IntegrationResult(
+        y=y, t=float(t), status=int(status),
+        message=_message(status, steps, t, residual, tolerance, bad_step, bad_sample, stop_at_steady_state),
+        n_steps=steps, n_accepted=int(n_acc), n_rejected=int(n_rej), nfev=int(nfev),
+        residual=residual, tolerance=tolerance, diverged_step=int(bad_step),
+        diverged_sample=int(bad_sample), trajectory=trajectory, method=method)
