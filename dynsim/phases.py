@@ -106,7 +106,10 @@ class SettleOptions:
                 raise ValidationError(f"bounds must be (low, high) with low < high, got {self.bounds!r}")
             object.__setattr__(self, "bounds", (lo, hi))
         if self.record_samples is not None:
-            object.__setattr__(self, "record_samples", tuple(int(i) for i in self.record_samples))
+            samples = tuple(int(i) for i in self.record_samples)
+            if not samples or len(set(samples)) != len(samples) or min(samples) < 0:
+                raise ValidationError(f"record_samples must be distinct sample indices >= 0, got {samples}")
+            object.__setattr__(self, "record_samples", samples)
 
     def step(self):
         """The fixed step in use (None for the adaptive method)."""
@@ -128,11 +131,13 @@ class SettleOptions:
     def describe(self):
         """Plain dict of the options (for logs)."""
         return {"integrator": self.integrator, "dt": self.step(), "atol": self.atol, "rtol": self.rtol,
-                "max_steps": self.max_steps, "t_max": self.t_max,
+                # None for "no limit": strict JSON has no Infinity.
+                "max_steps": self.max_steps, "t_max": None if math.isinf(self.t_max) else self.t_max,
                 "stop_at_steady_state": self.stop_at_steady_state,
                 "bounds": list(self.bounds) if self.bounds else None, "project": self.project,
                 "max_abs": self.max_abs,
-                "record_every": self.record_every}
+                "record_every": self.record_every,
+                "record_samples": None if self.record_samples is None else list(self.record_samples)}
 
 
 @dataclass

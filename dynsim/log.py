@@ -1,0 +1,627 @@
+"""HDF5 trajectory log: one file per run, one group per logged relaxation.
+
+A run writes its configuration once, then appends relaxations (a free phase,
+a nudged phase, possibly more) as they happen. The writer flushes after each
+relaxation, so a run that crashes leaves a readable file holding every
+relaxation completed before the crash. The reader turns a file back into
+numpy arrays, one relaxation at a time.
+
+Layout (``m``: recorded time points, ``r``: recorded samples, ``B``: batch,
+``n_g``: units of free group ``g``, ``n_free``: all free units)::
+
+    run.h5
+    ├── attrs: format = "dynsim.trajectory-log", format_version = 1,
+    │          dynsim_version, created (ISO 8601, UTC), config (JSON),
+    │          and each scalar config entry (integrator, atol, rtol, beta, seed, ...)
+    ├── network/                       only when a network was given
+    │   └── attrs: group_sizes, group_names, activation,
+    │              connections (JSON), n_params
+    └── relaxations/
+        ├── 000000/
+        │   ├── attrs: label, samples (r,), phases (phase names in order)
+        │   ├── x (B, n_input)         only when given
+        │   ├── target (B, n_output)   only when given
+        │   ├── free/
+        │   │   ├── attrs: integrator, status, status_name, message, n_steps,
+        │   │   │          n_accepted, n_rejected, nfev, beta, t_final,
+        │   │   │          every, samples (r,)
+        │   │   ├── t (m,)                     ┐
+        │   │   ├── states/<group name> (m, r, n_g)   one per free group, or
+        │   │   │                              │  states/state (m, r, n_free)
+        │   │   ├── energy (m, r)              │ only when the phase
+        │   │   ├── cost (m, r)                │ recorded a trajectory;
+        │   │   ├── residual (m, r)            ┘ cost only with a target
+        │   │   ├── final_state (B, n_free)
+        │   │   ├── final_energy (B,)
+        │   │   ├── final_cost (B,)            only with a target
+        │   │   ├── final_residual (B,)
+        │   │   └── final_tolerance (B,)
+        │   └── nudged/
+        │       └── ... (same as free/)
+        └── 000001/ ...
+
+Every array is stored chunked and compressed (gzip with the shuffle
+filter). ``energy`` is E(s), not the total energy E + beta C; ``residual``
+is the norm of the (projected) vector field the integrator stops on.
+
+Examples
+--------
+>>> with TrajectoryLog("run.h5", config, network=net) as log:      # doctest: +SKIP
+...     log.record_relaxation([free, nudged], label="epoch 0, batch 0", x=x, target=y)
+>>> with read_log("run.h5") as reader:                              # doctest: +SKIP
+...     rec = reader.relaxation(0)["free"]
+...     rec.t, rec.states["hidden_1"], rec.energy
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+import dynsim
+from dynsim.validation import DynsimError, ValidationError, positive_int
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "LogFormatError", "TrajectoryLog", "LogReader", "Relaxation",
+           "PhaseRecord", "read_log"]
+
+FORMAT = "dynsim.trajectory-log"
+"""Value of the root attribute ``format`` that marks a dynsim log."""
+FORMAT_VERSION = 1
+"""Layout version written by :class:`TrajectoryLog`; the reader accepts this one and older."""
+
+# Root attributes that the log writes itself; a config entry of the same name
+# stays in the JSON config but does not become an attribute.
+_RESERVED_ATTRS = ("format", "format_version", "dynsim_version", "created", "config")
+
+# gzip level 4: near the ratio of level 9 on float trajectories at a fraction
+# of the time; shuffle groups the bytes of each float, which is what makes
+# slowly varying states compress.
+_COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+
+_RELAXATIONS = "relaxations"
+_INDEX_DIGITS = 6
+
+
+class LogFormatError(DynsimError):
+    """A file is not a dynsim trajectory log (not HDF5, or no ``format`` attribute of ours)."""
+
+
+# --------------------------------------------------------------------------- writing
+def _jsonable(value):
+    """``json.dumps`` fallback: numpy scalars and arrays, tuples, paths."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"config value {value!r} of type {type(value).__name__} cannot be stored as JSON")
+
+
+def _config_json(config):
+    try:
+        # allow_nan: t_max = inf is a legitimate setting; Python's json reads it back.
+        return json.dumps(config, default=_jsonable, sort_keys=True)
+    except TypeError as exc:
+        raise ValidationError(f"config: {exc}") from None
+
+
+def _scalar_attr(value):
+    """The attribute value of a scalar config entry, or None when it is not a scalar."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    if isinstance(value, str):
+        return value
+    return None
+
+
+def _write_array(group, name, data):
+    """A chunked, compressed dataset (zero-size arrays stay contiguous: they cannot be chunked)."""
+    data = np.ascontiguousarray(data)
+    if data.size == 0:
+        return group.create_dataset(name, data=data)
+    return group.create_dataset(name, data=data, **_COMPRESSION)
+
+
+def _kept_points(m, every):
+    """Indices of every ``every``-th recorded point, always including the last one."""
+    keep = np.arange(0, m, every)
+    if m and keep[-1] != m - 1:
+        keep = np.append(keep, m - 1)
+    return keep
+
+
+class TrajectoryLog:
+    """Writer of an HDF5 trajectory log (one file per run).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        File to create; its parent folders are created as needed.
+    config : dict
+        Settings of the run (integrator, tolerances, beta, seed, ...). Stored
+        whole as JSON in the root attribute ``config``; each scalar entry
+        (str, int, float, bool) is also stored as a root attribute of its own
+        name so that tools like ``h5ls -v`` show it.
+    network : HopfieldNetwork, optional
+        Its :meth:`describe` goes to ``/network`` and its :meth:`split_state`
+        splits recorded states per free group. Without it states are stored
+        as one ``states/state`` array.
+    overwrite : bool
+        Replace an existing file. By default an existing file is never
+        touched: :class:`FileExistsError`.
+
+    Notes
+    -----
+    Use it as a context manager, or call :meth:`close`. The file is flushed
+    after every :meth:`record_relaxation`; while the writer holds the file,
+    HDF5's file locking keeps other processes from opening it.
+    """
+
+    def __init__(self, path, config, network=None, overwrite=False):
+        self.path = Path(path)
+        if not isinstance(config, dict):
+            raise ValidationError(f"config must be a dict, got {type(config).__name__}")
+        config_json = _config_json(config)
+        if self.path.exists() and not overwrite:
+            raise FileExistsError(
+                f"log file {str(self.path)!r} already exists; pass overwrite=True (--overwrite) to replace it")
+        self.network = network
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # "w-" fails if another process created the file since the check above.
+            self._file = h5py.File(self.path, "w" if overwrite else "w-")
+        except OSError:
+            if not overwrite and self.path.exists():
+                raise FileExistsError(
+                    f"log file {str(self.path)!r} already exists; pass overwrite=True (--overwrite) to replace it"
+                ) from None
+            raise
+        try:
+            self._write_header(config, config_json, network)
+        except BaseException:
+            # A half-written header is not a log: leave no file that read_log would reject.
+            self._file.close()
+            self.path.unlink(missing_ok=True)
+            raise
+        self._count = 0
+
+    def _write_header(self, config, config_json, network):
+        f = self._file
+        f.attrs["format"] = FORMAT
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["dynsim_version"] = dynsim.__version__
+        f.attrs["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        f.attrs["config"] = config_json
+        for key, value in config.items():
+            value = _scalar_attr(value)
+            if value is not None and str(key) not in _RESERVED_ATTRS:
+                f.attrs[str(key)] = value
+        if network is not None:
+            desc = network.describe()
+            g = f.create_group("network")
+            g.attrs["group_sizes"] = np.asarray(desc["group_sizes"], dtype=np.int64)
+            g.attrs["group_names"] = [str(n) for n in desc["group_names"]]
+            g.attrs["activation"] = str(desc["activation"])
+            g.attrs["connections"] = json.dumps(desc["connections"])
+            if "n_params" in desc:
+                g.attrs["n_params"] = int(desc["n_params"])
+        # track_order keeps relaxations and phases in insertion order for h5py's own iteration.
+        f.create_group(_RELAXATIONS, track_order=True)
+        f.flush()
+
+    # context manager -------------------------------------------------------
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self):
+        """Close the file (a second call does nothing)."""
+        if self._file is not None and self._file.id.valid:
+            self._file.close()
+        self._file = None
+
+    @property
+    def closed(self):
+        return self._file is None
+
+    @property
+    def n_relaxations(self):
+        """Relaxations written so far."""
+        return self._count
+
+    # recording -------------------------------------------------------------
+    def record_relaxation(self, phases, label="", x=None, target=None, every=1):
+        """Append one relaxation (its phases in order) to ``/relaxations``.
+
+        Parameters
+        ----------
+        phases : sequence of PhaseResult
+            Usually ``[free, nudged]``; the phase names (``PhaseResult.phase``)
+            must be distinct: they name the subgroups.
+        label : str
+            Free text (``"epoch 3, batch 12"``).
+        x : ndarray, shape (batch, n_input), optional
+            Clamped input of the relaxation.
+        target : ndarray, shape (batch, n_output), optional
+            Target of the nudged phase.
+        every : int
+            Keep every ``every``-th recorded time point, always with the last
+            one (which holds the settled state). Coarser recording is set
+            with ``SettleOptions(record_every=..., record_samples=...)``;
+            this thins further at write time.
+
+        Returns
+        -------
+        int
+            Index of the relaxation (its group is ``/relaxations/{index:06d}``).
+        """
+        if self._file is None:
+            raise ValueError(f"log file {str(self.path)!r} is closed")
+        every = positive_int("every", every)
+        phases = list(phases)
+        if not phases:
+            raise ValidationError("phases must hold at least one PhaseResult")
+        names = [str(p.phase) for p in phases]
+        if len(set(names)) != len(names):
+            raise ValidationError(f"phase names must be distinct (they name the HDF5 groups), got {names}")
+        samples = self._common_samples(phases)
+
+        index = self._count
+        rel = self._file[_RELAXATIONS].create_group(f"{index:0{_INDEX_DIGITS}d}", track_order=True)
+        rel.attrs["label"] = str(label)
+        rel.attrs["samples"] = samples
+        rel.attrs["phases"] = names
+        if x is not None:
+            _write_array(rel, "x", np.asarray(x, dtype=np.float64))
+        if target is not None:
+            _write_array(rel, "target", np.asarray(target, dtype=np.float64))
+        for phase in phases:
+            self._write_phase(rel.create_group(str(phase.phase)), phase, every)
+        self._file.flush()
+        self._count += 1
+        return index
+
+    @staticmethod
+    def _common_samples(phases):
+        # One sample set per relaxation: the reader and the plots put phases on one time axis per sample.
+        found = [np.asarray(p.integration.trajectory.samples, dtype=np.int64)
+                 for p in phases if p.integration.trajectory is not None]
+        if not found:
+            return np.zeros(0, dtype=np.int64)
+        for p, s in zip(phases, found):
+            if not np.array_equal(s, found[0]):
+                raise ValidationError(
+                    f"phases recorded different samples ({found[0].tolist()} and {s.tolist()}); "
+                    "settle them with the same record_samples")
+        return found[0]
+
+    def _write_phase(self, g, phase, every):
+        integ = phase.integration
+        g.attrs["integrator"] = str(integ.method)
+        g.attrs["status"] = int(integ.status)
+        g.attrs["status_name"] = str(integ.status_name)
+        g.attrs["message"] = str(integ.message)
+        g.attrs["n_steps"] = int(integ.n_steps)
+        g.attrs["n_accepted"] = int(integ.n_accepted)
+        g.attrs["n_rejected"] = int(integ.n_rejected)
+        g.attrs["nfev"] = int(integ.nfev)
+        g.attrs["beta"] = float(phase.beta)
+        g.attrs["t_final"] = float(integ.t)
+        g.attrs["every"] = int(every)
+
+        traj = integ.trajectory
+        if traj is not None:
+            keep = _kept_points(len(traj.t), every)
+            g.attrs["samples"] = np.asarray(traj.samples, dtype=np.int64)
+            _write_array(g, "t", np.asarray(traj.t)[keep])
+            states = g.create_group("states", track_order=True)
+            y = np.asarray(traj.y)[keep]
+            parts = self.network.split_state(y) if self.network is not None else {"state": y}
+            for name, part in parts.items():
+                _write_array(states, str(name), part)
+            if phase.trajectory_energy is not None:
+                _write_array(g, "energy", np.asarray(phase.trajectory_energy)[keep])
+            if phase.trajectory_cost is not None:
+                _write_array(g, "cost", np.asarray(phase.trajectory_cost)[keep])
+            _write_array(g, "residual", np.asarray(traj.residual)[keep])
+        _write_array(g, "final_state", np.asarray(phase.state))
+        _write_array(g, "final_energy", np.asarray(phase.energy))
+        if phase.cost is not None:
+            _write_array(g, "final_cost", np.asarray(phase.cost))
+        _write_array(g, "final_residual", np.asarray(integ.residual))
+        _write_array(g, "final_tolerance", np.asarray(integ.tolerance))
+
+    def __repr__(self):
+        state = "closed" if self._file is None else "open"
+        return f"TrajectoryLog({str(self.path)!r}, {self._count} relaxations, {state})"
+
+
+# --------------------------------------------------------------------------- reading
+def _attr_value(value):
+    """An HDF5 attribute as plain Python / numpy (bytes decoded, 0-d numbers as Python scalars)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, np.ndarray) and value.dtype.kind in "OSU":
+        return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _attrs(obj):
+    return {k: _attr_value(v) for k, v in obj.attrs.items()}
+
+
+def _array(group, name):
+    return group[name][()] if name in group else None
+
+
+@dataclass
+class PhaseRecord:
+    """One phase of a logged relaxation, as numpy arrays.
+
+    Attributes
+    ----------
+    name : str
+        Phase name (``'free'``, ``'nudged'``, ...).
+    t : ndarray, shape (m,) or None
+        Recorded times (None when the phase recorded no trajectory).
+    states : dict of str -> ndarray, shape (m, r, n_g)
+        Recorded states per free group (``{'state': (m, r, n_free)}`` when the
+        log was written without a network); empty without a trajectory.
+    energy, cost, residual : ndarray, shape (m, r) or None
+    final_state : ndarray, shape (batch, n_free)
+    final_energy, final_residual : ndarray, shape (batch,)
+    final_cost : ndarray, shape (batch,) or None
+    final_tolerance : ndarray, shape (batch,) or None
+    attrs : dict
+        integrator, status, status_name, message, n_steps, n_accepted,
+        n_rejected, nfev, beta, t_final, every, samples.
+    """
+
+    name: str
+    t: np.ndarray | None
+    states: dict
+    energy: np.ndarray | None
+    cost: np.ndarray | None
+    residual: np.ndarray | None
+    final_state: np.ndarray
+    final_energy: np.ndarray
+    final_residual: np.ndarray
+    final_cost: np.ndarray | None = None
+    final_tolerance: np.ndarray | None = None
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def has_trajectory(self):
+        return self.t is not None
+
+    @property
+    def beta(self):
+        return self.attrs.get("beta", 0.0)
+
+    @property
+    def t_final(self):
+        return self.attrs.get("t_final", math.nan if self.t is None or not len(self.t) else float(self.t[-1]))
+
+    @property
+    def state(self):
+        """Recorded states with the free groups joined again, shape (m, r, n_free), or None."""
+        if not self.states:
+            return None
+        return np.concatenate(list(self.states.values()), axis=-1)
+
+    @classmethod
+    def _load(cls, g):
+        t = _array(g, "t")
+        states = {}
+        if "states" in g:
+            # The creation order is the order of the groups in the network; fall back to h5py's
+            # own order for files whose groups were not created with track_order.
+            sg = g["states"]
+            states = {name: sg[name][()] for name in sg}
+        return cls(name=g.name.rsplit("/", 1)[-1], t=t, states=states, energy=_array(g, "energy"),
+                   cost=_array(g, "cost"), residual=_array(g, "residual"),
+                   final_state=_array(g, "final_state"), final_energy=_array(g, "final_energy"),
+                   final_residual=_array(g, "final_residual"), final_cost=_array(g, "final_cost"),
+                   final_tolerance=_array(g, "final_tolerance"), attrs=_attrs(g))
+
+
+@dataclass
+class Relaxation:
+    """One logged relaxation: its label, recorded samples and phases in order.
+
+    Attributes
+    ----------
+    index : int
+    label : str
+    samples : ndarray of int, shape (r,)
+        Batch indices of the recorded trajectories (column ``j`` of every
+        trajectory array belongs to batch sample ``samples[j]``).
+    phases : dict of str -> PhaseRecord
+        In the order they were recorded (free first).
+    x, target : ndarray or None
+        Input and target when they were logged.
+    """
+
+    index: int
+    label: str
+    samples: np.ndarray
+    phases: dict
+    x: np.ndarray | None = None
+    target: np.ndarray | None = None
+
+    def __getitem__(self, name):
+        try:
+            return self.phases[name]
+        except KeyError:
+            raise KeyError(f"relaxation {self.index} has no phase {name!r}; it has {list(self.phases)}") from None
+
+    def __iter__(self):
+        return iter(self.phases.values())
+
+    def __len__(self):
+        return len(self.phases)
+
+    @property
+    def has_trajectory(self):
+        """True when at least one phase recorded a trajectory."""
+        return any(p.has_trajectory for p in self.phases.values())
+
+    def column(self, sample):
+        """Column of batch sample ``sample`` in the trajectory arrays (ValueError if not recorded)."""
+        hits = np.flatnonzero(self.samples == int(sample))
+        if not hits.size:
+            raise ValueError(f"sample {sample} was not recorded in relaxation {self.index}; "
+                             f"recorded samples: {self.samples.tolist()}")
+        return int(hits[0])
+
+
+class LogReader:
+    """Reader of a dynsim trajectory log; see :func:`read_log`.
+
+    The run's attributes, configuration and network are read when the
+    reader is created; :meth:`relaxation` opens the file again and loads one
+    relaxation into numpy arrays, so no file handle stays open and a long
+    run's log need not fit in memory.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+    attrs : dict
+        Root attributes (format, format_version, dynsim_version, created,
+        config JSON, scalar config entries).
+    config : dict
+        The run configuration, decoded from JSON.
+    network : dict or None
+        ``group_sizes``, ``group_names``, ``activation``, ``connections``
+        (and ``n_params``) when the log has a network.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise FileNotFoundError(f"no such log file: {str(self.path)!r}")
+        if self.path.is_dir():
+            raise LogFormatError(f"{str(self.path)!r} is a folder, not a dynsim log file")
+        if not h5py.is_hdf5(self.path):
+            raise LogFormatError(f"{str(self.path)!r} is not an HDF5 file, so not a dynsim trajectory log")
+        with self._open() as f:
+            fmt = _attr_value(f.attrs.get("format"))
+            if fmt != FORMAT:
+                found = "no 'format' attribute" if fmt is None else f"format {fmt!r}"
+                raise LogFormatError(
+                    f"{str(self.path)!r} is an HDF5 file but not a dynsim trajectory log "
+                    f"({found}; expected format {FORMAT!r})")
+            version = _attr_value(f.attrs.get("format_version"))
+            if not isinstance(version, int) or version > FORMAT_VERSION:
+                raise LogFormatError(
+                    f"{str(self.path)!r} has format_version {version!r}; this dynsim "
+                    f"({dynsim.__version__}) reads versions up to {FORMAT_VERSION}")
+            self.attrs = _attrs(f)
+            try:
+                self.config = json.loads(self.attrs.get("config", "{}"))
+            except json.JSONDecodeError as exc:
+                raise LogFormatError(f"{str(self.path)!r}: the config attribute is not valid JSON ({exc})") from None
+            self.network = None
+            if "network" in f:
+                net = _attrs(f["network"])
+                if "connections" in net:
+                    net["connections"] = json.loads(net["connections"])
+                if "group_sizes" in net:
+                    net["group_sizes"] = [int(n) for n in net["group_sizes"]]
+                self.network = net
+            self._names = sorted(f[_RELAXATIONS], key=int) if _RELAXATIONS in f else []
+
+    def _open(self):
+        try:
+            return h5py.File(self.path, "r")
+        except OSError as exc:
+            if "lock" in str(exc).lower():
+                # HDF5 locks a file its writer holds open; the run is still going (or crashed holding it).
+                raise OSError(f"{str(self.path)!r} is locked: a TrajectoryLog still has it open for writing "
+                              f"(close it first, or set HDF5_USE_FILE_LOCKING=FALSE to read it meanwhile); "
+                              f"{exc}") from None
+            raise LogFormatError(f"{str(self.path)!r} cannot be opened as HDF5: {exc}") from None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self):
+        """Nothing to release (no handle stays open); kept for the context-manager protocol."""
+
+    @property
+    def n_relaxations(self):
+        return len(self._names)
+
+    def __len__(self):
+        return len(self._names)
+
+    def __getitem__(self, index):
+        return self.relaxation(index)
+
+    def __iter__(self):
+        for k in range(len(self)):
+            yield self.relaxation(k)
+
+    def relaxation(self, index):
+        """Relaxation ``index`` (negative counts from the end) as a :class:`Relaxation`."""
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"relaxation index must be an int, got {index!r}")
+        n = len(self._names)
+        if not -n <= index < n:
+            raise IndexError(f"relaxation {index} out of range: {str(self.path)!r} holds {n} relaxations")
+        index = int(index) % n
+        with self._open() as f:
+            rel = f[_RELAXATIONS][self._names[index]]
+            attrs = _attrs(rel)
+            order = attrs.get("phases") or [k for k in rel if isinstance(rel[k], h5py.Group)]
+            phases = {name: PhaseRecord._load(rel[name]) for name in order}
+            samples = np.asarray(rel.attrs.get("samples", np.zeros(0, dtype=np.int64)), dtype=np.int64)
+            return Relaxation(index=index, label=attrs.get("label", ""), samples=samples, phases=phases,
+                              x=_array(rel, "x"), target=_array(rel, "target"))
+
+    def __repr__(self):
+        return f"LogReader({str(self.path)!r}, {len(self)} relaxations)"
+
+
+def read_log(path):
+    """Open a dynsim trajectory log for reading.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    LogReader
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    LogFormatError
+        The file is not HDF5, or not a dynsim trajectory log, or of a newer
+        format version.
+    """
+    return LogReader(path)
