@@ -67,3 +67,21 @@ def rho_prime(s, act):
                 th = np.tanh(v)
                 out[i, j] = 1.0 - th * th
     return out
+
+
+@njit(cache=True)
+def rho_second(s, act):
+    """Second derivative rho''(s) elementwise (0 for the piecewise-linear hard sigmoid)."""
+    out = np.empty(s.shape, dtype=s.dtype)
+    for i in range(s.shape[0]):
+        for j in range(s.shape[1]):
+            v = s[i, j]
+            if act == HARD_SIGMOID:
+                out[i, j] = 0.0
+            elif act == LOGISTIC:
+                e = 1.0 / (1.0 + np.exp(-v))
+                out[i, j] = e * (1.0 - e) * (1.0 - 2.0 * e)
+            else:
+                th = np.tanh(v)
+                out[i, j] = -2.0 * th * (1.0 - th * th)
+    return out

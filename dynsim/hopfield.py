@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from dynsim import hopfield_kernels as K
-from dynsim.activations import activation_code
+from dynsim.activations import activation_code, rho, rho_prime, rho_second
 from dynsim.validation import ValidationError, float_array
 
 __all__ = ["HopfieldNetwork"]
@@ -202,6 +202,35 @@ class HopfieldNetwork:
         start = self._b_off + self._free_off[g]
         return self._theta[start:start + self.group_sizes[g]]
 
+    def parameter_blocks(self):
+        """Named slices of :attr:`theta`: ``{'W_<pre>_<post>': slice, ..., 'b_<group>': slice}``.
+
+        The unit of per-layer metrics and learning rates.
+        """
+        blocks = {}
+        for c, (a, b) in enumerate(self.connections):
+            start = int(self._w_off[c])
+            blocks[f"W_{self.group_names[a]}_{self.group_names[b]}"] = slice(
+                start, start + self.group_sizes[a] * self.group_sizes[b])
+        for g in range(1, len(self.group_sizes)):
+            start = self._b_off + int(self._free_off[g])
+            blocks[f"b_{self.group_names[g]}"] = slice(start, start + self.group_sizes[g])
+        return blocks
+
+    def layer_of_block(self):
+        """The free group each parameter block feeds: ``{block name: group index}``.
+
+        A weight block belongs to its post-synaptic group (Scellier & Bengio's
+        per-layer learning rates: W_k and b_{k+1} share the rate of layer k+1),
+        a bias to its own group.
+        """
+        layers = {}
+        for c, (a, b) in enumerate(self.connections):
+            layers[f"W_{self.group_names[a]}_{self.group_names[b]}"] = b
+        for g in range(1, len(self.group_sizes)):
+            layers[f"b_{self.group_names[g]}"] = g
+        return layers
+
     def dense_weights(self):
         """The full symmetric weight matrix over all units, shape (n, n) (inputs first)."""
         n = sum(self.group_sizes)
@@ -300,3 +329,37 @@ class HopfieldNetwork:
         s = self.check_state(s, x.shape[0])
         return K.energy_grad_params(x, s, self._theta, self._sizes, self._free_off, self._pre,
                                     self._post, self._w_off, self._b_off, self._act)
+
+    def energy_hvp(self, x, s, v):
+        """Hessian-vector products d^2E/ds^2 v per sample, shape (batch, n_free)."""
+        x = self.check_input(x)
+        s = self.check_state(s, x.shape[0])
+        v = float_array("v", v, shape=s.shape)
+        return K.energy_hvp(s, v, self._theta, self._sizes, self._free_off, self._pre, self._post,
+                            self._w_off, self._act, self.input_drive(x))
+
+    def energy_hessian(self, x, s):
+        """Dense Hessians d^2E/ds^2 per sample, shape (batch, n_free, n_free).
+
+        H_b = I - diag(rho''(s_b) h_b) - diag(rho'(s_b)) W_ff diag(rho'(s_b)),
+        with W_ff the symmetric couplings among free units.
+        """
+        x = self.check_input(x)
+        s = self.check_state(s, x.shape[0])
+        n = self.n_free
+        W = self.dense_weights()[self.n_input:, self.n_input:]
+        drive = self.input_drive(x)
+        h = K.local_field(rho(s, self._act), self._theta, self._sizes, self._free_off, self._pre,
+                          self._post, self._w_off, drive)
+        rp = rho_prime(s, self._act)
+        H = -rp[:, :, None] * W[None] * rp[:, None, :]
+        H[:, np.arange(n), np.arange(n)] += 1.0 - rho_second(s, self._act) * h
+        return H
+
+    def energy_grad_params_directional(self, x, s, v):
+        """d/de of the batch-mean dE/dtheta at s + e v, shape (n_params,)."""
+        x = self.check_input(x)
+        s = self.check_state(s, x.shape[0])
+        v = float_array("v", v, shape=s.shape)
+        return K.energy_grad_params_directional(x, s, v, self._theta, self._sizes, self._free_off,
+                                                self._pre, self._post, self._w_off, self._b_off, self._act)

@@ -29,7 +29,7 @@ References
 import numpy as np
 from numba import njit
 
-from dynsim.activations import rho, rho_prime
+from dynsim.activations import rho, rho_prime, rho_second
 
 
 @njit(cache=True)
@@ -160,6 +160,67 @@ def energy_grad_params(x, s, theta, sizes, free_off, pre, post, w_off, b_off, ac
         acc = 0.0
         for i in range(n_batch):
             acc += r[i, j]
+        grad[b_off + j] = -acc * inv
+    return grad
+
+
+@njit(cache=True)
+def energy_hvp(s, v, theta, sizes, free_off, pre, post, w_off, act, drive):
+    """Hessian-vector products of E per sample: ``(d^2E/ds^2)_b v_b``, shape (batch, n_free).
+
+    With dE/ds = s - rho'(s) h(rho(s)) and h linear in rho(s) (coupling part
+    ``W_ff rho(s)``): H v = v - rho''(s) h v - rho'(s) (W_ff (rho'(s) v)).
+    """
+    r = rho(s, act)
+    rp = rho_prime(s, act)
+    h = local_field(r, theta, sizes, free_off, pre, post, w_off, drive)
+    zero = np.zeros_like(drive)
+    coupled = local_field(rp * v, theta, sizes, free_off, pre, post, w_off, zero)
+    return v - rho_second(s, act) * h * v - rp * coupled
+
+
+@njit(cache=True)
+def energy_grad_params_directional(x, s, v, theta, sizes, free_off, pre, post, w_off, b_off, act):
+    """Derivative of the batch-mean dE/dtheta along per-sample state directions ``v``.
+
+    Returns ``(1/B) sum_b d/de [dE_b/dtheta (s_b + e v_b)]`` at e = 0, shape
+    (n_params,): the mixed second derivative d^2E/(dtheta ds) applied to v,
+    which recurrent backprop and BPTT contract with their adjoint states.
+    For a block between groups it is -(r'_pre^T r_post + r_pre^T r'_post)
+    with r' = rho'(s) v, for a block within a group half of that (zero
+    diagonal), for biases -r'. The clamped input has no direction.
+    """
+    n_batch = s.shape[0]
+    inv = 1.0 / n_batch
+    grad = np.zeros(theta.shape[0], dtype=np.float64)
+    r = rho(s, act)
+    dr = rho_prime(s, act) * v
+    rx = rho(x, act)
+    for c in range(pre.shape[0]):
+        a = pre[c]
+        b = post[c]
+        ob = free_off[b]
+        rb = np.ascontiguousarray(r[:, ob:ob + sizes[b]])
+        drb = np.ascontiguousarray(dr[:, ob:ob + sizes[b]])
+        if a == 0:
+            g = np.dot(rx.T, drb)
+        else:
+            oa = free_off[a]
+            ra = np.ascontiguousarray(r[:, oa:oa + sizes[a]])
+            dra = np.ascontiguousarray(dr[:, oa:oa + sizes[a]])
+            g = np.dot(dra.T, rb) + np.dot(ra.T, drb)
+        scale = -inv
+        if a == b:
+            scale = -0.5 * inv
+            for k in range(g.shape[0]):
+                g[k, k] = 0.0
+        start = w_off[c]
+        n_ab = sizes[a] * sizes[b]
+        grad[start:start + n_ab] = scale * g.reshape(n_ab)
+    for j in range(dr.shape[1]):
+        acc = 0.0
+        for i in range(n_batch):
+            acc += dr[i, j]
         grad[b_off + j] = -acc * inv
     return grad
 

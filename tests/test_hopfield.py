@@ -234,3 +234,28 @@ def test_bad_input_gets_a_clear_error(call, match, rng):
     x = rng.uniform(size=(2, 5))
     with pytest.raises(ValidationError, match=match):
         call(net, x)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_hessian_and_its_products_against_differences_of_the_gradient(activation, rng):
+    h = 1e-6
+    for net in networks(activation, rng):
+        x = rng.uniform(size=(3, net.n_input))
+        s = away_from_kinks(rng.uniform(-0.5, 1.5, size=(3, net.n_free)), margin=1e-3)
+        v = rng.standard_normal(s.shape)
+        fd = (net.energy_grad_state(x, s + h * v) - net.energy_grad_state(x, s - h * v)) / (2 * h)
+        np.testing.assert_allclose(net.energy_hvp(x, s, v), fd, rtol=1e-6, atol=1e-8)
+        H = net.energy_hessian(x, s)
+        np.testing.assert_allclose(np.einsum("bij,bj->bi", H, v), fd, rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(H, H.transpose(0, 2, 1), atol=1e-14)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_directional_parameter_gradient_against_differences(activation, rng):
+    h = 1e-6
+    for net in networks(activation, rng):
+        x = rng.uniform(size=(3, net.n_input))
+        s = away_from_kinks(rng.uniform(-0.5, 1.5, size=(3, net.n_free)), margin=1e-3)
+        v = rng.standard_normal(s.shape)
+        fd = (net.energy_grad_params(x, s + h * v) - net.energy_grad_params(x, s - h * v)) / (2 * h)
+        np.testing.assert_allclose(net.energy_grad_params_directional(x, s, v), fd, rtol=1e-6, atol=1e-9)

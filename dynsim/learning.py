@@ -1,0 +1,161 @@
+"""Local learning rules that read weight updates off two (or three) settled states.
+
+Each rule returns an estimate ``gradient`` of dL/dtheta, L the batch-mean
+cost at the free equilibrium, computed only from settled states and dE/dtheta
+(never from the integrator); a learning step is ``theta -= lr * gradient``
+(see :mod:`dynsim.optimizers`).
+
+Equilibrium propagation (Scellier & Bengio 2017) with two nudging strengths
+beta_1 < beta_2 from the free equilibrium:
+
+    gradient = (dE/dtheta(s_{beta_2}) - dE/dtheta(s_{beta_1})) / (beta_2 - beta_1)
+
+- ``positive``: (0, +beta), the original estimator, bias O(beta);
+- ``negative``: (-beta, 0), bias O(beta) with the opposite sign
+  (Scellier et al. 2023 find it better than positive);
+- ``centered``: (-beta, +beta), a third phase; bias O(beta^2)
+  (Laborieux et al. 2021);
+- ``random``: (0, sigma beta) with the sign sigma drawn per minibatch
+  (Scellier & Bengio 2017, who report it regularises).
+
+Contrastive Hebbian learning (Movellan 1991) clamps the outputs to the
+target in the second phase: gradient = dE/dtheta(s_clamped) - dE/dtheta(s_0).
+
+References
+----------
+.. [1] B. Scellier, Y. Bengio, "Equilibrium Propagation", Front. Comput. Neurosci. 11:24 (2017).
+.. [2] A. Laborieux et al., "Scaling Equilibrium Propagation to Deep ConvNets by
+       Drastically Reducing its Gradient Estimator Bias", Front. Neurosci. (2021).
+.. [3] B. Scellier et al., "Energy-based learning algorithms for analog computing:
+       a comparative study", NeurIPS (2023).
+.. [4] J. R. Movellan, "Contrastive Hebbian learning in the continuous Hopfield
+       model", Connectionist Models (1991).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dynsim.phases import PhaseResult, free_phase, nudged_phase, settle
+from dynsim.validation import ValidationError, real_scalar
+
+__all__ = ["EP_VARIANTS", "ContrastiveEstimate", "ep_gradient", "chl_gradient"]
+
+EP_VARIANTS = ("positive", "negative", "centered", "random")
+
+
+@dataclass
+class ContrastiveEstimate:
+    """A gradient estimate read off settled states.
+
+    Attributes
+    ----------
+    gradient : ndarray, shape (n_params,)
+        Estimate of dL/dtheta (batch mean).
+    free : PhaseResult
+    phases : dict of str to PhaseResult
+        The second (and third) phases, keyed 'nudged+', 'nudged-' or 'clamped'.
+    rule : str
+        'ep-positive', 'ep-negative', 'ep-centered', 'ep-random' or 'chl'.
+    betas : tuple of float
+        The two nudging strengths contrasted (CHL: (0, nan)).
+    """
+
+    gradient: np.ndarray
+    free: PhaseResult
+    phases: dict = field(default_factory=dict)
+    rule: str = ""
+    betas: tuple = ()
+
+
+def _free(network, x, target, free, s0, options):
+    if free is None:
+        free = free_phase(network, x, s0=s0, target=target, options=options)
+    elif not isinstance(free, PhaseResult):
+        raise ValidationError(f"free must be a PhaseResult from free_phase, got {type(free).__name__}")
+    if free.integration.status_name == "diverged":
+        raise RuntimeError(f"the free phase diverged: {free.integration.message}")
+    return free
+
+
+def ep_gradient(network, x, target, beta, variant="positive", options=None, nudged_options=None,
+                free=None, s0=None, rng=None):
+    """Equilibrium-propagation estimate of dL/dtheta.
+
+    Parameters
+    ----------
+    network : HopfieldNetwork
+    x : ndarray, shape (batch, n_input)
+    target : ndarray, shape (batch, n_output)
+    beta : float
+        Nudging strength, > 0 (the variant sets the signs used).
+    variant : {'positive', 'negative', 'centered', 'random'}
+    options : SettleOptions
+        Free phase settings.
+    nudged_options : SettleOptions, optional
+        Nudged phase settings (default: ``options``), e.g. fewer iterations.
+    free : PhaseResult, optional
+        A free phase already run on this batch (it is then reused).
+    s0 : ndarray, shape (batch, n_free), optional
+        Start of the free phase (persistent particles).
+    rng : numpy.random.Generator, optional
+        Draws the sign of the ``random`` variant.
+
+    Returns
+    -------
+    ContrastiveEstimate
+    """
+    beta = real_scalar("beta", beta, 0.0, np.inf, low_open=True, high_open=True)
+    if variant not in EP_VARIANTS:
+        raise ValidationError(f"variant must be one of {list(EP_VARIANTS)}, got {variant!r}")
+    if target is None:
+        raise ValidationError("target is required: EP nudges the output towards it")
+    x = network.check_input(x)
+    target = network.check_target(target, x.shape[0])
+    nudged_options = options if nudged_options is None else nudged_options
+    free = _free(network, x, target, free, s0, options)
+    if variant == "positive":
+        betas = (0.0, beta)
+    elif variant == "negative":
+        betas = (-beta, 0.0)
+    elif variant == "centered":
+        betas = (-beta, beta)
+    else:
+        rng = np.random.default_rng() if rng is None else rng
+        betas = (0.0, beta) if rng.random() < 0.5 else (0.0, -beta)
+    states, phases = {}, {}
+    for b in betas:
+        if b == 0.0:
+            states[b] = free.state
+        else:
+            phase = nudged_phase(network, x, target, b, free.state, options=nudged_options)
+            if phase.integration.status_name == "diverged":
+                raise RuntimeError(f"the nudged phase (beta={b}) diverged: {phase.integration.message}")
+            phases["nudged+" if b > 0 else "nudged-"] = phase
+            states[b] = phase.state
+    lo, hi = sorted(betas)
+    gradient = (network.energy_grad_params(x, states[hi]) - network.energy_grad_params(x, states[lo])) / (hi - lo)
+    rule = f"ep-{variant}"
+    return ContrastiveEstimate(gradient=gradient, free=free, phases=phases, rule=rule, betas=(lo, hi))
+
+
+def chl_gradient(network, x, target, options=None, clamped_options=None, free=None, s0=None):
+    """Contrastive Hebbian learning estimate: dE/dtheta(s_clamped) - dE/dtheta(s_free).
+
+    The clamped phase starts from the free equilibrium with the output units
+    held at the target (Movellan 1991). Arguments as in :func:`ep_gradient`.
+    """
+    if target is None:
+        raise ValidationError("target is required: CHL clamps the output to it")
+    x = network.check_input(x)
+    target = network.check_target(target, x.shape[0])
+    clamped_options = options if clamped_options is None else clamped_options
+    free = _free(network, x, target, free, s0, options)
+    clamped = settle(network, x, s0=free.state, target=target, clamp_output=True, options=clamped_options,
+                     phase="clamped")
+    if clamped.integration.status_name == "diverged":
+        raise RuntimeError(f"the clamped phase diverged: {clamped.integration.message}")
+    gradient = network.energy_grad_params(x, clamped.state) - network.energy_grad_params(x, free.state)
+    return ContrastiveEstimate(gradient=gradient, free=free, phases={"clamped": clamped}, rule="chl",
+                               betas=(0.0, float("nan")))

@@ -1,0 +1,118 @@
+"""Optimizers over the flat parameter vector, with per-layer learning rates.
+
+A learning rate may be one number, one number per free layer (Scellier &
+Bengio 2017 use e.g. 0.1, 0.05 for 784-500-10: a weight block takes the rate
+of its post-synaptic layer, a bias that of its own layer), or a dict from
+block name (:meth:`HopfieldNetwork.parameter_blocks`) to rate. An update is
+refused, with the theta left untouched, when the gradient is not finite.
+
+References
+----------
+.. [1] B. Scellier, Y. Bengio, "Equilibrium Propagation", Front. Comput. Neurosci. 11:24 (2017).
+.. [2] D. P. Kingma, J. Ba, "Adam: A Method for Stochastic Optimization", ICLR (2015).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from dynsim.validation import ValidationError, real_scalar
+
+__all__ = ["learning_rates", "SGD", "Adam", "NonFiniteGradientError"]
+
+
+class NonFiniteGradientError(ValidationError):
+    """A gradient holds NaN or inf; the parameters were not changed."""
+
+
+def learning_rates(network, lr):
+    """Expand a learning-rate specification to one rate per parameter, shape (n_params,)."""
+    blocks = network.parameter_blocks()
+    layer = network.layer_of_block()
+    n_layers = len(network.group_sizes) - 1
+    rates = np.empty(network.n_params)
+    if isinstance(lr, dict):
+        unknown = set(lr) - set(blocks)
+        missing = set(blocks) - set(lr)
+        if unknown or missing:
+            raise ValidationError(f"lr: unknown blocks {sorted(unknown)}, missing blocks {sorted(missing)}; "
+                                  f"the blocks are {list(blocks)}")
+        for name, sl in blocks.items():
+            rates[sl] = real_scalar(f"lr[{name!r}]", lr[name], 0.0, np.inf, high_open=True)
+    elif np.ndim(lr) == 0:
+        rates[:] = real_scalar("lr", lr, 0.0, np.inf, high_open=True)
+    else:
+        per_layer = list(lr)
+        if len(per_layer) != n_layers:
+            raise ValidationError(f"lr: give one rate per free layer ({n_layers}), got {len(per_layer)}")
+        for name, sl in blocks.items():
+            rates[sl] = real_scalar(f"lr[{layer[name] - 1}]", per_layer[layer[name] - 1], 0.0, np.inf,
+                                    high_open=True)
+    return rates
+
+
+def _check_gradient(grad, n):
+    grad = np.asarray(grad, dtype=float)
+    if grad.shape != (n,):
+        raise ValidationError(f"grad must have shape ({n},), got {grad.shape}")
+    if not np.isfinite(grad).all():
+        bad = int(np.flatnonzero(~np.isfinite(grad))[0])
+        raise NonFiniteGradientError(f"grad holds a non-finite value at index {bad} ({grad[bad]}); "
+                                     "the parameters were not updated")
+    return grad
+
+
+class SGD:
+    """Stochastic gradient descent with optional (heavy-ball) momentum.
+
+    ``v <- momentum * v + grad; theta <- theta - lr * v``.
+    """
+
+    def __init__(self, network, lr, momentum=0.0):
+        self.rates = learning_rates(network, lr)
+        self.momentum = real_scalar("momentum", momentum, 0.0, 1.0, high_open=True)
+        self.velocity = np.zeros(network.n_params)
+
+    def step(self, theta, grad):
+        """Update ``theta`` (n_params,) in place from ``grad`` (n_params,)."""
+        grad = _check_gradient(grad, theta.shape[0])
+        self.velocity = self.momentum * self.velocity + grad
+        theta -= self.rates * self.velocity
+        return theta
+
+    def state_dict(self):
+        return {"velocity": self.velocity.copy()}
+
+    def load_state_dict(self, state):
+        self.velocity = np.array(state["velocity"], dtype=float)
+
+
+class Adam:
+    """Adam (Kingma & Ba 2015) with per-parameter learning rates."""
+
+    def __init__(self, network, lr, beta1=0.9, beta2=0.999, eps=1e-8):
+        self.rates = learning_rates(network, lr)
+        self.beta1 = real_scalar("beta1", beta1, 0.0, 1.0, high_open=True)
+        self.beta2 = real_scalar("beta2", beta2, 0.0, 1.0, high_open=True)
+        self.eps = real_scalar("eps", eps, 0.0, np.inf, low_open=True)
+        self.m = np.zeros(network.n_params)
+        self.v = np.zeros(network.n_params)
+        self.t = 0
+
+    def step(self, theta, grad):
+        """Update ``theta`` in place."""
+        grad = _check_gradient(grad, theta.shape[0])
+        self.t += 1
+        self.m = self.beta1 * self.m + (1 - self.beta1) * grad
+        self.v = self.beta2 * self.v + (1 - self.beta2) * grad ** 2
+        m_hat = self.m / (1 - self.beta1 ** self.t)
+        v_hat = self.v / (1 - self.beta2 ** self.t)
+        theta -= self.rates * m_hat / (np.sqrt(v_hat) + self.eps)
+        return theta
+
+    def state_dict(self):
+        return {"m": self.m.copy(), "v": self.v.copy(), "t": self.t}
+
+    def load_state_dict(self, state):
+        self.m = np.array(state["m"], dtype=float)
+        self.v = np.array(state["v"], dtype=float)
+        self.t = int(state["t"])

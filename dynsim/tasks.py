@@ -1,0 +1,64 @@
+"""Small classification tasks generated in code (no download): XOR, moons, two spirals.
+
+Each returns inputs scaled to [0, 1] (the range of clamped hard-sigmoid
+units), integer labels and one-hot targets.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dynsim.validation import positive_int, real_scalar
+
+__all__ = ["Task", "xor", "moons", "two_spirals", "TASKS"]
+
+
+@dataclass
+class Task:
+    """Inputs x (n, d) in [0, 1], labels (n,), one-hot targets (n, n_classes)."""
+
+    name: str
+    x: np.ndarray
+    labels: np.ndarray
+    targets: np.ndarray
+
+
+def _task(name, x, labels, n_classes=2):
+    lo, hi = x.min(0), x.max(0)
+    x = (x - lo) / np.where(hi > lo, hi - lo, 1.0)
+    return Task(name, np.ascontiguousarray(x), labels.astype(np.int64), np.eye(n_classes)[labels])
+
+
+def xor():
+    """The four XOR patterns: label = x1 XOR x2."""
+    x = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    return Task("xor", x, np.array([0, 1, 1, 0]), np.eye(2)[[0, 1, 1, 0]])
+
+
+def moons(n=200, noise=0.1, seed=0):
+    """Two interleaving half circles with Gaussian noise, ``n`` points in all."""
+    n = positive_int("n", n, minimum=2)
+    noise = real_scalar("noise", noise, 0.0, np.inf, high_open=True)
+    rng = np.random.default_rng(seed)
+    n0 = n // 2
+    a = np.pi * rng.uniform(size=n0)
+    b = np.pi * rng.uniform(size=n - n0)
+    x = np.concatenate([np.c_[np.cos(a), np.sin(a)], np.c_[1 - np.cos(b), 0.5 - np.sin(b)]])
+    x += noise * rng.standard_normal(x.shape)
+    return _task("moons", x, np.r_[np.zeros(n0, int), np.ones(n - n0, int)])
+
+
+def two_spirals(n=200, turns=1.5, noise=0.05, seed=0):
+    """Two interleaved spirals of ``turns`` turns, ``n`` points in all."""
+    n = positive_int("n", n, minimum=2)
+    rng = np.random.default_rng(seed)
+    n0 = n // 2
+    t0 = np.sqrt(rng.uniform(size=n0)) * turns * 2 * np.pi
+    t1 = np.sqrt(rng.uniform(size=n - n0)) * turns * 2 * np.pi
+    arm = lambda t, phase: np.c_[t * np.cos(t + phase), t * np.sin(t + phase)] / (turns * 2 * np.pi)
+    x = np.concatenate([arm(t0, 0.0), arm(t1, np.pi)]) + noise * rng.standard_normal((n, 2))
+    return _task("two_spirals", x, np.r_[np.zeros(n0, int), np.ones(n - n0, int)])
+
+
+TASKS = {"xor": xor, "moons": moons, "two_spirals": two_spirals}
