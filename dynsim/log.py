@@ -16,6 +16,9 @@ Layout (``m``: recorded time points, ``r``: recorded samples, ``B``: batch,
     ├── network/                       only when a network was given
     │   └── attrs: group_sizes, group_names, activation,
     │              connections (JSON), n_params
+    ├── tables/                        only when tables were written
+    │   └── <name>/                    attrs: free-form (e.g. what was swept)
+    │       └── <column> (rows, ...)   one dataset per column, numbers or strings
     └── relaxations/
         ├── 000000/
         │   ├── attrs: label, samples (r,), phases (phase names in order)
@@ -77,6 +80,7 @@ FORMAT_VERSION = 1
 
 # Root attributes that the log writes itself; a config entry of the same name
 # stays in the JSON config but does not become an attribute.
+_TABLES = "tables"
 _RESERVED_ATTRS = ("format", "format_version", "dynsim_version", "created", "config")
 
 # gzip level 4: near the ratio of level 9 on float trajectories at a fraction
@@ -133,6 +137,24 @@ def _write_array(group, name, data):
     if data.size == 0:
         return group.create_dataset(name, data=data)
     return group.create_dataset(name, data=data, **_COMPRESSION)
+
+
+def _table_rows(columns):
+    if not isinstance(columns, dict) or not columns:
+        raise ValidationError("columns must be a non-empty dict of column name -> values")
+    lengths = {str(k): len(v) for k, v in columns.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValidationError(f"table columns must have equal lengths, got {lengths}")
+    return next(iter(lengths.values()))
+
+
+def _column(values):
+    arr = np.asarray(values)
+    if arr.dtype.kind in "USO":
+        return np.asarray([str(v) for v in np.ravel(arr)], dtype=h5py.string_dtype()).reshape(arr.shape)
+    if arr.dtype.kind not in "biuf":
+        raise ValidationError(f"table columns hold numbers or strings, got dtype {arr.dtype}")
+    return arr
 
 
 def _kept_points(m, every):
@@ -347,6 +369,56 @@ class TrajectoryLog:
         _write_array(g, "final_residual", np.asarray(integ.residual))
         _write_array(g, "final_tolerance", np.asarray(integ.tolerance))
 
+    # tables ----------------------------------------------------------------
+    def record_table(self, name, columns, attrs=None):
+        """Write a whole table to ``/tables/<name>``: one dataset per column.
+
+        Parameters
+        ----------
+        name : str
+        columns : dict of str to array_like
+            Equal-length columns (numbers, or strings); a column may have
+            trailing dimensions (one vector per row).
+        attrs : dict, optional
+            Scalar or string attributes of the table.
+        """
+        n_rows = _table_rows(columns)  # validate before anything is written
+        prepared = {str(col): _column(values) for col, values in columns.items()}
+        group = self._table_group(name)
+        for col, data in prepared.items():
+            group.create_dataset(col, data=data, chunks=True if n_rows else None,
+                                 compression="gzip" if n_rows else None, maxshape=(None,) + data.shape[1:])
+        for key, value in (attrs or {}).items():
+            value = _scalar_attr(value)
+            group.attrs[str(key)] = value if value is not None else json.dumps(_jsonable(attrs[key]))
+        self._file.flush()
+
+    def append_row(self, name, row):
+        """Append one row (dict column -> value) to ``/tables/<name>``, creating it on the first call.
+
+        The file is flushed after each row, so a run stopped at any moment
+        keeps every completed row (e.g. every completed epoch).
+        """
+        if _TABLES in self._file and name in self._file[_TABLES]:
+            group = self._file[_TABLES][name]
+            if set(group) != set(map(str, row)):
+                raise ValidationError(f"append_row: table {name!r} has columns {sorted(group)}, got {sorted(row)}")
+            for col, value in row.items():
+                dset = group[str(col)]
+                dset.resize(dset.shape[0] + 1, axis=0)
+                dset[-1] = _column([value])[0]
+            self._file.flush()
+        else:
+            self.record_table(name, {col: [value] for col, value in row.items()})
+
+    def _table_group(self, name):
+        if not isinstance(name, str) or not name or "/" in name:
+            raise ValidationError(f"table name must be a non-empty string without '/', got {name!r}")
+        tables = self._file.require_group(_TABLES)
+        if name in tables:
+            raise ValidationError(f"table {name!r} already exists in {str(self.path)!r}")
+        return tables.create_group(name)
+
     def __repr__(self):
         state = "closed" if self._file is None else "open"
         return f"TrajectoryLog({str(self.path)!r}, {self._count} relaxations, {state})"
@@ -509,6 +581,8 @@ class LogReader:
         config JSON, scalar config entries).
     config : dict
         The run configuration, decoded from JSON.
+    tables : list of str
+        Names of the tables (:meth:`table`).
     network : dict or None
         ``group_sizes``, ``group_names``, ``activation``, ``connections``
         (and ``n_params``) when the log has a network.
@@ -548,6 +622,7 @@ class LogReader:
                     net["group_sizes"] = [int(n) for n in net["group_sizes"]]
                 self.network = net
             self._names = sorted(f[_RELAXATIONS], key=int) if _RELAXATIONS in f else []
+            self.tables = sorted(f[_TABLES]) if _TABLES in f else []
 
     def _open(self):
         try:
@@ -600,6 +675,22 @@ class LogReader:
             samples = np.asarray(rel.attrs.get("samples", np.zeros(0, dtype=np.int64)), dtype=np.int64)
             return Relaxation(index=index, label=attrs.get("label", ""), samples=samples, phases=phases,
                               x=_array(rel, "x"), target=_array(rel, "target"))
+
+    def table(self, name):
+        """Table ``name`` as a dict of column -> ndarray (strings as str), plus its attrs under ``'__attrs__'``."""
+        if name not in self.tables:
+            raise KeyError(f"{str(self.path)!r} has no table {name!r}; it has {self.tables}")
+        with self._open() as f:
+            group = f[_TABLES][name]
+            out = {}
+            for col in group:
+                data = group[col][()]
+                if group[col].dtype.kind == "O":
+                    data = np.asarray([v.decode() if isinstance(v, bytes) else str(v) for v in np.ravel(data)]
+                                      ).reshape(data.shape)
+                out[col] = data
+            out["__attrs__"] = _attrs(group)
+            return out
 
     def __repr__(self):
         return f"LogReader({str(self.path)!r}, {len(self)} relaxations)"

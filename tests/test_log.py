@@ -333,3 +333,32 @@ def test_completed_relaxations_survive_a_crash(tmp_path):
     rel = reader.relaxation(0)
     assert rel.label == "done"
     np.testing.assert_array_equal(rel["free"].final_state, np.load(tmp_path / "state.npy"))
+
+
+def test_tables_whole_and_row_by_row(tmp_path):
+    from dynsim.log import TrajectoryLog, read_log
+    from dynsim.validation import ValidationError
+
+    path = tmp_path / "tables.h5"
+    with TrajectoryLog(path, {"run": "tables"}) as log:
+        log.record_table("sweep", {"beta": [0.1, 0.05], "variant": ["positive", "centered"],
+                                   "cosine": np.array([[0.9, 0.8], [0.99, 0.98]])}, attrs={"swept": "beta"})
+        for epoch in range(3):
+            log.append_row("history", {"epoch": epoch, "loss": 1.0 / (epoch + 1)})
+        with pytest.raises(ValidationError, match="already exists"):
+            log.record_table("sweep", {"beta": [1.0]})
+        with pytest.raises(ValidationError, match="equal lengths"):
+            log.record_table("bad", {"a": [1, 2], "b": [1]})
+        with pytest.raises(ValidationError, match="has columns"):
+            log.append_row("history", {"epoch": 3})
+    reader = read_log(path)
+    assert reader.tables == ["history", "sweep"]
+    sweep = reader.table("sweep")
+    np.testing.assert_array_equal(sweep["beta"], [0.1, 0.05])
+    assert list(sweep["variant"]) == ["positive", "centered"]
+    assert sweep["cosine"].shape == (2, 2) and sweep["__attrs__"]["swept"] == "beta"
+    history = reader.table("history")
+    np.testing.assert_array_equal(history["epoch"], [0, 1, 2])
+    np.testing.assert_allclose(history["loss"], [1.0, 0.5, 1.0 / 3])
+    with pytest.raises(KeyError, match="no table 'nope'"):
+        reader.table("nope")
