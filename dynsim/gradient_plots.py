@@ -1,0 +1,150 @@
+"""Figures of gradient comparisons: metrics against iteration counts, and GDU curves.
+
+Files only (the Agg canvas, never a window), like :mod:`dynsim.plots`.
+
+References
+----------
+.. [1] M. Ernoult et al., "Updates of Equilibrium Prop Match Gradients of
+       Backprop Through Time in an RNN with Static Input", NeurIPS (2019), Fig. 2
+       (EP updates dashed, BPTT gradients solid).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from dynsim.estimator_sweep import GRID_KEYS
+from dynsim.validation import ValidationError
+
+__all__ = ["plot_sweep", "plot_gdu"]
+
+_METRIC_LABELS = {"cosine": "cosine with backprop", "relative_error": "relative error",
+                  "sign_agreement": "sign agreement", "normalized_rmse": "normalized RMSE"}
+
+
+def _save(fig, out):
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(out, dpi=120)
+    return out
+
+
+def plot_sweep(table, out, x="free_steps", metric="cosine", blocks=None, title=None):
+    """One panel per parameter block: ``metric`` against ``x``, one line per other setting.
+
+    Parameters
+    ----------
+    table : dict
+        A table from :func:`dynsim.estimator_sweep.sweep_ep_estimates` (or read
+        back with ``LogReader.table``).
+    out : path
+        PNG to write.
+    x : str
+        The swept key on the horizontal axis (log scale for counts and tolerances).
+    metric : {'cosine', 'relative_error', 'sign_agreement', 'normalized_rmse'}
+    blocks : list of str, optional
+        Blocks to draw (default: all, 'all' included).
+    """
+    if metric not in _METRIC_LABELS:
+        raise ValidationError(f"metric must be one of {list(_METRIC_LABELS)}, got {metric!r}")
+    if x not in GRID_KEYS:
+        raise ValidationError(f"x must be one of {list(GRID_KEYS)}, got {x!r}")
+    names = [str(b) for b in table["blocks"]]
+    blocks = names if blocks is None else list(blocks)
+    values = np.asarray(table[metric])
+    xs = np.asarray(table[x])
+    others = [k for k in GRID_KEYS if k != x and len(set(map(str, table[k]))) > 1]
+    series = {}
+    for i in range(len(xs)):
+        key = tuple((k, str(table[k][i])) for k in others)
+        series.setdefault(key, []).append(i)
+
+    n = len(blocks)
+    cols = min(3, n)
+    rows = int(np.ceil(n / cols))
+    fig = Figure(figsize=(4.2 * cols, 3.2 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    # Colour by the first varying setting, line style by the second, so overlapping lines stay visible.
+    first = sorted({dict(key).get(others[0]) for key in series}) if others else [None]
+    second = sorted({dict(key).get(others[1]) for key in series}) if len(others) > 1 else [None]
+    styles = ["-", "--", ":", "-."]
+    line_style = {}
+    for key in series:
+        d = dict(key)
+        color = f"C{first.index(d.get(others[0])) % 10}" if others else "C0"
+        style = styles[second.index(d.get(others[1])) % 4] if len(others) > 1 else "-"
+        line_style[key] = (color, style)
+    for ax, block in zip(axes, blocks):
+        j = names.index(block)
+        for key, idx in series.items():
+            idx = np.asarray(idx)[np.argsort(xs[idx])]
+            label = ", ".join(f"{k}={v}" for k, v in key) or metric
+            color, style = line_style[key]
+            ax.plot(xs[idx], values[idx, j], style, color=color, marker="o", ms=3, label=label)
+        ax.set_title(block, fontsize=10)
+        ax.set_xlabel(x.replace("_", " "))
+        if np.issubdtype(xs.dtype, np.number) and np.nanmin(xs) > 0 and np.nanmax(xs) / np.nanmin(xs) >= 8:
+            ax.set_xscale("log")
+        if metric in ("relative_error", "normalized_rmse"):
+            ax.set_yscale("log")
+        ax.set_ylabel(_METRIC_LABELS[metric])
+        ax.grid(alpha=0.3)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if len(series) > 1:
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)), fontsize=8)
+    fig.suptitle(title or f"EP estimate against recurrent backprop: {_METRIC_LABELS[metric]}", fontsize=11)
+    return _save(fig, out)
+
+
+def plot_gdu(gdu, network, out, components=3, seed=0, cumulative=False, title=None):
+    """GDU curves: EP updates (dashed) and BPTT gradients (solid) against the step k, per block.
+
+    Parameters
+    ----------
+    gdu : dynsim.compare.GDUResult
+    network : HopfieldNetwork
+        Defines the blocks.
+    out : path
+    components : int
+        Randomly chosen components drawn per block (among those with the
+        largest BPTT signal, so that the curves are not all flat).
+    cumulative : bool
+        Plot the accumulated updates instead of the per-step ones.
+    """
+    ep = gdu.ep_cumulative if cumulative else gdu.ep_per_step
+    bp = gdu.bptt_cumulative if cumulative else gdu.bptt_per_step
+    blocks = network.parameter_blocks()
+    rng = np.random.default_rng(seed)
+    k = np.arange(1, ep.shape[0] + 1)
+    n = len(blocks)
+    cols = min(3, n)
+    rows = int(np.ceil(n / cols))
+    fig = Figure(figsize=(4.2 * cols, 3.0 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, (name, sl) in zip(axes, blocks.items()):
+        strength = np.abs(bp[:, sl]).sum(0)
+        candidates = np.argsort(strength)[::-1][:max(components * 4, components)]
+        chosen = rng.choice(candidates, size=min(components, candidates.size), replace=False)
+        for c, comp in enumerate(chosen):
+            color = f"C{c}"
+            # BPTT as a wide translucent band, EP as thin dashes on top: both stay visible when they agree.
+            ax.plot(k, bp[:, sl][:, comp], "-", color=color, lw=4, alpha=0.35)
+            ax.plot(k, ep[:, sl][:, comp], "--", color=color, lw=1.2)
+        rmse = gdu.rmse.get(name, float("nan"))
+        ax.set_title(f"{name}  (RMSE {rmse:.3g})", fontsize=10)
+        ax.set_xlabel("step k (nudged phase / backwards in time)")
+        ax.grid(alpha=0.3)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    axes[0].plot([], [], "k-", lw=4, alpha=0.35, label="BPTT")
+    axes[0].plot([], [], "k--", lw=1.2, label="EP")
+    axes[0].legend(fontsize=8)
+    kind = "accumulated" if cumulative else "per-step"
+    fig.suptitle(title or f"GDU: {kind} EP updates (dashed) and BPTT gradients (solid)", fontsize=11)
+    return _save(fig, out)

@@ -1,0 +1,61 @@
+"""The gradient-against-iterations scenario end to end, and the estimator sweep it uses."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dynsim.estimator_sweep import sweep_ep_estimates
+from dynsim.hopfield import HopfieldNetwork
+from dynsim.log import read_log
+from dynsim.validation import ValidationError
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scenarios" / "gradient_vs_iterations.py"
+
+
+def test_scenario_sweeps_iterations_and_checks_gdu(tmp_path):
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path), "--free-steps", "5,120",
+                           "--variants", "positive,centered", "--integrators", "euler",
+                           "--gdu-free-steps", "600", "--gdu-nudged-steps", "20"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "GDU" in proc.stdout
+    log = read_log(tmp_path / "gradients.h5")
+    assert log.tables == ["gdu", "sweep"]
+    sweep = log.table("sweep")
+    blocks = sweep["__attrs__"]["blocks"].split(",")
+    assert blocks[-1] == "all" and sweep["cosine"].shape == (4, len(blocks))
+    row = {(v, int(f)): i for i, (v, f) in enumerate(zip(sweep["variant"], sweep["free_steps"]))}
+    converged = sweep["cosine"][row[("centered", 120)]]
+    assert np.all(converged >= 0.999)
+    # A short, unconverged free phase spoils the one-sided estimate far more than the centered one.
+    assert sweep["cosine"][row[("positive", 5)]][-1] < 0.9 < sweep["cosine"][row[("centered", 5)]][-1]
+    assert sweep["free_residual"][row[("positive", 5)]] > 1e3 * sweep["free_residual"][row[("positive", 120)]]
+    gdu = log.table("gdu")
+    assert gdu["ep_per_step"].shape == gdu["bptt_per_step"].shape == (20, len(blocks) and gdu["ep_per_step"].shape[1])
+    assert all(gdu["__attrs__"][f"rmse_{b}"] <= 0.05 for b in blocks)
+    assert [r.label for r in log][0].startswith("reference")
+    for name in ("cosine_vs_free_steps.png", "relative_error_vs_free_steps.png", "gdu.png"):
+        data = (tmp_path / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+def test_sweep_rejects_unknown_grid_keys_and_values(rng):
+    net = HopfieldNetwork.layered([3, 4, 2], activation="logistic", seed=0)
+    x = rng.uniform(size=(2, 3))
+    y = np.eye(2)
+    with pytest.raises(ValidationError, match="unknown keys"):
+        sweep_ep_estimates(net, x, y, {"free_step": [5]}, reference=np.zeros(net.n_params))
+    with pytest.raises(ValidationError, match="variant"):
+        sweep_ep_estimates(net, x, y, {"variant": ["sideways"]}, reference=np.zeros(net.n_params))
+    with pytest.raises(ValidationError, match="non-empty list"):
+        sweep_ep_estimates(net, x, y, {"beta": []}, reference=np.zeros(net.n_params))
+
+
+def test_scenario_refuses_to_overwrite(tmp_path):
+    args = [sys.executable, str(SCRIPT), "--out", str(tmp_path), "--free-steps", "5", "--variants", "centered",
+            "--integrators", "euler", "--gdu-free-steps", "50", "--gdu-nudged-steps", "5"]
+    assert subprocess.run(args, capture_output=True, text=True, timeout=600).returncode == 0
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "already exists" in proc.stderr
