@@ -302,8 +302,19 @@ class HopfieldNetwork:
         """Energy E(s; x) per sample, shape (batch,)."""
         x = self.check_input(x)
         s = self.check_state(s, x.shape[0])
+        return self.energy_from_drive(s, self.input_drive(x))
+
+    def energy_from_drive(self, s, drive):
+        """Energy per sample from an input drive already computed (:meth:`input_drive`), shape (batch,).
+
+        For callers that evaluate many states of one relaxation: the drive is
+        constant there, and recomputing it would cost a matrix product with
+        the input weights each time.
+        """
+        s = self.check_state(s)
+        drive = float_array("drive", drive, shape=s.shape)
         return K.energy(s, self._theta, self._sizes, self._free_off, self._pre, self._post,
-                        self._w_off, self._act, self.input_drive(x))
+                        self._w_off, self._act, drive)
 
     def cost(self, s, target):
         """C = 1/2 ||s_out - target||^2 per sample, shape (batch,)."""

@@ -29,7 +29,7 @@ References
 import numpy as np
 from numba import njit
 
-from dynsim.activations import rho, rho_prime, rho_second
+from dynsim.activations import rho, rho_and_prime, rho_prime, rho_second
 
 
 @njit(cache=True)
@@ -235,8 +235,8 @@ def hopfield_vector_field(t, s, dsdt, args):
     learning's clamped phase, Movellan 1991).
     """
     theta, sizes, free_off, pre, post, w_off, act, drive, beta, target, clamp_output = args
-    h = local_field(rho(s, act), theta, sizes, free_off, pre, post, w_off, drive)
-    rp = rho_prime(s, act)
+    r, rp = rho_and_prime(s, act)
+    h = local_field(r, theta, sizes, free_off, pre, post, w_off, drive)
     n_batch, n = s.shape
     for i in range(n_batch):
         for j in range(n):

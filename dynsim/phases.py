@@ -234,15 +234,16 @@ def settle(network, x, s0=None, target=None, beta=0.0, clamp_output=False, optio
         max_abs=options.max_abs, record_every=options.record_every,
         record_samples=None if samples is None else np.array(samples, dtype=np.int64))
 
-    energy = network.energy(x, result.y)
+    # The drive is constant in a relaxation: reuse it for every energy evaluated here.
+    energy = network.energy_from_drive(result.y, drive)
     cost = None if target is None else network.cost(result.y, target)
     traj_e = traj_c = None
     if result.trajectory is not None:
         traj = result.trajectory
         m, r, n = traj.y.shape
         flat = traj.y.reshape(m * r, n)
-        xs = np.repeat(x[traj.samples][None], m, axis=0).reshape(m * r, -1)
-        traj_e = network.energy(xs, flat).reshape(m, r)
+        drives = np.repeat(drive[traj.samples][None], m, axis=0).reshape(m * r, n)
+        traj_e = network.energy_from_drive(flat, drives).reshape(m, r)
         if target is not None:
             ys = np.repeat(target[traj.samples][None], m, axis=0).reshape(m * r, -1)
             traj_c = network.cost(flat, ys).reshape(m, r)

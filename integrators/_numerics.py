@@ -28,11 +28,15 @@ def steady_residual(y, f, lower, upper, project, out):
     n_batch, n = y.shape
     for i in range(n_batch):
         acc = 0.0
-        for j in range(n):
-            v = f[i, j]
-            if project and ((y[i, j] <= lower[j] and v < 0.0) or (y[i, j] >= upper[j] and v > 0.0)):
-                v = 0.0
-            acc += v * v
+        if project:
+            # Branch-free so that the loop vectorises: a component counts unless it is pinned.
+            for j in range(n):
+                v = f[i, j]
+                pinned = ((y[i, j] <= lower[j]) & (v < 0.0)) | ((y[i, j] >= upper[j]) & (v > 0.0))
+                acc += 0.0 if pinned else v * v
+        else:
+            for j in range(n):
+                acc += f[i, j] * f[i, j]
         out[i] = np.sqrt(acc)
 
 
@@ -51,9 +55,20 @@ def all_steady(y, residual, atol, rtol):
 
 @njit(cache=True)
 def first_bad_sample(a, max_abs):
-    """Index of the first sample with a non-finite entry or one above ``max_abs``; -1 if none."""
+    """Index of the first sample with a non-finite entry or one above ``max_abs``; -1 if none.
+
+    A sample whose sum of squares is finite and at most ``max_abs**2`` has no
+    bad entry; that test runs without early exits (it vectorises) and only a
+    sample that fails it is scanned entry by entry.
+    """
     n_batch, n = a.shape
+    limit = max_abs * max_abs
     for i in range(n_batch):
+        acc = 0.0
+        for j in range(n):
+            acc += a[i, j] * a[i, j]
+        if acc <= limit and acc < np.inf:  # NaN fails both; inf (an inf entry) fails the second
+            continue
         for j in range(n):
             v = abs(a[i, j])
             # `not (v <= max_abs)` also catches NaN; inf is caught even when max_abs is inf.
@@ -78,19 +93,33 @@ def project_onto_box(y, lower, upper):
 def axpy_stages(out, y, h, weights, K, n_stages):
     """``out = y + h * (sum_{k < n_stages} weights[k] * K[k])``, skipping zero weights.
 
-    The weighted sum is formed first and then scaled by ``h``, the association
-    scipy's ``rk_step`` uses, so that adaptive steps agree with scipy's to
-    rounding.
+    The weighted sum is accumulated in ``out`` one stage at a time (contiguous
+    loops that vectorise) and then scaled by ``h`` and added to ``y``: the
+    association of scipy's ``rk_step``, so adaptive steps agree with scipy's
+    to rounding.
     """
     n_batch, n = y.shape
+    started = False
+    for k in range(n_stages):
+        w = weights[k]
+        if w == 0.0:
+            continue
+        Kk = K[k]
+        if not started:
+            for i in range(n_batch):
+                for j in range(n):
+                    out[i, j] = w * Kk[i, j]
+            started = True
+        else:
+            for i in range(n_batch):
+                for j in range(n):
+                    out[i, j] += w * Kk[i, j]
+    if not started:
+        out[:, :] = y
+        return
     for i in range(n_batch):
         for j in range(n):
-            acc = 0.0
-            for k in range(n_stages):
-                w = weights[k]
-                if w != 0.0:
-                    acc += w * K[k, i, j]
-            out[i, j] = y[i, j] + h * acc
+            out[i, j] = y[i, j] + h * out[i, j]
 
 
 @njit(cache=True)
