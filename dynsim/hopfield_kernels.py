@@ -124,6 +124,34 @@ def energy_grad_state(s, theta, sizes, free_off, pre, post, w_off, act, drive):
 
 
 @njit(cache=True)
+def _store_parameter_gradient(grad, c, g, a, b, sizes, w_off, n_batch):
+    """Write the batch-summed block gradient ``g`` of connection ``c`` into ``grad`` (mean, signed).
+
+    A block between groups gets -g / B; a symmetric block within a group
+    gets -g / (2B) with a zero diagonal (the energy counts each pair once).
+    """
+    scale = -1.0 / n_batch
+    if a == b:
+        scale *= 0.5
+        for k in range(g.shape[0]):
+            g[k, k] = 0.0
+    start = w_off[c]
+    n_ab = sizes[a] * sizes[b]
+    grad[start:start + n_ab] = scale * g.reshape(n_ab)
+
+
+@njit(cache=True)
+def _store_bias_gradient(grad, b_off, dr):
+    """Biases: minus the batch mean of ``dr`` (rho(s), or its derivative along a direction)."""
+    n_batch, n_free = dr.shape
+    for j in range(n_free):
+        acc = 0.0
+        for i in range(n_batch):
+            acc += dr[i, j]
+        grad[b_off + j] = -acc / n_batch
+
+
+@njit(cache=True)
 def energy_grad_params(x, s, theta, sizes, free_off, pre, post, w_off, b_off, act):
     """Gradient of the batch-mean energy with respect to ``theta``, shape (n_params,).
 
@@ -132,7 +160,6 @@ def energy_grad_params(x, s, theta, sizes, free_off, pre, post, w_off, b_off, ac
     group, treating each entry of ``W_c`` as a free parameter; dE/db = -rho(s).
     """
     n_batch = s.shape[0]
-    inv = 1.0 / n_batch
     grad = np.zeros(theta.shape[0], dtype=np.float64)
     r = rho(s, act)
     rx = rho(x, act)
@@ -146,21 +173,8 @@ def energy_grad_params(x, s, theta, sizes, free_off, pre, post, w_off, b_off, ac
         else:
             oa = free_off[a]
             ra = np.ascontiguousarray(r[:, oa:oa + sizes[a]])
-        g = np.dot(ra.T, rb)
-        scale = -inv
-        if a == b:
-            scale = -0.5 * inv
-            for k in range(g.shape[0]):
-                g[k, k] = 0.0
-        start = w_off[c]
-        n_ab = sizes[a] * sizes[b]
-        grad[start:start + n_ab] = scale * g.reshape(n_ab)
-    n_free = r.shape[1]
-    for j in range(n_free):
-        acc = 0.0
-        for i in range(n_batch):
-            acc += r[i, j]
-        grad[b_off + j] = -acc * inv
+        _store_parameter_gradient(grad, c, np.dot(ra.T, rb), a, b, sizes, w_off, n_batch)
+    _store_bias_gradient(grad, b_off, r)
     return grad
 
 
@@ -191,7 +205,6 @@ def energy_grad_params_directional(x, s, v, theta, sizes, free_off, pre, post, w
     diagonal), for biases -r'. The clamped input has no direction.
     """
     n_batch = s.shape[0]
-    inv = 1.0 / n_batch
     grad = np.zeros(theta.shape[0], dtype=np.float64)
     r = rho(s, act)
     dr = rho_prime(s, act) * v
@@ -209,19 +222,8 @@ def energy_grad_params_directional(x, s, v, theta, sizes, free_off, pre, post, w
             ra = np.ascontiguousarray(r[:, oa:oa + sizes[a]])
             dra = np.ascontiguousarray(dr[:, oa:oa + sizes[a]])
             g = np.dot(dra.T, rb) + np.dot(ra.T, drb)
-        scale = -inv
-        if a == b:
-            scale = -0.5 * inv
-            for k in range(g.shape[0]):
-                g[k, k] = 0.0
-        start = w_off[c]
-        n_ab = sizes[a] * sizes[b]
-        grad[start:start + n_ab] = scale * g.reshape(n_ab)
-    for j in range(dr.shape[1]):
-        acc = 0.0
-        for i in range(n_batch):
-            acc += dr[i, j]
-        grad[b_off + j] = -acc * inv
+        _store_parameter_gradient(grad, c, g, a, b, sizes, w_off, n_batch)
+    _store_bias_gradient(grad, b_off, dr)
     return grad
 
 

@@ -20,7 +20,7 @@ from integrators._numerics import (
     axpy_stages,
     error_norm,
     first_bad_sample,
-    new_recording,
+    open_recording,
     project_onto_box,
     record,
     refined_initial_step,
@@ -58,21 +58,12 @@ def explicit_rk(y0, t0, dt, max_steps, t_max, atol, rtol, stop_at_steady_state,
     vector_field(t, y, K[0], args)
     steady_residual(y, K[0], lower, upper, project, residual)
 
-    capacity = 1
-    if record_every > 0:
-        capacity = min(max_steps // record_every + 2, 4096)
-    rec_t, rec_y, rec_res = new_recording(capacity, record_samples.shape[0], n, y0)
-    n_rec = 0
-    last_recorded = -1
-    if record_every > 0:
-        rec_t, rec_y, rec_res, n_rec = record(rec_t, rec_y, rec_res, n_rec, t, y, residual, record_samples)
-        last_recorded = 0
-
-    bad = first_bad_sample(K[0], max_abs)
-    if bad >= 0:
+    rec_t, rec_y, rec_res, n_rec, last_recorded = open_recording(
+        max_steps, record_every, record_samples, t, y, residual)
+    bad_sample = first_bad_sample(K[0], max_abs)
+    if bad_sample >= 0:
         status = DIVERGED
         bad_step = 0
-        bad_sample = bad
 
     while status == _RUNNING:
         if stop_at_steady_state and all_steady(y, residual, atol, rtol):
@@ -168,21 +159,12 @@ def embedded_rk(y0, t0, first_step, max_steps, t_max, atol, rtol, err_atol, err_
     nfev = 1
     steady_residual(y, K[0], lower, upper, project, residual)
 
-    capacity = 1
-    if record_every > 0:
-        capacity = min(max_steps // record_every + 2, 4096)
-    rec_t, rec_y, rec_res = new_recording(capacity, record_samples.shape[0], n, y0)
-    n_rec = 0
-    last_recorded = -1
-    if record_every > 0:
-        rec_t, rec_y, rec_res, n_rec = record(rec_t, rec_y, rec_res, n_rec, t, y, residual, record_samples)
-        last_recorded = 0
-
-    bad = first_bad_sample(K[0], max_abs)
-    if bad >= 0:
+    rec_t, rec_y, rec_res, n_rec, last_recorded = open_recording(
+        max_steps, record_every, record_samples, t, y, residual)
+    bad_sample = first_bad_sample(K[0], max_abs)
+    if bad_sample >= 0:
         status = DIVERGED
         bad_step = 0
-        bad_sample = bad
 
     h_abs = first_step
     if status == _RUNNING and h_abs <= 0.0:

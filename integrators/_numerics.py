@@ -221,3 +221,19 @@ def refined_initial_step(y0, f0, f1, h0, t0, t_max, h_max, error_order, atol, rt
             h1 = (0.01 / max(d1, d2)) ** (1.0 / (error_order + 1))
         h = min(h, h1)
     return h
+
+
+@njit(cache=True)
+def open_recording(max_steps, record_every, samples, t, y, residual):
+    """Trajectory buffers holding the initial point when ``record_every > 0`` (else empty).
+
+    Returns ``(rec_t, rec_y, rec_res, n_rec, last_recorded_step)``.
+    """
+    capacity = 1
+    if record_every > 0:
+        capacity = min(max_steps // record_every + 2, 4096)
+    rec_t, rec_y, rec_res = new_recording(capacity, samples.shape[0], y.shape[1], y)
+    if record_every > 0:
+        rec_t, rec_y, rec_res, n_rec = record(rec_t, rec_y, rec_res, 0, t, y, residual, samples)
+        return rec_t, rec_y, rec_res, n_rec, 0
+    return rec_t, rec_y, rec_res, 0, -1
