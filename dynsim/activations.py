@@ -19,11 +19,12 @@ NATURAL_BOUNDS = {"hard_sigmoid": (0.0, 1.0)}
 """Boxes that projected dynamics may clip states to (Scellier & Bengio 2017 clip to [0, 1])."""
 
 
-def activation_code(name):
-    """The integer code of an activation name; ValueError listing the valid names otherwise."""
-    if name not in ACTIVATIONS:
-        raise ValidationError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
-    return ACTIVATIONS[name]
+def activation_code(name, allowed=None):
+    """The integer code of an activation name; ValidationError listing the valid names otherwise."""
+    allowed = ACTIVATIONS if allowed is None else allowed
+    if name not in allowed:
+        raise ValidationError(f"activation must be one of {sorted(allowed)}, got {name!r}")
+    return allowed[name]
 
 
 @njit(cache=True)
@@ -96,6 +97,39 @@ def rho_and_prime(s, act):
         for j in range(s.shape[1]):
             v = s[i, j]
             if act == HARD_SIGMOID:
+                r[i, j] = min(max(v, 0.0), 1.0)
+                rp[i, j] = 1.0 if (v >= 0.0 and v <= 1.0) else 0.0
+            elif act == LOGISTIC:
+                e = 1.0 / (1.0 + np.exp(-v))
+                r[i, j] = e
+                rp[i, j] = e * (1.0 - e)
+            else:
+                th = np.tanh(v)
+                r[i, j] = th
+                rp[i, j] = 1.0 - th * th
+    return r, rp
+
+
+RELU = 3
+PC_ACTIVATIONS = {**ACTIVATIONS, "relu": RELU}
+"""Activations of predictive coding networks (ReLU has no place in the Hopfield energy's rho)."""
+
+
+@njit(cache=True)
+def phi_and_prime(x, act):
+    """Activation and its derivative in one pass, including ReLU (predictive coding networks).
+
+    Codes as :data:`ACTIVATIONS`; ReLU's derivative is taken as 1 for x > 0.
+    """
+    r = np.empty(x.shape, dtype=x.dtype)
+    rp = np.empty(x.shape, dtype=x.dtype)
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            v = x[i, j]
+            if act == RELU:
+                r[i, j] = v if v > 0.0 else 0.0
+                rp[i, j] = 1.0 if v > 0.0 else 0.0
+            elif act == HARD_SIGMOID:
                 r[i, j] = min(max(v, 0.0), 1.0)
                 rp[i, j] = 1.0 if (v >= 0.0 and v <= 1.0) else 0.0
             elif act == LOGISTIC:

@@ -40,7 +40,6 @@ import numpy as np
 import scipy.sparse.linalg
 
 import integrators
-from dynsim.activations import NATURAL_BOUNDS
 from dynsim.hopfield import HopfieldNetwork
 from dynsim.phases import PhaseResult, SettleOptions, settle
 from dynsim.validation import ValidationError, positive_int, real_scalar
@@ -102,7 +101,7 @@ def cost_gradient_state(network, s, target):
 
 def _box(network, box):
     if box == "auto":
-        return NATURAL_BOUNDS.get(network.activation)
+        return network.natural_box
     return box
 
 

@@ -18,11 +18,16 @@ from __future__ import annotations
 
 import numpy as np
 
+import integrators
 from dynsim import hopfield_kernels as K
-from dynsim.activations import activation_code, rho, rho_prime, rho_second
+from dynsim.activations import NATURAL_BOUNDS, activation_code, rho, rho_prime, rho_second
 from dynsim.validation import ValidationError, float_array
 
-__all__ = ["HopfieldNetwork"]
+__all__ = ["HopfieldNetwork", "HOPFIELD_FIELD"]
+
+HOPFIELD_FIELD = integrators.VectorField(
+    "dynsim.hopfield_kernels", "hopfield_vector_field", dependencies=("dynsim.activations",))
+"""The compiled vector field of :class:`HopfieldNetwork`."""
 
 
 class HopfieldNetwork:
@@ -50,6 +55,8 @@ class HopfieldNetwork:
     Use :meth:`layered` for the layered networks of Scellier & Bengio
     (784-500-10, ...) and :meth:`from_dense` for any symmetric weight matrix.
     """
+
+    vector_field = HOPFIELD_FIELD
 
     def __init__(self, group_sizes, connections, activation="hard_sigmoid", theta=None, seed=None,
                  group_names=None):
@@ -284,6 +291,15 @@ class HopfieldNetwork:
     def check_target(self, target, batch):
         """``target`` validated: finite float64, shape (batch, n_output)."""
         return float_array("target", target, shape=(batch, self.n_output))
+
+    @property
+    def natural_box(self):
+        """Box the states live in ([0, 1] for the hard sigmoid), or None."""
+        return NATURAL_BOUNDS.get(self.activation)
+
+    def initial_state(self, drive):
+        """Relaxations start from zero (Scellier & Bengio 2017)."""
+        return np.zeros_like(drive)
 
     def input_drive(self, x):
         """Biases plus the clamped input's projection, shape (batch, n_free); constant in a relaxation."""

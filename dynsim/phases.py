@@ -22,15 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 
 import integrators
-from dynsim.activations import NATURAL_BOUNDS
-from dynsim.hopfield import HopfieldNetwork
+from dynsim.hopfield import HOPFIELD_FIELD
 from dynsim.validation import ValidationError, positive_int, real_scalar
 
 __all__ = ["SettleOptions", "PhaseResult", "free_phase", "nudged_phase", "settle", "HOPFIELD_FIELD"]
 
-HOPFIELD_FIELD = integrators.VectorField(
-    "dynsim.hopfield_kernels", "hopfield_vector_field", dependencies=("dynsim.activations",))
-"""The compiled vector field of :class:`~dynsim.hopfield.HopfieldNetwork`."""
+_NETWORK_INTERFACE = ("vector_field", "natural_box", "initial_state", "input_drive", "kernel_args",
+                      "energy_from_drive", "cost", "check_input", "check_state", "check_target")
 
 DEFAULT_DT = {"euler": 0.1, "projected_euler": 0.5, "heun": 0.2, "rk4": 0.5}
 """Default steps of the fixed-step methods (0.5 for projected Euler: Scellier & Bengio's epsilon)."""
@@ -117,15 +115,16 @@ class SettleOptions:
             return None
         return self.dt if self.dt is not None else DEFAULT_DT[self.integrator]
 
-    def box(self, activation):
-        """Projection box for this activation, or None."""
+    def box(self, network):
+        """Projection box for ``network``'s states, or None."""
         box = None
         if self.project:
-            box = self.bounds if self.bounds is not None else NATURAL_BOUNDS.get(activation)
+            box = self.bounds if self.bounds is not None else network.natural_box
         if box is None and self.integrator == "projected_euler":
             raise ValidationError(
-                f"integrator 'projected_euler' needs a box: activation {activation!r} has none "
-                f"(only {sorted(NATURAL_BOUNDS)} do) or project=False; pass bounds=(low, high)")
+                f"integrator 'projected_euler' needs a box: this {type(network).__name__} with activation "
+                f"{network.activation!r} has none (only the hard sigmoid Hopfield network does) or "
+                "project=False; pass bounds=(low, high)")
         return box
 
     def describe(self):
@@ -185,10 +184,11 @@ def settle(network, x, s0=None, target=None, beta=0.0, clamp_output=False, optio
 
     Parameters
     ----------
-    network : HopfieldNetwork
+    network : HopfieldNetwork or PCNetwork
     x : ndarray, shape (batch, n_input)
     s0 : ndarray, shape (batch, n_free), optional
-        Starting state (default zeros, Scellier & Bengio's start).
+        Starting state (default: the network's, zeros for a Hopfield
+        network as in Scellier & Bengio, the feedforward pass for predictive coding).
     target : ndarray, shape (batch, n_output), optional
         Needed when ``beta != 0`` or ``clamp_output``.
     beta : float
@@ -203,8 +203,10 @@ def settle(network, x, s0=None, target=None, beta=0.0, clamp_output=False, optio
     -------
     PhaseResult
     """
-    if not isinstance(network, HopfieldNetwork):
-        raise ValidationError(f"network must be a HopfieldNetwork, got {type(network).__name__}")
+    missing = [name for name in _NETWORK_INTERFACE if not hasattr(network, name)]
+    if missing:
+        raise ValidationError(f"network must be a HopfieldNetwork or a PCNetwork, got {type(network).__name__} "
+                              f"(it lacks {', '.join(missing)})")
     options = SettleOptions() if options is None else options
     if not isinstance(options, SettleOptions):
         raise ValidationError(f"options must be a SettleOptions, got {type(options).__name__}")
@@ -216,7 +218,8 @@ def settle(network, x, s0=None, target=None, beta=0.0, clamp_output=False, optio
             raise ValidationError("target is required for a nudged or clamped phase (beta != 0 or clamp_output)")
     else:
         target = network.check_target(target, batch)
-    s0 = np.zeros((batch, network.n_free)) if s0 is None else network.check_state(s0, batch)
+    drive = network.input_drive(x)
+    s0 = network.initial_state(drive) if s0 is None else network.check_state(s0, batch)
     if clamp_output:
         s0 = s0.copy()
         s0[:, network.output_slice] = target
@@ -224,10 +227,9 @@ def settle(network, x, s0=None, target=None, beta=0.0, clamp_output=False, optio
     if samples is not None and any(not 0 <= i < batch for i in samples):
         raise ValidationError(f"record_samples must lie in [0, {batch - 1}], got {list(samples)}")
 
-    drive = network.input_drive(x)
-    box = options.box(network.activation)
+    box = options.box(network)
     result = integrators.integrate(
-        HOPFIELD_FIELD, s0, network.kernel_args(drive, beta, target, clamp_output),
+        network.vector_field, s0, network.kernel_args(drive, beta, target, clamp_output),
         method=options.integrator, dt=options.step(), max_steps=options.max_steps, t_max=options.t_max,
         atol=options.atol, rtol=options.rtol, stop_at_steady_state=options.stop_at_steady_state,
         lower=None if box is None else box[0], upper=None if box is None else box[1],

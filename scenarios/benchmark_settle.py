@@ -210,7 +210,7 @@ def integrate_dynsim(net, args, batch, integrator, dt, atol, rtol, max_steps=200
     from dynsim.phases import HOPFIELD_FIELD, SettleOptions
 
     options = SettleOptions(integrator=integrator, dt=dt, atol=atol, rtol=rtol, max_steps=max_steps)
-    box = options.box(net.activation)
+    box = options.box(net)
     return integrators.integrate(
         HOPFIELD_FIELD, np.zeros((batch, net.n_free)), args, method=integrator, dt=options.step(),
         max_steps=max_steps, atol=atol, rtol=rtol, lower=None if box is None else box[0],
