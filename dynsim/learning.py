@@ -37,6 +37,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+import warnings
+
+from dynsim.backprop import NotConvergedWarning
 from dynsim.phases import PhaseResult, free_phase, nudged_phase, settle
 from dynsim.validation import ValidationError, real_scalar
 
@@ -69,13 +72,28 @@ class ContrastiveEstimate:
     betas: tuple = ()
 
 
+def _check_phase(phase, options):
+    """Stop on divergence; warn when a phase asked to reach a steady state stopped short of it.
+
+    A phase run for a fixed iteration count (``stop_at_steady_state=False``)
+    is what the EP papers do, and is not warned about.
+    """
+    it = phase.integration
+    if it.status_name == "diverged":
+        raise RuntimeError(f"the {phase.phase} phase diverged: {it.message}")
+    wanted_steady = options is None or options.stop_at_steady_state
+    if wanted_steady and not phase.converged:
+        warnings.warn(f"the {phase.phase} phase did not reach the steady state ({it.message}); the estimate "
+                      f"reads a state whose largest residual is {it.residual.max():.3e}",
+                      NotConvergedWarning, stacklevel=3)
+
+
 def _free(network, x, target, free, s0, options):
     if free is None:
         free = free_phase(network, x, s0=s0, target=target, options=options)
     elif not isinstance(free, PhaseResult):
         raise ValidationError(f"free must be a PhaseResult from free_phase, got {type(free).__name__}")
-    if free.integration.status_name == "diverged":
-        raise RuntimeError(f"the free phase diverged: {free.integration.message}")
+    _check_phase(free, options)
     return free
 
 
@@ -130,8 +148,7 @@ def ep_gradient(network, x, target, beta, variant="positive", options=None, nudg
             states[b] = free.state
         else:
             phase = nudged_phase(network, x, target, b, free.state, options=nudged_options)
-            if phase.integration.status_name == "diverged":
-                raise RuntimeError(f"the nudged phase (beta={b}) diverged: {phase.integration.message}")
+            _check_phase(phase, nudged_options)
             phases["nudged+" if b > 0 else "nudged-"] = phase
             states[b] = phase.state
     lo, hi = sorted(betas)
@@ -154,8 +171,7 @@ def chl_gradient(network, x, target, options=None, clamped_options=None, free=No
     free = _free(network, x, target, free, s0, options)
     clamped = settle(network, x, s0=free.state, target=target, clamp_output=True, options=clamped_options,
                      phase="clamped")
-    if clamped.integration.status_name == "diverged":
-        raise RuntimeError(f"the clamped phase diverged: {clamped.integration.message}")
+    _check_phase(clamped, clamped_options)
     gradient = network.energy_grad_params(x, clamped.state) - network.energy_grad_params(x, free.state)
     return ContrastiveEstimate(gradient=gradient, free=free, phases={"clamped": clamped}, rule="chl",
                                betas=(0.0, float("nan")))

@@ -255,3 +255,17 @@ def test_a_free_phase_that_did_not_converge_gives_a_warning_with_the_residual(pr
         implicit_gradient(net, x, y, short)
     with pytest.warns(NotConvergedWarning, match=r"largest residual \|\|dE/ds\|\| = "):
         implicit_gradient(net, x, y, short.state)
+
+
+def test_estimates_warn_when_a_phase_stops_short_of_its_steady_state(problem):
+    net, x, y, free = problem
+    short = SettleOptions(integrator="euler", dt=0.1, max_steps=2)
+    with pytest.warns(NotConvergedWarning, match="nudged phase did not reach the steady state"):
+        ep_gradient(net, x, y, 0.1, "positive", options=TIGHT, nudged_options=short, free=free)
+    with pytest.warns(NotConvergedWarning, match="clamped phase"):
+        chl_gradient(net, x, y, options=TIGHT, clamped_options=short, free=free)
+    # Fixed iteration counts, as in the EP papers, are deliberate: no warning.
+    fixed = SettleOptions(integrator="euler", dt=0.1, max_steps=2, stop_at_steady_state=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NotConvergedWarning)
+        ep_gradient(net, x, y, 0.1, "positive", options=TIGHT, nudged_options=fixed, free=free)
