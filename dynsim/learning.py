@@ -33,7 +33,7 @@ References
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -147,9 +147,11 @@ def ep_gradient(network, x, target, beta, variant="positive", options=None, nudg
         if b == 0.0:
             states[b] = free.state
         else:
-            phase = nudged_phase(network, x, target, b, free.state, options=nudged_options)
+            name = "nudged+" if b > 0 else "nudged-"
+            # Distinct phase names: the two nudged phases of centered EP are logged side by side.
+            phase = replace(nudged_phase(network, x, target, b, free.state, options=nudged_options), phase=name)
             _check_phase(phase, nudged_options)
-            phases["nudged+" if b > 0 else "nudged-"] = phase
+            phases[name] = phase
             states[b] = phase.state
     lo, hi = sorted(betas)
     gradient = (network.energy_grad_params(x, states[hi]) - network.energy_grad_params(x, states[lo])) / (hi - lo)

@@ -19,13 +19,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import FuncFormatter
 
 from dynsim.log import LogReader, read_log
 
-__all__ = ["plot_settling", "plot_energy"]
+__all__ = ["plot_settling", "plot_energy", "plot_recall", "pattern_shape", "plot_training_curves",
+           "plot_decision_regions"]
 
 DPI = 120
 """Resolution of the saved PNG files."""
@@ -284,4 +288,332 @@ def plot_energy(log, out, relaxation=0, sample=None):
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="upper right", fontsize=7, framealpha=0.8)
     fig.suptitle(_title(rel, sample_text), fontsize=9)
+    return _save(fig, out)
+
+
+def pattern_shape(n_units):
+    """Image shape (rows, columns) a pattern of ``n_units`` bits is drawn in, row by row.
+
+    The most nearly square factorisation ``rows * columns = n_units``
+    (16 -> 4 x 4, 20 -> 4 x 5); when that is longer than 3 : 1 (a prime,
+    say), a ``ceil(sqrt(n))`` wide grid whose last cells stay empty.
+    """
+    n_units = int(n_units)
+    rows = max(d for d in range(1, int(np.sqrt(n_units)) + 1) if n_units % d == 0)
+    if n_units // rows <= 3 * rows:
+        return rows, n_units // rows
+    cols = int(np.ceil(np.sqrt(n_units)))
+    return int(np.ceil(n_units / cols)), cols
+
+
+def _draw_pattern(ax, values, shape, wrong=None):
+    """One pattern as an image (1 black, 0 white, graded states grey), wrong bits outlined in red.
+
+    Cells of the grid beyond the pattern (``shape`` holds more) are left empty, in light blue.
+    """
+    grid = np.full(shape[0] * shape[1], np.nan)
+    grid[:len(values)] = values
+    cmap = matplotlib.colormaps["gray_r"].with_extremes(bad="#dde8f0")
+    ax.imshow(grid.reshape(shape), cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+    if wrong is not None:
+        for k in np.flatnonzero(np.ravel(wrong)):
+            i, j = divmod(int(k), shape[1])
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1.0, 1.0, fill=False, ec="red", lw=2.0))
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_recall(log, out, relaxation=0, phase="free", image_shape=None, max_samples=8):
+    """Associative recall of a logged relaxation: stored pattern, cue, recalled memory and its settling.
+
+    One row per sample of the relaxation (the recorded samples when a
+    trajectory was recorded, else the first ``max_samples``): the target
+    (the stored pattern), the clamped input (the corrupted cue), the final
+    state of the output group (the recalled memory, graded states in grey)
+    and, when recorded, the output units against time as an image (units
+    down, time across). Bits that read wrong against the stored pattern
+    (state above 1/2 taken as 1) are outlined in red.
+
+    Parameters
+    ----------
+    log : str, os.PathLike or LogReader
+    out : str or os.PathLike
+        PNG file to write (parent folders are created).
+    relaxation : int
+        Index of the relaxation in the log; it must hold ``x`` and
+        ``target`` of the same width (cue and pattern).
+    phase : str
+        Phase whose final state is the recall (the free phase by default).
+    image_shape : (int, int), optional
+        Shape a pattern is drawn in; default :func:`pattern_shape`.
+    max_samples : int
+        Rows drawn at most.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+
+    Raises
+    ------
+    ValueError
+        The relaxation has no input or target, or they differ in width.
+    """
+    reader = _reader(log)
+    rel = reader.relaxation(relaxation)
+    rec = rel[phase]
+    if rel.x is None or rel.target is None:
+        raise ValueError(f"relaxation {rel.index} of {str(reader.path)!r} has no logged input and target: "
+                         "record_relaxation(..., x=cues, target=patterns) to draw a recall")
+    n = rel.target.shape[1]
+    if rel.x.shape[1] != n:
+        raise ValueError(f"recall needs cues and patterns of one width, got x of {rel.x.shape[1]} and "
+                         f"target of {n} units")
+    if int(max_samples) < 1:
+        raise ValueError(f"max_samples must be >= 1, got {max_samples!r}")
+    shape = pattern_shape(n) if image_shape is None else tuple(int(v) for v in image_shape)
+    if len(shape) != 2 or min(shape) < 1 or shape[0] * shape[1] < n:
+        raise ValueError(f"image_shape {shape} does not hold the {n} units of a pattern")
+    recalled = rec.final_state[:, -n:]
+    output = reader.network["group_names"][-1] if reader.network else None
+    traced = rec.has_trajectory and output in rec.states
+    samples = rel.samples if traced else np.arange(rel.x.shape[0])
+    samples = samples[:int(max_samples)]
+
+    n_cols = 4 if traced else 3
+    # An image column as wide as the pattern is long; the settling column a fixed width.
+    wide = shape[1] / shape[0]
+    widths = [wide] * 3 + [3.2] * (n_cols - 3)
+    row_height = 1.45 / max(1.0, wide / 1.6)
+    fig = Figure(figsize=(1.25 * sum(widths) + 1.5, 1.0 + row_height * len(samples)), layout="constrained")
+    axes = fig.subplots(len(samples), n_cols, squeeze=False, width_ratios=widths)
+    titles = ["stored pattern", "cue (clamped input)", f"recalled ({output or 'output'})",
+              f"{output or 'output'} units while settling"]
+    for row, sample in enumerate(samples):
+        clean = rel.target[sample] > 0.5
+        cue_wrong = (rel.x[sample] > 0.5) != clean
+        rec_wrong = (recalled[sample] > 0.5) != clean
+        ax_p, ax_c, ax_r = axes[row, :3]
+        _draw_pattern(ax_p, rel.target[sample], shape)
+        _draw_pattern(ax_c, rel.x[sample], shape, cue_wrong)
+        _draw_pattern(ax_r, recalled[sample], shape, rec_wrong)
+        ax_p.set_ylabel(f"sample {int(sample)}", fontsize=9)
+        ax_c.set_xlabel(f"{int(cue_wrong.sum())} of {n} bits wrong", fontsize=8)
+        ax_r.set_xlabel(f"{int(rec_wrong.sum())} of {n} bits wrong", fontsize=8,
+                        color="red" if rec_wrong.any() else "black")
+        if traced:
+            ax_t = axes[row, 3]
+            y = rec.states[output][:, rel.column(sample), :]
+            t = np.asarray(rec.t, dtype=float)
+            # Each recorded state fills the time up to the midpoints with its neighbours: right for
+            # the unequal steps of an adaptive integrator too.
+            edges = np.concatenate(([t[0]], (t[1:] + t[:-1]) / 2, [t[-1]])) if len(t) > 1 else t[0] + np.arange(2)
+            mesh = ax_t.pcolormesh(edges, np.arange(n + 1) - 0.5, y.T, cmap="gray_r", vmin=0.0, vmax=1.0)
+            ax_t.set_ylim(n - 0.5, -0.5)
+            # Recall happens within a few time constants (the leak's is 1), the stop test may take
+            # tens more: linear up to t = 1, logarithmic after, so both show.
+            ax_t.set_xscale("symlog", linthresh=1.0, linscale=0.5)
+            ax_t.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            # Units that end on the wrong side of 1/2: a red box at the right edge, x in axes units
+            # (inside the axes: markers drawn outside them collapse the constrained layout).
+            for unit in np.flatnonzero(rec_wrong):
+                ax_t.add_patch(Rectangle((0.975, unit - 0.5), 0.025, 1.0, fc="red", ec="none",
+                                         transform=ax_t.get_yaxis_transform()))
+            ax_t.set_yticks([0, n - 1])
+            ax_t.tick_params(labelsize=7)
+            ax_t.set_ylabel("unit", fontsize=8)
+            if row == len(samples) - 1:
+                ax_t.set_xlabel("time t (linear up to 1, logarithmic after)", fontsize=8)
+        if row == 0:
+            for ax, title in zip(axes[0], titles):
+                ax.set_title(title, fontsize=9)
+    if traced:
+        fig.colorbar(mesh, ax=axes[:, 3], shrink=0.5, aspect=30, label="state")
+    status = rec.attrs.get("status_name", "?")
+    label = f" “{rel.label}”" if rel.label else ""
+    fig.suptitle(f"relaxation {rel.index}{label}: {phase} phase {status} after {rec.attrs.get('n_steps', '?')} "
+                 f"steps ({rec.attrs.get('integrator', '?')})\nblack = 1, white = 0, grey = graded state; "
+                 "red: bit on the wrong side of 1/2" + ("; light blue: no unit" if shape[0] * shape[1] > n else ""),
+                 fontsize=9)
+    return _save(fig, out)
+
+
+# --------------------------------------------------------------------------- training
+_CURVE_STYLES = ("-", "--", "-.", ":")
+LOSS_FLOOR = 1e-12
+"""Losses below this are drawn on the linear part of the training-curve loss axis."""
+
+
+def _curve_columns(history):
+    """``(epoch, loss, accuracy)`` arrays of a History, a dict of columns or a logged table."""
+    if hasattr(history, "as_arrays"):
+        history = history.as_arrays()
+    try:
+        return tuple(np.asarray(history[key], dtype=float) for key in ("epoch", "loss", "accuracy"))
+    except (KeyError, TypeError):
+        raise ValueError("each history must be a dynsim.training.History or a mapping with "
+                         "'epoch', 'loss' and 'accuracy' columns") from None
+
+
+def plot_training_curves(histories, out, title=None):
+    """Loss and accuracy against epoch, one line per run (e.g. per learning rule).
+
+    Parameters
+    ----------
+    histories : mapping of str to History or mapping
+        Run label -> :class:`dynsim.training.History`, or any mapping with
+        ``epoch``, ``loss`` and ``accuracy`` columns (such as a table read
+        back with :meth:`dynsim.log.LogReader.table`).
+    out : str or os.PathLike
+        PNG file to write (parent folders are created).
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+
+    Notes
+    -----
+    The loss is drawn on a log scale: a rule that fits the targets drives
+    the mean cost towards zero by orders of magnitude, which a linear axis
+    flattens into the floor. The hard sigmoid reaches its targets exactly,
+    so when a loss is exactly zero the scale turns linear (symlog) below
+    the power of ten under the smallest positive loss (and below
+    :data:`LOSS_FLOOR` in any case): the zeros sit on the bottom line
+    instead of vanishing from the figure. Lines that coincide (several
+    rules at 100 % accuracy) stay distinguishable by their dash pattern.
+    """
+    if not histories:
+        raise ValueError("histories must hold at least one run")
+    fig = Figure(figsize=(9.0, 6.0), layout="constrained")
+    ax_loss, ax_acc = fig.subplots(2, 1, sharex=True)
+    for k, (label, history) in enumerate(histories.items()):
+        epoch, loss, accuracy = _curve_columns(history)
+        # Later lines thinner, each with its own dashes: a line drawn over an equal one leaves the
+        # earlier one showing at its edges and in its gaps.
+        style = {"color": f"C{k % 10}", "ls": _CURVE_STYLES[k % len(_CURVE_STYLES)], "lw": max(2.4 - 0.25 * k, 1.0)}
+        ax_loss.plot(epoch, loss, label=str(label), **style)
+        ax_acc.plot(epoch, accuracy, **style)
+    losses = np.concatenate([_curve_columns(h)[1] for h in histories.values()])
+    positive = losses[losses > 0]
+    if np.any(losses == 0) or not positive.size:
+        # A power of ten, so that the linear part ends on a labelled tick one decade's height above 0.
+        linthresh = 10.0 ** np.floor(np.log10(max(positive.min(initial=1.0), LOSS_FLOOR)))
+        ax_loss.set_yscale("symlog", linthresh=linthresh, linscale=1.0)
+        ax_loss.set_ylim(bottom=0.0)
+    else:
+        ax_loss.set_yscale("log")
+    ax_loss.set_ylabel("loss (mean cost at\nthe free equilibrium)")
+    ax_acc.set_ylabel("accuracy")
+    ax_acc.set_ylim(-0.03, 1.03)
+    ax_acc.set_xlabel("epoch (0: before training)")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(True, which="major", alpha=0.3)
+    ax_loss.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0.0)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, out)
+
+
+def plot_decision_regions(predictors, x, labels, out, resolution=100, margin=0.05, title=None, chunk=1000):
+    """Decision regions of two-input classifiers, one panel per classifier, with the data on top.
+
+    Parameters
+    ----------
+    predictors : mapping of str to callable
+        Panel title -> function mapping inputs, shape (m, 2), to output
+        scores, shape (m, n_classes) (e.g. the output units of a settled
+        free phase); the predicted class is the argmax.
+    x : ndarray, shape (n, 2)
+        Data points drawn on every panel; they also set the plotted range.
+    labels : ndarray of int, shape (n,)
+        Their classes.
+    out : str or os.PathLike
+        PNG file to write (parent folders are created).
+    resolution : int
+        Grid points per axis at which each predictor is evaluated.
+    margin : float
+        Border around the data, as a fraction of its range.
+    title : str, optional
+        Figure title.
+    chunk : int
+        Grid points handed to a predictor at a time. A relaxation of a
+        batch runs until its slowest sample has settled, so moderate
+        batches keep the work near the sum of what each point needs.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+
+    Notes
+    -----
+    With two classes the colour shows the margin ``score_1 - score_0``, so
+    a network that is right but unsure looks different from a confident
+    one; the black line is the decision boundary. White areas are ties
+    (e.g. both output units pinned at the same bound), where argmax
+    answers class 0. With more classes each region takes its class colour. Each
+    panel's title carries the accuracy of the predictor on ``x``.
+    """
+    x = np.asarray(x, dtype=float)
+    labels = np.asarray(labels)
+    if x.ndim != 2 or x.shape[1] != 2:
+        raise ValueError(f"x must have shape (n, 2): decision regions are drawn for two inputs, got {x.shape}")
+    if labels.shape != (x.shape[0],):
+        raise ValueError(f"labels must have shape ({x.shape[0]},), got {labels.shape}")
+    if not predictors:
+        raise ValueError("predictors must hold at least one classifier")
+    resolution, chunk = int(resolution), int(chunk)
+    if resolution < 2:
+        raise ValueError(f"resolution must be >= 2, got {resolution}")
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    lo, hi = x.min(0), x.max(0)
+    pad = margin * np.where(hi > lo, hi - lo, 1.0)
+    g0 = np.linspace(lo[0] - pad[0], hi[0] + pad[0], resolution)
+    g1 = np.linspace(lo[1] - pad[1], hi[1] + pad[1], resolution)
+    mesh = np.stack(np.meshgrid(g0, g1), axis=-1).reshape(-1, 2)
+
+    n = len(predictors)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(3.6 * cols + 0.8, 3.5 * rows + 0.6), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True)
+    grids = {name: np.concatenate([np.asarray(predict(mesh[start:start + chunk]), dtype=float)
+                                   for start in range(0, len(mesh), chunk)])
+             for name, predict in predictors.items()}
+    # One colour scale for every panel: [-1, 1] for outputs in [0, 1], wider for e.g. tanh outputs.
+    vlim = max([1.0] + [np.abs(g[:, 1] - g[:, 0]).max() for g in grids.values() if g.shape[1] == 2])
+    image = None
+    for ax, (name, predict) in zip(axes.ravel(), predictors.items()):
+        scores = grids[name]
+        accuracy = np.mean(np.asarray(predict(x)).argmax(1) == labels)
+        if scores.shape[1] == 2:
+            value = (scores[:, 1] - scores[:, 0]).reshape(resolution, resolution)
+            image = ax.pcolormesh(g0, g1, value, cmap="RdBu_r", vmin=-vlim, vmax=vlim, shading="auto")
+            if value.min() < 0 < value.max():
+                ax.contour(g0, g1, value, levels=[0.0], colors="k", linewidths=1.2)
+        else:
+            value = scores.argmax(1).reshape(resolution, resolution)
+            ax.pcolormesh(g0, g1, value, cmap="tab10", vmin=0, vmax=9, alpha=0.35, shading="auto")
+        for c in np.unique(labels):
+            hit = labels == c
+            # Class colours match the shading: class 0 blue (negative margin), class 1 red.
+            ax.scatter(x[hit, 0], x[hit, 1], s=12, c="C0" if c == 0 else ("C3" if c == 1 else f"C{c % 10}"),
+                       edgecolors="k", linewidths=0.4, label=f"class {c}")
+        ax.set_title(f"{name}: accuracy {accuracy:.1%}", fontsize=9)
+        ax.set_aspect("equal")
+    for ax in axes.ravel()[n:]:
+        ax.set_axis_off()
+    for ax in axes[-1]:
+        ax.set_xlabel("input 1")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("input 2")
+    axes[0, 0].legend(loc="lower left", fontsize=7, framealpha=0.8)
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.8, label="output 1 − output 0")
+    if title:
+        fig.suptitle(title, fontsize=10)
     return _save(fig, out)

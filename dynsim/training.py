@@ -23,7 +23,7 @@ from dynsim.learning import EP_VARIANTS, chl_gradient, ep_gradient
 from dynsim.phases import SettleOptions, free_phase
 from dynsim.validation import ValidationError, positive_int
 
-__all__ = ["RULES", "gradient_estimate", "evaluate", "ParticleStore", "History", "train"]
+__all__ = ["RULES", "gradient_estimate", "predict", "evaluate", "ParticleStore", "History", "train"]
 
 RULES = tuple(f"ep-{v}" for v in EP_VARIANTS) + ("chl", "rbp")
 """Learning rules :func:`train` accepts; 'rbp' is the recurrent-backprop baseline."""
@@ -44,11 +44,24 @@ def gradient_estimate(rule, network, x, target, beta=0.5, options=None, nudged_o
     return implicit_gradient(network, x, target, free).gradient, free, {}
 
 
+def predict(output):
+    """Class per sample from output states (batch, n_output): the argmax, or -1 when the largest value is tied.
+
+    Ties are common with the hard sigmoid, whose outputs pin at 0 or 1: a
+    network with every output at 0 has made no decision, and scoring it as
+    class 0 would credit a dead network with chance accuracy.
+    """
+    output = np.asarray(output)
+    top = output.max(axis=1, keepdims=True)
+    tied = (output == top).sum(axis=1) > 1
+    return np.where(tied, -1, output.argmax(axis=1))
+
+
 def evaluate(network, x, labels, targets, options=None):
-    """Mean cost at the free equilibrium and the accuracy of argmax(output); returns a dict."""
+    """Mean cost at the free equilibrium and the accuracy of :func:`predict` (ties count as wrong); a dict."""
     free = free_phase(network, x, target=targets, options=options)
     out = free.state[:, network.output_slice]
-    return {"loss": float(free.cost.mean()), "accuracy": float(np.mean(out.argmax(1) == labels)),
+    return {"loss": float(free.cost.mean()), "accuracy": float(np.mean(predict(out) == labels)),
             "free_steps": free.integration.n_steps, "converged": bool(free.converged)}
 
 
@@ -100,7 +113,10 @@ def train(network, task, rule, optimizer, epochs, batch_size, beta=0.5, options=
     seed : int
         Shuffling and the random sign of 'ep-random'.
     callback : callable, optional
-        ``callback(epoch, metrics)`` after each epoch.
+        ``callback(epoch, row)`` after each epoch (epoch 0 is the evaluation
+        before training); ``row`` holds the epoch's entries of every
+        :class:`History` field (epoch, loss, accuracy, mean free and nudged
+        steps, seconds), e.g. to append it to a log as soon as it exists.
 
     Returns
     -------
@@ -124,7 +140,7 @@ def train(network, task, rule, optimizer, epochs, batch_size, beta=0.5, options=
         history.nudged_steps.append(nudged_steps)
         history.seconds.append(seconds)
         if callback is not None:
-            callback(epoch, metrics)
+            callback(epoch, {name: values[-1] for name, values in vars(history).items()})
 
     record(0, 0.0, 0.0, 0.0)
     for epoch in range(1, epochs + 1):

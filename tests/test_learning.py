@@ -260,7 +260,7 @@ def test_a_free_phase_that_did_not_converge_gives_a_warning_with_the_residual(pr
 def test_estimates_warn_when_a_phase_stops_short_of_its_steady_state(problem):
     net, x, y, free = problem
     short = SettleOptions(integrator="euler", dt=0.1, max_steps=2)
-    with pytest.warns(NotConvergedWarning, match="nudged phase did not reach the steady state"):
+    with pytest.warns(NotConvergedWarning, match=r"nudged\+ phase did not reach the steady state"):
         ep_gradient(net, x, y, 0.1, "positive", options=TIGHT, nudged_options=short, free=free)
     with pytest.warns(NotConvergedWarning, match="clamped phase"):
         chl_gradient(net, x, y, options=TIGHT, clamped_options=short, free=free)
@@ -269,3 +269,16 @@ def test_estimates_warn_when_a_phase_stops_short_of_its_steady_state(problem):
     with warnings.catch_warnings():
         warnings.simplefilter("error", NotConvergedWarning)
         ep_gradient(net, x, y, 0.1, "positive", options=TIGHT, nudged_options=fixed, free=free)
+
+
+def test_predictions_count_ties_as_no_decision():
+    from dynsim.training import predict
+
+    out = np.array([[0.2, 0.9], [1.0, 1.0], [0.0, 0.0], [0.7, 0.1]])
+    np.testing.assert_array_equal(predict(out), [1, -1, -1, 0])
+
+
+def test_centered_ep_names_its_two_nudged_phases(problem):
+    net, x, y, free = problem
+    est = ep_gradient(net, x, y, 0.1, "centered", options=TIGHT, free=free)
+    assert [p.phase for p in est.phases.values()] == list(est.phases) and set(est.phases) == {"nudged+", "nudged-"}

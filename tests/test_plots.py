@@ -10,7 +10,8 @@ from matplotlib.image import imread
 from dynsim.hopfield import HopfieldNetwork
 from dynsim.log import TrajectoryLog, read_log
 from dynsim.phases import SettleOptions, free_phase, nudged_phase
-from dynsim.plots import plot_energy, plot_settling
+from dynsim.plots import plot_decision_regions, plot_energy, plot_settling, plot_training_curves
+from dynsim.training import History
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -83,6 +84,87 @@ def test_plots_never_import_pyplot(log_path, tmp_path):
         from dynsim.plots import plot_energy, plot_settling
         plot_settling({str(log_path)!r}, {str(tmp_path / "a.png")!r})
         plot_energy({str(log_path)!r}, {str(tmp_path / "b.png")!r})
+        assert "matplotlib.pyplot" not in sys.modules
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "a.png").is_file() and (tmp_path / "b.png").is_file()
+
+
+# --------------------------------------------------------------------------- training figures
+def _history(n_epochs, rate):
+    h = History()
+    for e in range(n_epochs + 1):
+        h.epoch.append(e)
+        h.loss.append(0.5 * np.exp(-rate * e))
+        h.accuracy.append(min(1.0, 0.5 + 0.1 * rate * e))
+        h.free_steps.append(10.0)
+        h.nudged_steps.append(5.0)
+        h.seconds.append(0.01)
+    return h
+
+
+def test_plot_training_curves_from_histories_and_tables(tmp_path):
+    flat = {"epoch": np.arange(31), "loss": np.full(31, 0.5), "accuracy": np.full(31, 0.5)}
+    flat["loss"][-1] = 0.0  # an exact zero: the loss axis turns linear near 0 to show it
+    out = plot_training_curves({"fast": _history(30, 0.5), "slow": _history(30, 0.1), "stuck": flat},
+                               tmp_path / "c" / "curves.png", title="test")
+    assert out == tmp_path / "c" / "curves.png"
+    assert_png_with_content(out)
+
+
+def test_plot_training_curves_rejects_what_is_not_a_history(tmp_path):
+    with pytest.raises(ValueError, match="'epoch', 'loss' and 'accuracy'"):
+        plot_training_curves({"bad": {"loss": [1.0]}}, tmp_path / "x.png")
+    with pytest.raises(ValueError, match="at least one"):
+        plot_training_curves({}, tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
+
+
+def _two_class_data():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(60, 2))
+    return x, (x[:, 0] > x[:, 1]).astype(int)
+
+
+def test_plot_decision_regions_two_and_three_classes(tmp_path):
+    x, labels = _two_class_data()
+    sizes = []
+
+    def diagonal(points):
+        sizes.append(len(points))
+        return np.c_[points[:, 1], points[:, 0]]  # output 1 wins below the diagonal: all right
+
+    def three(points):
+        return np.c_[points[:, 0], points[:, 1], 0.5 * np.ones(len(points))]
+
+    out = plot_decision_regions({"diagonal": diagonal, "three classes": three}, x, labels,
+                                tmp_path / "decision.png", resolution=40, chunk=500, title="test")
+    assert_png_with_content(out)
+    # The grid reached the predictor in chunks of at most `chunk` points, then the data once.
+    assert sum(sizes[:-1]) == 40 * 40 and max(sizes[:-1]) <= 500 and sizes[-1] == len(x)
+
+
+@pytest.mark.parametrize("x,labels,match", [
+    (np.zeros((5, 3)), np.zeros(5, int), r"shape \(n, 2\)"),
+    (np.zeros((5, 2)), np.zeros(4, int), r"labels must have shape \(5,\)"),
+])
+def test_plot_decision_regions_rejects_bad_data(tmp_path, x, labels, match):
+    with pytest.raises(ValueError, match=match):
+        plot_decision_regions({"f": lambda p: np.c_[p[:, 0], p[:, 1]]}, x, labels, tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_training_figures_never_import_pyplot(tmp_path):
+    script = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        from dynsim.plots import plot_decision_regions, plot_training_curves
+        h = {{"epoch": [0, 1, 2], "loss": [0.5, 0.2, 0.1], "accuracy": [0.5, 0.75, 1.0]}}
+        plot_training_curves({{"rule": h}}, {str(tmp_path / "a.png")!r})
+        x = np.random.default_rng(0).uniform(size=(10, 2))
+        plot_decision_regions({{"f": lambda p: p}}, x, (x[:, 0] > 0.5).astype(int), {str(tmp_path / "b.png")!r},
+                              resolution=10)
         assert "matplotlib.pyplot" not in sys.modules
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
