@@ -23,14 +23,41 @@ from dynsim.learning import EP_VARIANTS, chl_gradient, ep_gradient
 from dynsim.phases import SettleOptions, free_phase
 from dynsim.validation import ValidationError, positive_int
 
-__all__ = ["RULES", "gradient_estimate", "predict", "evaluate", "ParticleStore", "History", "train"]
+__all__ = ["RULES", "PC_RULES", "gradient_estimate", "predict", "evaluate", "ParticleStore", "History", "train"]
 
 RULES = tuple(f"ep-{v}" for v in EP_VARIANTS) + ("chl", "rbp")
-"""Learning rules :func:`train` accepts; 'rbp' is the recurrent-backprop baseline."""
+"""Rules :func:`train` accepts for Hopfield networks; 'rbp' is the recurrent-backprop baseline."""
+
+PC_RULES = ("pc-strict", "pc-fixed-prediction", "pc-zil", "bp")
+"""Rules for predictive coding networks; 'bp' is exact backprop on the feedforward pass."""
+
+
+def _pc_gradient_estimate(rule, network, x, target, options):
+    from dynsim.pc_learning import pc_gradient, zil_gradient
+
+    if rule not in PC_RULES:
+        raise ValidationError(f"rule for a predictive coding network must be one of {list(PC_RULES)}, got {rule!r}")
+    free = free_phase(network, x, target=target, options=SettleOptions(integrator="euler", dt=0.1, max_steps=1))
+    if rule == "bp":
+        return network.backprop_gradient(x, target), free, {}
+    if rule == "pc-zil":
+        est = zil_gradient(network, x, target)
+    else:
+        est = pc_gradient(network, x, target, rule[3:].replace("-", "_"), options=options)
+    return est.gradient, free, {"inference": est.inference}
 
 
 def gradient_estimate(rule, network, x, target, beta=0.5, options=None, nudged_options=None, s0=None, rng=None):
-    """The gradient estimate of ``rule`` on one minibatch; returns ``(gradient, free PhaseResult, phases)``."""
+    """The gradient estimate of ``rule`` on one minibatch; returns ``(gradient, free PhaseResult, phases)``.
+
+    For a :class:`dynsim.pc.PCNetwork` the rules are :data:`PC_RULES`; its
+    free phase is the feedforward pass (it starts at its equilibrium) and
+    the inference with the clamped output is returned under 'inference'.
+    """
+    from dynsim.pc import PCNetwork
+
+    if isinstance(network, PCNetwork):
+        return _pc_gradient_estimate(rule, network, x, target, options)
     if rule not in RULES:
         raise ValidationError(f"rule must be one of {list(RULES)}, got {rule!r}")
     if rule.startswith("ep-"):
