@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from dynsim.estimator_sweep import GRID_KEYS
 from dynsim.validation import ValidationError
 
-__all__ = ["plot_sweep", "plot_gdu"]
+__all__ = ["plot_sweep", "plot_gdu", "plot_error_settling"]
 
 _METRIC_LABELS = {"cosine": "cosine with backprop", "relative_error": "relative error",
                   "sign_agreement": "sign agreement", "normalized_rmse": "normalized RMSE"}
@@ -33,7 +33,7 @@ def _save(fig, out):
     return out
 
 
-def plot_sweep(table, out, x="free_steps", metric="cosine", blocks=None, title=None):
+def plot_sweep(table, out, x="free_steps", metric="cosine", blocks=None, title=None, keys=GRID_KEYS):
     """One panel per parameter block: ``metric`` against ``x``, one line per other setting.
 
     Parameters
@@ -48,16 +48,20 @@ def plot_sweep(table, out, x="free_steps", metric="cosine", blocks=None, title=N
     metric : {'cosine', 'relative_error', 'sign_agreement', 'normalized_rmse'}
     blocks : list of str, optional
         Blocks to draw (default: all, 'all' included).
+    keys : sequence of str
+        The table's setting columns (default: those of the EP sweep; pass
+        :data:`dynsim.pc_sweep.PC_GRID_KEYS` for predictive coding); lines are
+        drawn per combination of the ones that vary.
     """
     if metric not in _METRIC_LABELS:
         raise ValidationError(f"metric must be one of {list(_METRIC_LABELS)}, got {metric!r}")
-    if x not in GRID_KEYS:
-        raise ValidationError(f"x must be one of {list(GRID_KEYS)}, got {x!r}")
+    if x not in keys:
+        raise ValidationError(f"x must be one of {list(keys)}, got {x!r}")
     names = [str(b) for b in table["blocks"]]
     blocks = names if blocks is None else list(blocks)
     values = np.asarray(table[metric])
     xs = np.asarray(table[x])
-    others = [k for k in GRID_KEYS if k != x and len(set(map(str, table[k]))) > 1]
+    others = [k for k in keys if k != x and len(set(map(str, table[k]))) > 1]
     series = {}
     for i in range(len(xs)):
         key = tuple((k, str(table[k][i])) for k in others)
@@ -85,6 +89,12 @@ def plot_sweep(table, out, x="free_steps", metric="cosine", blocks=None, title=N
             label = ", ".join(f"{k}={v}" for k, v in key) or metric
             color, style = line_style[key]
             ax.plot(xs[idx], values[idx, j], style, color=color, marker="o", ms=3, label=label)
+            if "status" in table:  # points whose relaxation diverged have no value: mark where they are
+                bad = [i for i in idx if str(table["status"][i]) == "diverged"]
+                if bad:
+                    ax.plot(xs[bad], np.full(len(bad), np.nanmax(values[:, j]) if np.isfinite(values[:, j]).any()
+                                            else 1.0), "x", color=color, ms=8, mew=2,
+                            label=f"{label}: diverged")
         ax.set_title(block, fontsize=10)
         ax.set_xlabel(x.replace("_", " "))
         if np.issubdtype(xs.dtype, np.number) and np.nanmin(xs) > 0 and np.nanmax(xs) / np.nanmin(xs) >= 8:
@@ -147,4 +157,33 @@ def plot_gdu(gdu, network, out, components=3, seed=0, cumulative=False, title=No
     axes[0].legend(fontsize=8)
     kind = "accumulated" if cumulative else "per-step"
     fig.suptitle(title or f"GDU: {kind} EP updates (dashed) and BPTT gradients (solid)", fontsize=11)
+    return _save(fig, out)
+
+
+def plot_error_settling(norms, out, title=None):
+    """Norm of each layer's prediction error against time (log scale), one panel per layer.
+
+    Parameters
+    ----------
+    norms : dict
+        From :func:`dynsim.pc_sweep.error_norms` (or its logged table): ``t``
+        and ``eps_<layer>`` of shape (m, n_recorded).
+    """
+    layers = [k for k in norms if k.startswith("eps_")]
+    if not layers:
+        raise ValidationError("norms holds no eps_<layer> columns")
+    t = np.asarray(norms["t"])
+    fig = Figure(figsize=(4.0 * len(layers), 3.2), layout="constrained")
+    axes = fig.subplots(1, len(layers), squeeze=False).ravel()
+    for ax, key in zip(axes, layers):
+        values = np.asarray(norms[key])
+        for r in range(values.shape[1]):
+            positive = values[:, r] > 0
+            ax.plot(t[positive], values[positive, r], lw=1, color=f"C{r % 10}")
+        ax.set_yscale("log")
+        ax.set_title(key[4:], fontsize=10)
+        ax.set_xlabel("inference time t")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("||prediction error||")
+    fig.suptitle(title or "settling of the prediction errors (one line per sample)", fontsize=11)
     return _save(fig, out)
