@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from dynsim.estimator_sweep import GRID_KEYS
 from dynsim.validation import ValidationError
 
-__all__ = ["plot_sweep", "plot_gdu", "plot_error_settling"]
+__all__ = ["plot_sweep", "plot_gdu", "plot_gdu_table", "plot_error_settling"]
 
 _METRIC_LABELS = {"cosine": "cosine with backprop", "relative_error": "relative error",
                   "sign_agreement": "sign agreement", "normalized_rmse": "normalized RMSE"}
@@ -186,4 +186,34 @@ def plot_error_settling(norms, out, title=None):
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("||prediction error||")
     fig.suptitle(title or "settling of the prediction errors (one line per sample)", fontsize=11)
+    return _save(fig, out)
+
+
+def plot_gdu_table(table, out, components=6, title=None):
+    """GDU curves from a logged ``gdu`` table (no network needed): the components with the most BPTT signal.
+
+    Parameters
+    ----------
+    table : dict
+        ``k`` (K,), ``ep_per_step`` and ``bptt_per_step`` (K, n_params), as
+        written by the gradient scenario; its attrs may hold ``rmse_all``.
+    """
+    k = np.asarray(table["k"])
+    ep = np.asarray(table["ep_per_step"])
+    bp = np.asarray(table["bptt_per_step"])
+    chosen = np.argsort(np.abs(bp).sum(0))[::-1][:components]
+    fig = Figure(figsize=(6.5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for c, comp in enumerate(chosen):
+        ax.plot(k, bp[:, comp], "-", color=f"C{c}", lw=4, alpha=0.35)
+        ax.plot(k, ep[:, comp], "--", color=f"C{c}", lw=1.2)
+    ax.plot([], [], "k-", lw=4, alpha=0.35, label="BPTT")
+    ax.plot([], [], "k--", lw=1.2, label="EP")
+    ax.legend(fontsize=8)
+    ax.set_xlabel("step k")
+    ax.set_ylabel("per-step update")
+    ax.grid(alpha=0.3)
+    rmse = table.get("__attrs__", {}).get("rmse_all")
+    suffix = f" (normalized RMSE {rmse:.3g})" if rmse is not None else ""
+    fig.suptitle(title or f"GDU: EP updates (dashed) and BPTT gradients (solid){suffix}", fontsize=11)
     return _save(fig, out)

@@ -85,11 +85,21 @@ def predict(output):
 
 
 def evaluate(network, x, labels, targets, options=None):
-    """Mean cost at the free equilibrium and the accuracy of :func:`predict` (ties count as wrong); a dict."""
-    free = free_phase(network, x, target=targets, options=options)
-    out = free.state[:, network.output_slice]
-    return {"loss": float(free.cost.mean()), "accuracy": float(np.mean(predict(out) == labels)),
-            "free_steps": free.integration.n_steps, "converged": bool(free.converged)}
+    """Mean cost at the free equilibrium and the accuracy of :func:`predict` (ties count as wrong); a dict.
+
+    A predictive coding network's free equilibrium is its feedforward pass:
+    it is read directly instead of integrating a field that is zero there.
+    """
+    from dynsim.pc import PCNetwork
+
+    if isinstance(network, PCNetwork):
+        state, steps, converged = network.feedforward(x), 0, True
+    else:
+        free = free_phase(network, x, target=targets, options=options)
+        state, steps, converged = free.state, free.integration.n_steps, free.converged
+    out = state[:, network.output_slice]
+    return {"loss": float(network.cost(state, targets).mean()), "accuracy": float(np.mean(predict(out) == labels)),
+            "free_steps": steps, "converged": bool(converged)}
 
 
 class ParticleStore:
@@ -121,7 +131,7 @@ class History:
 
 
 def train(network, task, rule, optimizer, epochs, batch_size, beta=0.5, options=None, nudged_options=None,
-          persistent=False, seed=0, callback=None):
+          persistent=False, seed=0, callback=None, step_callback=None):
     """Train ``network`` in place on ``task`` (a :class:`dynsim.tasks.Task`) with a local rule.
 
     Parameters
@@ -144,6 +154,10 @@ def train(network, task, rule, optimizer, epochs, batch_size, beta=0.5, options=
         before training); ``row`` holds the epoch's entries of every
         :class:`History` field (epoch, loss, accuracy, mean free and nudged
         steps, seconds), e.g. to append it to a log as soon as it exists.
+    step_callback : callable, optional
+        ``step_callback(indices, gradient)`` before each optimizer step, with
+        the minibatch's example indices and its gradient estimate (the
+        parameters are still those the estimate was taken at).
 
     Returns
     -------
@@ -179,6 +193,8 @@ def train(network, task, rule, optimizer, epochs, batch_size, beta=0.5, options=
             s0 = particles.get(idx) if persistent else None
             grad, free, phases = gradient_estimate(rule, network, task.x[idx], task.targets[idx], beta, options,
                                                    nudged_options, s0=s0, rng=rng)
+            if step_callback is not None:
+                step_callback(idx, grad)
             optimizer.step(network.theta, grad)
             if persistent:
                 particles.put(idx, free.state)

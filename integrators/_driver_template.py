@@ -31,6 +31,9 @@ from integrators.status import CONVERGED, DIVERGED, STEP_LIMIT, STEP_TOO_SMALL, 
 
 _RUNNING = 99
 
+# `vector_field` is not defined here on purpose: the generated module puts the line
+# `from <module> import <function> as vector_field` before this text.
+
 
 @njit(cache=True)
 def explicit_rk(y0, t0, dt, max_steps, t_max, atol, rtol, stop_at_steady_state,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from integrators.specialize import VectorField, drivers_for
+from integrators.specialize import drivers_for
 from integrators.status import CONVERGED, DIVERGED, STATUS_NAMES, STEP_LIMIT, STEP_TOO_SMALL, TIME_LIMIT
 from integrators.tableaus import DOPRI5, EULER, HEUN, RK4, ButcherTableau
 

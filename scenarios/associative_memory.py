@@ -60,22 +60,22 @@ def build_parser():
     p.add_argument("--patterns", type=int, default=5, help="number of stored patterns")
     p.add_argument("--units", type=int, default=16, help="bits per pattern (a square number draws as a square)")
     p.add_argument("--hidden", type=int, default=32, help="hidden units (0: cue and memory only)")
-    p.add_argument("--epochs", type=int, default=300)
+    p.add_argument("--epochs", type=int, default=300, help="training epochs")
     p.add_argument("--per-pattern", type=int, default=20, help="fresh corrupted cues per pattern and epoch")
-    p.add_argument("--batch-size", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=10, help="cues per minibatch")
     p.add_argument("--corruption", type=float, default=0.25,
                    help="training cues flip up to this fraction of bits; the figure's cues flip exactly this")
     p.add_argument("--levels", type=parse_levels, default=[0.0, 0.1, 0.2, 0.3],
                    help="corruption levels of the recall test")
     p.add_argument("--trials", type=int, default=100, help="test cues per pattern and level")
-    p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
-    p.add_argument("--lr", type=float, default=0.003)
+    p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"], help="optimizer of the weights")
+    p.add_argument("--lr", type=float, default=0.003, help="learning rate")
     p.add_argument("--beta", type=float, default=2.0,
                    help="nudging strength of the EP rules (> 0, and < 2/dt - 1 for a stable nudged phase)")
     p.add_argument("--dt", type=float, default=0.25,
                    help="step of projected Euler (0.5 lets learned couplings make the nudged phase oscillate)")
     p.add_argument("--max-steps", type=int, default=1000, help="step limit of each phase")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of patterns, weights and corruptions")
     p.add_argument("--out", type=Path, default=Path("runs/associative_memory"), help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing log in --out")
     return p

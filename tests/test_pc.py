@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 
-from dynsim.compare import gradient_metrics
 from dynsim.pc import PCNetwork
 from dynsim.pc_learning import pc_gradient, zil_gradient
 from dynsim.phases import SettleOptions, free_phase, settle

@@ -1,0 +1,100 @@
+"""The dynsim command line, end to end in subprocesses; the files it writes are opened and checked."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dynsim.log import read_log
+from dynsim.scenario_registry import list_scenarios
+
+
+def dynsim(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "dynsim.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=600, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def settled(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    proc = dynsim("--quiet", "run", "settle_hopfield", "--set", "integrator=rk4", "--set", "batch=3",
+                  "--set", "beta=-0.5", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_list_names_every_scenario_with_a_description():
+    proc = dynsim("list")
+    assert proc.returncode == 0
+    for name in ("settle_hopfield", "train_hopfield", "gradient_vs_iterations", "associative_memory",
+                 "pc_vs_backprop"):
+        line = next(l for l in proc.stdout.splitlines() if l.startswith(name))
+        assert len(line.split(None, 1)[1]) > 20
+
+
+def test_every_scenario_parameter_has_a_type_a_default_and_help():
+    for scenario in list_scenarios():
+        for p in scenario.parameters():
+            assert p.help.strip(), (scenario.name, p.name)
+            assert p.type, (scenario.name, p.name)
+
+
+def test_run_applies_settings_and_writes_the_log(settled):
+    with read_log(settled / "settle.h5") as log:
+        assert log.config["integrator"] == "rk4" and log.config["batch"] == 3 and log.config["beta"] == -0.5
+        assert log.relaxation(0)["nudged"].attrs["status_name"] == "converged"
+    assert (settled / "settling.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_show_prints_configuration_relaxations_and_tables(settled):
+    proc = dynsim("show", settled / "settle.h5")
+    assert proc.returncode == 0, proc.stderr
+    assert "integrator: rk4" in proc.stdout
+    assert "free converged after" in proc.stdout and "nudged converged after" in proc.stdout
+    assert "network: 16-24-12-4 (hard_sigmoid)" in proc.stdout
+
+
+@pytest.mark.parametrize("kind", ["settling", "energy"])
+def test_plot_writes_a_png(settled, kind, tmp_path):
+    out = tmp_path / f"{kind}.png"
+    proc = dynsim("plot", settled / "settle.h5", "--kind", kind, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_plot_of_a_kind_the_log_does_not_hold_is_a_clear_error(settled, tmp_path):
+    proc = dynsim("plot", settled / "settle.h5", "--kind", "training", "--out", tmp_path / "t.png")
+    assert proc.returncode == 2 and "no training history" in proc.stderr
+    assert not (tmp_path / "t.png").exists()
+
+
+def test_run_by_path_and_the_installed_entry_point(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "scenarios" / "settle_hopfield.py"
+    entry = Path(sys.executable).with_name("dynsim")
+    command = [str(entry)] if entry.exists() else [sys.executable, "-m", "dynsim.cli"]
+    proc = subprocess.run(command + ["run", str(script), "--set", "batch=2", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "settle.h5").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "no_such_scenario"], "unknown scenario 'no_such_scenario'; the scenarios are: "),
+    (["run", "settle_hopfield", "--set", "betta=1"], "has no parameter 'betta'; its parameters are: "),
+    (["run", "settle_hopfield", "--set", "beta"], "must look like key=value"),
+    (["run", "settle_hopfield", "--set", "overwrite=maybe"], "is a switch"),
+    (["run", "settle_hopfield", "--set", "integrator=leapfrog"], "invalid choice: 'leapfrog'"),
+    (["show", "missing.h5"], "no such log file"),
+])
+def test_bad_input_exits_non_zero_with_a_message_and_writes_nothing(tmp_path, args, message):
+    proc = dynsim(*args, "--out", tmp_path / "out") if args[0] == "run" else dynsim(*args, cwd=tmp_path)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_show_refuses_a_file_that_is_not_a_log(tmp_path):
+    (tmp_path / "notes.h5").write_text("not hdf5")
+    proc = dynsim("show", tmp_path / "notes.h5")
+    assert proc.returncode == 2 and "not an HDF5 file" in proc.stderr
