@@ -1,0 +1,65 @@
+"""Sweeps on a Dask LocalCluster: a failing point is reported, completed points are skipped on a re-run."""
+import csv
+import subprocess
+import sys
+
+import pytest
+
+from dynsim.log import read_log
+from dynsim.scenario_registry import ScenarioError
+from dynsim.sweep import parse_grid
+
+
+def dynsim(*args):
+    return subprocess.run([sys.executable, "-m", "dynsim.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=900)
+
+
+def test_grid_syntax():
+    assert parse_grid(["beta=0.1,0.5", "seed=0..2"]) == {"beta": ["0.1", "0.5"], "seed": ["0", "1", "2"]}
+    for bad, message in ((["beta"], "key=v1,v2"), (["seed=3..1"], "is empty"), (["beta=1,,2"], "empty value"),
+                         (["beta=1", "beta=2"], "given twice"), ([], "grid is empty")):
+        with pytest.raises(ScenarioError, match=message):
+            parse_grid(bad)
+
+
+def read_summary(folder):
+    with open(folder / "summary.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_sweep_on_two_local_workers_with_a_failing_point_then_a_rerun(tmp_path):
+    # batch=0 passes the parser's type check but the scenario refuses it when it runs: an injected failure.
+    args = ("sweep", "settle_hopfield", "--grid", "beta=0.5,-0.5", "batch=3,0", "--workers", 2, "--out", tmp_path)
+    first = dynsim(*args)
+    assert first.returncode == 1, first.stderr  # a failed point makes the sweep's status non-zero
+    assert "4 points: 2 completed (0 skipped as complete), 2 failed" in first.stdout
+    assert "--batch must be >= 1" in first.stdout
+    rows = read_summary(tmp_path)
+    assert [r["status"] for r in rows] == ["ok", "failed", "ok", "failed"]
+    for row in rows:
+        if row["status"] == "ok":
+            # A negative nudge on outputs pinned at their bound may leave the nudged phase at rest: >= 0.
+            assert float(row["free_steps"]) > 0 and float(row["nudged_steps"]) >= 0
+            with read_log(tmp_path / "points" / row["point"] / "settle.h5") as log:
+                assert log.config["beta"] == float(row["beta"])
+        else:
+            assert "batch" in row["error"]
+    assert (tmp_path / "summary.png").read_bytes()[:4] == b"\x89PNG"
+    with read_log(tmp_path / "summary.h5") as summary:
+        assert list(summary.table("summary")["status"]) == ["ok", "failed", "ok", "failed"]
+
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "points").glob("*/settle.h5")}
+    second = dynsim(*args)
+    assert "4 points: 2 completed (2 skipped as complete), 2 failed" in second.stdout
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps, "completed points must not run again"
+
+
+def test_bad_sweeps_exit_with_a_message_and_write_nothing(tmp_path):
+    for args, message in ((["--grid", "beta=abc"], "rejected by settle_hopfield's parameters"),
+                          (["--grid", "betta=1"], "has no parameter 'betta'"),
+                          (["--grid", "out=x"], "cannot set 'out'"),
+                          (["--grid", "beta=1", "--scheduler", "tcp://127.0.0.1:9"], "cannot reach the Dask scheduler")):
+        proc = dynsim("sweep", "settle_hopfield", *args, "--out", tmp_path / "s")
+        assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
+        assert not (tmp_path / "s" / "summary.csv").exists()
