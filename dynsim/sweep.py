@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from dynsim.scenario_registry import ScenarioError, find_scenario
 
@@ -272,16 +273,20 @@ def run_sweep(scenario, grid, out, scheduler=None, workers=2, metric=None, quiet
             futures = {client.submit(run_point, str(scenario.path), argv, str(folder), settings, pure=False):
                        folder for settings, folder, argv in todo}
             finished = failed = 0
+            bar = tqdm(total=len(todo), desc=f"sweep {scenario.name}", unit="point", disable=True if quiet else None)
             for future in as_completed(futures):
                 row = future.result()
                 row["skipped"] = 0.0
                 rows[str(futures[future])] = row
                 finished += 1
                 failed += row["status"] != "ok"
+                bar.set_postfix(running=len(todo) - finished, failed=failed)
+                bar.update()
                 if not quiet:
                     log.info("[%d/%d done, %d running, %d failed] %s: %s%s", finished, len(todo),
                              len(todo) - finished, failed, row["point"], row["status"],
                              f" ({row['error']})" if row["error"] else "")
+            bar.close()
     ordered = [rows[str(folder)] for _, folder, _ in points]
     table = _write_summary(out, ordered, grid, scenario.name)
     numbers = [c for c in table if c not in grid and c not in ("point", "status", "error", "skipped", "seconds")]

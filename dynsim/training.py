@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from dynsim.backprop import implicit_gradient
 from dynsim.learning import EP_VARIANTS, chl_gradient, ep_gradient
@@ -131,7 +132,7 @@ class History:
 
 
 def train(network, task, rule, optimizer, epochs, batch_size, beta=0.5, options=None, nudged_options=None,
-          persistent=False, seed=0, callback=None, step_callback=None):
+          persistent=False, seed=0, callback=None, step_callback=None, progress=None):
     """Train ``network`` in place on ``task`` (a :class:`dynsim.tasks.Task`) with a local rule.
 
     Parameters
@@ -158,6 +159,9 @@ def train(network, task, rule, optimizer, epochs, batch_size, beta=0.5, options=
         ``step_callback(indices, gradient)`` before each optimizer step, with
         the minibatch's example indices and its gradient estimate (the
         parameters are still those the estimate was taken at).
+    progress : bool or None
+        A progress bar over the epochs with loss, accuracy and examples per
+        second (``None``: only when stderr is a terminal; ``False``: never).
 
     Returns
     -------
@@ -184,6 +188,8 @@ def train(network, task, rule, optimizer, epochs, batch_size, beta=0.5, options=
             callback(epoch, {name: values[-1] for name, values in vars(history).items()})
 
     record(0, 0.0, 0.0, 0.0)
+    bar = tqdm(total=epochs, desc=rule, unit="epoch", disable=None if progress is None else not progress,
+               leave=False)
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
         order = rng.permutation(n)
@@ -200,6 +206,10 @@ def train(network, task, rule, optimizer, epochs, batch_size, beta=0.5, options=
                 particles.put(idx, free.state)
             free_steps.append(free.integration.n_steps)
             nudged_steps.extend(p.integration.n_steps for p in phases.values())
-        record(epoch, float(np.mean(free_steps)), float(np.mean(nudged_steps)) if nudged_steps else 0.0,
-               time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        record(epoch, float(np.mean(free_steps)), float(np.mean(nudged_steps)) if nudged_steps else 0.0, seconds)
+        bar.set_postfix(loss=f"{history.loss[-1]:.3g}", acc=f"{history.accuracy[-1]:.3f}",
+                        ex_per_s=f"{n / max(seconds, 1e-9):.0f}")
+        bar.update()
+    bar.close()
     return history
