@@ -11,9 +11,13 @@ from dynsim.validation import ValidationError
 HARD_SIGMOID = 0
 LOGISTIC = 1
 TANH = 2
+RELU = 3
 
 ACTIVATIONS = {"hard_sigmoid": HARD_SIGMOID, "logistic": LOGISTIC, "tanh": TANH}
-"""Activation names accepted by the networks, and their codes."""
+"""Activation names accepted by the Hopfield networks, and their codes."""
+
+PC_ACTIVATIONS = {**ACTIVATIONS, "relu": RELU}
+"""Activations of predictive coding networks (ReLU has no place in the Hopfield energy's rho)."""
 
 NATURAL_BOUNDS = {"hard_sigmoid": (0.0, 1.0)}
 """Boxes that projected dynamics may clip states to (Scellier & Bengio 2017 clip to [0, 1])."""
@@ -90,42 +94,16 @@ def rho_second(s, act):
 
 @njit(cache=True)
 def rho_and_prime(s, act):
-    """rho(s) and rho'(s) in one pass (one exp or tanh per entry instead of two)."""
+    """rho(s) and rho'(s) in one pass (one exp or tanh per entry instead of two).
+
+    Serves both network families: ReLU (derivative 1 for s > 0) is only
+    reachable through :data:`PC_ACTIVATIONS`.
+    """
     r = np.empty(s.shape, dtype=s.dtype)
     rp = np.empty(s.shape, dtype=s.dtype)
     for i in range(s.shape[0]):
         for j in range(s.shape[1]):
             v = s[i, j]
-            if act == HARD_SIGMOID:
-                r[i, j] = min(max(v, 0.0), 1.0)
-                rp[i, j] = 1.0 if (v >= 0.0 and v <= 1.0) else 0.0
-            elif act == LOGISTIC:
-                e = 1.0 / (1.0 + np.exp(-v))
-                r[i, j] = e
-                rp[i, j] = e * (1.0 - e)
-            else:
-                th = np.tanh(v)
-                r[i, j] = th
-                rp[i, j] = 1.0 - th * th
-    return r, rp
-
-
-RELU = 3
-PC_ACTIVATIONS = {**ACTIVATIONS, "relu": RELU}
-"""Activations of predictive coding networks (ReLU has no place in the Hopfield energy's rho)."""
-
-
-@njit(cache=True)
-def phi_and_prime(x, act):
-    """Activation and its derivative in one pass, including ReLU (predictive coding networks).
-
-    Codes as :data:`ACTIVATIONS`; ReLU's derivative is taken as 1 for x > 0.
-    """
-    r = np.empty(x.shape, dtype=x.dtype)
-    rp = np.empty(x.shape, dtype=x.dtype)
-    for i in range(x.shape[0]):
-        for j in range(x.shape[1]):
-            v = x[i, j]
             if act == RELU:
                 r[i, j] = v if v > 0.0 else 0.0
                 rp[i, j] = 1.0 if v > 0.0 else 0.0

@@ -30,7 +30,7 @@ References
 import numpy as np
 from numba import njit
 
-from dynsim.activations import phi_and_prime
+from dynsim.activations import rho_and_prime as phi_and_prime
 
 
 @njit(cache=True)

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dynsim.argtypes import number_list
 from dynsim.log import TrajectoryLog
 from dynsim.memory import (MAX_CORRUPTION, corrupt, flipped_bits, memory_network, random_patterns, recall,
                            recall_table, train_memory)
@@ -41,16 +42,6 @@ from dynsim.phases import SettleOptions
 from dynsim.plots import plot_recall
 from dynsim.training import RULES
 from dynsim.validation import ValidationError
-
-
-def parse_levels(text):
-    try:
-        levels = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"levels must look like 0,0.1,0.2 (fractions joined by ','), got {text!r}")
-    if not all(0.0 <= v <= MAX_CORRUPTION for v in levels):
-        raise argparse.ArgumentTypeError(f"levels must lie in [0, {MAX_CORRUPTION}], got {text!r}")
-    return levels
 
 
 def build_parser():
@@ -65,7 +56,7 @@ def build_parser():
     p.add_argument("--batch-size", type=int, default=10, help="cues per minibatch")
     p.add_argument("--corruption", type=float, default=0.25,
                    help="training cues flip up to this fraction of bits; the figure's cues flip exactly this")
-    p.add_argument("--levels", type=parse_levels, default=[0.0, 0.1, 0.2, 0.3],
+    p.add_argument("--levels", type=number_list(float, 0.0, MAX_CORRUPTION, name="levels", example="0,0.1,0.2"), default=[0.0, 0.1, 0.2, 0.3],
                    help="corruption levels of the recall test")
     p.add_argument("--trials", type=int, default=100, help="test cues per pattern and level")
     p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"], help="optimizer of the weights")

@@ -23,26 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
+from dynsim.argtypes import choice_list, number_list
 from dynsim.compare import gdu_check
 from dynsim.estimator_sweep import reference_gradient, sweep_ep_estimates
 from dynsim.gradient_plots import plot_gdu, plot_sweep
 from dynsim.hopfield import HopfieldNetwork
-from dynsim.learning import ep_gradient
+from dynsim.learning import EP_VARIANTS, ep_gradient
 from dynsim.log import TrajectoryLog
 from dynsim.phases import SettleOptions
 from dynsim.validation import ValidationError
-
-
-def int_list(text):
-    return [int(v) for v in text.split(",")]
-
-
-def float_list(text):
-    return [float(v) for v in text.split(",")]
-
-
-def str_list(text):
-    return [v.strip() for v in text.split(",") if v.strip()]
+from integrators import METHODS
 
 
 def build_parser():
@@ -51,11 +41,11 @@ def build_parser():
     p.add_argument("--sizes", default="10-20-15-4", help="layer sizes, input first")
     p.add_argument("--activation", default="logistic", choices=["hard_sigmoid", "logistic", "tanh"], help="activation rho of the units")
     p.add_argument("--batch", type=int, default=8, help="samples in the batch")
-    p.add_argument("--free-steps", type=int_list, default=[5, 10, 20, 40, 80, 160], help="free-phase iteration counts to sweep (comma list)")
-    p.add_argument("--nudged-steps", type=int_list, default=[20], help="nudged-phase iteration counts to sweep (comma list)")
-    p.add_argument("--betas", type=float_list, default=[0.1], help="nudging strengths to sweep (comma list)")
-    p.add_argument("--variants", type=str_list, default=["positive", "negative", "centered"], help="EP nudging variants to sweep (comma list)")
-    p.add_argument("--integrators", type=str_list, default=["euler", "rk4"], help="integrators to sweep (comma list)")
+    p.add_argument("--free-steps", type=number_list(int, 1, name="free-steps", example="5,10,20"), default=[5, 10, 20, 40, 80, 160], help="free-phase iteration counts to sweep (comma list)")
+    p.add_argument("--nudged-steps", type=number_list(int, 1, name="nudged-steps", example="20"), default=[20], help="nudged-phase iteration counts to sweep (comma list)")
+    p.add_argument("--betas", type=number_list(float, name="betas", example="0.1,0.5"), default=[0.1], help="nudging strengths to sweep (comma list)")
+    p.add_argument("--variants", type=choice_list(EP_VARIANTS, "variant"), default=["positive", "negative", "centered"], help="EP nudging variants to sweep (comma list)")
+    p.add_argument("--integrators", type=choice_list(sorted(METHODS), "integrator"), default=["euler", "rk4"], help="integrators to sweep (comma list)")
     p.add_argument("--dt", type=float, default=0.2, help="step of the fixed-step integrators")
     p.add_argument("--gdu-beta", type=float, default=0.01, help="beta of the GDU check")
     p.add_argument("--gdu-free-steps", type=int, default=800, help="free Euler steps T of the GDU check")

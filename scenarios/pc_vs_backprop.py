@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dynsim.argtypes import number_list
 from dynsim.gradient_plots import plot_error_settling, plot_sweep
 from dynsim.log import TrajectoryLog
 from dynsim.pc import PCNetwork
@@ -34,21 +35,17 @@ from dynsim.plots import plot_energy
 from dynsim.validation import ValidationError
 
 
-def numbers(kind):
-    return lambda text: [kind(v) for v in text.split(",")]
-
-
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--sizes", default="20-32-32-32-10", help="layer sizes, input first")
     p.add_argument("--activation", default="tanh", choices=["tanh", "logistic", "relu", "hard_sigmoid"], help="activation f of the predictions")
     p.add_argument("--batch", type=int, default=16, help="samples in the batch")
-    p.add_argument("--steps", type=numbers(int), default=[1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+    p.add_argument("--steps", type=number_list(int, name="steps", example="1,10,100"), default=[1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
                    help="inference iteration counts (Euler)")
     p.add_argument("--dt", type=float, default=0.1, help="Euler step of the iteration sweep")
-    p.add_argument("--output-variances", type=numbers(float), default=[1, 3, 10, 30, 100, 300, 1000], help="output variances sigma_L^2 to sweep (comma list)")
-    p.add_argument("--euler-steps", type=numbers(float), default=[0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 3.0],
+    p.add_argument("--output-variances", type=number_list(float, name="output-variances", example="1,100"), default=[1, 3, 10, 30, 100, 300, 1000], help="output variances sigma_L^2 to sweep (comma list)")
+    p.add_argument("--euler-steps", type=number_list(float, name="euler-steps", example="0.1,1"), default=[0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 3.0],
                    help="Euler steps of the stability sweep")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights, inputs and targets")
     p.add_argument("--out", type=Path, default=Path("runs/pc_vs_backprop"), help="output folder")

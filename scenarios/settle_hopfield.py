@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dynsim.argtypes import layer_sizes
 from dynsim.hopfield import HopfieldNetwork
 from dynsim.log import TrajectoryLog
 from dynsim.phases import SettleOptions, free_phase, nudged_phase
@@ -30,20 +31,10 @@ from dynsim.validation import ValidationError
 from integrators import METHODS
 
 
-def parse_sizes(text):
-    try:
-        sizes = [int(v) for v in text.split("-")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"sizes must look like 8-16-4 (integers joined by '-'), got {text!r}")
-    if len(sizes) < 2 or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"sizes needs >= 2 layers of >= 1 unit, got {text!r}")
-    return sizes
-
-
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--sizes", type=parse_sizes, default=[16, 24, 12, 4],
+    p.add_argument("--sizes", type=layer_sizes(2, "sizes", "16-24-12-4"), default=[16, 24, 12, 4],
                    help="layer sizes, input first, output last")
     p.add_argument("--activation", default="hard_sigmoid", choices=["hard_sigmoid", "logistic", "tanh"], help="activation rho of the units")
     p.add_argument("--integrator", default="projected_euler", choices=sorted(METHODS), help="ODE integrator of both phases")

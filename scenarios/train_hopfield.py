@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dynsim.argtypes import choice_list, layer_sizes
 from dynsim.hopfield import HopfieldNetwork
 from dynsim.log import TrajectoryLog
 from dynsim.optimizers import SGD, Adam
@@ -59,34 +60,13 @@ RECORDED_SAMPLES = 4
 """Samples whose relaxations are logged before and after training (spread over the data set)."""
 
 
-def parse_ints(text):
-    try:
-        sizes = [int(v) for v in text.split("-")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--hidden must look like 16 or 32-16 (integers joined by '-'), "
-                                         f"got {text!r}")
-    if min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"hidden layers need >= 1 unit, got {text!r}")
-    return sizes
-
-
-def parse_rules(text):
-    rules = [r.strip() for r in text.split(",") if r.strip()]
-    unknown = [r for r in rules if r not in RULES]
-    if unknown or not rules:
-        raise argparse.ArgumentTypeError(f"unknown rule(s) {unknown or [text]}; choose from {','.join(RULES)}")
-    if len(set(rules)) != len(rules):
-        raise argparse.ArgumentTypeError(f"a rule is listed twice in {text!r}")
-    return rules
-
-
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--task", default="xor", choices=sorted(TASKS), help="task generated in code")
     p.add_argument("--n-samples", type=int, default=200, help="points of the moons / two-spirals data set")
-    p.add_argument("--rules", type=parse_rules, default=list(RULES), help="comma-separated learning rules")
-    p.add_argument("--hidden", type=parse_ints, default=[16], help="hidden layer sizes, e.g. 32 or 32-16")
+    p.add_argument("--rules", type=choice_list(RULES, "rule"), default=list(RULES), help="comma-separated learning rules")
+    p.add_argument("--hidden", type=layer_sizes(1, "hidden", "32-16"), default=[16], help="hidden layer sizes, e.g. 32 or 32-16")
     p.add_argument("--activation", default="hard_sigmoid", choices=["hard_sigmoid", "logistic", "tanh"], help="activation rho of the units")
     p.add_argument("--integrator", default="projected_euler", choices=sorted(METHODS), help="ODE integrator of every phase")
     p.add_argument("--epochs", type=int, default=150, help="training epochs")

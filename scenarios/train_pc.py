@@ -55,6 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dynsim.argtypes import choice_list, layer_sizes
 from dynsim.compare import gradient_metrics
 from dynsim.log import TrajectoryLog
 from dynsim.optimizers import SGD, Adam
@@ -74,28 +75,6 @@ DEFAULT_TOLERANCE = 1e-6
 """Steady-state tolerance of the adaptive integrator when --tol is not given."""
 
 
-def parse_sizes(text):
-    try:
-        sizes = [int(v) for v in text.split("-")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--sizes must look like 2-32-32-2 (integers joined by '-'), "
-                                         f"got {text!r}") from None
-    if len(sizes) < 3 or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"--sizes needs an input, at least one hidden and an output layer, "
-                                         f"each >= 1 unit; got {text!r}")
-    return sizes
-
-
-def parse_rules(text):
-    rules = [r.strip() for r in text.split(",") if r.strip()]
-    unknown = [r for r in rules if r not in PC_RULES]
-    if unknown or not rules:
-        raise argparse.ArgumentTypeError(f"unknown rule(s) {unknown or [text]}; choose from {','.join(PC_RULES)}")
-    if len(set(rules)) != len(rules):
-        raise argparse.ArgumentTypeError(f"a rule is listed twice in {text!r}")
-    return rules
-
-
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -103,8 +82,8 @@ def build_parser():
     p.add_argument("--n-samples", type=int, default=200, help="points of the moons / two-spirals data set")
     p.add_argument("--inputs", default="auto", choices=["auto", "unit", "symmetric"],
                    help="input range: [0, 1] ('unit') or [-1, 1] ('symmetric'); 'auto': symmetric for tanh")
-    p.add_argument("--rules", type=parse_rules, default=list(PC_RULES), help="comma-separated learning rules")
-    p.add_argument("--sizes", type=parse_sizes, default=[2, 32, 32, 2],
+    p.add_argument("--rules", type=choice_list(PC_RULES, "rule"), default=list(PC_RULES), help="comma-separated learning rules")
+    p.add_argument("--sizes", type=layer_sizes(3, "sizes", "2-32-32-2"), default=[2, 32, 32, 2],
                    help="units per layer, input first (the task fixes the first and the last)")
     p.add_argument("--activation", default="tanh", choices=ACTIVATIONS, help="f in mu_l = f(x_{l-1}) W_l + b_l")
     p.add_argument("--output-variance", type=float, default=100.0,

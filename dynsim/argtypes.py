@@ -1,0 +1,64 @@
+"""argparse types shared by the scenarios: each checks its text and says what it expects.
+
+The scenario registry shows a parameter's type by the function's name, so
+each factory names the function it returns.
+"""
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["layer_sizes", "number_list", "choice_list"]
+
+
+def layer_sizes(min_layers=2, name="sizes", example="8-16-4"):
+    """Type for ``a-b-c``: at least ``min_layers`` integers >= 1 joined by '-'."""
+
+    def parse(text):
+        try:
+            sizes = [int(v) for v in text.split("-")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{name} must look like {example} (integers joined by '-'), got {text!r}") from None
+        if len(sizes) < min_layers or min(sizes) < 1:
+            raise argparse.ArgumentTypeError(f"{name} needs >= {min_layers} layers of >= 1 unit, got {text!r}")
+        return sizes
+
+    parse.__name__ = "layer_sizes"
+    return parse
+
+
+def number_list(kind=float, low=None, high=None, name="values", example="0.1,0.5"):
+    """Type for ``v1,v2,...``: numbers of ``kind``, each in [low, high] where given."""
+
+    def parse(text):
+        try:
+            values = [kind(v) for v in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{name} must look like {example} ({kind.__name__} values joined by ','), got {text!r}") from None
+        if any((low is not None and v < low) or (high is not None and v > high) for v in values):
+            raise argparse.ArgumentTypeError(
+                f"{name} must lie in [{'-inf' if low is None else low}, {'inf' if high is None else high}], "
+                f"got {text!r}")
+        return values
+
+    parse.__name__ = f"{kind.__name__}_list"
+    return parse
+
+
+def choice_list(allowed, name="values"):
+    """Type for ``a,b,...``: distinct names among ``allowed``."""
+    allowed = tuple(allowed)
+
+    def parse(text):
+        values = [v.strip() for v in text.split(",") if v.strip()]
+        unknown = [v for v in values if v not in allowed]
+        if unknown or not values:
+            raise argparse.ArgumentTypeError(
+                f"unknown {name} {unknown or [text]}; choose from {','.join(allowed)}")
+        if len(set(values)) != len(values):
+            raise argparse.ArgumentTypeError(f"a {name} entry is listed twice in {text!r}")
+        return values
+
+    parse.__name__ = "choice_list"
+    return parse
