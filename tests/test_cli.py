@@ -98,3 +98,18 @@ def test_show_refuses_a_file_that_is_not_a_log(tmp_path):
     (tmp_path / "notes.h5").write_text("not hdf5")
     proc = dynsim("show", tmp_path / "notes.h5")
     assert proc.returncode == 2 and "not an HDF5 file" in proc.stderr
+
+
+@pytest.mark.parametrize("scenario,settings,kind,log_name", [
+    ("gradient_vs_iterations", ["free_steps=5,40", "variants=centered", "integrators=euler", "gdu_free_steps=100",
+                                "gdu_nudged_steps=5"], "gradients", "gradients.h5"),
+    ("train_hopfield", ["epochs=5", "rules=chl,ep-positive"], "training", "train.h5"),
+])
+def test_plot_gradients_and_training_from_scenario_logs(tmp_path, scenario, settings, kind, log_name):
+    run = dynsim("--quiet", "run", scenario, *[a for s in settings for a in ("--set", s)], "--out", tmp_path)
+    assert run.returncode == 0, run.stderr
+    out = tmp_path / f"{kind}.png"
+    proc = dynsim("plot", tmp_path / log_name, "--kind", kind, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
