@@ -161,8 +161,9 @@ def implicit_gradient(network, x, target, free, method="dense", box="auto", resi
     batch = x.shape[0]
     target = network.check_target(target, batch)
     s = _state_from(network, free, batch)
+    drive = network.input_drive(x)  # constant here: computed once, not in every CG iteration
     pinned = pinned_units(network, x, s, box)
-    grad_s = np.where(pinned, 0.0, network.energy_grad_state(x, s))
+    grad_s = np.where(pinned, 0.0, network.energy_grad_state(x, s, drive))
     residual = np.linalg.norm(grad_s, axis=1)
     if not isinstance(free, PhaseResult) and np.any(residual > residual_tol * (1 + np.linalg.norm(s, axis=1))):
         warnings.warn(f"the state is not a fixed point: largest residual ||dE/ds|| = {residual.max():.3e}",
@@ -183,7 +184,7 @@ def implicit_gradient(network, x, target, free, method="dense", box="auto", resi
         def matvec(v):
             v = v.reshape(batch, n) * mask
             # Pinned units are fixed: their rows of the restricted system are the identity.
-            return (mask * network.energy_hvp(x, s, v) + (1 - mask) * v).ravel()
+            return (mask * network.energy_hvp(x, s, v, drive) + (1 - mask) * v).ravel()
 
         op = scipy.sparse.linalg.LinearOperator((batch * n, batch * n), matvec=matvec, dtype=float)
         sol, info = scipy.sparse.linalg.cg(op, rhs.ravel(), rtol=cg_rtol, atol=0.0, maxiter=20 * batch * n)
@@ -247,12 +248,13 @@ def bptt_gradients(network, x, target, n_steps, truncation, dt, s0=None, integra
         raise RuntimeError(f"the free phase diverged: {last.integration.message}")
 
     adjoint = cost_gradient_state(network, states[-1], target)
+    drive = network.input_drive(x)  # constant over the K steps: computed once, not twice per step
     per_step = np.empty((K, network.n_params))
     for k in range(1, K + 1):
         s_t = states[K - k]
         if box is not None:
-            pre_clip = s_t - dt * network.energy_grad_state(x, s_t)
+            pre_clip = s_t - dt * network.energy_grad_state(x, s_t, drive)
             adjoint = adjoint * ((pre_clip > box[0]) & (pre_clip < box[1]))
         per_step[k - 1] = -dt * network.energy_grad_params_directional(x, s_t, adjoint)
-        adjoint = adjoint - dt * network.energy_hvp(x, s_t, adjoint)
+        adjoint = adjoint - dt * network.energy_hvp(x, s_t, adjoint, drive)
     return BPTTGradients(per_step=per_step, cumulative=np.cumsum(per_step, axis=0), final_state=states[-1])

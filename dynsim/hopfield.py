@@ -21,6 +21,7 @@ import numpy as np
 import integrators
 from dynsim import hopfield_kernels as K
 from dynsim.activations import NATURAL_BOUNDS, activation_code, rho, rho_prime, rho_second
+from dynsim.network_layout import NetworkLayout
 from dynsim.validation import ValidationError, float_array
 
 __all__ = ["HopfieldNetwork", "HOPFIELD_FIELD"]
@@ -30,7 +31,7 @@ HOPFIELD_FIELD = integrators.VectorField(
 """The compiled vector field of :class:`HopfieldNetwork`."""
 
 
-class HopfieldNetwork:
+class HopfieldNetwork(NetworkLayout):
     """Continuous Hopfield network over groups of units with symmetric couplings.
 
     Parameters
@@ -248,31 +249,7 @@ class HopfieldNetwork:
             W[edges[b]:edges[b + 1], edges[a]:edges[a + 1]] = self.weights(c).T
         return W
 
-    # ----------------------------------------------------------------- sizes
-    @property
-    def n_input(self):
-        return self.group_sizes[0]
-
-    @property
-    def n_output(self):
-        return self.group_sizes[-1]
-
-    @property
-    def n_free(self):
-        """Units of the free state ``s``: every group but the input."""
-        return sum(self.group_sizes[1:])
-
-    @property
-    def output_slice(self):
-        """Columns of the output group in the free state."""
-        return slice(self.n_free - self.n_output, self.n_free)
-
-    def split_state(self, s):
-        """The free state as a dict ``group name -> ndarray (..., n_g)`` of views."""
-        s = np.asarray(s)
-        return {self.group_names[g]: s[..., self._free_off[g]:self._free_off[g] + self.group_sizes[g]]
-                for g in range(1, len(self.group_sizes))}
-
+    # ----------------------------------------------------------------- description
     def describe(self):
         """Plain dict describing the architecture (for logs)."""
         return {"group_sizes": list(self.group_sizes), "group_names": list(self.group_names),
@@ -280,18 +257,6 @@ class HopfieldNetwork:
                 "n_params": self.n_params}
 
     # ----------------------------------------------------------------- energy
-    def check_input(self, x):
-        """``x`` validated: finite float64, shape (batch, n_input)."""
-        return float_array("x", x, shape=(None, self.n_input))
-
-    def check_state(self, s, batch=None):
-        """``s`` validated: finite float64, shape (batch, n_free)."""
-        return float_array("s", s, shape=(batch, self.n_free))
-
-    def check_target(self, target, batch):
-        """``target`` validated: finite float64, shape (batch, n_output)."""
-        return float_array("target", target, shape=(batch, self.n_output))
-
     @property
     def natural_box(self):
         """Box the states live in ([0, 1] for the hard sigmoid), or None."""
@@ -332,18 +297,17 @@ class HopfieldNetwork:
         return K.energy(s, self._theta, self._sizes, self._free_off, self._pre, self._post,
                         self._w_off, self._act, drive)
 
-    def cost(self, s, target):
-        """C = 1/2 ||s_out - target||^2 per sample, shape (batch,)."""
-        s = self.check_state(s)
-        target = self.check_target(target, s.shape[0])
-        return 0.5 * np.sum((s[:, self.output_slice] - target) ** 2, axis=1)
+    def energy_grad_state(self, x, s, drive=None):
+        """dE/ds, shape (batch, n_free).
 
-    def energy_grad_state(self, x, s):
-        """dE/ds, shape (batch, n_free)."""
+        ``drive`` (from :meth:`input_drive`) saves recomputing the input
+        projection when many states of one input are evaluated (BPTT).
+        """
         x = self.check_input(x)
         s = self.check_state(s, x.shape[0])
+        drive = self.input_drive(x) if drive is None else float_array("drive", drive, shape=s.shape)
         return K.energy_grad_state(s, self._theta, self._sizes, self._free_off, self._pre, self._post,
-                                   self._w_off, self._act, self.input_drive(x))
+                                   self._w_off, self._act, drive)
 
     def energy_grad_params(self, x, s):
         """Gradient of the batch-mean energy with respect to :attr:`theta`, shape (n_params,).
@@ -357,13 +321,14 @@ class HopfieldNetwork:
         return K.energy_grad_params(x, s, self._theta, self._sizes, self._free_off, self._pre,
                                     self._post, self._w_off, self._b_off, self._act)
 
-    def energy_hvp(self, x, s, v):
-        """Hessian-vector products d^2E/ds^2 v per sample, shape (batch, n_free)."""
+    def energy_hvp(self, x, s, v, drive=None):
+        """Hessian-vector products d^2E/ds^2 v per sample, shape (batch, n_free); ``drive`` as above."""
         x = self.check_input(x)
         s = self.check_state(s, x.shape[0])
         v = float_array("v", v, shape=s.shape)
+        drive = self.input_drive(x) if drive is None else float_array("drive", drive, shape=s.shape)
         return K.energy_hvp(s, v, self._theta, self._sizes, self._free_off, self._pre, self._post,
-                            self._w_off, self._act, self.input_drive(x))
+                            self._w_off, self._act, drive)
 
     def energy_hessian(self, x, s):
         """Dense Hessians d^2E/ds^2 per sample, shape (batch, n_free, n_free).

@@ -22,6 +22,7 @@ import numpy as np
 import integrators
 from dynsim import pc_kernels as K
 from dynsim.activations import PC_ACTIVATIONS, activation_code
+from dynsim.network_layout import NetworkLayout
 from dynsim.validation import ValidationError, float_array
 
 __all__ = ["PCNetwork", "PC_FIELD"]
@@ -43,7 +44,7 @@ def _phi(x, activation):
     return np.clip(x, 0, 1), ((x >= 0) & (x <= 1)).astype(float)
 
 
-class PCNetwork:
+class PCNetwork(NetworkLayout):
     """Layered predictive coding network x_0 -> x_1 -> ... -> x_L.
 
     Parameters
@@ -148,44 +149,13 @@ class PCNetwork:
             layers[f"b_{self.group_names[l]}"] = l
         return layers
 
-    # ----------------------------------------------------------------- sizes and checks
-    @property
-    def n_input(self):
-        return self.group_sizes[0]
-
-    @property
-    def n_output(self):
-        return self.group_sizes[-1]
-
-    @property
-    def n_free(self):
-        return sum(self.group_sizes[1:])
-
-    @property
-    def output_slice(self):
-        return slice(self.n_free - self.n_output, self.n_free)
-
-    def split_state(self, s):
-        """The free state as ``{layer name: view (..., n_l)}``."""
-        s = np.asarray(s)
-        return {self.group_names[l]: s[..., self._free_off[l]:self._free_off[l] + self.group_sizes[l]]
-                for l in range(1, len(self.group_sizes))}
-
+    # ----------------------------------------------------------------- description
     def describe(self):
         return {"model": "predictive_coding", "group_sizes": list(self.group_sizes),
                 "group_names": list(self.group_names),
                 "connections": [[l - 1, l] for l in range(1, len(self.group_sizes))],
                 "activation": self.activation, "variances": self.variances.tolist(),
                 "fixed_prediction": self.fixed_prediction, "n_params": self.n_params}
-
-    def check_input(self, x):
-        return float_array("x", x, shape=(None, self.n_input))
-
-    def check_state(self, s, batch=None):
-        return float_array("s", s, shape=(batch, self.n_free))
-
-    def check_target(self, target, batch):
-        return float_array("target", target, shape=(batch, self.n_output))
 
     # ----------------------------------------------------------------- relaxation
     def input_drive(self, x):
@@ -241,12 +211,6 @@ class PCNetwork:
         eps, _, _ = K.errors(s, self._theta, self._sizes, self._w_off, self._b_off, self._free_off, self._act,
                              self.input_drive(x), self.fixed_prediction)
         return self.split_state(eps)
-
-    def cost(self, s, target):
-        """C = 1/2 ||x_L - target||^2 per sample."""
-        s = self.check_state(s)
-        target = self.check_target(target, s.shape[0])
-        return 0.5 * np.sum((s[:, self.output_slice] - target) ** 2, axis=1)
 
     # ----------------------------------------------------------------- reference
     def backprop_gradient(self, x, target):

@@ -1,0 +1,66 @@
+"""What every dynsim network shares: a clamped input group, free groups stored side by side, a cost.
+
+Both :class:`dynsim.hopfield.HopfieldNetwork` and :class:`dynsim.pc.PCNetwork`
+keep their units in groups (group 0 the clamped input, the last group the
+output) and their free state ``s`` as one (batch, n_free) array. A subclass
+sets ``group_sizes``, ``group_names`` and ``_free_off`` (the column of each
+free group in ``s``); this class derives the sizes, the views, the boundary
+checks and the output cost from them.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from dynsim.validation import float_array
+
+__all__ = ["NetworkLayout"]
+
+
+class NetworkLayout:
+    """Sizes, views, input checks and cost of a network with a clamped input and free groups."""
+
+    group_sizes: tuple
+    group_names: tuple
+    _free_off: np.ndarray
+
+    @property
+    def n_input(self):
+        return self.group_sizes[0]
+
+    @property
+    def n_output(self):
+        return self.group_sizes[-1]
+
+    @property
+    def n_free(self):
+        """Units of the free state ``s``: every group but the input."""
+        return sum(self.group_sizes[1:])
+
+    @property
+    def output_slice(self):
+        """Columns of the output group in the free state."""
+        return slice(self.n_free - self.n_output, self.n_free)
+
+    def split_state(self, s):
+        """The free state as a dict ``group name -> ndarray (..., n_g)`` of views."""
+        s = np.asarray(s)
+        return {self.group_names[g]: s[..., self._free_off[g]:self._free_off[g] + self.group_sizes[g]]
+                for g in range(1, len(self.group_sizes))}
+
+    def check_input(self, x):
+        """``x`` validated: finite float64, shape (batch, n_input)."""
+        return float_array("x", x, shape=(None, self.n_input))
+
+    def check_state(self, s, batch=None):
+        """``s`` validated: finite float64, shape (batch, n_free)."""
+        return float_array("s", s, shape=(batch, self.n_free))
+
+    def check_target(self, target, batch):
+        """``target`` validated: finite float64, shape (batch, n_output)."""
+        return float_array("target", target, shape=(batch, self.n_output))
+
+    def cost(self, s, target):
+        """C = 1/2 ||s_out - target||^2 per sample, shape (batch,)."""
+        s = self.check_state(s)
+        target = self.check_target(target, s.shape[0])
+        return 0.5 * np.sum((s[:, self.output_slice] - target) ** 2, axis=1)
