@@ -6,6 +6,11 @@ named by a :class:`VectorField`; :func:`integrate` relaxes a batch of states
 with explicit Euler, projected Euler, Heun, RK4 or adaptive Dormand--Prince
 5(4) until every sample reaches a steady state or a limit.
 """
+# First, before anything compiles: symbol names that cannot repeat across processes.
+from integrators.unique_symbols import install as _install_unique_symbols
+
+_install_unique_symbols()
+
 from integrators.solve import METHODS, IntegrationResult, Trajectory, integrate
 from integrators.specialize import VectorField, drivers_for, kernel_cache_dir
 from integrators.status import (

@@ -8,7 +8,8 @@ vector field as an argument is recompiled in every new process (measured
 
 The generated file holds a fingerprint of every source it depends on (the
 driver template, the shared helpers, the vector field's module and any extra
-dependency modules, and the Numba version). Numba's cache only watches the
+dependency modules, the Numba version and the symbol-naming scheme of
+:mod:`integrators.unique_symbols`). Numba's cache only watches the
 file of the cached function itself; rewriting the generated file whenever a
 dependency changes is what invalidates a stale compiled pair.
 """
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numba
+
+from integrators import unique_symbols
 
 __all__ = ["VectorField", "drivers_for", "kernel_cache_dir"]
 
@@ -98,7 +101,7 @@ def _module_file(module: str) -> Path:
 def _generated_source(field: VectorField) -> str:
     sources = [_TEMPLATE, *_HELPERS, _module_file(field.module)]
     sources += [_module_file(m) for m in field.dependencies]
-    digest = hashlib.sha256(numba.__version__.encode())
+    digest = hashlib.sha256(f"{numba.__version__} {unique_symbols.SCHEME}".encode())
     for path in sources:
         digest.update(path.read_bytes())
     header = (
