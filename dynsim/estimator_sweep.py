@@ -8,7 +8,9 @@ The free and nudged phases run fixed iteration counts, as in the EP papers
 (Scellier & Bengio 2017 use 20 free / 4 nudged iterations), or to a
 tolerance when ``free_tol`` is swept.
 
-Grid keys: ``integrator``, ``dt``, ``free_steps``, ``free_tol``,
+Grid keys: ``integrator`` (an ODE integrator, or the relaxation schemes
+``fixed_point`` and ``block`` of :mod:`dynsim.block_relaxation`, whose steps
+are sweeps and which ignore ``dt``), ``dt``, ``free_steps``, ``free_tol``,
 ``nudged_steps``, ``beta``, ``variant``. Each point yields a row with the
 point's settings, the free phase's largest residual and, per block (and
 'all'), the cosine, relative error, sign agreement and the one-step
@@ -29,6 +31,7 @@ import warnings
 import numpy as np
 
 from dynsim.backprop import NotConvergedWarning, implicit_gradient
+from dynsim.block_relaxation import RELAXATION_SCHEMES
 from dynsim.compare import gradient_metrics, normalized_rmse
 from dynsim.learning import EP_VARIANTS, ep_gradient
 from dynsim.phases import SettleOptions, free_phase
@@ -70,7 +73,8 @@ def _points(grid):
 
 
 def _phase_options(point, phase):
-    dt = None if point["integrator"] == "dopri5" else point["dt"]
+    # dopri5 and the relaxation schemes have no fixed step.
+    dt = None if point["integrator"] == "dopri5" or point["integrator"] in RELAXATION_SCHEMES else point["dt"]
     if phase == "free" and point["free_tol"] is not None:
         return SettleOptions(integrator=point["integrator"], dt=dt, atol=point["free_tol"], rtol=point["free_tol"],
                              max_steps=1_000_000)

@@ -251,3 +251,41 @@ def hopfield_vector_field(t, s, dsdt, args):
         for i in range(n_batch):
             for j in range(n_out):
                 dsdt[i, o + j] -= beta * (s[i, o + j] - target[i, j])
+
+
+@njit(cache=True)
+def local_field_of_groups(r, theta, sizes, free_off, pre, post, w_off, drive, selected, h):
+    """Overwrite, in ``h``, the local field ``-dE/d rho(s)`` of the free groups ``g`` with ``selected[g]``.
+
+    The other columns of ``h`` are left as they are: block relaxation
+    recomputes the field of the half of the groups whose neighbours just
+    moved and keeps the rest.
+
+    Parameters
+    ----------
+    r : ndarray, shape (batch, n_free)
+        rho(s).
+    drive : ndarray, shape (batch, n_free)
+    selected : ndarray of bool, shape (G,)
+        Entry 0 (the clamped input) is ignored.
+    h : ndarray, shape (batch, n_free)
+        Written in place.
+    """
+    for g in range(1, sizes.shape[0]):
+        if selected[g]:
+            o = free_off[g]
+            h[:, o:o + sizes[g]] = drive[:, o:o + sizes[g]]
+    for c in range(pre.shape[0]):
+        a = pre[c]
+        b = post[c]
+        if a == 0 or not (selected[a] or selected[b]):
+            continue
+        oa = free_off[a]
+        ob = free_off[b]
+        W = weight_block(theta, c, sizes, pre, post, w_off)
+        if selected[b]:
+            ra = np.ascontiguousarray(r[:, oa:oa + sizes[a]])
+            h[:, ob:ob + sizes[b]] += np.dot(ra, W)
+        if a != b and selected[a]:
+            rb = np.ascontiguousarray(r[:, ob:ob + sizes[b]])
+            h[:, oa:oa + sizes[a]] += np.dot(rb, W.T)

@@ -3,8 +3,10 @@
 Free phase: ds/dt = -dE/ds with the input clamped. Nudged phase: from the free
 equilibrium, ds/dt = -d(E + beta C)/ds with C = 1/2 ||s_out - y||^2
 (Scellier & Bengio 2017, Sec. 3). The integrator comes from the generic
-``integrators`` package; this module knows which vector field and bounds a
-network needs, and evaluates energies and costs on the result.
+``integrators`` package, or, for Hopfield networks, is one of the relaxation
+schemes of :mod:`dynsim.block_relaxation` (synchronous fixed point, block
+sweeps); this module knows which vector field and bounds a network needs, and
+evaluates energies and costs on the result.
 
 References
 ----------
@@ -22,16 +24,22 @@ from dataclasses import dataclass
 import numpy as np
 
 import integrators
+from dynsim import block_relaxation
+from dynsim.block_relaxation import RELAXATION_SCHEMES
 from dynsim.hopfield import HOPFIELD_FIELD
 from dynsim.validation import ValidationError, positive_int, real_scalar
 
-__all__ = ["SettleOptions", "PhaseResult", "free_phase", "nudged_phase", "settle", "HOPFIELD_FIELD"]
+__all__ = ["SETTLE_METHODS", "SettleOptions", "PhaseResult", "free_phase", "nudged_phase", "settle",
+           "HOPFIELD_FIELD"]
 
 _NETWORK_INTERFACE = ("vector_field", "natural_box", "initial_state", "input_drive", "kernel_args",
                       "energy_from_drive", "cost", "check_input", "check_state", "check_target")
 
 DEFAULT_DT = {"euler": 0.1, "projected_euler": 0.5, "heun": 0.2, "rk4": 0.5}
 """Default steps of the fixed-step methods (0.5 for projected Euler: Scellier & Bengio's epsilon)."""
+
+SETTLE_METHODS = tuple(sorted(integrators.METHODS)) + RELAXATION_SCHEMES
+"""Names ``SettleOptions(integrator=...)`` accepts: the ODE integrators, then the relaxation schemes."""
 
 
 @dataclass(frozen=True)
@@ -40,15 +48,22 @@ class SettleOptions:
 
     Parameters
     ----------
-    integrator : {'euler', 'projected_euler', 'heun', 'rk4', 'dopri5'}
+    integrator : {'euler', 'projected_euler', 'heun', 'rk4', 'dopri5', 'fixed_point', 'block'}
+        An ODE integrator of :mod:`integrators`, or a relaxation scheme of
+        :mod:`dynsim.block_relaxation` (Hopfield networks only):
+        ``'fixed_point'`` updates every group at once by s <- P(s - D^-1 dF/ds),
+        ``'block'`` updates odd then even layers with the freshest state. A
+        step of a scheme is one sweep over the groups.
     dt : float, optional
-        Step of the fixed-step methods (default from :data:`DEFAULT_DT`).
+        Step of the fixed-step methods (default from :data:`DEFAULT_DT`);
+        ignored by ``dopri5`` and the relaxation schemes.
     atol, rtol : float
         Steady state when every sample has ``||ds/dt|| <= atol + rtol ||s||``.
     max_steps : int
         Step attempts per phase.
     t_max : float
-        Time limit per phase (``inf``: none).
+        Time limit per phase (``inf``: none); the relaxation schemes have no
+        time and take only ``inf``.
     stop_at_steady_state : bool
         False runs exactly ``max_steps`` steps (the fixed iteration counts of
         the EP papers).
@@ -84,9 +99,10 @@ class SettleOptions:
     record_samples: tuple | None = None
 
     def __post_init__(self):
-        if self.integrator not in integrators.METHODS:
+        if self.integrator not in SETTLE_METHODS:
             raise ValidationError(
-                f"integrator must be one of {sorted(integrators.METHODS)}, got {self.integrator!r}")
+                f"integrator must be one of {list(SETTLE_METHODS)} (ODE integrators, then the relaxation "
+                f"schemes of Hopfield networks), got {self.integrator!r}")
         if self.dt is not None:
             object.__setattr__(self, "dt", real_scalar("dt", self.dt, 0.0, math.inf, low_open=True, high_open=True))
         for name in ("atol", "rtol"):
@@ -96,6 +112,9 @@ class SettleOptions:
         positive_int("record_every", self.record_every, minimum=0)
         if not (self.t_max > 0):
             raise ValidationError(f"t_max must be > 0, got {self.t_max!r}")
+        if self.is_relaxation_scheme and not math.isinf(self.t_max):
+            raise ValidationError(f"t_max limits integration time; the relaxation scheme {self.integrator!r} "
+                                  "counts sweeps: leave t_max at inf and use max_steps")
         if not (self.max_abs > 0):
             raise ValidationError(f"max_abs must be > 0, got {self.max_abs!r}")
         if self.bounds is not None:
@@ -109,9 +128,14 @@ class SettleOptions:
                 raise ValidationError(f"record_samples must be distinct sample indices >= 0, got {samples}")
             object.__setattr__(self, "record_samples", samples)
 
+    @property
+    def is_relaxation_scheme(self):
+        """True for 'fixed_point' and 'block' (sweeps of :mod:`dynsim.block_relaxation`, not an ODE)."""
+        return self.integrator in RELAXATION_SCHEMES
+
     def step(self):
-        """The fixed step in use (None for the adaptive method)."""
-        if self.integrator == "dopri5":
+        """The fixed step in use (None for the adaptive method and the relaxation schemes)."""
+        if self.integrator == "dopri5" or self.is_relaxation_scheme:
             return None
         return self.dt if self.dt is not None else DEFAULT_DT[self.integrator]
 
@@ -228,13 +252,20 @@ def settle(network, x, s0=None, target=None, beta=0.0, clamp_output=False, optio
         raise ValidationError(f"record_samples must lie in [0, {batch - 1}], got {list(samples)}")
 
     box = options.box(network)
-    result = integrators.integrate(
-        network.vector_field, s0, network.kernel_args(drive, beta, target, clamp_output),
-        method=options.integrator, dt=options.step(), max_steps=options.max_steps, t_max=options.t_max,
-        atol=options.atol, rtol=options.rtol, stop_at_steady_state=options.stop_at_steady_state,
-        lower=None if box is None else box[0], upper=None if box is None else box[1],
-        max_abs=options.max_abs, record_every=options.record_every,
-        record_samples=None if samples is None else np.array(samples, dtype=np.int64))
+    if options.is_relaxation_scheme:
+        result = block_relaxation.relax(
+            network, s0, drive, options.integrator, beta, target, clamp_output, max_steps=options.max_steps,
+            atol=options.atol, rtol=options.rtol, stop_at_steady_state=options.stop_at_steady_state, box=box,
+            max_abs=options.max_abs, record_every=options.record_every,
+            record_samples=None if samples is None else np.array(samples, dtype=np.int64))
+    else:
+        result = integrators.integrate(
+            network.vector_field, s0, network.kernel_args(drive, beta, target, clamp_output),
+            method=options.integrator, dt=options.step(), max_steps=options.max_steps, t_max=options.t_max,
+            atol=options.atol, rtol=options.rtol, stop_at_steady_state=options.stop_at_steady_state,
+            lower=None if box is None else box[0], upper=None if box is None else box[1],
+            max_abs=options.max_abs, record_every=options.record_every,
+            record_samples=None if samples is None else np.array(samples, dtype=np.int64))
 
     # The drive is constant in a relaxation: reuse it for every energy evaluated here.
     energy = network.energy_from_drive(result.y, drive)

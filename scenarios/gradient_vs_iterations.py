@@ -6,7 +6,11 @@ For a random layered Hopfield network and a batch, this scenario
    free equilibrium (the reference);
 2. sweeps the free-phase iteration count, the nudging variant, beta and the
    integrator, and reports per parameter block the cosine, relative error and
-   sign agreement of EP's estimate with the reference;
+   sign agreement of EP's estimate with the reference; besides ODE
+   integrators the sweep runs the relaxation schemes of the EP literature
+   (``fixed_point``: synchronous s <- P(s - D^-1 dF/ds); ``block``: odd then
+   even layers), one step being one sweep, so the figures show what each
+   iteration count costs and gives;
 3. runs the GDU check of Ernoult et al. (2019): EP updates over the first k
    Euler steps of the nudged phase against BPTT gradients over the last k
    steps of the free phase, k = 1..K, with their normalized RMSE.
@@ -30,9 +34,8 @@ from dynsim.gradient_plots import plot_gdu, plot_sweep
 from dynsim.hopfield import HopfieldNetwork
 from dynsim.learning import EP_VARIANTS, ep_gradient
 from dynsim.log import TrajectoryLog
-from dynsim.phases import SettleOptions
+from dynsim.phases import SETTLE_METHODS, SettleOptions
 from dynsim.validation import ValidationError
-from integrators import METHODS
 
 
 def build_parser():
@@ -41,12 +44,12 @@ def build_parser():
     p.add_argument("--sizes", default="10-20-15-4", help="layer sizes, input first")
     p.add_argument("--activation", default="logistic", choices=["hard_sigmoid", "logistic", "tanh"], help="activation rho of the units")
     p.add_argument("--batch", type=int, default=8, help="samples in the batch")
-    p.add_argument("--free-steps", type=number_list(int, 1, name="free-steps", example="5,10,20"), default=[5, 10, 20, 40, 80, 160], help="free-phase iteration counts to sweep (comma list)")
+    p.add_argument("--free-steps", type=number_list(int, 1, name="free-steps", example="5,10,20"), default=[1, 2, 5, 10, 20, 40, 80, 160], help="free-phase iteration counts (sweeps for the relaxation schemes) to sweep (comma list)")
     p.add_argument("--nudged-steps", type=number_list(int, 1, name="nudged-steps", example="20"), default=[20], help="nudged-phase iteration counts to sweep (comma list)")
     p.add_argument("--betas", type=number_list(float, name="betas", example="0.1,0.5"), default=[0.1], help="nudging strengths to sweep (comma list)")
     p.add_argument("--variants", type=choice_list(EP_VARIANTS, "variant"), default=["positive", "negative", "centered"], help="EP nudging variants to sweep (comma list)")
-    p.add_argument("--integrators", type=choice_list(sorted(METHODS), "integrator"), default=["euler", "rk4"], help="integrators to sweep (comma list)")
-    p.add_argument("--dt", type=float, default=0.2, help="step of the fixed-step integrators")
+    p.add_argument("--integrators", type=choice_list(SETTLE_METHODS, "integrator"), default=["euler", "rk4", "fixed_point", "block"], help="integrators and relaxation schemes to sweep (comma list)")
+    p.add_argument("--dt", type=float, default=0.2, help="step of the fixed-step integrators (the relaxation schemes have none)")
     p.add_argument("--gdu-beta", type=float, default=0.01, help="beta of the GDU check")
     p.add_argument("--gdu-free-steps", type=int, default=800, help="free Euler steps T of the GDU check")
     p.add_argument("--gdu-nudged-steps", type=int, default=40, help="nudged Euler steps K of the GDU check")

@@ -59,3 +59,18 @@ def test_scenario_refuses_to_overwrite(tmp_path):
     assert subprocess.run(args, capture_output=True, text=True, timeout=600).returncode == 0
     proc = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0 and "already exists" in proc.stderr
+
+
+def test_sweep_runs_the_relaxation_schemes_beside_the_integrators(rng):
+    net = HopfieldNetwork.layered([6, 10, 8, 3], activation="logistic", seed=1)
+    x = rng.uniform(size=(4, 6))
+    y = np.eye(3)[rng.integers(0, 3, 4)]
+    table = sweep_ep_estimates(net, x, y, {"integrator": ["euler", "fixed_point", "block"], "free_steps": [3, 60],
+                                           "variant": ["centered"], "nudged_steps": [20]})
+    assert sorted(set(table["integrator"])) == ["block", "euler", "fixed_point"]
+    assert len(table["integrator"]) == 6 and np.all(table["free_steps_taken"] == table["free_steps"])
+    row = {(str(i), int(f)): k for k, (i, f) in enumerate(zip(table["integrator"], table["free_steps"]))}
+    for scheme in ("fixed_point", "block"):
+        assert table["cosine"][row[(scheme, 60)]][-1] >= 0.999
+    # Three block sweeps settle further than three synchronous ones.
+    assert table["free_residual"][row[("block", 3)]] < table["free_residual"][row[("fixed_point", 3)]]
