@@ -1,22 +1,25 @@
 """HDF5 trajectory log: one file per run, one group per logged relaxation.
 
 A run writes its configuration once, then appends relaxations (a free phase,
-a nudged phase, possibly more) as they happen. The writer flushes after each
-relaxation, so a run that crashes leaves a readable file holding every
-relaxation completed before the crash. The reader turns a file back into
-numpy arrays, one relaxation at a time.
+a nudged phase, possibly more) and table rows (one per epoch) as they happen.
+The file survives the writer being killed at any moment (SIGKILL included)
+and can be read while it is being written; see *Crash safety* below. The
+reader turns a file back into numpy arrays, one relaxation at a time.
 
 Layout (``m``: recorded time points, ``r``: recorded samples, ``B``: batch,
 ``n_g``: units of free group ``g``, ``n_free``: all free units)::
 
     run.h5
-    ├── attrs: format = "dynsim.trajectory-log", format_version = 1,
+    ├── attrs: format = "dynsim.trajectory-log", format_version = 2,
     │          dynsim_version, created (ISO 8601, UTC), config (JSON),
     │          and each scalar config entry (integrator, atol, rtol, beta, seed, ...)
+    ├── commits (k,)                   one row per completed record: kind (0 relaxation,
+    │                                  1 table), name (group or table name), count
+    │                                  (relaxations / rows of that table completed so far)
     ├── network/                       only when a network was given
     │   └── attrs: group_sizes, group_names, activation,
     │              connections (JSON), n_params
-    ├── tables/                        only when tables were written
+    ├── tables/
     │   └── <name>/                    attrs: free-form (e.g. what was swept)
     │       └── <column> (rows, ...)   one dataset per column, numbers or strings
     └── relaxations/
@@ -47,6 +50,29 @@ Every array is stored chunked and compressed (gzip with the shuffle
 filter). ``energy`` is E(s), not the total energy E + beta C; ``residual``
 is the norm of the (projected) vector field the integrator stops on.
 
+Crash safety
+------------
+The file is written in HDF5's single-writer/multiple-reader (SWMR) mode
+from the moment it appears under its name: the header is written to a
+temporary file, closed, moved into place, and reopened directly in SWMR
+write mode. A file killed in SWMR mode stays marked as such, and SWMR
+readers open it; a file killed in ordinary write mode of the 1.10+ format
+would be refused by every reader until ``h5clear`` (measured, HDF5 2.0), so
+the log never enters that mode.
+
+A record (a relaxation, a table row, a whole table) is written in two
+flushed stages: first its data, then one appended row of ``/commits``. A
+flush returns only when HDF5 has handed every byte to the operating system,
+which keeps them through a SIGKILL, so a record named in ``/commits`` is
+complete. The reader shows only committed records: a relaxation or rows cut
+off by a kill stay in the file but are invisible, and a reopened log writes
+over them. The commit is an append to a chunked dataset created before SWMR
+mode, the one structural change SWMR orders for readers; new groups and
+datasets of a record are created in SWMR mode, which HDF5 permits but does
+not order for concurrent readers, which is why they only become visible
+through a later commit. ``tests/test_log_crash.py`` kills writers at random
+moments and checks every reported record.
+
 Examples
 --------
 >>> with TrajectoryLog("run.h5", config, network=net) as log:      # doctest: +SKIP
@@ -61,6 +87,7 @@ import datetime
 import json
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,8 +102,12 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "LogFormatError", "TrajectoryLog", "LogRe
 
 FORMAT = "dynsim.trajectory-log"
 """Value of the root attribute ``format`` that marks a dynsim log."""
-FORMAT_VERSION = 1
-"""Layout version written by :class:`TrajectoryLog`; the reader accepts this one and older."""
+FORMAT_VERSION = 2
+"""Layout version written by :class:`TrajectoryLog`; the reader accepts this one and older.
+
+Version 2 added ``/commits`` (records without a commit row are incomplete);
+version 1 files have none and every record in them counts as complete.
+"""
 
 # Root attributes that the log writes itself; a config entry of the same name
 # stays in the JSON config but does not become an attribute.
@@ -91,9 +122,21 @@ _COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
 _RELAXATIONS = "relaxations"
 _INDEX_DIGITS = 6
 
+_COMMITS = "commits"
+_NAME_BYTES = 255
+_COMMIT_DTYPE = np.dtype([("kind", np.uint8), ("name", f"S{_NAME_BYTES}"), ("count", np.int64)])
+_KIND_RELAXATION = 0
+_KIND_TABLE = 1
+
+# A reader that opens a file while its writer flushes may meet metadata halfway
+# through being rewritten; HDF5's SWMR reader retries checksum failures itself,
+# these retries cover the rest (object headers of new records, link storage).
+_READ_ATTEMPTS = 4
+_READ_RETRY_S = 0.05
+
 
 class LogFormatError(DynsimError):
-    """A file is not a dynsim trajectory log (not HDF5, or no ``format`` attribute of ours)."""
+    """A file is not a readable dynsim trajectory log (not HDF5, truncated, damaged, or not ours)."""
 
 
 # --------------------------------------------------------------------------- writing
@@ -165,6 +208,30 @@ def _kept_points(m, every):
     return keep
 
 
+def _open_swmr_writer(path):
+    """Open an existing file for writing directly in SWMR mode (never in plain write mode, see Crash safety)."""
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_fclose_degree(h5py.h5f.CLOSE_STRONG)
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_LATEST, h5py.h5f.LIBVER_LATEST)
+    fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDWR | h5py.h5f.ACC_SWMR_WRITE, fapl=fapl)
+    return h5py.File(fid)
+
+
+def _read_commits(f):
+    """Committed records of an open log: (relaxation group names in order, {table: rows}), or None for v1."""
+    if _COMMITS not in f:
+        return None
+    rows = f[_COMMITS][()]
+    names, tables = [], {}
+    for kind, name, count in zip(rows["kind"].tolist(), rows["name"].tolist(), rows["count"].tolist()):
+        name = name.decode("utf-8")
+        if kind == _KIND_RELAXATION:
+            names.append(name)
+        elif kind == _KIND_TABLE:
+            tables[name] = count
+    return names, tables
+
+
 class TrajectoryLog:
     """Writer of an HDF5 trajectory log (one file per run).
 
@@ -187,9 +254,11 @@ class TrajectoryLog:
 
     Notes
     -----
-    Use it as a context manager, or call :meth:`close`. The file is flushed
-    after every :meth:`record_relaxation`; while the writer holds the file,
-    HDF5's file locking keeps other processes from opening it.
+    Use it as a context manager, or call :meth:`close`. Every record is
+    flushed and committed before its method returns, so a run killed at any
+    moment keeps every completed relaxation and row; :func:`read_log` reads
+    the file while it is being written (HDF5 SWMR). See the module's *Crash
+    safety* section. :meth:`reopen` continues a log a run closed.
     """
 
     def __init__(self, path, config, network=None, overwrite=False):
@@ -201,27 +270,40 @@ class TrajectoryLog:
             raise FileExistsError(
                 f"log file {str(self.path)!r} already exists; pass overwrite=True (--overwrite) to replace it")
         self.network = network
+        self._file = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # The header goes to a temporary file first: the log's own name only ever holds a complete
+        # header, then a file in SWMR mode, so no kill leaves a file that readers refuse.
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
-            # "w-" fails if another process created the file since the check above.
-            self._file = h5py.File(self.path, "w" if overwrite else "w-")
-        except OSError:
-            if not overwrite and self.path.exists():
-                raise FileExistsError(
-                    f"log file {str(self.path)!r} already exists; pass overwrite=True (--overwrite) to replace it"
-                ) from None
-            raise
-        try:
-            self._write_header(config, config_json, network)
-        except BaseException:
-            # A half-written header is not a log: leave no file that read_log would reject.
-            self._file.close()
-            self.path.unlink(missing_ok=True)
-            raise
+            with h5py.File(tmp, "w", libver="latest") as f:
+                self._write_header(f, config, config_json, network)
+            self._move_into_place(tmp, overwrite)
+        finally:
+            tmp.unlink(missing_ok=True)
+        self._file = _open_swmr_writer(self.path)
         self._count = 0
+        self._rows = {}
 
-    def _write_header(self, config, config_json, network):
-        f = self._file
+    def _move_into_place(self, tmp, overwrite):
+        if overwrite:
+            os.replace(tmp, self.path)
+            return
+        try:
+            # A hard link fails if another process created the file since the check above.
+            os.link(tmp, self.path)
+        except FileExistsError:
+            raise FileExistsError(
+                f"log file {str(self.path)!r} already exists; pass overwrite=True (--overwrite) to replace it"
+            ) from None
+        except OSError:  # a file system without hard links
+            if self.path.exists():
+                raise FileExistsError(f"log file {str(self.path)!r} already exists; pass overwrite=True "
+                                      "(--overwrite) to replace it") from None
+            os.replace(tmp, self.path)
+
+    @staticmethod
+    def _write_header(f, config, config_json, network):
         f.attrs["format"] = FORMAT
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["dynsim_version"] = dynsim.__version__
@@ -242,7 +324,43 @@ class TrajectoryLog:
                 g.attrs["n_params"] = int(desc["n_params"])
         # track_order keeps relaxations and phases in insertion order for h5py's own iteration.
         f.create_group(_RELAXATIONS, track_order=True)
-        f.flush()
+        f.create_group(_TABLES)
+        commits = f.create_dataset(_COMMITS, shape=(0,), maxshape=(None,), chunks=(64,), dtype=_COMMIT_DTYPE,
+                                  **_COMPRESSION)
+        commits.attrs["kinds"] = "0: relaxation (name: its group), 1: table (name: the table; count: its rows)"
+
+    @classmethod
+    def reopen(cls, path, network=None):
+        """Continue a log a run closed: new relaxations and rows are appended after the committed ones.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A format-version-2 log, closed by its writer.
+        network : HopfieldNetwork, optional
+            Splits recorded states per free group, as in the constructor.
+
+        Notes
+        -----
+        A log whose writer was killed stays marked as open for writing;
+        HDF5 refuses to write to it again (``h5clear -s`` clears the mark).
+        Reading it with :func:`read_log` works.
+        """
+        reader = LogReader(path)  # validates the format
+        if reader.attrs.get("format_version", 1) < 2:
+            raise LogFormatError(f"{str(reader.path)!r} has format_version {reader.attrs.get('format_version')}; "
+                                 "only version 2 logs (with /commits) can be continued")
+        self = cls.__new__(cls)
+        self.path = reader.path
+        self.network = network
+        self._file = None
+        try:
+            self._file = _open_swmr_writer(self.path)
+        except OSError as exc:
+            raise OSError(f"cannot reopen {str(self.path)!r} for writing: {exc}") from None
+        self._count = reader.n_relaxations
+        self._rows = dict(reader._table_rows)
+        return self
 
     # context manager -------------------------------------------------------
     def __enter__(self):
@@ -266,6 +384,19 @@ class TrajectoryLog:
     def n_relaxations(self):
         """Relaxations written so far."""
         return self._count
+
+    def _commit(self, kind, name, count):
+        """Stage two of a record: its data are flushed; one flushed row of /commits makes it complete."""
+        self._file.flush()
+        commits = self._file[_COMMITS]
+        n = commits.shape[0]
+        commits.resize(n + 1, axis=0)
+        commits[n] = np.array((kind, name.encode("utf-8"), count), dtype=_COMMIT_DTYPE)
+        self._file.flush()
+
+    def _check_open(self):
+        if self._file is None:
+            raise ValueError(f"log file {str(self.path)!r} is closed")
 
     # recording -------------------------------------------------------------
     def record_relaxation(self, phases, label="", x=None, target=None, every=1):
@@ -293,8 +424,7 @@ class TrajectoryLog:
         int
             Index of the relaxation (its group is ``/relaxations/{index:06d}``).
         """
-        if self._file is None:
-            raise ValueError(f"log file {str(self.path)!r} is closed")
+        self._check_open()
         every = positive_int("every", every)
         phases = list(phases)
         if not phases:
@@ -305,7 +435,14 @@ class TrajectoryLog:
         samples = self._common_samples(phases)
 
         index = self._count
-        rel = self._file[_RELAXATIONS].create_group(f"{index:0{_INDEX_DIGITS}d}", track_order=True)
+        group = self._file[_RELAXATIONS]
+        name = f"{index:0{_INDEX_DIGITS}d}"
+        retry = 0
+        while name in group:
+            # Left by a writer killed before its commit: never visible, and SWMR cannot delete it.
+            retry += 1
+            name = f"{index:0{_INDEX_DIGITS}d}_{retry}"
+        rel = group.create_group(name, track_order=True)
         rel.attrs["label"] = str(label)
         rel.attrs["samples"] = samples
         rel.attrs["phases"] = names
@@ -315,10 +452,9 @@ class TrajectoryLog:
             _write_array(rel, "target", np.asarray(target, dtype=np.float64))
         for phase in phases:
             self._write_phase(rel.create_group(str(phase.phase)), phase, every)
-        self._file.flush()
+        self._commit(_KIND_RELAXATION, name, index + 1)
         self._count += 1
         return index
-
     @staticmethod
     def _common_samples(phases):
         # One sample set per relaxation: the reader and the plots put phases on one time axis per sample.
@@ -369,6 +505,7 @@ class TrajectoryLog:
         _write_array(g, "final_residual", np.asarray(integ.residual))
         _write_array(g, "final_tolerance", np.asarray(integ.tolerance))
 
+
     # tables ----------------------------------------------------------------
     def record_table(self, name, columns, attrs=None):
         """Write a whole table to ``/tables/<name>``: one dataset per column.
@@ -382,6 +519,7 @@ class TrajectoryLog:
         attrs : dict, optional
             Scalar or string attributes of the table.
         """
+        self._check_open()
         n_rows = _table_rows(columns)  # validate before anything is written
         prepared = {str(col): _column(values) for col, values in columns.items()}
         group = self._table_group(name)
@@ -391,29 +529,39 @@ class TrajectoryLog:
         for key, value in (attrs or {}).items():
             value = _scalar_attr(value)
             group.attrs[str(key)] = value if value is not None else json.dumps(_jsonable(attrs[key]))
-        self._file.flush()
+        self._commit(_KIND_TABLE, name, n_rows)
+        self._rows[name] = n_rows
 
     def append_row(self, name, row):
         """Append one row (dict column -> value) to ``/tables/<name>``, creating it on the first call.
 
-        The file is flushed after each row, so a run stopped at any moment
-        keeps every completed row (e.g. every completed epoch).
+        The row is flushed and committed before the call returns, so a run
+        stopped at any moment keeps every completed row (e.g. every completed
+        epoch) and never shows a row cut off halfway.
         """
-        if _TABLES in self._file and name in self._file[_TABLES]:
-            group = self._file[_TABLES][name]
+        self._check_open()
+        tables = self._file[_TABLES]
+        if name in tables:
+            group = tables[name]
             if set(group) != set(map(str, row)):
                 raise ValidationError(f"append_row: table {name!r} has columns {sorted(group)}, got {sorted(row)}")
-            for col, value in row.items():
-                dset = group[str(col)]
-                dset.resize(dset.shape[0] + 1, axis=0)
-                dset[-1] = _column([value])[0]
-            self._file.flush()
+            values = {str(col): _column([value])[0] for col, value in row.items()}
+            # Committed rows, not the column lengths: a killed writer may have left part of a row.
+            n = self._rows.get(name, 0)
+            for col, value in values.items():
+                dset = group[col]
+                dset.resize(n + 1, axis=0)
+                dset[n] = value
+            self._commit(_KIND_TABLE, name, n + 1)
+            self._rows[name] = n + 1
         else:
             self.record_table(name, {col: [value] for col, value in row.items()})
 
     def _table_group(self, name):
         if not isinstance(name, str) or not name or "/" in name:
             raise ValidationError(f"table name must be a non-empty string without '/', got {name!r}")
+        if len(name.encode("utf-8")) > _NAME_BYTES:
+            raise ValidationError(f"table name must be at most {_NAME_BYTES} bytes long, got {name!r}")
         tables = self._file.require_group(_TABLES)
         if name in tables:
             raise ValidationError(f"table {name!r} already exists in {str(self.path)!r}")
@@ -422,7 +570,6 @@ class TrajectoryLog:
     def __repr__(self):
         state = "closed" if self._file is None else "open"
         return f"TrajectoryLog({str(self.path)!r}, {self._count} relaxations, {state})"
-
 
 # --------------------------------------------------------------------------- reading
 def _attr_value(value):
@@ -568,10 +715,15 @@ class Relaxation:
 class LogReader:
     """Reader of a dynsim trajectory log; see :func:`read_log`.
 
-    The run's attributes, configuration and network are read when the
-    reader is created; :meth:`relaxation` opens the file again and loads one
-    relaxation into numpy arrays, so no file handle stays open and a long
-    run's log need not fit in memory.
+    The run's attributes, configuration, network and the list of completed
+    records are read when the reader is created (and again by
+    :meth:`refresh`); :meth:`relaxation` and :meth:`table` open the file
+    again and load one record into numpy arrays, so no file handle stays
+    open and a long run's log need not fit in memory.
+
+    A log still being written (or left by a killed writer) is opened in
+    HDF5's SWMR read mode; the reader shows the records committed when it
+    was created or last refreshed, never a record cut off halfway.
 
     Attributes
     ----------
@@ -586,6 +738,9 @@ class LogReader:
     network : dict or None
         ``group_sizes``, ``group_names``, ``activation``, ``connections``
         (and ``n_params``) when the log has a network.
+    live : bool
+        True when the file is marked as open by a SWMR writer: a run still
+        going, or one that was killed.
     """
 
     def __init__(self, path):
@@ -596,44 +751,102 @@ class LogReader:
             raise LogFormatError(f"{str(self.path)!r} is a folder, not a dynsim log file")
         if not h5py.is_hdf5(self.path):
             raise LogFormatError(f"{str(self.path)!r} is not an HDF5 file, so not a dynsim trajectory log")
-        with self._open() as f:
-            fmt = _attr_value(f.attrs.get("format"))
-            if fmt != FORMAT:
-                found = "no 'format' attribute" if fmt is None else f"format {fmt!r}"
-                raise LogFormatError(
-                    f"{str(self.path)!r} is an HDF5 file but not a dynsim trajectory log "
-                    f"({found}; expected format {FORMAT!r})")
-            version = _attr_value(f.attrs.get("format_version"))
-            if not isinstance(version, int) or version > FORMAT_VERSION:
-                raise LogFormatError(
-                    f"{str(self.path)!r} has format_version {version!r}; this dynsim "
-                    f"({dynsim.__version__}) reads versions up to {FORMAT_VERSION}")
-            self.attrs = _attrs(f)
-            try:
-                self.config = json.loads(self.attrs.get("config", "{}"))
-            except json.JSONDecodeError as exc:
-                raise LogFormatError(f"{str(self.path)!r}: the config attribute is not valid JSON ({exc})") from None
-            self.network = None
-            if "network" in f:
-                net = _attrs(f["network"])
-                if "connections" in net:
-                    net["connections"] = json.loads(net["connections"])
-                if "group_sizes" in net:
-                    net["group_sizes"] = [int(n) for n in net["group_sizes"]]
-                self.network = net
-            self._names = sorted(f[_RELAXATIONS], key=int) if _RELAXATIONS in f else []
-            self.tables = sorted(f[_TABLES]) if _TABLES in f else []
+        self.live = False
+        self._read(self._load_header)
 
+    # opening -----------------------------------------------------------------
     def _open(self):
         try:
-            return h5py.File(self.path, "r")
+            f = h5py.File(self.path, "r")
+            self.live = False
+            return f
         except OSError as exc:
-            if "lock" in str(exc).lower():
-                # HDF5 locks a file its writer holds open; the run is still going (or crashed holding it).
-                raise OSError(f"{str(self.path)!r} is locked: a TrajectoryLog still has it open for writing "
-                              f"(close it first, or set HDF5_USE_FILE_LOCKING=FALSE to read it meanwhile); "
-                              f"{exc}") from None
-            raise LogFormatError(f"{str(self.path)!r} cannot be opened as HDF5: {exc}") from None
+            first = exc
+        message = str(first)
+        if "already open for write" in message:
+            # A SWMR writer holds the file, or was killed holding it: SWMR readers may open it.
+            try:
+                f = h5py.File(self.path, "r", swmr=True)
+                self.live = True
+                return f
+            except OSError as exc:
+                if "not already open for SWMR writing" in str(exc):
+                    raise LogFormatError(
+                        f"{str(self.path)!r} is marked as open by a writer that is not in SWMR mode (a run "
+                        f"still going with another program, or one killed); readers cannot open it until "
+                        f"it is closed, or `h5clear -s` clears the mark: {first}") from None
+                raise LogFormatError(f"{str(self.path)!r} cannot be opened as HDF5 (truncated or damaged?): "
+                                     f"{exc}") from None
+        if "lock" in message.lower():
+            # HDF5 locks a file a non-SWMR writer holds open (a version 1 writer, or another program).
+            raise OSError(f"{str(self.path)!r} is locked: a writer still has it open "
+                          f"(close it first, or set HDF5_USE_FILE_LOCKING=FALSE to read it meanwhile); "
+                          f"{message}") from None
+        if "truncated" in message.lower():
+            raise LogFormatError(f"{str(self.path)!r} is truncated (shorter than its HDF5 superblock says; a "
+                                 f"copy cut short?): {message}") from None
+        raise LogFormatError(f"{str(self.path)!r} cannot be opened as HDF5 (truncated or damaged?): "
+                             f"{message}") from None
+
+    def _read(self, fn):
+        """``fn(open file)``, with read errors turned into LogFormatError naming the file.
+
+        While a writer is live, a failed read is retried: the writer may have
+        been flushing the metadata the reader crossed.
+        """
+        for attempt in range(_READ_ATTEMPTS):
+            try:
+                with self._open() as f:
+                    return fn(f)
+            except (LogFormatError, FileNotFoundError, IndexError):
+                raise
+            except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
+                if self.live and attempt + 1 < _READ_ATTEMPTS:
+                    time.sleep(_READ_RETRY_S)
+                    continue
+                raise LogFormatError(f"{str(self.path)!r} is damaged or truncated: reading it failed with "
+                                     f"{type(exc).__name__}: {exc}") from None
+
+    def _load_header(self, f):
+        fmt = _attr_value(f.attrs.get("format"))
+        if fmt != FORMAT:
+            found = "no 'format' attribute" if fmt is None else f"format {fmt!r}"
+            raise LogFormatError(
+                f"{str(self.path)!r} is an HDF5 file but not a dynsim trajectory log "
+                f"({found}; expected format {FORMAT!r})")
+        version = _attr_value(f.attrs.get("format_version"))
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise LogFormatError(
+                f"{str(self.path)!r} has format_version {version!r}; this dynsim "
+                f"({dynsim.__version__}) reads versions up to {FORMAT_VERSION}")
+        self.attrs = _attrs(f)
+        try:
+            self.config = json.loads(self.attrs.get("config", "{}"))
+        except json.JSONDecodeError as exc:
+            raise LogFormatError(f"{str(self.path)!r}: the config attribute is not valid JSON ({exc})") from None
+        self.network = None
+        if "network" in f:
+            net = _attrs(f["network"])
+            if "connections" in net:
+                net["connections"] = json.loads(net["connections"])
+            if "group_sizes" in net:
+                net["group_sizes"] = [int(n) for n in net["group_sizes"]]
+            self.network = net
+        self._load_index(f)
+
+    def _load_index(self, f):
+        committed = _read_commits(f)
+        if committed is None:  # version 1: every record in the file is complete
+            self._names = sorted(f[_RELAXATIONS], key=int) if _RELAXATIONS in f else []
+            self._table_rows = {name: None for name in f[_TABLES]} if _TABLES in f else {}
+        else:
+            self._names, self._table_rows = committed
+        self.tables = sorted(self._table_rows)
+
+    def refresh(self):
+        """Read the list of completed records again (a log still being written has grown); returns self."""
+        self._read(self._load_index)
+        return self
 
     def __enter__(self):
         return self
@@ -667,7 +880,8 @@ class LogReader:
         if not -n <= index < n:
             raise IndexError(f"relaxation {index} out of range: {str(self.path)!r} holds {n} relaxations")
         index = int(index) % n
-        with self._open() as f:
+
+        def load(f):
             rel = f[_RELAXATIONS][self._names[index]]
             attrs = _attrs(rel)
             order = attrs.get("phases") or [k for k in rel if isinstance(rel[k], h5py.Group)]
@@ -676,28 +890,41 @@ class LogReader:
             return Relaxation(index=index, label=attrs.get("label", ""), samples=samples, phases=phases,
                               x=_array(rel, "x"), target=_array(rel, "target"))
 
+        return self._read(load)
+
     def table(self, name):
-        """Table ``name`` as a dict of column -> ndarray (strings as str), plus its attrs under ``'__attrs__'``."""
+        """Table ``name`` as a dict of column -> ndarray (strings as str), plus its attrs under ``'__attrs__'``.
+
+        Only committed rows: a row a killed writer left halfway is not shown.
+        """
         if name not in self.tables:
             raise KeyError(f"{str(self.path)!r} has no table {name!r}; it has {self.tables}")
-        with self._open() as f:
+        rows = self._table_rows[name]
+
+        def load(f):
             group = f[_TABLES][name]
             out = {}
             for col in group:
-                data = group[col][()]
-                if group[col].dtype.kind == "O":
+                dset = group[col]
+                data = dset[()] if rows is None or dset.ndim == 0 else dset[:rows]
+                if dset.dtype.kind == "O":
                     data = np.asarray([v.decode() if isinstance(v, bytes) else str(v) for v in np.ravel(data)]
                                       ).reshape(data.shape)
+                if rows is not None and data.shape[:1] != (rows,):
+                    raise ValueError(f"column {col!r} of table {name!r} holds {data.shape[0]} rows, "
+                                     f"{rows} were committed")
                 out[col] = data
             out["__attrs__"] = _attrs(group)
             return out
+
+        return self._read(load)
 
     def __repr__(self):
         return f"LogReader({str(self.path)!r}, {len(self)} relaxations)"
 
 
 def read_log(path):
-    """Open a dynsim trajectory log for reading.
+    """Open a dynsim trajectory log for reading, also while it is being written.
 
     Parameters
     ----------
@@ -706,13 +933,16 @@ def read_log(path):
     Returns
     -------
     LogReader
+        Holds the records completed when it was created; :meth:`LogReader.refresh`
+        catches up with a log still being written.
 
     Raises
     ------
     FileNotFoundError
         No file at ``path``.
     LogFormatError
-        The file is not HDF5, or not a dynsim trajectory log, or of a newer
-        format version.
+        The file is not HDF5, is truncated or damaged, is not a dynsim
+        trajectory log, or is of a newer format version. The message names
+        the file and says which.
     """
     return LogReader(path)

@@ -11,7 +11,7 @@ import pytest
 
 import dynsim
 from dynsim.hopfield import HopfieldNetwork
-from dynsim.log import FORMAT, LogFormatError, TrajectoryLog, read_log
+from dynsim.log import FORMAT, FORMAT_VERSION, LogFormatError, TrajectoryLog, read_log
 from dynsim.phases import SettleOptions, free_phase, nudged_phase
 from dynsim.validation import DynsimError, ValidationError
 
@@ -100,7 +100,7 @@ def test_root_attributes_config_and_network(log_path, network, options):
     with read_log(log_path) as reader:
         attrs, config, net = reader.attrs, reader.config, reader.network
     assert attrs["format"] == FORMAT
-    assert attrs["format_version"] == 1
+    assert attrs["format_version"] == FORMAT_VERSION == 2
     assert attrs["dynsim_version"] == dynsim.__version__
     created = datetime.datetime.fromisoformat(attrs["created"])
     assert created.utcoffset() == datetime.timedelta(0)
