@@ -42,7 +42,7 @@ import scipy.sparse.linalg
 import integrators
 from dynsim.hopfield import HopfieldNetwork
 from dynsim.phases import PhaseResult, SettleOptions, settle
-from dynsim.validation import ValidationError, positive_int, real_scalar
+from dynsim.validation import DivergenceError, ValidationError, positive_int, real_scalar
 
 __all__ = ["ImplicitGradient", "BPTTGradients", "implicit_gradient", "bptt_gradients", "NotConvergedWarning",
            "cost_gradient_state", "pinned_units"]
@@ -245,7 +245,7 @@ def bptt_gradients(network, x, target, n_steps, truncation, dt, s0=None, integra
     last = settle(network, x, s0=s, options=replace(options, max_steps=K, record_every=1))
     states = last.integration.trajectory.y  # (K + 1, batch, n_free): s_{T-K} .. s_T
     if last.integration.status == integrators.DIVERGED:
-        raise RuntimeError(f"the free phase diverged: {last.integration.message}")
+        raise DivergenceError(f"the free phase diverged: {last.integration.message}")
 
     adjoint = cost_gradient_state(network, states[-1], target)
     drive = network.input_drive(x)  # constant over the K steps: computed once, not twice per step

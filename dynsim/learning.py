@@ -41,7 +41,7 @@ import warnings
 
 from dynsim.backprop import NotConvergedWarning
 from dynsim.phases import PhaseResult, free_phase, nudged_phase, settle
-from dynsim.validation import ValidationError, real_scalar
+from dynsim.validation import DivergenceError, ValidationError, real_scalar
 
 __all__ = ["EP_VARIANTS", "ContrastiveEstimate", "ep_gradient", "chl_gradient"]
 
@@ -80,7 +80,7 @@ def _check_phase(phase, options):
     """
     it = phase.integration
     if it.status_name == "diverged":
-        raise RuntimeError(f"the {phase.phase} phase diverged: {it.message}")
+        raise DivergenceError(f"the {phase.phase} phase diverged: {it.message}")
     wanted_steady = options is None or options.stop_at_steady_state
     if wanted_steady and not phase.converged:
         warnings.warn(f"the {phase.phase} phase did not reach the steady state ({it.message}); the estimate "

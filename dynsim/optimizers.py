@@ -21,7 +21,18 @@ __all__ = ["learning_rates", "SGD", "Adam", "NonFiniteGradientError"]
 
 
 class NonFiniteGradientError(ValidationError):
-    """A gradient holds NaN or inf; the parameters were not changed."""
+    """A gradient, or the update it gives, holds NaN or inf; the parameters were not changed."""
+
+
+def _apply(theta, delta):
+    """``theta -= delta`` only when every new parameter is finite (an overflowing step is refused whole)."""
+    new = theta - delta
+    if not np.isfinite(new).all():
+        bad = int(np.flatnonzero(~np.isfinite(new))[0])
+        raise NonFiniteGradientError(f"the update would make parameter {bad} non-finite ({theta[bad]} - "
+                                     f"{delta[bad]}); the parameters were not updated (learning rate too large?)")
+    theta[:] = new
+    return theta
 
 
 def learning_rates(network, lr):
@@ -75,8 +86,11 @@ class SGD:
     def step(self, theta, grad):
         """Update ``theta`` (n_params,) in place from ``grad`` (n_params,)."""
         grad = _check_gradient(grad, theta.shape[0])
-        self.velocity = self.momentum * self.velocity + grad
-        theta -= self.rates * self.velocity
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused by _apply, with its message
+            velocity = self.momentum * self.velocity + grad
+            delta = self.rates * velocity
+        _apply(theta, delta)
+        self.velocity = velocity
         return theta
 
     def state_dict(self):
@@ -101,12 +115,16 @@ class Adam:
     def step(self, theta, grad):
         """Update ``theta`` in place."""
         grad = _check_gradient(grad, theta.shape[0])
-        self.t += 1
-        self.m = self.beta1 * self.m + (1 - self.beta1) * grad
-        self.v = self.beta2 * self.v + (1 - self.beta2) * grad ** 2
-        m_hat = self.m / (1 - self.beta1 ** self.t)
-        v_hat = self.v / (1 - self.beta2 ** self.t)
-        theta -= self.rates * m_hat / (np.sqrt(v_hat) + self.eps)
+        t = self.t + 1
+        m = self.beta1 * self.m + (1 - self.beta1) * grad
+        v = self.beta2 * self.v + (1 - self.beta2) * grad ** 2
+        m_hat = m / (1 - self.beta1 ** t)
+        v_hat = v / (1 - self.beta2 ** t)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused by _apply, with its message
+            delta = self.rates * m_hat / (np.sqrt(v_hat) + self.eps)
+        _apply(theta, delta)
+        # The state moves only with an applied step, so a refused step can be retried as if it never happened.
+        self.t, self.m, self.v = t, m, v
         return theta
 
     def state_dict(self):

@@ -37,7 +37,7 @@ import numpy as np
 
 from dynsim.pc import PCNetwork
 from dynsim.phases import PhaseResult, SettleOptions, settle
-from dynsim.validation import ValidationError
+from dynsim.validation import DivergenceError, ValidationError
 
 __all__ = ["PC_VARIANTS", "PCEstimate", "pc_gradient", "zil_gradient"]
 
@@ -90,7 +90,7 @@ def pc_gradient(network, x, target, variant="strict", options=None, rescale=True
     try:
         phase = settle(network, x, target=target, clamp_output=True, options=options, phase="inference")
         if phase.integration.status_name == "diverged":
-            raise RuntimeError(f"predictive coding inference diverged: {phase.integration.message}")
+            raise DivergenceError(f"predictive coding inference diverged: {phase.integration.message}")
         gradient = network.energy_grad_params(x, phase.state)
     finally:
         network.fixed_prediction = saved

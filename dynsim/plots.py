@@ -29,7 +29,7 @@ from matplotlib.ticker import FuncFormatter
 from dynsim.log import LogReader, read_log
 
 __all__ = ["plot_settling", "plot_energy", "plot_recall", "pattern_shape", "plot_training_curves",
-           "plot_decision_regions"]
+           "plot_decision_regions", "plot_error_curves"]
 
 DPI = 120
 """Resolution of the saved PNG files."""
@@ -616,4 +616,48 @@ def plot_decision_regions(predictors, x, labels, out, resolution=100, margin=0.0
         fig.colorbar(image, ax=axes, shrink=0.8, label="output 1 − output 0")
     if title:
         fig.suptitle(title, fontsize=10)
+    return _save(fig, out)
+
+
+def plot_error_curves(columns, out, title=None, reference=None):
+    """Training, validation and test error against epoch, from a per-epoch metrics table.
+
+    Parameters
+    ----------
+    columns : mapping of str to array
+        ``epoch`` and any ``<split>_error`` columns, e.g. the ``epochs``
+        table of a dataset run (:func:`dynsim.fitting.metric_columns`).
+    out : str or os.PathLike
+        PNG file to write.
+    title : str, optional
+    reference : tuple of (float, str), optional
+        A published test error (fraction) and its source, drawn as a
+        horizontal line so the run can be read against the paper.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    epoch = np.asarray(columns["epoch"], dtype=float)
+    splits = [k[:-len("_error")] for k in columns if k.endswith("_error")]
+    if not splits:
+        raise ValueError("columns hold no '<split>_error' column")
+    fig = Figure(figsize=(8.0, 5.0), layout="constrained")
+    ax = fig.subplots()
+    for k, split in enumerate(splits):
+        err = 100.0 * np.asarray(columns[f"{split}_error"], dtype=float)
+        ax.plot(epoch, err, marker="o", ms=3, color=f"C{k}", label=split)
+        if err.size:
+            ax.annotate(f"{err[-1]:.2f} %", (epoch[-1], err[-1]), textcoords="offset points", xytext=(4, 0),
+                        color=f"C{k}", fontsize=8, va="center")
+    if reference is not None:
+        ax.axhline(100.0 * reference[0], color="k", ls=":", lw=1, label=reference[1])
+    # Symlog: training error reaches exactly 0 %, which a log axis would drop.
+    ax.set_yscale("symlog", linthresh=0.1)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("error (%)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title, fontsize=10)
     return _save(fig, out)

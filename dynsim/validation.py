@@ -12,6 +12,10 @@ class ValidationError(DynsimError, ValueError):
     """An argument has the wrong shape, dtype, value or range; the message names it."""
 
 
+class DivergenceError(DynsimError, RuntimeError):
+    """A relaxation blew up (non-finite state or runaway values); the message names the phase, step and sample."""
+
+
 def float_array(name, value, shape=None, ndim=None, dtype=np.float64):
     """``value`` as a C-contiguous finite float array, checked against ``shape``/``ndim``.
 

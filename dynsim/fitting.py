@@ -1,0 +1,300 @@
+"""Minibatch training on a dataset with held-out splits, per-epoch metrics and checkpoints.
+
+:func:`fit` is the loop the dataset scenarios use (MNIST, Fashion-MNIST).
+Each epoch shuffles the training split, and for each minibatch settles the
+free phase (from the example's persistent particle when asked), reads the
+rule's gradient estimate and takes an optimizer step. The training error of
+an epoch is the running error of the free phases met during that epoch
+(before each step, as in Scellier & Bengio's code); the other splits are
+evaluated after the epoch. A checkpoint after each epoch holds all a run
+needs to continue, and a resumed run repeats the uninterrupted one exactly.
+
+Training that produces a non-finite loss, state or gradient stops with a
+:class:`TrainingDivergedError` naming the epoch and minibatch; the faulty
+update is never applied and the last checkpoint on disk is the last good
+epoch.
+
+References
+----------
+.. [1] B. Scellier, Y. Bengio, "Equilibrium Propagation: Bridging the Gap
+       between Energy-Based Models and Backpropagation", Front. Comput.
+       Neurosci. 11:24 (2017) (minibatches, persistent particles, running
+       training error).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from dynsim.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from dynsim.optimizers import NonFiniteGradientError
+from dynsim.phases import SettleOptions, free_phase
+from dynsim.tasks import Task
+from dynsim.training import ParticleStore, gradient_estimate, predict
+from dynsim.validation import DivergenceError, DynsimError, ValidationError, positive_int, real_scalar
+
+__all__ = ["fit", "evaluate_split", "TrainingDivergedError", "metric_columns"]
+
+
+class TrainingDivergedError(DynsimError):
+    """A non-finite loss, state or gradient; the parameters keep their last good values.
+
+    Attributes
+    ----------
+    epoch, batch : int
+        Where it happened (epoch counted from 1, minibatch from 0).
+    checkpoint : str or None
+        The last good checkpoint on disk, if the run writes them.
+    """
+
+    def __init__(self, message, epoch, batch, checkpoint=None):
+        super().__init__(message)
+        self.epoch = epoch
+        self.batch = batch
+        self.checkpoint = checkpoint
+
+
+def metric_columns(eval_splits):
+    """Names of the per-epoch metrics :func:`fit` records, in order."""
+    cols = ["epoch", "train_loss", "train_error"]
+    for name in eval_splits:
+        cols += [f"{name}_loss", f"{name}_error"]
+    return cols + ["free_steps", "nudged_steps", "free_residual", "nudged_residual", "seconds", "examples_per_s"]
+
+
+def _free_state(network, x, targets, options):
+    from dynsim.pc import PCNetwork
+
+    if isinstance(network, PCNetwork):
+        return network.feedforward(x), 0
+    free = free_phase(network, x, target=targets, options=options)
+    return free.state, free.integration.n_steps
+
+
+def evaluate_split(network, task, options=None, chunk=2000):
+    """Mean cost and error rate of the free equilibrium on a split; a dict.
+
+    Parameters
+    ----------
+    network : HopfieldNetwork or PCNetwork
+    task : Task
+        Inputs, labels and one-hot targets.
+    options : SettleOptions, optional
+        Free-phase settings (a PC network reads its feedforward pass).
+    chunk : int
+        Examples settled together (bounds memory on large splits).
+
+    Returns
+    -------
+    dict
+        ``loss`` (mean cost), ``error`` (fraction misclassified; tied
+        outputs count as errors), ``free_steps`` (mean over chunks).
+    """
+    chunk = positive_int("chunk", chunk)
+    n = task.x.shape[0]
+    if n == 0:
+        return {"loss": float("nan"), "error": float("nan"), "free_steps": 0.0}
+    loss, wrong, steps = 0.0, 0, []
+    for lo in range(0, n, chunk):
+        sl = slice(lo, lo + chunk)
+        state, n_steps = _free_state(network, task.x[sl], task.targets[sl], options)
+        loss += float(network.cost(state, task.targets[sl]).sum())
+        wrong += int(np.sum(predict(state[:, network.output_slice]) != task.labels[sl]))
+        steps.append(n_steps)
+    return {"loss": loss / n, "error": wrong / n, "free_steps": float(np.mean(steps))}
+
+
+def _check_data(network, data):
+    if not isinstance(data, dict) or "train" not in data:
+        raise ValidationError("data must be a dict of split name to Task with a 'train' split, "
+                              f"got {type(data).__name__}")
+    for name, task in data.items():
+        if not isinstance(task, Task):
+            raise ValidationError(f"data[{name!r}] must be a dynsim.tasks.Task, got {type(task).__name__}")
+        if task.x.ndim != 2 or task.x.shape[1] != network.n_input:
+            raise ValidationError(f"data[{name!r}].x must have shape (n, {network.n_input}), got {task.x.shape}")
+        if task.targets.shape != (task.x.shape[0], network.n_output):
+            raise ValidationError(f"data[{name!r}].targets must have shape ({task.x.shape[0]}, "
+                                  f"{network.n_output}), got {task.targets.shape}")
+    if data["train"].x.shape[0] == 0:
+        raise ValidationError("data['train'] holds no examples")
+
+
+def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options=None, nudged_options=None,
+        eval_options=None, persistent=False, seed=0, checkpoint=None, resume=False, fingerprint=None,
+        on_epoch=None, max_batches=None, progress=None):
+    """Train ``network`` in place with ``rule`` on ``data['train']``, evaluating the other splits each epoch.
+
+    Parameters
+    ----------
+    network : HopfieldNetwork or PCNetwork
+    data : dict of str to Task
+        ``'train'`` and any held-out splits (e.g. ``'validation'``, ``'test'``).
+    rule : str
+        One of :data:`dynsim.training.RULES` (Hopfield) or
+        :data:`dynsim.training.PC_RULES` (predictive coding).
+    optimizer : SGD or Adam
+    epochs : int
+        Total epochs of the run (a resumed run continues up to this count).
+    batch_size : int
+    beta : float
+        Nudging strength of the EP rules.
+    options, nudged_options : SettleOptions
+        Free- and nudged-phase settings during training.
+    eval_options : SettleOptions, optional
+        Free-phase settings for evaluation (default ``options``).
+    persistent : bool
+        Start each example's free phase from its last free equilibrium.
+    seed : int
+        Seeds the shuffling and the random sign of 'ep-random'.
+    checkpoint : str or Path, optional
+        Written atomically after every epoch (epoch 0 included).
+    resume : bool
+        Continue from ``checkpoint``; the run must have the same fingerprint.
+    fingerprint : dict, optional
+        Extra configuration stored in the checkpoint and checked on resume
+        (the network's sizes, rule, batch size, seed and persistence always are).
+    on_epoch : callable, optional
+        ``on_epoch(row)`` after every epoch with the dict of
+        :func:`metric_columns`; epoch 0 is the evaluation before training.
+        On resume it is called again for the rows already in the checkpoint
+        (with ``row['replayed'] = True``) so a log can be completed.
+    max_batches : int, optional
+        Stop each epoch after this many minibatches (smoke runs).
+    progress : bool or None
+        Progress bar over minibatches with examples per second and running
+        error (None: only on a terminal).
+
+    Returns
+    -------
+    dict of str to ndarray
+        The metric columns, one entry per epoch (epoch 0 first).
+
+    Raises
+    ------
+    TrainingDivergedError
+        On a non-finite loss, state or gradient (the step is not applied).
+    """
+    _check_data(network, data)
+    epochs = positive_int("epochs", epochs, minimum=0)
+    batch_size = positive_int("batch_size", batch_size)
+    beta = real_scalar("beta", beta, 0.0, np.inf, low_open=True, high_open=True)
+    if max_batches is not None:
+        max_batches = positive_int("max_batches", max_batches)
+    if resume and checkpoint is None:
+        raise ValidationError("resume=True needs a checkpoint path")
+    options = SettleOptions() if options is None else options
+    eval_options = options if eval_options is None else eval_options
+    train = data["train"]
+    held_out = {k: v for k, v in data.items() if k != "train"}
+    n = train.x.shape[0]
+    columns = metric_columns(held_out)
+    stamp = {"sizes": [int(v) for v in network.group_sizes], "rule": rule, "batch_size": batch_size,
+             "seed": int(seed), "persistent": bool(persistent), "n_train": int(n), "params": int(network.n_params)}
+    stamp.update(fingerprint or {})
+
+    rng = np.random.default_rng(seed)
+    particles = ParticleStore(n, network.n_free) if persistent else None
+    history = {c: [] for c in columns}
+
+    def emit(row, replayed=False):
+        if on_epoch is not None:
+            on_epoch(dict(row, replayed=replayed))
+
+    def save(epoch):
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, Checkpoint(
+                epoch=epoch, theta=network.theta.copy(), optimizer=optimizer.state_dict(),
+                rng_state=rng.bit_generator.state, particles=None if particles is None else particles.states,
+                history={c: np.asarray(v, dtype=float) for c, v in history.items()}, fingerprint=stamp))
+
+    def finish_epoch(epoch, train_loss, train_error, free_steps, nudged_steps, free_res, nudged_res, seconds,
+                     n_seen):
+        row = {"epoch": epoch, "train_loss": train_loss, "train_error": train_error}
+        for name, task in held_out.items():
+            m = evaluate_split(network, task, eval_options)
+            row[f"{name}_loss"], row[f"{name}_error"] = m["loss"], m["error"]
+        row.update(free_steps=free_steps, nudged_steps=nudged_steps, free_residual=free_res,
+                   nudged_residual=nudged_res, seconds=seconds, examples_per_s=n_seen / max(seconds, 1e-12))
+        for c in columns:
+            history[c].append(float(row[c]))
+        save(epoch)
+        emit(row)
+        return row
+
+    if resume:
+        ckpt = load_checkpoint(checkpoint, stamp)
+        network.theta = ckpt.theta
+        optimizer.load_state_dict(ckpt.optimizer)
+        rng.bit_generator.state = ckpt.rng_state
+        if persistent:
+            particles.states = np.array(ckpt.particles)
+        for c in columns:
+            history[c] = [float(v) for v in ckpt.history[c]]
+        for i in range(len(history["epoch"])):
+            emit({c: history[c][i] for c in columns}, replayed=True)
+        start = ckpt.epoch + 1
+    else:
+        m = evaluate_split(network, train, eval_options)
+        finish_epoch(0, m["loss"], m["error"], 0.0, 0.0, 0.0, 0.0, 0.0, 0)
+        start = 1
+
+    n_batches = -(-n // batch_size)
+    if max_batches is not None:
+        n_batches = min(n_batches, max_batches)
+    for epoch in range(start, epochs + 1):
+        t0 = time.perf_counter()
+        order = rng.permutation(n)
+        loss_sum, wrong, seen = 0.0, 0, 0
+        free_steps, nudged_steps, free_res, nudged_res = [], [], [], []
+        bar = tqdm(total=n_batches * batch_size, desc=f"epoch {epoch}/{epochs}", unit="ex", leave=False,
+                   disable=None if progress is None else not progress)
+        for b in range(n_batches):
+            idx = order[b * batch_size:(b + 1) * batch_size]
+            s0 = particles.get(idx) if persistent else None
+            try:
+                grad, free, phases = gradient_estimate(rule, network, train.x[idx], train.targets[idx], beta,
+                                                       options, nudged_options, s0=s0, rng=rng)
+            except DivergenceError as exc:
+                raise TrainingDivergedError(
+                    f"training diverged at epoch {epoch}, minibatch {b}: {exc}; the parameters are those before "
+                    f"this minibatch{_last_good(checkpoint, epoch)}", epoch, b, checkpoint and str(checkpoint)) from exc
+            cost = network.cost(free.state, train.targets[idx])
+            if not (np.isfinite(cost).all() and np.isfinite(free.state).all()):
+                raise TrainingDivergedError(
+                    f"training diverged at epoch {epoch}, minibatch {b}: the free phase gave a non-finite "
+                    f"state or loss ({free.integration.message}); the parameters are those before this "
+                    f"minibatch{_last_good(checkpoint, epoch)}", epoch, b, checkpoint and str(checkpoint))
+            try:
+                optimizer.step(network.theta, grad)
+            except NonFiniteGradientError as exc:
+                raise TrainingDivergedError(
+                    f"training diverged at epoch {epoch}, minibatch {b}: {exc}{_last_good(checkpoint, epoch)}",
+                    epoch, b, checkpoint and str(checkpoint)) from exc
+            if persistent:
+                particles.put(idx, free.state)
+            loss_sum += float(cost.sum())
+            wrong += int(np.sum(predict(free.state[:, network.output_slice]) != train.labels[idx]))
+            seen += idx.size
+            free_steps.append(free.integration.n_steps)
+            free_res.append(float(np.mean(free.integration.residual)))
+            for p in phases.values():
+                nudged_steps.append(p.integration.n_steps)
+                nudged_res.append(float(np.mean(p.integration.residual)))
+            bar.update(idx.size)
+            if b % 50 == 0:
+                bar.set_postfix(error=f"{wrong / seen:.4f}")
+        bar.close()
+        seconds = time.perf_counter() - t0
+        mean = lambda v: float(np.mean(v)) if v else 0.0  # noqa: E731
+        finish_epoch(epoch, loss_sum / seen, wrong / seen, mean(free_steps), mean(nudged_steps), mean(free_res),
+                     mean(nudged_res), seconds, seen)
+    return {c: np.asarray(v) for c, v in history.items()}
+
+
+def _last_good(checkpoint, epoch):
+    if checkpoint is None:
+        return ""
+    return f"; the last good checkpoint is {checkpoint} (epoch {epoch - 1})"

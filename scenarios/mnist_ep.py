@@ -1,0 +1,282 @@
+"""Train a layered Hopfield network with equilibrium propagation on MNIST or Fashion-MNIST.
+
+Presets reproduce the published configurations:
+
+- ``sb-1h`` (default): 784-500-10, hard sigmoid, 20 free / 4 nudged projected
+  Euler iterations of step 0.5, beta = 1 with a random sign per minibatch,
+  learning rates 0.1 / 0.05, minibatch 20, persistent particles, 25 epochs
+  (Scellier & Bengio 2017: 0.00 % training error, 2-3 % test error);
+- ``sb-2h``: 784-500-500-10, 100 free / 6 nudged, rates 0.4 / 0.1 / 0.01, 60 epochs;
+- ``sb-3h``: 784-500-500-500-10, 500 free / 8 nudged, rates 0.128 / 0.032 /
+  0.008 / 0.002, 160 epochs;
+- ``centered-1h``: 784-1024-10 with centered EP (nudges +beta and -beta;
+  Laborieux et al. 2021, Scellier et al. 2023), beta = 0.5, 40 free /
+  12 nudged iterations, rates 0.05 / 0.025, minibatch 20, persistent
+  particles, 30 epochs (Scellier 2024: 1.79 % test error).
+
+Every option of a preset can be overridden on the command line. Data: the
+IDX files from ``--data-dir``, else ``$DYNSIM_DATA``, else ``data/`` (see
+``data/README.md``); downloaded when missing unless ``--no-download``.
+The split is Scellier & Bengio's: 50,000 training, 10,000 validation and the
+10,000 test images. Written to ``--out``:
+
+- ``log.h5``: the configuration, a table ``epochs`` with one row per epoch
+  (loss, train / validation / test error, mean free and nudged iteration
+  counts and residuals, seconds, examples per second; written as each epoch
+  ends; epoch 0 is before training) and, every ``--record-every`` epochs,
+  the free and nudged relaxations of a few fixed test images with their
+  whole trajectories;
+- ``checkpoint.h5``: weights, optimizer state, random-generator state and
+  persistent particles after the last completed epoch; ``--resume``
+  continues from it and ends with the weights of an uninterrupted run;
+- ``errors.png``: the error curves against the paper's test error;
+  ``settling_first.png`` and ``settling_last.png``: the settling of a test
+  image in the first and last recorded epochs.
+
+It prints one line per epoch and, at the end, the final figures beside the
+paper's. ::
+
+    python scenarios/mnist_ep.py --out runs/mnist_ep                   # sb-1h, 25 epochs
+    python scenarios/mnist_ep.py --preset centered-1h --out runs/mnist_cep
+    python scenarios/mnist_ep.py --dataset fashion-mnist --out runs/fashion_ep
+    python scenarios/mnist_ep.py --out runs/mnist_ep --resume          # after an interruption
+
+References
+----------
+.. [1] B. Scellier, Y. Bengio, "Equilibrium Propagation: Bridging the Gap
+       between Energy-Based Models and Backpropagation", Front. Comput.
+       Neurosci. 11:24 (2017).
+.. [2] A. Laborieux et al., "Scaling Equilibrium Propagation to Deep
+       ConvNets by Drastically Reducing its Gradient Estimator Bias",
+       Front. Neurosci. 15 (2021).
+.. [3] B. Scellier, M. Ernoult, J. Kendall, S. Kumar, "Energy-based learning
+       algorithms for analog computing: a comparative study", NeurIPS (2023).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dynsim.argtypes import layer_sizes, number_list
+from dynsim.checkpoint import CheckpointError
+from dynsim.datasets import DATASETS, DatasetError, load
+from dynsim.fitting import TrainingDivergedError, fit
+from dynsim.hopfield import HopfieldNetwork
+from dynsim.log import TrajectoryLog, read_log
+from dynsim.optimizers import SGD, Adam
+from dynsim.phases import SettleOptions, free_phase, nudged_phase
+from dynsim.plots import plot_error_curves, plot_settling
+from dynsim.tasks import Task
+from dynsim.validation import ValidationError, positive_int, real_scalar
+
+PRESETS = {
+    "sb-1h": dict(hidden=[500], rule="ep-random", free_steps=20, nudged_steps=4, dt=0.5, beta=1.0,
+                  lr=[0.1, 0.05], batch_size=20, epochs=25, persistent=True,
+                  paper="Scellier & Bengio 2017: train 0.00 %, test 2-3 %", reference=0.025),
+    "sb-2h": dict(hidden=[500, 500], rule="ep-random", free_steps=100, nudged_steps=6, dt=0.5, beta=1.0,
+                  lr=[0.4, 0.1, 0.01], batch_size=20, epochs=60, persistent=True,
+                  paper="Scellier & Bengio 2017: train 0.00 %, test 2-3 %", reference=0.025),
+    "sb-3h": dict(hidden=[500, 500, 500], rule="ep-random", free_steps=500, nudged_steps=8, dt=0.5, beta=1.0,
+                  lr=[0.128, 0.032, 0.008, 0.002], batch_size=20, epochs=160, persistent=True,
+                  paper="Scellier & Bengio 2017: train 0.00 %, test 2-3 %", reference=0.025),
+    "centered-1h": dict(hidden=[1024], rule="ep-centered", free_steps=40, nudged_steps=12, dt=0.5, beta=0.5,
+                        lr=[0.05, 0.025], batch_size=20, epochs=30, persistent=True,
+                        paper="Scellier 2024 (1 hidden layer, EP): test 1.79 %", reference=0.018),
+}
+RECORDED_IMAGES = 4
+"""Test images whose free and nudged relaxations are logged every ``--record-every`` epochs."""
+RULES = ("ep-random", "ep-positive", "ep-negative", "ep-centered", "chl")
+INTEGRATORS = ("projected_euler", "euler", "heun", "rk4", "dopri5", "fixed_point", "block")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--preset", default="sb-1h", choices=sorted(PRESETS),
+                   help="published configuration; the options below override its values")
+    p.add_argument("--dataset", default="mnist", choices=sorted(DATASETS), help="data set")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="folder of the IDX files (default: $DYNSIM_DATA, else data/)")
+    p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing files")
+    p.add_argument("--hidden", type=layer_sizes(1, "hidden", "500-500"), default=None,
+                   help="hidden layer sizes, e.g. 500 or 500-500 (preset)")
+    p.add_argument("--rule", default=None, choices=RULES, help="learning rule (preset)")
+    p.add_argument("--integrator", default="projected_euler", choices=INTEGRATORS,
+                   help="relaxation scheme of both phases")
+    p.add_argument("--free-steps", type=int, default=None, help="free-phase iterations per minibatch (preset)")
+    p.add_argument("--nudged-steps", type=int, default=None, help="nudged-phase iterations (preset)")
+    p.add_argument("--dt", type=float, default=None, help="step of the fixed-step integrators, epsilon (preset)")
+    p.add_argument("--beta", type=float, default=None, help="nudging strength (preset)")
+    p.add_argument("--lr", type=number_list(float, 0.0, None, "lr", "0.1,0.05"), default=None,
+                   help="learning rate per layer, comma-separated (preset)")
+    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"], help="optimizer of the weights")
+    p.add_argument("--batch-size", type=int, default=None, help="minibatch size (preset)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (preset)")
+    p.add_argument("--no-persistent", action="store_true",
+                   help="start every free phase from zero instead of the example's persistent particle")
+    p.add_argument("--eval-steps", type=int, default=None,
+                   help="most free iterations when evaluating, from zero, stopping at the steady state "
+                        "(default: 10 x free steps, at least 100)")
+    p.add_argument("--train-size", type=int, default=None, help="use only the first N training images (smoke runs)")
+    p.add_argument("--eval-size", type=int, default=None,
+                   help="use only the first N validation and test images (smoke runs)")
+    p.add_argument("--max-batches", type=int, default=None, help="minibatches per epoch at most (smoke runs)")
+    p.add_argument("--record-every", type=int, default=5, help="log the settling of fixed test images every N epochs")
+    p.add_argument("--seed", type=int, default=1, help="initial weights, minibatch order and nudging signs")
+    p.add_argument("--out", type=Path, default=Path("runs/mnist_ep"), help="output folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="start afresh, replacing the log and checkpoint in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def resolve(args):
+    """Fill the preset's values into the options not given; check every option before anything is written."""
+    preset = PRESETS[args.preset]
+    for key in ("hidden", "rule", "free_steps", "nudged_steps", "dt", "beta", "lr", "batch_size", "epochs"):
+        if getattr(args, key) is None:
+            setattr(args, key, preset[key])
+    args.persistent = preset["persistent"] and not args.no_persistent
+    positive_int("--free-steps", args.free_steps)
+    positive_int("--nudged-steps", args.nudged_steps)
+    positive_int("--batch-size", args.batch_size)
+    positive_int("--epochs", args.epochs, minimum=0)
+    positive_int("--record-every", args.record_every)
+    real_scalar("--dt", args.dt, 0.0, np.inf, low_open=True, high_open=True)
+    real_scalar("--beta", args.beta, 0.0, np.inf, low_open=True, high_open=True)
+    if args.eval_steps is None:
+        args.eval_steps = max(10 * args.free_steps, 100)
+    positive_int("--eval-steps", args.eval_steps)
+    for name in ("train_size", "eval_size", "max_batches"):
+        if getattr(args, name) is not None:
+            positive_int("--" + name.replace("_", "-"), getattr(args, name))
+    if args.resume and args.overwrite:
+        raise ValidationError("--resume and --overwrite exclude each other")
+    if len(args.lr) != len(args.hidden) + 1:
+        raise ValidationError(f"--lr needs one rate per layer ({len(args.hidden) + 1}), got {len(args.lr)}")
+
+
+def subset(task, n):
+    return task if n is None else Task(task.name, task.x[:n], task.labels[:n], task.targets[:n])
+
+
+def settle_options(args):
+    fixed = dict(integrator=args.integrator, stop_at_steady_state=False)
+    if args.integrator != "dopri5":
+        fixed["dt"] = args.dt
+    free = SettleOptions(max_steps=args.free_steps, **fixed)
+    nudged = SettleOptions(max_steps=args.nudged_steps, **fixed)
+    evaluation = dataclasses.replace(free, max_steps=args.eval_steps, stop_at_steady_state=True, atol=1e-5,
+                                     rtol=0.0)
+    return free, nudged, evaluation
+
+
+def record_settling(log, net, test, epoch, args, free_opts, nudged_opts):
+    """Free phase from zero (as in evaluation) and one nudged phase of a few fixed test images, every step kept."""
+    idx = np.arange(min(RECORDED_IMAGES, test.x.shape[0]))
+    x, y = test.x[idx], test.targets[idx]
+    free = free_phase(net, x, target=y, options=dataclasses.replace(free_opts, record_every=1))
+    nudged = nudged_phase(net, x, y, args.beta, free.state,
+                          options=dataclasses.replace(nudged_opts, record_every=1))
+    return log.record_relaxation([free, nudged], label=f"epoch {epoch}", x=x, target=y)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        resolve(args)
+        splits = load(args.dataset, data_dir=args.data_dir, download=not args.no_download)
+        data = {"train": subset(splits.train, args.train_size),
+                "validation": subset(splits.validation, args.eval_size),
+                "test": subset(splits.test, args.eval_size)}
+        sizes = [784, *args.hidden, 10]
+        net = HopfieldNetwork.layered(sizes, activation="hard_sigmoid", seed=args.seed)
+        optimizer = (SGD if args.optimizer == "sgd" else Adam)(net, args.lr)
+        free_opts, nudged_opts, eval_opts = settle_options(args)
+        free_opts.box(net)
+    except (ValidationError, DatasetError) as exc:
+        raise SystemExit(f"error: {exc}")
+
+    config = {"scenario": "mnist_ep", "preset": args.preset, "dataset": args.dataset, "sizes": sizes,
+              "activation": "hard_sigmoid", "rule": args.rule, "integrator": args.integrator,
+              "free_steps": args.free_steps, "nudged_steps": args.nudged_steps, "dt": args.dt, "beta": args.beta,
+              "lr": args.lr, "optimizer": args.optimizer, "batch_size": args.batch_size, "epochs": args.epochs,
+              "persistent": args.persistent, "eval_steps": args.eval_steps, "seed": args.seed,
+              "n_train": data["train"].x.shape[0], "n_validation": data["validation"].x.shape[0],
+              "n_test": data["test"].x.shape[0], "max_batches": args.max_batches}
+    log_path, ckpt_path = args.out / "log.h5", args.out / "checkpoint.h5"
+    # What a resumed run must share with the one that saved the checkpoint (the epoch count may grow).
+    fingerprint = {k: config[k] for k in ("dataset", "integrator", "free_steps", "nudged_steps", "dt", "beta",
+                                          "lr", "optimizer", "eval_steps", "n_validation", "max_batches")}
+    try:
+        if args.resume:
+            if not ckpt_path.exists():
+                raise SystemExit(f"error: --resume: no checkpoint in {args.out}; run without --resume to start")
+            with read_log(log_path) as reader:
+                logged_epochs = set(reader.table("epochs")["epoch"].astype(int)) if "epochs" in reader.tables \
+                    else set()
+            log = TrajectoryLog.reopen(log_path)
+        else:
+            if ckpt_path.exists() and not args.overwrite:
+                raise SystemExit(f"error: {args.out} holds a run (checkpoint.h5): pass --resume to continue it "
+                                 "or --overwrite to start again")
+            log = TrajectoryLog(log_path, config, network=net, overwrite=args.overwrite)
+            logged_epochs = set()
+            if args.overwrite:
+                ckpt_path.unlink(missing_ok=True)
+    except FileExistsError as exc:
+        raise SystemExit(f"error: {exc}")
+
+
+    def on_epoch(row):
+        epoch = int(row["epoch"])
+        if epoch not in logged_epochs:  # a resumed run replays the checkpoint's rows: log only the missing ones
+            log.append_row("epochs", {k: v for k, v in row.items() if k != "replayed"})
+            logged_epochs.add(epoch)
+        if row["replayed"]:
+            return
+        if epoch % args.record_every == 0 or epoch == args.epochs:
+            record_settling(log, net, data["test"], epoch, args, eval_opts, nudged_opts)
+        print(f"epoch {epoch:3d}  train {100 * row['train_error']:6.2f} %  validation "
+              f"{100 * row['validation_error']:6.2f} %  test {100 * row['test_error']:6.2f} %  "
+              f"free steps {row['free_steps']:.0f}  {row['seconds']:6.1f} s  "
+              f"{row['examples_per_s']:.0f} ex/s", flush=True)
+
+    start = time.perf_counter()
+    with log:
+        try:
+            history = fit(net, data, args.rule, optimizer, args.epochs, args.batch_size, beta=args.beta,
+                          options=free_opts, nudged_options=nudged_opts, eval_options=eval_opts,
+                          persistent=args.persistent, seed=args.seed, checkpoint=ckpt_path, resume=args.resume,
+                          fingerprint=fingerprint, on_epoch=on_epoch, max_batches=args.max_batches,
+                          progress=False if args.quiet else None)
+        except (TrainingDivergedError, CheckpointError) as exc:
+            raise SystemExit(f"error: {exc}")
+    wall = time.perf_counter() - start
+
+    preset = PRESETS[args.preset]
+    title = (f"{args.dataset}: {'-'.join(map(str, sizes))} {args.rule}, {args.integrator} "
+             f"{args.free_steps}/{args.nudged_steps} steps, β={args.beta:g}, batch {args.batch_size}")
+    figures = [plot_error_curves(history, args.out / "errors.png", title=title,
+                                 reference=(preset["reference"], preset["paper"]))]
+    with read_log(log_path) as reader:
+        recorded = [k for k in range(reader.n_relaxations)]
+    if recorded:
+        figures.append(plot_settling(log_path, args.out / "settling_first.png", relaxation=recorded[0]))
+        figures.append(plot_settling(log_path, args.out / "settling_last.png", relaxation=recorded[-1]))
+    last = {k: v[-1] for k, v in history.items()}
+    print(f"final (epoch {int(last['epoch'])}): train error {100 * last['train_error']:.2f} %, validation "
+          f"{100 * last['validation_error']:.2f} %, test {100 * last['test_error']:.2f} %; "
+          f"training time {history['seconds'].sum():.0f} s (this process {wall:.0f} s)")
+    print(f"paper: {preset['paper']}")
+    print(f"log: {log_path}\ncheckpoint: {ckpt_path}\nfigures: {', '.join(str(f) for f in figures)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

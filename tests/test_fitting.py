@@ -1,0 +1,128 @@
+"""The dataset training loop: metrics, checkpoints, exact resume, divergence."""
+import numpy as np
+import pytest
+
+from dynsim.checkpoint import CheckpointError, load_checkpoint
+from dynsim.fitting import TrainingDivergedError, evaluate_split, fit, metric_columns
+from dynsim.hopfield import HopfieldNetwork
+from dynsim.optimizers import SGD, Adam, NonFiniteGradientError
+from dynsim.pc import PCNetwork
+from dynsim.phases import SettleOptions
+from dynsim.tasks import Task, moons
+from dynsim.training import predict
+from dynsim.validation import ValidationError
+
+OPTIONS = SettleOptions(integrator="projected_euler", dt=0.5, max_steps=15, stop_at_steady_state=False)
+NUDGED = SettleOptions(integrator="projected_euler", dt=0.5, max_steps=4, stop_at_steady_state=False)
+
+
+def splits():
+    train = moons(60, seed=0)
+    held = moons(30, seed=1)
+    return {"train": train, "validation": held, "test": Task("t", held.x[:10], held.labels[:10], held.targets[:10])}
+
+
+def network(seed=3):
+    net = HopfieldNetwork.layered([2, 12, 2], activation="hard_sigmoid", seed=seed)
+    theta = net.theta.copy()
+    theta[-net.n_free:] = 0.1
+    net.theta = theta
+    return net
+
+
+def run(net, epochs, **kw):
+    return fit(net, splits(), "ep-random", SGD(net, [0.2, 0.1], momentum=0.5), epochs, 8, beta=0.5,
+               options=OPTIONS, nudged_options=NUDGED, persistent=True, seed=11, progress=False, **kw)
+
+
+def test_metrics_rows_and_evaluation_agree_with_a_direct_count(tmp_path):
+    rows = []
+    net = network()
+    history = run(net, 2, on_epoch=rows.append)
+    assert list(history) == metric_columns(["validation", "test"])
+    assert history["epoch"].tolist() == [0, 1, 2]
+    assert [r["epoch"] for r in rows] == [0, 1, 2]
+    # The logged test error is the error of the final network, counted independently here.
+    data = splits()
+    from dynsim.phases import free_phase
+    state = free_phase(net, data["test"].x, options=OPTIONS).state
+    wrong = np.mean(predict(state[:, net.output_slice]) != data["test"].labels)
+    assert history["test_error"][-1] == pytest.approx(wrong)
+    assert evaluate_split(net, data["test"], OPTIONS)["error"] == pytest.approx(wrong)
+    assert history["free_steps"][1] == 15 and history["nudged_steps"][1] == 4
+    assert np.all(history["examples_per_s"][1:] > 0)
+
+
+def test_resume_after_an_interruption_is_bit_identical(tmp_path):
+    reference = network()
+    run(reference, 4)
+    interrupted = network()
+    ckpt = tmp_path / "ckpt.h5"
+    run(interrupted, 2, checkpoint=ckpt)
+    assert load_checkpoint(ckpt).epoch == 2
+    resumed = network(seed=99)  # different initial weights: everything must come from the checkpoint
+    replayed = []
+    history = run(resumed, 4, checkpoint=ckpt, resume=True, on_epoch=replayed.append)
+    assert np.array_equal(resumed.theta, reference.theta)
+    assert [r["replayed"] for r in replayed] == [True, True, True, False, False]
+    assert history["epoch"].tolist() == [0, 1, 2, 3, 4]
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_resume_refuses_another_configuration(tmp_path):
+    ckpt = tmp_path / "ckpt.h5"
+    run(network(), 1, checkpoint=ckpt)
+    net = network()
+    with pytest.raises(CheckpointError, match="batch_size"):
+        fit(net, splits(), "ep-random", SGD(net, 0.1), 2, 4, options=OPTIONS, persistent=True, seed=11,
+            checkpoint=ckpt, resume=True, progress=False)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        run(network(), 2, checkpoint=tmp_path / "missing.h5", resume=True)
+
+
+def test_divergence_names_epoch_and_batch_and_keeps_the_weights(tmp_path):
+    net = network()
+    ckpt = tmp_path / "ckpt.h5"
+    fit(net, splits(), "ep-random", SGD(net, 0.1), 1, 8, options=OPTIONS, nudged_options=NUDGED, seed=11,
+        checkpoint=ckpt, progress=False)
+    # A learning rate that blows the weights up within epoch 2: either a step would overflow them (refused)
+    # or the next relaxation diverges; training stops there and no non-finite value reaches the weights.
+    with pytest.raises(TrainingDivergedError, match=r"epoch 2, minibatch \d+: .*last good checkpoint") as info:
+        fit(net, splits(), "ep-random", SGD(net, 1e306), 2, 8, options=OPTIONS, nudged_options=NUDGED, seed=11,
+            checkpoint=ckpt, resume=True, progress=False)
+    assert info.value.epoch == 2 and f"minibatch {info.value.batch}:" in str(info.value)
+    assert np.isfinite(net.theta).all()
+    assert load_checkpoint(ckpt).epoch == 1
+
+
+def test_an_overflowing_step_is_refused_whole(rng):
+    net = network()
+    for opt in (SGD(net, 1e308, momentum=0.9), Adam(net, 1e308)):
+        theta = net.theta.copy()
+        state = {k: np.copy(v) for k, v in opt.state_dict().items()}
+        with pytest.raises(NonFiniteGradientError, match="non-finite"):
+            opt.step(net.theta, 10.0 * np.ones(net.n_params))
+        assert np.array_equal(net.theta, theta)
+        assert all(np.array_equal(v, state[k]) for k, v in opt.state_dict().items())
+
+
+def test_predictive_coding_network_trains_with_backprop_and_pc(tmp_path):
+    data = splits()
+    for rule in ("bp", "pc-fixed-prediction"):
+        net = PCNetwork([2, 16, 2], activation="tanh", seed=0)
+        h = fit(net, data, rule, Adam(net, 0.02), 5, 10, options=SettleOptions(integrator="euler", dt=0.1,
+                max_steps=50), progress=False)
+        assert h["train_loss"][-1] < h["train_loss"][0]
+
+
+def test_bad_arguments():
+    net = network()
+    with pytest.raises(ValidationError, match="'train' split"):
+        fit(net, {"test": splits()["test"]}, "ep-random", SGD(net, 0.1), 1, 4)
+    with pytest.raises(ValidationError, match=r"data\['train'\].x must have shape"):
+        fit(net, {"train": Task("x", np.zeros((3, 5)), np.zeros(3, int), np.zeros((3, 2)))}, "ep-random",
+            SGD(net, 0.1), 1, 4)
+    with pytest.raises(ValidationError, match="batch_size"):
+        fit(net, splits(), "ep-random", SGD(net, 0.1), 1, 0)
+    with pytest.raises(ValidationError, match="resume=True needs a checkpoint"):
+        fit(net, splits(), "ep-random", SGD(net, 0.1), 1, 4, resume=True)
