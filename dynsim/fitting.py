@@ -73,7 +73,7 @@ def _free_state(network, x, targets, options):
     return free.state, free.integration.n_steps
 
 
-def evaluate_split(network, task, options=None, chunk=2000):
+def evaluate_split(network, task, options=None, chunk=128):
     """Mean cost and error rate of the free equilibrium on a split; a dict.
 
     Parameters
@@ -84,7 +84,11 @@ def evaluate_split(network, task, options=None, chunk=2000):
     options : SettleOptions, optional
         Free-phase settings (a PC network reads its feedforward pass).
     chunk : int
-        Examples settled together (bounds memory on large splits).
+        Examples settled together. A chunk's state arrays should stay in
+        the processor's cache: the relaxation of a layered network is
+        dominated by elementwise passes over them (measured on 784-500-10:
+        2,000 examples x 200 steps took 2.3 s in chunks of 100 and 8-20 s
+        in chunks of 250-2,000).
 
     Returns
     -------

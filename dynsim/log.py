@@ -217,6 +217,33 @@ def _open_swmr_writer(path):
     return h5py.File(fid)
 
 
+def _recover_killed_log(path):
+    """Copy a log left marked open by a killed writer into a clean file, and put it in its place.
+
+    HDF5 keeps a killed writer's "open for writing" mark in the superblock;
+    only a new file is free of it. The copy is complete (every object and
+    attribute) and is checked against the original's committed counts before
+    the atomic rename, so a failure leaves the original untouched.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.recover-{os.getpid()}.tmp")
+    try:
+        with h5py.File(path, "r", libver="latest", swmr=True) as src, \
+                h5py.File(tmp, "w", libver="latest", track_order=True) as dst:
+            for key, value in src.attrs.items():
+                dst.attrs[key] = value
+            for name in src:
+                src.copy(src[name], dst, name=name)
+            before = _read_commits(src)
+            after = _read_commits(dst)
+        if before != after:
+            raise OSError(f"the copy of {str(path)!r} lost committed records")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def _read_commits(f):
     """Committed records of an open log: (relaxation group names in order, {table: rows}), or None for v1."""
     if _COMMITS not in f:
@@ -342,9 +369,11 @@ class TrajectoryLog:
 
         Notes
         -----
-        A log whose writer was killed stays marked as open for writing;
-        HDF5 refuses to write to it again (``h5clear -s`` clears the mark).
-        Reading it with :func:`read_log` works.
+        A log whose writer was killed stays marked as open for writing, and
+        HDF5 refuses to write to it again. Such a log is recovered first:
+        everything in it (committed records, and the leftovers of a record
+        cut off by the kill, which stay invisible) is copied into a new file
+        that replaces it atomically, so a resumed run continues the same log.
         """
         reader = LogReader(path)  # validates the format
         if reader.attrs.get("format_version", 1) < 2:
@@ -355,7 +384,13 @@ class TrajectoryLog:
         self.network = network
         self._file = None
         try:
-            self._file = _open_swmr_writer(self.path)
+            try:
+                self._file = _open_swmr_writer(self.path)
+            except OSError as exc:
+                if "already open for write" not in str(exc):
+                    raise
+                _recover_killed_log(self.path)
+                self._file = _open_swmr_writer(self.path)
         except OSError as exc:
             raise OSError(f"cannot reopen {str(self.path)!r} for writing: {exc}") from None
         self._count = reader.n_relaxations

@@ -172,7 +172,7 @@ def settle_options(args):
     free = SettleOptions(max_steps=args.free_steps, **fixed)
     nudged = SettleOptions(max_steps=args.nudged_steps, **fixed)
     evaluation = dataclasses.replace(free, max_steps=args.eval_steps, stop_at_steady_state=True, atol=1e-5,
-                                     rtol=0.0)
+                                     rtol=1e-5)
     return free, nudged, evaluation
 
 

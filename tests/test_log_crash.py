@@ -214,3 +214,25 @@ def test_garbage_is_a_format_error(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(LogFormatError, match="empty.h5"):
         read_log(empty)
+
+
+def test_log_of_a_killed_writer_is_recovered_and_continued(tmp_path):
+    # The resume path of a training run killed mid-epoch: reopen the log, append after the committed records.
+    rng = np.random.default_rng(7)
+    for kill in range(2):
+        path, progress = tmp_path / f"run{kill}.h5", tmp_path / f"progress{kill}.txt"
+        proc = start_writer(path, progress)
+        time.sleep(rng.uniform(*KILL_AFTER_S))
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+        proc.stderr.close()
+        n_rel, n_rows, sweeps = reported(progress)
+        with TrajectoryLog.reopen(path) as log:
+            assert log.n_relaxations == n_rel
+            log.record_relaxation([W.phase(n_rel, "free"), W.phase(n_rel, "nudged")], label=f"batch {n_rel}",
+                                  x=np.full((W.BATCH, 2), float(n_rel)))
+            log.append_row("epochs", W.row(n_rows))
+        with read_log(path) as reader:
+            assert not reader.live
+            check_log(reader, n_rel + 1, n_rows + 1, sweeps)
+        assert not list(tmp_path.glob(".*.tmp"))

@@ -1,0 +1,72 @@
+"""The MNIST scenarios end to end on the real data (skipped when shared/data is absent): smoke runs.
+
+A short run of each configuration in a subprocess: the log's epoch table,
+the checkpoint, the figures, and an interrupted-then-resumed run that ends
+with exactly the weights of an uninterrupted one.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dynsim.checkpoint import load_checkpoint
+from dynsim.log import read_log
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SMOKE = ("--train-size", "120", "--eval-size", "60", "--record-every", "1", "--quiet")
+
+pytestmark = pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="shared/data/mnist is not present")
+
+
+def run(script, *args):
+    env = dict(os.environ, DYNSIM_DATA=str(SHARED_DATA))
+    return subprocess.run([sys.executable, str(ROOT / "scenarios" / script), *args, "--no-download"],
+                          capture_output=True, text=True, timeout=600, env=env)
+
+
+@pytest.mark.parametrize("preset", ["sb-1h", "sb-2h", "sb-3h", "centered-1h"])
+def test_each_ep_preset_runs(tmp_path, preset):
+    # The deep presets' iteration counts are cut so that the smoke run stays short; the structure is the preset's.
+    cut = ("--free-steps", "20", "--nudged-steps", "4") if preset in ("sb-2h", "sb-3h") else ()
+    out = tmp_path / preset
+    proc = run("mnist_ep.py", "--preset", preset, "--epochs", "1", "--out", str(out), *cut, *SMOKE)
+    assert proc.returncode == 0, proc.stderr
+    assert "paper:" in proc.stdout and "final (epoch 1)" in proc.stdout
+    with read_log(out / "log.h5") as log:
+        table = log.table("epochs")
+        assert table["epoch"].tolist() == [0, 1]
+        assert np.all((table["test_error"] >= 0) & (table["test_error"] <= 1))
+        assert log.n_relaxations == 2  # the recorded test images at epochs 0 and 1
+    for png in ("errors.png", "settling_first.png", "settling_last.png"):
+        assert (out / png).read_bytes()[:8] == PNG_MAGIC
+
+
+def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert run("mnist_ep.py", "--epochs", "2", "--out", str(whole), *SMOKE).returncode == 0
+    assert run("mnist_ep.py", "--epochs", "1", "--out", str(split), *SMOKE).returncode == 0
+    refused = run("mnist_ep.py", "--epochs", "2", "--out", str(split), *SMOKE)
+    assert refused.returncode != 0 and "--resume" in refused.stderr
+    resumed = run("mnist_ep.py", "--epochs", "2", "--out", str(split), "--resume", *SMOKE)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = load_checkpoint(whole / "checkpoint.h5"), load_checkpoint(split / "checkpoint.h5")
+    assert a.epoch == b.epoch == 2
+    assert np.array_equal(a.theta, b.theta) and np.array_equal(a.particles, b.particles)
+    with read_log(split / "log.h5") as log, read_log(whole / "log.h5") as ref:
+        assert log.table("epochs")["epoch"].tolist() == [0, 1, 2]
+        for column in ("train_error", "test_error", "train_loss"):
+            assert np.array_equal(log.table("epochs")[column], ref.table("epochs")[column])
+
+
+def test_missing_data_is_a_clear_error(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "scenarios" / "mnist_ep.py"), "--data-dir", str(tmp_path),
+                           "--no-download", "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode != 0
+    assert "train-images-idx3-ubyte.gz" in proc.stderr and str(tmp_path) in proc.stderr
+    assert not (tmp_path / "out" / "log.h5").exists()
