@@ -1,0 +1,51 @@
+"""A small training run to be killed: the subprocess of tests/test_resume_kill.py.
+
+``python train_for_kill.py OUT EPOCHS`` trains a 2-12-2 hard-sigmoid network
+on moons with EP (random sign, persistent particles) through
+:func:`dynsim.fitting.fit`, with a checkpoint and an HDF5 log in OUT. When
+OUT holds a checkpoint it resumes from it, continuing the same log, as the
+MNIST scenario's ``--resume`` does; otherwise it starts afresh (replacing
+the log of a run killed before its first checkpoint).
+"""
+import sys
+from pathlib import Path
+
+from dynsim.fitting import fit
+from dynsim.hopfield import HopfieldNetwork
+from dynsim.log import TrajectoryLog, read_log
+from dynsim.optimizers import SGD
+from dynsim.phases import SettleOptions
+from dynsim.tasks import moons
+
+OPTIONS = SettleOptions(integrator="projected_euler", dt=0.5, max_steps=15, stop_at_steady_state=False)
+NUDGED = SettleOptions(integrator="projected_euler", dt=0.5, max_steps=4, stop_at_steady_state=False)
+
+
+def main(out, epochs):
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt, log_path = out / "checkpoint.h5", out / "log.h5"
+    net = HopfieldNetwork.layered([2, 12, 2], activation="hard_sigmoid", seed=3)
+    resume = ckpt.exists()
+    if resume:
+        with read_log(log_path) as reader:
+            logged = set(reader.table("epochs")["epoch"].astype(int)) if "epochs" in reader.tables else set()
+        log = TrajectoryLog.reopen(log_path)
+    else:
+        logged = set()
+        log = TrajectoryLog(log_path, {"scenario": "train_for_kill"}, overwrite=True)
+
+    def on_epoch(row):
+        if int(row["epoch"]) not in logged:
+            log.append_row("epochs", {k: v for k, v in row.items() if k != "replayed"})
+            logged.add(int(row["epoch"]))
+
+    data = {"train": moons(1000, seed=0), "test": moons(100, seed=1)}
+    with log:
+        fit(net, data, "ep-random", SGD(net, [0.2, 0.1], momentum=0.5), epochs, 4, beta=0.5, options=OPTIONS,
+            nudged_options=NUDGED, persistent=True, seed=11, checkpoint=ckpt, resume=resume, on_epoch=on_epoch,
+            progress=False)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]))
