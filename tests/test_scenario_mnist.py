@@ -70,3 +70,19 @@ def test_missing_data_is_a_clear_error(tmp_path):
     assert proc.returncode != 0
     assert "train-images-idx3-ubyte.gz" in proc.stderr and str(tmp_path) in proc.stderr
     assert not (tmp_path / "out" / "log.h5").exists()
+
+
+def test_pc_scenario_trains_pc_and_backprop_from_the_same_start(tmp_path):
+    out = tmp_path / "pc"
+    proc = run("mnist_pc.py", "--rules", "pc-strict,pc-fixed-prediction,bp", "--epochs", "1", "--train-size", "256",
+               "--eval-size", "100", "--inference-steps", "5", "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "paper (pcx)" in proc.stdout
+    with read_log(out / "log.h5") as log:
+        tables = {rule: log.table(f"epochs_{rule}") for rule in ("pc-strict", "pc-fixed-prediction", "bp")}
+        assert log.n_relaxations == 2  # one inference relaxation per PC rule
+    # Same start: identical epoch-0 evaluation for every rule, then each its own path.
+    for rule in ("pc-strict", "pc-fixed-prediction"):
+        assert tables[rule]["test_loss"][0] == tables["bp"]["test_loss"][0]
+        assert tables[rule]["train_loss"][1] != tables["bp"]["train_loss"][1]
+    assert (out / "errors.png").read_bytes()[:8] == PNG_MAGIC
