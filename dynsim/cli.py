@@ -11,12 +11,13 @@ import json
 import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from dynsim._version import __version__
-from dynsim.validation import DynsimError
+from dynsim.validation import DynsimError, StepHalvedWarning
 
 log = logging.getLogger("dynsim")
 
@@ -201,11 +202,23 @@ def main(argv=None):
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s: %(message)s")
     for noisy in ("distributed", "tornado", "asyncio"):  # Dask's own chatter: only its errors
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    # A relaxation retried with half the step is reported as a log line, like the run's progress.
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, StepHalvedWarning):
+            log.warning("step halved: %s", message)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
     try:
         return args.func(args)
     except (DynsimError, FileNotFoundError, FileExistsError) as exc:
         print(f"dynsim {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":

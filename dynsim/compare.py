@@ -31,9 +31,15 @@ import numpy as np
 
 from dynsim.backprop import bptt_gradients
 from dynsim.phases import SettleOptions, settle
-from dynsim.validation import ValidationError, positive_int, real_scalar
+from dynsim.validation import ValidationError, float_array, positive_int, real_scalar
 
 __all__ = ["gradient_metrics", "normalized_rmse", "GDUResult", "gdu_check", "ep_step_updates"]
+
+
+def _check_network(network):
+    if not all(hasattr(network, name) for name in ("parameter_blocks", "n_params")):
+        raise ValidationError(f"network must be a HopfieldNetwork or a PCNetwork (it defines the parameter "
+                              f"blocks), got {type(network).__name__}")
 
 
 def _blocks(network):
@@ -58,11 +64,9 @@ def gradient_metrics(network, estimate, reference):
         with a block 'all'. Cosine and relative error are NaN where the
         reference block is zero.
     """
-    estimate = np.asarray(estimate, dtype=float)
-    reference = np.asarray(reference, dtype=float)
-    if estimate.shape != (network.n_params,) or reference.shape != (network.n_params,):
-        raise ValidationError(f"estimate and reference must have shape ({network.n_params},), "
-                              f"got {estimate.shape} and {reference.shape}")
+    _check_network(network)
+    estimate = float_array("estimate", estimate, shape=(network.n_params,))
+    reference = float_array("reference", reference, shape=(network.n_params,))
     out = {}
     for name, sl in _blocks(network).items():
         g, r = estimate[sl], reference[sl]
@@ -95,10 +99,10 @@ def normalized_rmse(network, estimate_steps, reference_steps, floor=1e-12):
     dict
         ``{block: mean RMSE over the block's components}`` with a block 'all'.
     """
-    n = np.asarray(estimate_steps, dtype=float)
-    d = np.asarray(reference_steps, dtype=float)
-    if n.shape != d.shape or n.ndim != 2 or n.shape[1] != network.n_params:
-        raise ValidationError(f"the sequences must both have shape (K, {network.n_params}), got {n.shape}, {d.shape}")
+    _check_network(network)
+    n = float_array("estimate_steps", estimate_steps, shape=(None, network.n_params))
+    d = float_array("reference_steps", reference_steps, shape=(n.shape[0], network.n_params))
+    floor = real_scalar("floor", floor, 0.0, 1.0)
     denom = np.maximum((n ** 2).sum(0), (d ** 2).sum(0))
     num = ((n - d) ** 2).sum(0)
     out = {}
@@ -123,8 +127,14 @@ def ep_step_updates(network, x, target, beta, s_free, n_steps, dt, integrator="e
     beta = real_scalar("beta", beta, nonzero=True)
     K = positive_int("n_steps", n_steps)
     bounds = None
-    if box not in ("auto", None):
-        bounds = tuple(box)
+    if not (box is None or isinstance(box, str) and box == "auto"):
+        try:
+            lo, hi = box
+            bounds = (real_scalar("box[0]", lo), real_scalar("box[1]", hi))
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, ValidationError):
+                raise
+            raise ValidationError(f"box must be 'auto', None or a pair (low, high), got {box!r}") from None
     options = SettleOptions(integrator=integrator, dt=dt, max_steps=K, stop_at_steady_state=False,
                             record_every=1, max_abs=np.inf, bounds=bounds, project=box is not None)
     nudged = settle(network, x, s0=s_free, target=target, beta=beta, options=options, phase="nudged")
@@ -179,7 +189,16 @@ def gdu_check(network, x, target, beta, n_free_steps, n_nudged_steps, dt, integr
     -------
     GDUResult
     """
-    bptt = bptt_gradients(network, x, target, n_free_steps, n_nudged_steps, dt, s0=s0, integrator=integrator)
+    # Checked here so that the messages name this function's arguments, not bptt_gradients'.
+    beta = real_scalar("beta", beta, nonzero=True)
+    T = positive_int("n_free_steps", n_free_steps)
+    K = positive_int("n_nudged_steps", n_nudged_steps)
+    if K > T:
+        raise ValidationError(f"n_nudged_steps must be <= n_free_steps={T}, got {K}")
+    if integrator not in ("euler", "projected_euler"):
+        raise ValidationError(f"integrator must be 'euler' or 'projected_euler' (the GDU property holds for "
+                              f"Euler steps), got {integrator!r}")
+    bptt = bptt_gradients(network, x, target, T, K, dt, s0=s0, integrator=integrator)
     ep_cum, ep_step = ep_step_updates(network, x, target, beta, bptt.final_state, n_nudged_steps, dt,
                                       integrator=integrator)
     rmse = normalized_rmse(network, ep_step, bptt.per_step)

@@ -34,8 +34,9 @@ from dynsim.backprop import NotConvergedWarning, implicit_gradient
 from dynsim.block_relaxation import RELAXATION_SCHEMES
 from dynsim.compare import gradient_metrics, normalized_rmse
 from dynsim.learning import EP_VARIANTS, ep_gradient
-from dynsim.phases import SettleOptions, free_phase
-from dynsim.validation import ValidationError
+from dynsim.hopfield import HopfieldNetwork
+from dynsim.phases import SETTLE_METHODS, SettleOptions, free_phase
+from dynsim.validation import ValidationError, float_array, positive_int, real_scalar
 
 __all__ = ["GRID_KEYS", "DEFAULT_POINT", "sweep_ep_estimates", "reference_gradient"]
 
@@ -64,12 +65,27 @@ def _points(grid):
         values = grid[key]
         if not isinstance(values, (list, tuple)) or not values:
             raise ValidationError(f"grid[{key!r}] must be a non-empty list of values, got {values!r}")
-    if "variant" in grid and any(v not in EP_VARIANTS for v in grid["variant"]):
+    if "variant" in grid and any(not isinstance(v, str) or v not in EP_VARIANTS for v in grid["variant"]):
         raise ValidationError(f"grid['variant'] values must be among {list(EP_VARIANTS)}, got {grid['variant']}")
+    # Every value is checked before the first point runs, with a message naming its key.
+    for key in keys:
+        for value in grid[key]:
+            _check_value(key, value)
     for combo in itertools.product(*(grid[k] for k in keys)):
         point = dict(DEFAULT_POINT)
         point.update(zip(keys, combo))
         yield point
+
+
+def _check_value(key, value):
+    name = f"grid[{key!r}]"
+    if key == "integrator":
+        if not isinstance(value, str) or value not in SETTLE_METHODS:
+            raise ValidationError(f"{name} values must be among {list(SETTLE_METHODS)}, got {value!r}")
+    elif key in ("dt", "beta") or key == "free_tol" and value is not None:
+        real_scalar(f"{name} value", value, 0.0, np.inf, low_open=True, high_open=True)
+    elif key in ("free_steps", "nudged_steps"):
+        positive_int(f"{name} value", value)
 
 
 def _phase_options(point, phase):
@@ -111,11 +127,20 @@ def sweep_ep_estimates(network, x, target, grid, reference=None, seed=0, progres
         ``sign_agreement``, ``normalized_rmse`` of shape (rows, n_blocks);
         ``blocks`` lists the block names (last one 'all').
     """
+    if not isinstance(network, HopfieldNetwork):
+        raise ValidationError(f"network must be a HopfieldNetwork (EP against recurrent backprop), "
+                              f"got {type(network).__name__}")
     x = network.check_input(x)
     target = network.check_target(target, x.shape[0])
+    if not isinstance(grid, dict):
+        raise ValidationError(f"grid must be a dict of key to a list of values, got {type(grid).__name__}")
+    points = list(_points(grid))
+    if progress is not None and not callable(progress):
+        raise ValidationError(f"progress must be callable, got {progress!r}")
     if reference is None:
         reference, _ = reference_gradient(network, x, target)
-    points = list(_points(grid))
+    else:
+        reference = float_array("reference", reference, shape=(network.n_params,))
     blocks = list(network.parameter_blocks()) + ["all"]
     rows = {k: [] for k in GRID_KEYS}
     rows.update({k: [] for k in ("free_residual", "free_steps_taken", "nudged_steps_taken", "cosine",

@@ -32,7 +32,7 @@ import numpy as np
 
 from dynsim.hopfield import HopfieldNetwork
 from dynsim.phases import SettleOptions, free_phase
-from dynsim.training import gradient_estimate
+from dynsim.training import RULES, gradient_estimate
 from dynsim.validation import ValidationError, float_array, positive_int, real_scalar
 
 __all__ = ["GROUP_NAMES", "random_patterns", "flipped_bits", "corrupt", "nearest_pattern", "recall_scores",
@@ -45,6 +45,13 @@ MAX_CORRUPTION = 0.5
 """Largest fraction of flipped bits: beyond 1/2 a cue is closer to the inverted pattern."""
 
 _MAX_DRAWS = 10_000
+
+
+def _check_rng(rng):
+    if not isinstance(rng, np.random.Generator):
+        raise ValidationError(f"rng must be a numpy.random.Generator (numpy.random.default_rng(seed)), "
+                              f"got {type(rng).__name__}")
+    return rng
 
 
 def random_patterns(n_patterns, n_units, rng, min_distance=None):
@@ -66,6 +73,7 @@ def random_patterns(n_patterns, n_units, rng, min_distance=None):
     n_patterns = positive_int("n_patterns", n_patterns)
     n_units = positive_int("n_units", n_units)
     min_distance = n_units // 4 if min_distance is None else positive_int("min_distance", min_distance, minimum=0)
+    _check_rng(rng)
     patterns = np.zeros((0, n_units))
     for _ in range(_MAX_DRAWS):
         if len(patterns) == n_patterns:
@@ -80,7 +88,7 @@ def random_patterns(n_patterns, n_units, rng, min_distance=None):
 def flipped_bits(fraction, n_units):
     """Bits a corruption level flips in a pattern of ``n_units``: round(fraction * n_units)."""
     fraction = real_scalar("corruption", fraction, 0.0, MAX_CORRUPTION)
-    return int(round(fraction * n_units))
+    return int(round(fraction * positive_int("n_units", n_units)))
 
 
 def corrupt(patterns, n_flips, rng):
@@ -99,8 +107,13 @@ def corrupt(patterns, n_flips, rng):
     ndarray, shape (batch, n_units)
     """
     patterns = float_array("patterns", patterns, ndim=2)
+    _check_rng(rng)
     batch, n = patterns.shape
-    n_flips = np.broadcast_to(np.asarray(n_flips, dtype=np.int64), (batch,))
+    raw = np.asarray(n_flips)
+    if raw.dtype.kind not in "iu" or raw.ndim > 1 or raw.ndim == 1 and raw.shape != (batch,):
+        raise ValidationError(f"n_flips must be an integer or integers of shape ({batch},), "
+                              f"got {n_flips!r}")
+    n_flips = np.broadcast_to(raw.astype(np.int64), (batch,))
     if n_flips.min(initial=0) < 0 or n_flips.max(initial=0) > n:
         raise ValidationError(f"n_flips must lie in [0, {n}], got {n_flips.min()}..{n_flips.max()}")
     # A row's first n_flips positions in a random order are distinct random bits.
@@ -122,8 +135,8 @@ def nearest_pattern(cues, patterns):
     -------
     ndarray, shape (batch, n_units)
     """
-    cues = float_array("cues", cues, ndim=2) > 0.5
     patterns = float_array("patterns", patterns, ndim=2)
+    cues = float_array("cues", cues, shape=(None, patterns.shape[1])) > 0.5
     distance = (cues[:, None, :] != (patterns[None] > 0.5)).sum(-1)
     return patterns[distance.argmin(1)]
 
@@ -141,7 +154,9 @@ def recall_scores(recalled, clean):
         ``bit_accuracy`` (fraction of correct bits), ``exact_recall``
         (fraction of rows with every bit correct).
     """
-    correct = (np.asarray(recalled) > 0.5) == (np.asarray(clean) > 0.5)
+    clean = float_array("clean", clean, ndim=2)
+    recalled = float_array("recalled", recalled, shape=clean.shape)
+    correct = (recalled > 0.5) == (clean > 0.5)
     return {"bit_accuracy": float(correct.mean()), "exact_recall": float(correct.all(1).mean())}
 
 
@@ -219,11 +234,13 @@ def train_memory(network, patterns, rule, optimizer, epochs, corruption, per_pat
         raise ValidationError(f"the network's input and output groups must have {n_units} units (the pattern "
                               f"size), got {network.n_input} and {network.n_output}")
     epochs = positive_int("epochs", epochs, minimum=0)
+    if rule not in RULES:
+        raise ValidationError(f"rule must be one of {list(RULES)}, got {rule!r}")
     per_pattern = positive_int("per_pattern", per_pattern)
     batch_size = positive_int("batch_size", batch_size)
     max_flips = flipped_bits(corruption, n_units)
     options = SettleOptions() if options is None else options
-    rng = np.random.default_rng() if rng is None else rng
+    rng = np.random.default_rng() if rng is None else _check_rng(rng)
     val_clean = np.repeat(patterns, positive_int("validation_per_pattern", validation_per_pattern), axis=0)
     val_cues = corrupt(val_clean, max_flips, rng)
     history = {k: [] for k in ("epoch", "loss", "bit_accuracy", "exact_recall", "free_steps",
@@ -284,10 +301,13 @@ def recall_table(network, patterns, levels, trials, rng, options=None):
     """
     patterns = float_array("patterns", patterns, ndim=2)
     trials = positive_int("trials", trials)
+    _check_rng(rng)
     n_units = patterns.shape[1]
+    if isinstance(levels, (str, bytes)) or np.ndim(levels) != 1 or len(levels) == 0:
+        raise ValidationError(f"levels must be a non-empty sequence of corruption fractions, got {levels!r}")
+    flips_per_level = [flipped_bits(level, n_units) for level in levels]  # all checked before any recall
     rows = []
-    for level in levels:
-        flips = flipped_bits(level, n_units)
+    for level, flips in zip(levels, flips_per_level):
         clean = np.repeat(patterns, trials, axis=0)
         cues = corrupt(clean, flips, rng)
         recalled, free = recall(network, cues, options)

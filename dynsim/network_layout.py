@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dynsim.validation import float_array
+from dynsim.validation import ValidationError, float_array
 
 __all__ = ["NetworkLayout"]
 
@@ -47,17 +47,34 @@ class NetworkLayout:
         return {self.group_names[g]: s[..., self._free_off[g]:self._free_off[g] + self.group_sizes[g]]
                 for g in range(1, len(self.group_sizes))}
 
+    def locate_unit(self, column):
+        """The group of a column of the free state: ``(group name, unit index within the group)``.
+
+        Parameters
+        ----------
+        column : int
+            Index into the ``n_free`` columns of ``s``.
+        """
+        if isinstance(column, (bool, np.bool_)) or not isinstance(column, (int, np.integer)) \
+                or not 0 <= column < self.n_free:
+            raise ValidationError(f"column must be an integer in [0, {self.n_free - 1}], got {column!r}")
+        for g in range(1, len(self.group_sizes)):
+            start = int(self._free_off[g])
+            if start <= column < start + self.group_sizes[g]:
+                return self.group_names[g], int(column - start)
+        raise AssertionError("the free groups do not cover the free state")  # pragma: no cover
+
     def check_input(self, x):
         """``x`` validated: finite float64, shape (batch, n_input)."""
         return float_array("x", x, shape=(None, self.n_input))
 
-    def check_state(self, s, batch=None):
-        """``s`` validated: finite float64, shape (batch, n_free)."""
-        return float_array("s", s, shape=(batch, self.n_free))
+    def check_state(self, s, batch=None, name="s"):
+        """``s`` validated: finite float64, shape (batch, n_free); messages call it ``name``."""
+        return float_array(name, s, shape=(batch, self.n_free))
 
-    def check_target(self, target, batch):
-        """``target`` validated: finite float64, shape (batch, n_output)."""
-        return float_array("target", target, shape=(batch, self.n_output))
+    def check_target(self, target, batch, name="target"):
+        """``target`` validated: finite float64, shape (batch, n_output); messages call it ``name``."""
+        return float_array(name, target, shape=(batch, self.n_output))
 
     def cost(self, s, target):
         """C = 1/2 ||s_out - target||^2 per sample, shape (batch,)."""

@@ -30,7 +30,7 @@ from dynsim.compare import gradient_metrics
 from dynsim.pc import PCNetwork
 from dynsim.pc_learning import pc_gradient, zil_gradient
 from dynsim.phases import SettleOptions
-from dynsim.validation import ValidationError
+from dynsim.validation import ValidationError, positive_int, real_scalar
 
 __all__ = ["PC_GRID_KEYS", "PC_DEFAULT_POINT", "sweep_pc_updates", "error_norms"]
 
@@ -47,13 +47,32 @@ def _points(grid):
     for key, values in grid.items():
         if not isinstance(values, (list, tuple)) or not values:
             raise ValidationError(f"grid[{key!r}] must be a non-empty list of values, got {values!r}")
-    if any(v not in _VARIANTS for v in grid.get("variant", [])):
+    if any(not isinstance(v, str) or v not in _VARIANTS for v in grid.get("variant", [])):
         raise ValidationError(f"grid['variant'] values must be among {list(_VARIANTS)}, got {grid['variant']}")
+    # Every value is checked before the first point runs, with a message naming its key.
+    for key, values in grid.items():
+        for value in values:
+            _check_value(key, value)
     keys = list(grid)
     for combo in itertools.product(*(grid[k] for k in keys)):
         point = dict(PC_DEFAULT_POINT)
         point.update(zip(keys, combo))
         yield point
+
+
+_INTEGRATORS = ("euler", "heun", "rk4", "dopri5")
+"""ODE integrators of a predictive coding inference (the relaxation schemes are Hopfield-only)."""
+
+
+def _check_value(key, value):
+    name = f"grid[{key!r}] value"
+    if key == "integrator":
+        if not isinstance(value, str) or value not in _INTEGRATORS:
+            raise ValidationError(f"{name} must be among {list(_INTEGRATORS)}, got {value!r}")
+    elif key in ("output_variance", "dt"):
+        real_scalar(name, value, 0.0, np.inf, low_open=True, high_open=True)
+    elif key == "inference_steps" and value is not None:
+        positive_int(name, value)
 
 
 def _options(point):
@@ -89,6 +108,9 @@ def sweep_pc_updates(network, x, target, grid, progress=None):
         raise ValidationError(f"network must be a PCNetwork, got {type(network).__name__}")
     x = network.check_input(x)
     target = network.check_target(target, x.shape[0])
+    if not isinstance(grid, dict):
+        raise ValidationError(f"grid must be a dict of key to a list of values, got {type(grid).__name__}")
+    list(_points(grid))  # checks every value before anything runs
     reference = network.backprop_gradient(x, target)
     blocks = list(network.parameter_blocks()) + ["all"]
     rows = {k: [] for k in PC_GRID_KEYS + ("status", "steps_taken", "residual", "cosine", "relative_error")}

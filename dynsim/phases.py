@@ -19,7 +19,9 @@ References
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -27,19 +29,23 @@ import integrators
 from dynsim import block_relaxation
 from dynsim.block_relaxation import RELAXATION_SCHEMES
 from dynsim.hopfield import HOPFIELD_FIELD
-from dynsim.validation import ValidationError, positive_int, real_scalar
+from integrators.solve import evaluate_field
+from dynsim.validation import StepHalvedWarning, ValidationError, boolean, positive_int, real_scalar
 
-__all__ = ["SETTLE_METHODS", "SettleOptions", "PhaseResult", "free_phase", "nudged_phase", "settle",
-           "HOPFIELD_FIELD"]
+__all__ = ["SETTLE_METHODS", "SettleOptions", "PhaseResult", "DivergenceSite", "StepRetry", "locate_divergence",
+           "free_phase", "nudged_phase", "settle", "HOPFIELD_FIELD"]
 
 _NETWORK_INTERFACE = ("vector_field", "natural_box", "initial_state", "input_drive", "kernel_args",
-                      "energy_from_drive", "cost", "check_input", "check_state", "check_target")
+                      "energy_from_drive", "cost", "check_input", "check_state", "check_target", "locate_unit")
 
 DEFAULT_DT = {"euler": 0.1, "projected_euler": 0.5, "heun": 0.2, "rk4": 0.5}
 """Default steps of the fixed-step methods (0.5 for projected Euler: Scellier & Bengio's epsilon)."""
 
 SETTLE_METHODS = tuple(sorted(integrators.METHODS)) + RELAXATION_SCHEMES
 """Names ``SettleOptions(integrator=...)`` accepts: the ODE integrators, then the relaxation schemes."""
+
+MAX_STEP_HALVINGS = 30
+"""Most halvings ``retry_smaller_step`` may ask for (dt / 2**30 is below any useful step)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,13 @@ class SettleOptions:
         Keep the trajectory every that many steps (0: none).
     record_samples : sequence of int, optional
         Batch indices whose trajectory is kept (default: all).
+    retry_smaller_step : int
+        When a fixed-step relaxation ('euler', 'projected_euler', 'heun',
+        'rk4') diverges, run it again from the same start with half the step,
+        up to this many times (0: never). Each retry doubles ``max_steps`` so
+        that it covers the same integration time, is recorded in
+        :attr:`PhaseResult.retries` and issues a
+        :class:`~dynsim.validation.StepHalvedWarning`.
     """
 
     integrator: str = "dopri5"
@@ -97,9 +110,10 @@ class SettleOptions:
     max_abs: float = 1e6
     record_every: int = 0
     record_samples: tuple | None = None
+    retry_smaller_step: int = 0
 
     def __post_init__(self):
-        if self.integrator not in SETTLE_METHODS:
+        if not isinstance(self.integrator, str) or self.integrator not in SETTLE_METHODS:
             raise ValidationError(
                 f"integrator must be one of {list(SETTLE_METHODS)} (ODE integrators, then the relaxation "
                 f"schemes of Hopfield networks), got {self.integrator!r}")
@@ -110,23 +124,52 @@ class SettleOptions:
                                                        low_open=True, high_open=True))
         positive_int("max_steps", self.max_steps)
         positive_int("record_every", self.record_every, minimum=0)
-        if not (self.t_max > 0):
-            raise ValidationError(f"t_max must be > 0, got {self.t_max!r}")
+        object.__setattr__(self, "stop_at_steady_state", boolean("stop_at_steady_state", self.stop_at_steady_state))
+        object.__setattr__(self, "project", boolean("project", self.project))
+        t_max = self.t_max
+        if isinstance(t_max, (str, bytes, bool, np.bool_)) or np.ndim(t_max) != 0 \
+                or not isinstance(t_max, (int, float, np.integer, np.floating)) or not t_max > 0:
+            raise ValidationError(f"t_max must be a real number > 0 (inf for no limit), got {t_max!r}")
+        object.__setattr__(self, "t_max", float(t_max))
         if self.is_relaxation_scheme and not math.isinf(self.t_max):
             raise ValidationError(f"t_max limits integration time; the relaxation scheme {self.integrator!r} "
                                   "counts sweeps: leave t_max at inf and use max_steps")
-        if not (self.max_abs > 0):
-            raise ValidationError(f"max_abs must be > 0, got {self.max_abs!r}")
+        max_abs = self.max_abs
+        if isinstance(max_abs, (str, bytes, bool, np.bool_)) or np.ndim(max_abs) != 0 \
+                or not isinstance(max_abs, (int, float, np.integer, np.floating)) or not max_abs > 0:
+            raise ValidationError(f"max_abs must be a real number > 0 (inf: only non-finite values count), "
+                                  f"got {max_abs!r}")
+        object.__setattr__(self, "max_abs", float(max_abs))
         if self.bounds is not None:
-            lo, hi = (float(v) for v in self.bounds)
+            try:
+                lo, hi = self.bounds
+            except (TypeError, ValueError):
+                raise ValidationError(f"bounds must be a pair (low, high), got {self.bounds!r}") from None
+            lo = real_scalar("bounds[0]", lo, low=-math.inf)
+            hi = real_scalar("bounds[1]", hi)
             if not lo < hi:
                 raise ValidationError(f"bounds must be (low, high) with low < high, got {self.bounds!r}")
             object.__setattr__(self, "bounds", (lo, hi))
         if self.record_samples is not None:
-            samples = tuple(int(i) for i in self.record_samples)
-            if not samples or len(set(samples)) != len(samples) or min(samples) < 0:
+            try:
+                samples = tuple(self.record_samples)
+            except TypeError:
+                raise ValidationError(f"record_samples must be a sequence of sample indices, "
+                                      f"got {self.record_samples!r}") from None
+            for i in samples:
+                positive_int("record_samples entries", i, minimum=0)
+            samples = tuple(int(i) for i in samples)
+            if not samples or len(set(samples)) != len(samples):
                 raise ValidationError(f"record_samples must be distinct sample indices >= 0, got {samples}")
             object.__setattr__(self, "record_samples", samples)
+        positive_int("retry_smaller_step", self.retry_smaller_step, minimum=0)
+        if self.retry_smaller_step > MAX_STEP_HALVINGS:
+            raise ValidationError(f"retry_smaller_step must be at most {MAX_STEP_HALVINGS}, "
+                                  f"got {self.retry_smaller_step}")
+        if self.retry_smaller_step and self.step() is None:
+            raise ValidationError(
+                f"retry_smaller_step halves the step of a fixed-step integrator; {self.integrator!r} has none "
+                "(dopri5 adapts its step, the relaxation schemes count sweeps): leave it at 0")
 
     @property
     def is_relaxation_scheme(self):
@@ -160,7 +203,107 @@ class SettleOptions:
                 "bounds": list(self.bounds) if self.bounds else None, "project": self.project,
                 "max_abs": self.max_abs,
                 "record_every": self.record_every,
-                "record_samples": None if self.record_samples is None else list(self.record_samples)}
+                "record_samples": None if self.record_samples is None else list(self.record_samples),
+                "retry_smaller_step": self.retry_smaller_step}
+
+
+class StepRetry(NamedTuple):
+    """A fixed-step relaxation that diverged and was run again with half the step."""
+
+    dt: float
+    """The step that diverged."""
+    message: str
+    """Where it diverged (:attr:`DivergenceSite.message`)."""
+
+
+@dataclass(frozen=True)
+class DivergenceSite:
+    """Where a relaxation diverged: phase, step, sample, and the layer and unit that ran away.
+
+    Attributes
+    ----------
+    phase : str
+    step : int
+        Step (sweep, for the relaxation schemes) at which the divergence was detected.
+    sample : int
+        Batch index of the first diverged sample.
+    layer : str
+        Group (``network.group_names``) of the unit that ran away.
+    unit : int
+        Index of that unit within its group.
+    column : int
+        Its column in the free state ``s``.
+    value : float
+        Its value one step ahead (non-finite, or the largest in magnitude).
+    detail : str
+        What the integrator reported.
+    """
+
+    phase: str
+    step: int
+    sample: int
+    layer: str
+    unit: int
+    column: int
+    value: float
+    detail: str
+
+    @property
+    def message(self):
+        """``"the free phase diverged at step 37 in sample 4, layer 'hidden_1' (unit 12): ..."``."""
+        return (f"the {self.phase} phase diverged at step {self.step} in sample {self.sample}, "
+                f"layer {self.layer!r} (unit {self.unit}): {self.detail}")
+
+
+def locate_divergence(network, integration, args, step=None, phase="free"):
+    """The layer and unit where a diverged relaxation ran away.
+
+    The relaxation keeps the last finite state ``s`` of the diverged sample;
+    the vector field ``f`` there says where it was heading. The unit named is
+    the first whose field or one-step prediction ``s + h f`` is non-finite,
+    else the one whose prediction is largest in magnitude (``h`` the fixed
+    step; the state itself for adaptive and sweep methods), else, when the
+    state is all zero, the one with the largest field.
+
+    Parameters
+    ----------
+    network : HopfieldNetwork or PCNetwork
+    integration : integrators.IntegrationResult
+        A result with status 'diverged'.
+    args : tuple
+        ``network.kernel_args(...)`` of that relaxation.
+    step : float, optional
+        Its fixed step.
+    phase : str
+        Label used in the message.
+
+    Returns
+    -------
+    DivergenceSite or None
+        None when ``integration`` did not diverge.
+    """
+    if not isinstance(integration, integrators.IntegrationResult):
+        raise ValidationError(f"integration must be an integrators.IntegrationResult, "
+                              f"got {type(integration).__name__}")
+    if integration.status != integrators.DIVERGED:
+        return None
+    b = integration.diverged_sample
+    s = integration.y[b].astype(np.float64)
+    f = evaluate_field(network.vector_field, integration.y, args, t=integration.t)[b].astype(np.float64)
+    with np.errstate(all="ignore"):
+        ahead = s + step * f if step else s.copy()
+    bad = ~(np.isfinite(f) & np.isfinite(ahead))
+    if bad.any():
+        column = int(np.argmax(bad))
+    elif np.abs(ahead).max() > 0:
+        column = int(np.argmax(np.abs(ahead)))
+    else:
+        column = int(np.argmax(np.abs(f)))
+    layer, unit = network.locate_unit(column)
+    _, sep, detail = integration.message.partition(": ")
+    return DivergenceSite(phase=phase, step=integration.diverged_step, sample=b, layer=layer, unit=unit,
+                          column=column, value=float(ahead[column] if np.isfinite(f[column]) else f[column]),
+                          detail=detail if sep else integration.message)
 
 
 @dataclass
@@ -183,6 +326,15 @@ class PhaseResult:
         Status, message, step and evaluation counts, residuals, trajectory.
     trajectory_energy, trajectory_cost : ndarray, shape (m, n_recorded) or None
         E and C along the recorded trajectory.
+    dt : float or None
+        The fixed step of the final relaxation (None for dopri5 and the
+        relaxation schemes); smaller than the options' after a retry.
+    divergence : DivergenceSite or None
+        Where the relaxation diverged (status 'diverged'), else None; its
+        ``message`` names the phase, step, sample, layer and unit.
+    retries : list of StepRetry
+        The relaxations that diverged before this one and were run again with
+        half the step (``SettleOptions.retry_smaller_step``).
     """
 
     phase: str
@@ -193,10 +345,18 @@ class PhaseResult:
     integration: integrators.IntegrationResult
     trajectory_energy: np.ndarray | None = None
     trajectory_cost: np.ndarray | None = None
+    dt: float | None = None
+    divergence: DivergenceSite | None = None
+    retries: list = field(default_factory=list)
 
     @property
     def converged(self):
         return self.integration.success
+
+    @property
+    def message(self):
+        """The integrator's message; after a divergence, the one naming phase, step, sample and layer."""
+        return self.divergence.message if self.divergence is not None else self.integration.message
 
     @property
     def status(self):
@@ -234,6 +394,9 @@ def settle(network, x, s0=None, target=None, beta=0.0, clamp_output=False, optio
     options = SettleOptions() if options is None else options
     if not isinstance(options, SettleOptions):
         raise ValidationError(f"options must be a SettleOptions, got {type(options).__name__}")
+    if not isinstance(phase, str) or not phase:
+        raise ValidationError(f"phase must be a non-empty label such as 'free', got {phase!r}")
+    clamp_output = boolean("clamp_output", clamp_output)
     x = network.check_input(x)
     batch = x.shape[0]
     beta = real_scalar("beta", beta)
@@ -243,7 +406,7 @@ def settle(network, x, s0=None, target=None, beta=0.0, clamp_output=False, optio
     else:
         target = network.check_target(target, batch)
     drive = network.input_drive(x)
-    s0 = network.initial_state(drive) if s0 is None else network.check_state(s0, batch)
+    s0 = network.initial_state(drive) if s0 is None else network.check_state(s0, batch, name="s0")
     if clamp_output:
         s0 = s0.copy()
         s0[:, network.output_slice] = target
@@ -252,20 +415,36 @@ def settle(network, x, s0=None, target=None, beta=0.0, clamp_output=False, optio
         raise ValidationError(f"record_samples must lie in [0, {batch - 1}], got {list(samples)}")
 
     box = options.box(network)
-    if options.is_relaxation_scheme:
-        result = block_relaxation.relax(
-            network, s0, drive, options.integrator, beta, target, clamp_output, max_steps=options.max_steps,
-            atol=options.atol, rtol=options.rtol, stop_at_steady_state=options.stop_at_steady_state, box=box,
-            max_abs=options.max_abs, record_every=options.record_every,
-            record_samples=None if samples is None else np.array(samples, dtype=np.int64))
-    else:
-        result = integrators.integrate(
-            network.vector_field, s0, network.kernel_args(drive, beta, target, clamp_output),
-            method=options.integrator, dt=options.step(), max_steps=options.max_steps, t_max=options.t_max,
-            atol=options.atol, rtol=options.rtol, stop_at_steady_state=options.stop_at_steady_state,
-            lower=None if box is None else box[0], upper=None if box is None else box[1],
-            max_abs=options.max_abs, record_every=options.record_every,
-            record_samples=None if samples is None else np.array(samples, dtype=np.int64))
+    record = None if samples is None else np.array(samples, dtype=np.int64)
+    args = network.kernel_args(drive, beta, target, clamp_output)
+    dt, max_steps, retries = options.step(), options.max_steps, []
+    while True:
+        if options.is_relaxation_scheme:
+            result = block_relaxation.relax(
+                network, s0, drive, options.integrator, beta, target, clamp_output, max_steps=max_steps,
+                atol=options.atol, rtol=options.rtol, stop_at_steady_state=options.stop_at_steady_state, box=box,
+                max_abs=options.max_abs, record_every=options.record_every, record_samples=record)
+        else:
+            result = integrators.integrate(
+                network.vector_field, s0, args,
+                method=options.integrator, dt=dt, max_steps=max_steps, t_max=options.t_max,
+                atol=options.atol, rtol=options.rtol, stop_at_steady_state=options.stop_at_steady_state,
+                lower=None if box is None else box[0], upper=None if box is None else box[1],
+                max_abs=options.max_abs, record_every=options.record_every, record_samples=record)
+        site = locate_divergence(network, result, args, step=dt, phase=phase)
+        if site is None:
+            break
+        # The integrator's message gains the layer, so code that quotes it names the layer too.
+        where, _, detail = result.message.partition(": ")
+        result = replace(result, message=f"{where}, layer {site.layer!r} (unit {site.unit}): {detail}")
+        if len(retries) == options.retry_smaller_step:
+            break
+        retries.append(StepRetry(dt=dt, message=site.message))
+        warnings.warn(f"{site.message}; retrying with dt={dt / 2:.6g} and max_steps={2 * max_steps} "
+                      f"(halving {len(retries)} of at most {options.retry_smaller_step})",
+                      StepHalvedWarning, stacklevel=2)
+        # Half the step, twice the steps: the retry covers the same integration time.
+        dt, max_steps = dt / 2, 2 * max_steps
 
     # The drive is constant in a relaxation: reuse it for every energy evaluated here.
     energy = network.energy_from_drive(result.y, drive)
@@ -281,7 +460,8 @@ def settle(network, x, s0=None, target=None, beta=0.0, clamp_output=False, optio
             ys = np.repeat(target[traj.samples][None], m, axis=0).reshape(m * r, -1)
             traj_c = network.cost(flat, ys).reshape(m, r)
     return PhaseResult(phase=phase, beta=beta, state=result.y, energy=energy, cost=cost,
-                       integration=result, trajectory_energy=traj_e, trajectory_cost=traj_c)
+                       integration=result, trajectory_energy=traj_e, trajectory_cost=traj_c, dt=dt,
+                       divergence=site, retries=retries)
 
 
 def free_phase(network, x, s0=None, target=None, options=None):

@@ -45,6 +45,9 @@ def parse_grid(items):
     ``a..b`` is the inclusive integer range; values are otherwise
     comma-separated and stay text until the scenario's parser reads them.
     """
+    if items is not None and (isinstance(items, (str, bytes)) or not isinstance(items, (list, tuple))
+                              or not all(isinstance(item, str) for item in items)):
+        raise ScenarioError(f"grid items must be a list of 'key=values' strings, got {items!r}")
     grid = {}
     for item in items or []:
         key, sep, values = item.partition("=")
@@ -77,8 +80,19 @@ def _point_name(settings):
     return re.sub(r"[^A-Za-z0-9=._-]", "-", text)
 
 
+def _check_grid(grid):
+    if not isinstance(grid, dict) or not grid:
+        raise ScenarioError(f"grid must be a dict of parameter name to a non-empty list of values "
+                            f"(see parse_grid), got {grid!r}")
+    for key, values in grid.items():
+        if not isinstance(key, str) or isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)) \
+                or not values:
+            raise ScenarioError(f"grid[{key!r}] must be a non-empty list of values, got {values!r}")
+
+
 def grid_points(grid):
     """The points of the grid in order: ``[{key: value text}, ...]``."""
+    _check_grid(grid)
     keys = list(grid)
     return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
 
@@ -244,10 +258,13 @@ def run_sweep(scenario, grid, out, scheduler=None, workers=2, metric=None, quiet
         first number read off the logs).
     """
     scenario = find_scenario(scenario)
+    _check_grid(grid)
     if "out" in grid or "overwrite" in grid:
         raise ScenarioError("the grid cannot set 'out' or 'overwrite': each point has its own folder")
-    if workers < 1:
-        raise ScenarioError(f"workers must be >= 1, got {workers}")
+    if isinstance(workers, (bool, np.bool_)) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ScenarioError(f"workers must be an integer >= 1, got {workers!r}")
+    if metric is not None and not isinstance(metric, str):
+        raise ScenarioError(f"metric must be the name of a summary column, got {metric!r}")
     out = Path(out)
     parser = scenario.parser()
     points = []

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dynsim.validation import positive_int, real_scalar
+from dynsim.validation import ValidationError, positive_int, real_scalar
 
 __all__ = ["Task", "xor", "moons", "two_spirals", "TASKS"]
 
@@ -22,6 +22,14 @@ class Task:
     x: np.ndarray
     labels: np.ndarray
     targets: np.ndarray
+
+
+def _rng(seed):
+    """``numpy.random.default_rng(seed)`` for None, an int >= 0 or a Generator; ValidationError otherwise."""
+    if seed is None or isinstance(seed, np.random.Generator) or (
+            isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_)) and seed >= 0):
+        return np.random.default_rng(seed)
+    raise ValidationError(f"seed must be None, an integer >= 0 or a numpy.random.Generator, got {seed!r}")
 
 
 def _task(name, x, labels, n_classes=2):
@@ -40,7 +48,7 @@ def moons(n=200, noise=0.1, seed=0):
     """Two interleaving half circles with Gaussian noise, ``n`` points in all."""
     n = positive_int("n", n, minimum=2)
     noise = real_scalar("noise", noise, 0.0, np.inf, high_open=True)
-    rng = np.random.default_rng(seed)
+    rng = _rng(seed)
     n0 = n // 2
     a = np.pi * rng.uniform(size=n0)
     b = np.pi * rng.uniform(size=n - n0)
@@ -52,7 +60,9 @@ def moons(n=200, noise=0.1, seed=0):
 def two_spirals(n=200, turns=1.5, noise=0.05, seed=0):
     """Two interleaved spirals of ``turns`` turns, ``n`` points in all."""
     n = positive_int("n", n, minimum=2)
-    rng = np.random.default_rng(seed)
+    turns = real_scalar("turns", turns, 0.0, np.inf, low_open=True, high_open=True)
+    noise = real_scalar("noise", noise, 0.0, np.inf, high_open=True)
+    rng = _rng(seed)
     n0 = n // 2
     t0 = np.sqrt(rng.uniform(size=n0)) * turns * 2 * np.pi
     t1 = np.sqrt(rng.uniform(size=n - n0)) * turns * 2 * np.pi

@@ -3,17 +3,35 @@ from __future__ import annotations
 
 import numpy as np
 
+from integrators.solve import ArgumentError
+
 
 class DynsimError(Exception):
     """Base class of the errors dynsim raises on purpose."""
 
 
-class ValidationError(DynsimError, ValueError):
-    """An argument has the wrong shape, dtype, value or range; the message names it."""
+class ValidationError(DynsimError, ArgumentError):
+    """An argument has the wrong shape, dtype, value or range; the message names it.
+
+    A ``ValueError``, and an :class:`integrators.solve.ArgumentError`: the
+    integrators (which never import dynsim) raise the latter for their own
+    arguments, so ``except ArgumentError`` catches bad arguments at every level.
+    """
 
 
 class DivergenceError(DynsimError, RuntimeError):
-    """A relaxation blew up (non-finite state or runaway values); the message names the phase, step and sample."""
+    """A relaxation blew up (non-finite state or runaway values).
+
+    The message names the phase, step, sample and layer.
+    """
+
+
+class StepHalvedWarning(UserWarning):
+    """A fixed-step relaxation diverged and was run again with half the step.
+
+    Issued by :func:`dynsim.phases.settle` when ``SettleOptions(retry_smaller_step=n)``
+    is set; the message names the phase, both steps and where the divergence was.
+    """
 
 
 def float_array(name, value, shape=None, ndim=None, dtype=np.float64):
@@ -42,7 +60,13 @@ def float_array(name, value, shape=None, ndim=None, dtype=np.float64):
 
 
 def real_scalar(name, value, low=-np.inf, high=np.inf, low_open=False, high_open=False, nonzero=False):
-    """A finite float within the stated interval; the message spells the interval."""
+    """A finite float within the stated interval; the message spells the interval.
+
+    Text and booleans are refused although ``float`` would take them: ``"0.1"``
+    or ``True`` in place of a number is a caller's mistake.
+    """
+    if isinstance(value, (str, bytes, bool, np.bool_)) or np.ndim(value) != 0:
+        raise ValidationError(f"{name} must be a real number, got {value!r}")
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -58,6 +82,24 @@ def real_scalar(name, value, low=-np.inf, high=np.inf, low_open=False, high_open
 
 def positive_int(name, value, minimum=1):
     """An int >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValidationError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def boolean(name, value):
+    """A bool (Python or NumPy); numbers and text are refused (``"false"`` is truthy)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValidationError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def one_of(name, value, choices):
+    """``value`` if it is among ``choices`` (compared as is; unhashable values are refused)."""
+    try:
+        ok = value in choices
+    except TypeError:
+        ok = False
+    if not ok or not isinstance(value, str) and all(isinstance(c, str) for c in choices):
+        raise ValidationError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value

@@ -55,11 +55,16 @@ def all_steady(y, residual, atol, rtol):
 
 @njit(cache=True)
 def first_bad_sample(a, max_abs):
-    """Index of the first sample with a non-finite entry or one above ``max_abs``; -1 if none.
+    """Index of the first sample that counts as diverged; -1 if none.
 
-    A sample whose sum of squares is finite and at most ``max_abs**2`` has no
-    bad entry; that test runs without early exits (it vectorises) and only a
-    sample that fails it is scanned entry by entry.
+    A sample is bad when an entry is non-finite or above ``max_abs``, or when
+    its sum of squares overflows although every entry is finite. The last
+    case matters with ``max_abs = inf``: a state of ~1e155 has an infinite
+    norm, so its residual and its steady-state tolerance ``atol + rtol ||y||``
+    are both inf, and ``inf <= inf`` would report a runaway state as a steady
+    state. A sample whose sum of squares is finite and at most ``max_abs**2``
+    has no bad entry; that test runs without early exits (it vectorises) and
+    only a sample that fails it is scanned entry by entry.
     """
     n_batch, n = a.shape
     limit = max_abs * max_abs
@@ -67,12 +72,12 @@ def first_bad_sample(a, max_abs):
         acc = 0.0
         for j in range(n):
             acc += a[i, j] * a[i, j]
-        if acc <= limit and acc < np.inf:  # NaN fails both; inf (an inf entry) fails the second
+        if not acc < np.inf:  # a NaN or inf entry, or an overflowing norm
+            return i
+        if acc <= limit:
             continue
         for j in range(n):
-            v = abs(a[i, j])
-            # `not (v <= max_abs)` also catches NaN; inf is caught even when max_abs is inf.
-            if not v <= max_abs or v == np.inf:
+            if not abs(a[i, j]) <= max_abs:
                 return i
     return -1
 

@@ -6,11 +6,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from integrators.specialize import drivers_for
+from integrators.specialize import VectorField, drivers_for
 from integrators.status import CONVERGED, DIVERGED, STATUS_NAMES, STEP_LIMIT, STEP_TOO_SMALL, TIME_LIMIT
 from integrators.tableaus import DOPRI5, EULER, HEUN, RK4, ButcherTableau
 
-__all__ = ["METHODS", "IntegrationResult", "Trajectory", "integrate"]
+__all__ = ["METHODS", "ArgumentError", "ArgumentTypeError", "IntegrationResult", "Trajectory", "integrate",
+           "evaluate_field"]
+
+
+class ArgumentError(ValueError):
+    """An argument of :func:`integrate` has the wrong type, shape or value; the message names it.
+
+    ``dynsim.validation.ValidationError`` derives from it, so one ``except``
+    clause catches bad arguments anywhere from the integrators up.
+    """
+
+
+class ArgumentTypeError(ArgumentError, TypeError):
+    """An argument of :func:`integrate` has the wrong type (also a ``TypeError``)."""
 
 # Step-size control constants (scipy.integrate's RK45 values [HNW93, Sec. II.4]).
 SAFETY = 0.9
@@ -114,27 +127,43 @@ class IntegrationResult:
         return self.residual <= self.tolerance
 
 
-def _positive(name, value, allow_inf=False):
+def _real(name, value):
+    # Text and booleans convert to floats silently ("0.1", True): a caller's mistake, not a number.
+    if isinstance(value, (str, bytes, bool, np.bool_)) or not np.isscalar(value) and np.ndim(value) != 0:
+        raise ArgumentTypeError(f"{name} must be a real number, got {value!r}")
     try:
-        value = float(value)
+        return float(value)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {value!r}") from None
+        raise ArgumentTypeError(f"{name} must be a real number, got {value!r}") from None
+
+
+def _positive(name, value, allow_inf=False):
+    value = _real(name, value)
     if not (value > 0) or (math.isinf(value) and not allow_inf) or math.isnan(value):
         bound = "(0, inf]" if allow_inf else "(0, inf)"
-        raise ValueError(f"{name} must lie in {bound}, got {value!r}")
+        raise ArgumentError(f"{name} must lie in {bound}, got {value!r}")
     return value
+
+
+def _count(name, value, minimum):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
 
 
 def _bounds(name, value, n, fill, dtype):
     if value is None:
         return np.full(n, fill, dtype=dtype)
-    arr = np.asarray(value, dtype=dtype)
+    raw = np.asarray(value)
+    if raw.dtype.kind not in "fiu":
+        raise ArgumentTypeError(f"{name} must be a real number or an array of them, got dtype {raw.dtype}")
+    arr = raw.astype(dtype)
     if arr.ndim == 0:
         arr = np.full(n, arr, dtype=dtype)
     if arr.shape != (n,):
-        raise ValueError(f"{name} must be a scalar or have shape ({n},), got shape {arr.shape}")
+        raise ArgumentError(f"{name} must be a scalar or have shape ({n},), got shape {arr.shape}")
     if np.isnan(arr).any():
-        raise ValueError(f"{name} must not contain NaN")
+        raise ArgumentError(f"{name} must not contain NaN")
     return np.ascontiguousarray(arr)
 
 
@@ -153,7 +182,8 @@ def _message(status, steps, t, residual, tolerance, bad_step, bad_sample, stop_a
         return f"time limit t_max={t:.6g} reached after {steps} steps"
     if status == DIVERGED:
         return (f"diverged at step {bad_step} in sample {bad_sample}: a state or vector field value "
-                f"became non-finite or exceeded max_abs; y holds the last finite state (t={t:.6g})")
+                f"became non-finite or exceeded max_abs, or its norm overflowed; y holds the last finite "
+                f"state (t={t:.6g})")
     if status == STEP_TOO_SMALL:
         return f"step size fell below the time resolution at t={t:.6g} after {steps} steps"
     return f"unknown status {status}"
@@ -220,50 +250,56 @@ def integrate(field, y0, args=(), *, method="dopri5", dt=None, t0=0.0, t_max=mat
     .. [2] B. Scellier, Y. Bengio, "Equilibrium Propagation", Front. Comput.
            Neurosci. 11:24 (2017) (projected Euler).
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+    if not isinstance(field, VectorField):
+        raise ArgumentTypeError(f"field must be an integrators.VectorField, got {type(field).__name__}")
+    if not isinstance(method, str) or method not in METHODS:
+        raise ArgumentError(f"method must be one of {sorted(METHODS)}, got {method!r}")
     spec = METHODS[method]
-    y0 = np.asarray(y0)
+    try:
+        y0 = np.asarray(y0)
+    except ValueError as exc:  # ragged nested lists
+        raise ArgumentTypeError(f"y0 must be a real float array of shape (batch, n): {exc}") from None
     if y0.dtype not in (np.float64, np.float32):
-        if not np.issubdtype(y0.dtype, np.number):
-            raise TypeError(f"y0 must be a real float array, got dtype {y0.dtype}")
+        if y0.dtype.kind not in "iu":
+            raise ArgumentTypeError(f"y0 must be a real float array, got dtype {y0.dtype}")
         y0 = y0.astype(np.float64)
     if y0.ndim != 2 or y0.shape[0] == 0 or y0.shape[1] == 0:
-        raise ValueError(f"y0 must have shape (batch, n) with batch, n >= 1, got shape {y0.shape}")
+        raise ArgumentError(f"y0 must have shape (batch, n) with batch, n >= 1, got shape {y0.shape}")
     if not np.isfinite(y0).all():
-        raise ValueError("y0 must be finite (it holds NaN or inf)")
+        bad = np.argwhere(~np.isfinite(y0))[0].tolist()
+        raise ArgumentError(f"y0 must be finite (it holds NaN or inf), found {y0[tuple(bad)]} at index {bad}")
     y0 = np.ascontiguousarray(y0)
     n_batch, n = y0.shape
     atol = _positive("atol", atol)
     rtol = _positive("rtol", rtol)
     max_abs = _positive("max_abs", max_abs, allow_inf=True)
-    t0 = float(t0)
+    t0 = _real("t0", t0)
     if not math.isfinite(t0):
-        raise ValueError(f"t0 must be finite, got {t0}")
-    t_max = float(t_max)
+        raise ArgumentError(f"t0 must be finite, got {t0}")
+    t_max = _real("t_max", t_max)
     if not t_max > t0:
-        raise ValueError(f"t_max must be greater than t0={t0}, got {t_max}")
-    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
-        raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
-    if isinstance(record_every, bool) or not isinstance(record_every, (int, np.integer)) or record_every < 0:
-        raise ValueError(f"record_every must be an integer >= 0, got {record_every!r}")
+        raise ArgumentError(f"t_max must be greater than t0={t0}, got {t_max}")
+    max_steps = _count("max_steps", max_steps, 1)
+    record_every = _count("record_every", record_every, 0)
     if not isinstance(args, tuple):
-        raise TypeError(f"args must be a tuple, got {type(args).__name__}")
+        raise ArgumentTypeError(f"args must be a tuple, got {type(args).__name__}")
+    if not isinstance(stop_at_steady_state, (bool, np.bool_)):
+        raise ArgumentTypeError(f"stop_at_steady_state must be a bool, got {stop_at_steady_state!r}")
     if record_samples is None:
         samples = np.arange(n_batch, dtype=np.int64)
     else:
         samples = np.asarray(record_samples)
-        if samples.ndim != 1 or not np.issubdtype(samples.dtype, np.integer):
-            raise ValueError("record_samples must be a 1-D array of sample indices")
+        if samples.ndim != 1 or samples.dtype.kind not in "iu":
+            raise ArgumentError("record_samples must be a 1-D array of sample indices")
         if samples.size and (samples.min() < 0 or samples.max() >= n_batch):
-            raise ValueError(f"record_samples must lie in [0, {n_batch - 1}], got {samples.tolist()}")
+            raise ArgumentError(f"record_samples must lie in [0, {n_batch - 1}], got {samples.tolist()}")
         samples = np.ascontiguousarray(samples, dtype=np.int64)
     if spec.needs_bounds and lower is None and upper is None:
-        raise ValueError(f"method {method!r} needs lower and/or upper bounds")
+        raise ArgumentError(f"method {method!r} needs lower and/or upper bounds")
     lo = _bounds("lower", lower, n, -np.inf, y0.dtype)
     hi = _bounds("upper", upper, n, np.inf, y0.dtype)
     if (lo > hi).any():
-        raise ValueError("lower must not exceed upper")
+        raise ArgumentError("lower must not exceed upper")
     project = lower is not None or upper is not None
     if project:
         y0 = np.clip(y0, lo, hi)
@@ -276,12 +312,15 @@ def integrate(field, y0, args=(), *, method="dopri5", dt=None, t0=0.0, t_max=mat
         err_rtol = 0.1 * rtol if error_rtol is None else _positive("error_rtol", error_rtol)
         h_first = 0.0 if first_step is None else _positive("first_step", first_step)
         max_step = _positive("max_step", max_step, allow_inf=True)
+        pi_beta, safety, min_factor, max_factor = (
+            _real(name, value) for name, value in (("pi_beta", pi_beta), ("safety", safety),
+                                                   ("min_factor", min_factor), ("max_factor", max_factor)))
         for name, value, valid in (("pi_beta", pi_beta, 0 <= pi_beta < 0.2),
                                    ("safety", safety, 0 < safety <= 1),
                                    ("min_factor", min_factor, 0 < min_factor < 1),
-                                   ("max_factor", max_factor, max_factor > 1)):
+                                   ("max_factor", max_factor, math.inf > max_factor > 1)):
             if not valid:
-                raise ValueError(f"{name}={value!r} is out of range (pi_beta in [0, 0.2), "
+                raise ArgumentError(f"{name}={value!r} is out of range (pi_beta in [0, 0.2), "
                                  "safety in (0, 1], min_factor in (0, 1), max_factor > 1)")
         out = drivers.embedded_rk(
             y0, t0, h_first, int(max_steps), t_max, atol, rtol, err_atol, err_rtol, bool(stop_at_steady_state),
@@ -292,7 +331,7 @@ def integrate(field, y0, args=(), *, method="dopri5", dt=None, t0=0.0, t_max=mat
          rec_t, rec_y, rec_res, n_rec) = out
     else:
         if dt is None:
-            raise ValueError(f"method {method!r} is fixed-step: give dt > 0")
+            raise ArgumentError(f"method {method!r} is fixed-step: give dt > 0")
         dt = _positive("dt", dt)
         out = drivers.explicit_rk(
             y0, t0, dt, int(max_steps), t_max, atol, rtol, bool(stop_at_steady_state),
@@ -302,6 +341,12 @@ def integrate(field, y0, args=(), *, method="dopri5", dt=None, t0=0.0, t_max=mat
         n_rej = 0
     with np.errstate(over="ignore"):
         tolerance = atol + rtol * np.linalg.norm(y, axis=1)
+    if status != DIVERGED:
+        # The drivers stop where a norm overflows; this keeps that promise for any state they return:
+        # an infinite residual or tolerance would make `inf <= inf` pass for a steady state.
+        unfinite = ~(np.isfinite(residual) & np.isfinite(tolerance))
+        if unfinite.any():
+            status, bad_step, bad_sample = DIVERGED, n_acc + n_rej, int(np.argmax(unfinite))
     trajectory = None
     if record_every > 0:
         trajectory = Trajectory(t=rec_t[:n_rec].copy(), y=rec_y[:n_rec].copy(),
@@ -313,3 +358,35 @@ def integrate(field, y0, args=(), *, method="dopri5", dt=None, t0=0.0, t_max=mat
         n_steps=steps, n_accepted=int(n_acc), n_rejected=int(n_rej), nfev=int(nfev),
         residual=residual, tolerance=tolerance, diverged_step=int(bad_step),
         diverged_sample=int(bad_sample), trajectory=trajectory, method=method)
+
+
+def evaluate_field(field, y, args=(), t=0.0):
+    """The vector field ``f(t, y, args)`` at a batch of states, shape (batch, n).
+
+    Evaluated by the same compiled function the drivers call (one call, the
+    whole batch); used to explain a result, e.g. which component of a
+    diverged sample was running away.
+
+    Parameters
+    ----------
+    field : VectorField
+    y : array_like, shape (batch, n)
+    args : tuple
+    t : float
+    """
+    if not isinstance(field, VectorField):
+        raise ArgumentTypeError(f"field must be an integrators.VectorField, got {type(field).__name__}")
+    if not isinstance(args, tuple):
+        raise ArgumentTypeError(f"args must be a tuple, got {type(args).__name__}")
+    y = np.asarray(y)
+    if y.dtype not in (np.float64, np.float32):
+        if y.dtype.kind not in "iu":
+            raise ArgumentTypeError(f"y must be a real float array, got dtype {y.dtype}")
+        y = y.astype(np.float64)
+    if y.ndim != 2:
+        raise ArgumentError(f"y must have shape (batch, n), got shape {y.shape}")
+    y = np.ascontiguousarray(y)
+    dydt = np.empty_like(y)
+    with np.errstate(all="ignore"):
+        drivers_for(field).vector_field(_real("t", t), y, dydt, args)
+    return dydt
