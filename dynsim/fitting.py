@@ -182,6 +182,10 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
         On a non-finite loss, state or gradient (the step is not applied).
     """
     _check_data(network, data)
+    missing = [m for m in ("step", "state_dict", "load_state_dict") if not callable(getattr(optimizer, m, None))]
+    if missing:
+        raise ValidationError(f"optimizer must be a dynsim optimizer (SGD, Adam) with step, state_dict and "
+                              f"load_state_dict; {type(optimizer).__name__} lacks {', '.join(missing)}")
     epochs = positive_int("epochs", epochs, minimum=0)
     batch_size = positive_int("batch_size", batch_size)
     beta = real_scalar("beta", beta, 0.0, np.inf, low_open=True, high_open=True)

@@ -97,7 +97,7 @@ import numpy as np
 import dynsim
 from dynsim.validation import DynsimError, ValidationError, positive_int
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "LogFormatError", "TrajectoryLog", "LogReader", "Relaxation",
+__all__ = ["FORMAT", "FORMAT_VERSION", "LogFormatError", "LogNotFoundError", "TrajectoryLog", "LogReader", "Relaxation",
            "PhaseRecord", "read_log"]
 
 FORMAT = "dynsim.trajectory-log"
@@ -137,6 +137,10 @@ _READ_RETRY_S = 0.05
 
 class LogFormatError(DynsimError):
     """A file is not a readable dynsim trajectory log (not HDF5, truncated, damaged, or not ours)."""
+
+
+class LogNotFoundError(LogFormatError, FileNotFoundError):
+    """No log file at the path given (also a FileNotFoundError, for callers that catch that)."""
 
 
 # --------------------------------------------------------------------------- writing
@@ -781,7 +785,7 @@ class LogReader:
     def __init__(self, path):
         self.path = Path(path)
         if not self.path.exists():
-            raise FileNotFoundError(f"no such log file: {str(self.path)!r}")
+            raise LogNotFoundError(f"no such log file: {str(self.path)!r}")
         if self.path.is_dir():
             raise LogFormatError(f"{str(self.path)!r} is a folder, not a dynsim log file")
         if not h5py.is_hdf5(self.path):
@@ -973,8 +977,8 @@ def read_log(path):
 
     Raises
     ------
-    FileNotFoundError
-        No file at ``path``.
+    LogNotFoundError
+        No file at ``path`` (a LogFormatError and a FileNotFoundError).
     LogFormatError
         The file is not HDF5, is truncated or damaged, is not a dynsim
         trajectory log, or is of a newer format version. The message names

@@ -11,7 +11,7 @@ from integrators.unique_symbols import install as _install_unique_symbols
 
 _install_unique_symbols()
 
-from integrators.solve import METHODS, IntegrationResult, Trajectory, integrate
+from integrators.solve import METHODS, ArgumentError, ArgumentTypeError, IntegrationResult, Trajectory, integrate
 from integrators.specialize import VectorField, drivers_for, kernel_cache_dir
 from integrators.status import (
     CONVERGED,
@@ -24,7 +24,8 @@ from integrators.status import (
 from integrators.tableaus import DOPRI5, EULER, HEUN, RK4, TABLEAUS, ButcherTableau
 
 __all__ = [
-    "METHODS", "IntegrationResult", "Trajectory", "integrate", "VectorField", "drivers_for",
+    "METHODS", "ArgumentError", "ArgumentTypeError", "IntegrationResult", "Trajectory", "integrate",
+    "VectorField", "drivers_for",
     "kernel_cache_dir", "CONVERGED", "DIVERGED", "STATUS_NAMES", "STEP_LIMIT", "STEP_TOO_SMALL",
     "TIME_LIMIT", "DOPRI5", "EULER", "HEUN", "RK4", "TABLEAUS", "ButcherTableau",
 ]
