@@ -15,7 +15,7 @@ from dynsim.log import read_log
 SCRIPT = Path(__file__).with_name("train_for_kill.py")
 EPOCHS = 12
 KILLS = 4
-KILL_AFTER_S = (1.0, 3.0)
+KILL_AFTER_S = (0.0, 1.0)
 
 
 def start(out):
@@ -38,15 +38,27 @@ def test_killed_and_resumed_runs_equal_the_uninterrupted_run(tmp_path):
 
     rng = np.random.default_rng(5)
     out = tmp_path / "killed"
+    ckpt = out / "checkpoint.h5"
     kills = 0
-    for _ in range(KILLS):
+    for attempt in range(KILLS):
+        done = load_checkpoint(ckpt).epoch if ckpt.exists() else -1
         proc = start(out)
+        if attempt > 0:
+            # Past the start-up (imports take seconds on a loaded machine): wait for a new epoch, then kill
+            # at a random moment within the next ones. The first attempt is killed at a random moment from
+            # its start, possibly before its first checkpoint.
+            deadline = time.monotonic() + 120
+            while proc.poll() is None and time.monotonic() < deadline and \
+                    (not ckpt.exists() or load_checkpoint(ckpt).epoch <= done):
+                time.sleep(0.02)
         time.sleep(rng.uniform(*KILL_AFTER_S))
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             kills += proc.wait(timeout=30) == -signal.SIGKILL
+        else:
+            assert proc.returncode == 0, proc.stderr.read().decode()
         proc.stderr.close()
-        if (out / "checkpoint.h5").exists() and load_checkpoint(out / "checkpoint.h5").epoch == EPOCHS:
+        if ckpt.exists() and load_checkpoint(ckpt).epoch == EPOCHS:
             break
     finish(out)
     assert kills >= 2, "the run finished before it could be killed: lengthen EPOCHS"
