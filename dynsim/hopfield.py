@@ -321,6 +321,29 @@ class HopfieldNetwork(NetworkLayout):
         return K.energy_grad_params(x, s, self._theta, self._sizes, self._free_off, self._pre,
                                     self._post, self._w_off, self._b_off, self._act)
 
+    def energy_grad_params_difference(self, x, s_a, s_b, scale=1.0):
+        """``scale * (dE/dtheta(s_b) - dE/dtheta(s_a))`` for two states of the same input, shape (n_params,).
+
+        Equals ``scale * (energy_grad_params(x, s_b) - energy_grad_params(x, s_a))``
+        to rounding, at about half the cost: the input blocks need one
+        matrix product with rho(s_b) - rho(s_a) instead of two, and no
+        parameter-sized temporaries are made (what equilibrium propagation
+        and contrastive Hebbian learning read off their two states).
+
+        Parameters
+        ----------
+        x : ndarray, shape (batch, n_input)
+        s_a, s_b : ndarray, shape (batch, n_free)
+        scale : float
+            E.g. 1 / (beta_2 - beta_1).
+        """
+        x = self.check_input(x)
+        s_a = self.check_state(s_a, x.shape[0])
+        s_b = self.check_state(s_b, x.shape[0])
+        return K.energy_grad_params_difference(x, s_a, s_b, float(scale), self._theta, self._sizes,
+                                               self._free_off, self._pre, self._post, self._w_off, self._b_off,
+                                               self._act)
+
     def energy_hvp(self, x, s, v, drive=None):
         """Hessian-vector products d^2E/ds^2 v per sample, shape (batch, n_free); ``drive`` as above."""
         x = self.check_input(x)

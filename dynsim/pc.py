@@ -158,10 +158,22 @@ class PCNetwork(NetworkLayout):
                 "fixed_prediction": self.fixed_prediction, "n_params": self.n_params}
 
     # ----------------------------------------------------------------- relaxation
-    def input_drive(self, x):
-        """Feedforward predictions mu_hat (batch, n_free), constant during a relaxation."""
+    def input_drive(self, x, input_activity=None):
+        """Feedforward predictions mu_hat (batch, n_free), constant during a relaxation.
+
+        ``input_activity`` (f(x), from :meth:`input_activity`) saves
+        recomputing the activation of the input.
+        """
         x = self.check_input(x)
-        return K.feedforward(x, self._theta, self._sizes, self._w_off, self._b_off, self._free_off, self._act)
+        if input_activity is None:
+            return K.feedforward(x, self._theta, self._sizes, self._w_off, self._b_off, self._free_off, self._act)
+        fx = float_array("input_activity", input_activity, shape=x.shape)
+        return K.feedforward_from_activity(fx, self._theta, self._sizes, self._w_off, self._b_off, self._free_off,
+                                           self._act)
+
+    def input_activity(self, x):
+        """f(x) of the clamped input, shape (batch, n_input): the presynaptic activity of the first layer."""
+        return K.input_activity(self.check_input(x), self._act)
 
     def feedforward(self, x):
         """The feedforward pass x_l = mu_l: the free equilibrium when the output is free."""
@@ -198,11 +210,21 @@ class PCNetwork(NetworkLayout):
         s = self.check_state(s, x.shape[0])
         return self._kernel(K.energy_grad_state, s, self.input_drive(x))
 
-    def energy_grad_params(self, x, s):
-        """Gradient of the batch-mean F with respect to theta, shape (n_params,)."""
+    def energy_grad_params(self, x, s, drive=None, input_activity=None):
+        """Gradient of the batch-mean F with respect to theta, shape (n_params,).
+
+        ``drive`` (:meth:`input_drive`) and ``input_activity``
+        (:meth:`input_activity`) of this ``x``, when given, are not
+        recomputed: a learning rule that has relaxed the state already holds both.
+        """
         x = self.check_input(x)
         s = self.check_state(s, x.shape[0])
-        return self._kernel(K.energy_grad_params, s, self.input_drive(x), x)
+        fx = (K.input_activity(x, self._act) if input_activity is None
+              else float_array("input_activity", input_activity, shape=x.shape))
+        drive = (K.feedforward_from_activity(fx, self._theta, self._sizes, self._w_off, self._b_off, self._free_off,
+                                             self._act)
+                 if drive is None else float_array("drive", drive, shape=s.shape))
+        return self._kernel(K.energy_grad_params_from_activity, s, drive, fx)
 
     def errors(self, x, s):
         """Prediction errors per layer: ``{layer name: eps_l (batch, n_l)}``."""

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dynsim.learning import drive_held as _drive_held
 from dynsim.pc import PCNetwork
 from dynsim.phases import PhaseResult, SettleOptions, settle
 from dynsim.validation import DivergenceError, ValidationError
@@ -88,10 +89,14 @@ def pc_gradient(network, x, target, variant="strict", options=None, rescale=True
     saved = network.fixed_prediction
     network.fixed_prediction = variant == "fixed_prediction"
     try:
-        phase = settle(network, x, target=target, clamp_output=True, options=options, phase="inference")
+        # f(x) and the feedforward pass are computed once, for the inference and for the update.
+        fx = network.input_activity(x)
+        drive = network.input_drive(x, input_activity=fx)
+        phase = settle(_drive_held(network, x, drive), x, target=target, clamp_output=True, options=options,
+                       phase="inference")
         if phase.integration.status_name == "diverged":
             raise DivergenceError(f"predictive coding inference diverged: {phase.integration.message}")
-        gradient = network.energy_grad_params(x, phase.state)
+        gradient = network.energy_grad_params(x, phase.state, drive=drive, input_activity=fx)
     finally:
         network.fixed_prediction = saved
     if rescale:

@@ -654,6 +654,7 @@ def plot_error_curves(columns, out, title=None, reference=None):
         ax.axhline(100.0 * reference[0], color="k", ls=":", lw=1, label=reference[1])
     # Symlog: training error reaches exactly 0 %, which a log axis would drop.
     ax.set_yscale("symlog", linthresh=0.1)
+    ax.set_ylim(bottom=0.0)  # errors are never negative: no mirrored half-axis
     ax.set_xlabel("epoch")
     ax.set_ylabel("error (%)")
     ax.grid(True, which="both", alpha=0.3)

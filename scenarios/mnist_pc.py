@@ -131,6 +131,7 @@ def plot_test_errors(histories, dataset, out, title):
     for k, (name, acc) in enumerate(PAPER[dataset].items()):
         ax.axhline(100 * (1 - acc), color="k", ls=["--", "-."][k], lw=1, label=f"pcx {name.upper()} test")
     ax.set_yscale("symlog", linthresh=0.1)
+    ax.set_ylim(bottom=0.0)
     ax.set_xlabel("epoch")
     ax.set_ylabel("error (%)")
     ax.grid(True, which="both", alpha=0.3)
