@@ -126,3 +126,18 @@ def test_bad_arguments():
         fit(net, splits(), "ep-random", SGD(net, 0.1), 1, 0)
     with pytest.raises(ValidationError, match="resume=True needs a checkpoint"):
         fit(net, splits(), "ep-random", SGD(net, 0.1), 1, 4, resume=True)
+
+
+def test_compiled_sgd_step_is_the_heavy_ball_formula(rng):
+    net = network()
+    opt = SGD(net, [0.2, 0.05], momentum=0.7)
+    theta, velocity = net.theta.copy(), np.zeros(net.n_params)
+    for _ in range(3):
+        grad = rng.standard_normal(net.n_params)
+        velocity = 0.7 * velocity + grad
+        theta = theta - opt.rates * velocity
+        opt.step(net.theta, grad)
+    np.testing.assert_allclose(net.theta, theta, rtol=1e-15, atol=1e-15)
+    np.testing.assert_allclose(opt.state_dict()["velocity"], velocity, rtol=1e-15, atol=1e-15)
+    with pytest.raises(ValidationError, match="theta must be"):
+        opt.step(list(net.theta), grad)
