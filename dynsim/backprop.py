@@ -123,7 +123,10 @@ def _state_from(network, free, batch):
                           f"gradient is taken where the largest residual is {worst:.3e}",
                           NotConvergedWarning, stacklevel=3)
         return network.check_state(free.state, batch)
-    return network.check_state(free, batch)
+    if not isinstance(free, np.ndarray):
+        raise ValidationError(f"free must be a PhaseResult or a state array (batch, n_free), got "
+                              f"{type(free).__name__}")
+    return network.check_state(free, batch, name="free")
 
 
 def implicit_gradient(network, x, target, free, method="dense", box="auto", residual_tol=1e-6,
@@ -157,6 +160,7 @@ def implicit_gradient(network, x, target, free, method="dense", box="auto", resi
         raise ValidationError(f"network must be a HopfieldNetwork, got {type(network).__name__}")
     if method not in ("dense", "cg"):
         raise ValidationError(f"method must be 'dense' or 'cg', got {method!r}")
+    residual_tol = real_scalar("residual_tol", residual_tol, 0.0, np.inf, low_open=True, high_open=True)
     x = network.check_input(x)
     batch = x.shape[0]
     target = network.check_target(target, batch)

@@ -22,7 +22,7 @@ import integrators
 from dynsim import hopfield_kernels as K
 from dynsim.activations import NATURAL_BOUNDS, activation_code, rho, rho_prime, rho_second
 from dynsim.network_layout import NetworkLayout
-from dynsim.validation import ValidationError, float_array
+from dynsim.validation import ValidationError, float_array, random_generator
 
 __all__ = ["HopfieldNetwork", "HOPFIELD_FIELD"]
 
@@ -108,7 +108,7 @@ class HopfieldNetwork(NetworkLayout):
         self.n_params = self._b_off + self.n_free
 
         if theta is None:
-            theta = self._glorot(np.random.default_rng(seed))
+            theta = self._glorot(random_generator("seed", seed))
         self.theta = theta
 
     # ----------------------------------------------------------------- construction
@@ -118,6 +118,8 @@ class HopfieldNetwork(NetworkLayout):
 
         >>> net = HopfieldNetwork.layered([784, 500, 10], seed=0)
         """
+        if not isinstance(sizes, (list, tuple, np.ndarray)):
+            raise ValidationError(f"sizes must be a sequence of layer sizes, input first, got {sizes!r}")
         sizes = list(sizes)
         return cls(sizes, [(k, k + 1) for k in range(len(sizes) - 1)], activation, theta=theta, seed=seed)
 

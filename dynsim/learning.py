@@ -191,6 +191,8 @@ def ep_gradient(network, x, target, beta, variant="positive", options=None, nudg
     elif variant == "centered":
         betas = (-beta, beta)
     else:
+        if rng is not None and not isinstance(rng, np.random.Generator):
+            raise ValidationError(f"rng must be None or a numpy.random.Generator, got {rng!r}")
         rng = np.random.default_rng() if rng is None else rng
         betas = (0.0, beta) if rng.random() < 0.5 else (0.0, -beta)
     states, phases = {}, {}

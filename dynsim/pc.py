@@ -23,7 +23,7 @@ import integrators
 from dynsim import pc_kernels as K
 from dynsim.activations import PC_ACTIVATIONS, activation_code
 from dynsim.network_layout import NetworkLayout
-from dynsim.validation import ValidationError, float_array
+from dynsim.validation import ValidationError, boolean, float_array, random_generator
 
 __all__ = ["PCNetwork", "PC_FIELD"]
 
@@ -67,6 +67,8 @@ class PCNetwork(NetworkLayout):
     natural_box = None  # states are unbounded; f acts on predictions, not on the state
 
     def __init__(self, sizes, activation="tanh", variances=None, fixed_prediction=False, theta=None, seed=None):
+        if not isinstance(sizes, (list, tuple, np.ndarray)):
+            raise ValidationError(f"sizes must be a sequence of layer sizes, input first, got {sizes!r}")
         sizes = list(sizes)
         if len(sizes) < 2:
             raise ValidationError(f"sizes needs an input and at least one more layer, got {sizes}")
@@ -87,9 +89,9 @@ class PCNetwork(NetworkLayout):
         self._b_off = int(blocks.sum())
         self.n_params = self._b_off + self.n_free
         self.variances = variances
-        self.fixed_prediction = bool(fixed_prediction)
+        self.fixed_prediction = boolean("fixed_prediction", fixed_prediction)
         if theta is None:
-            rng = np.random.default_rng(seed)
+            rng = random_generator("seed", seed)
             theta = np.zeros(self.n_params)
             for l in range(1, L + 1):
                 limit = np.sqrt(6.0 / (sizes[l - 1] + sizes[l]))

@@ -38,7 +38,7 @@ import numpy as np
 from dynsim.learning import drive_held as _drive_held
 from dynsim.pc import PCNetwork
 from dynsim.phases import PhaseResult, SettleOptions, settle
-from dynsim.validation import DivergenceError, ValidationError
+from dynsim.validation import DivergenceError, ValidationError, boolean
 
 __all__ = ["PC_VARIANTS", "PCEstimate", "pc_gradient", "zil_gradient"]
 
@@ -99,7 +99,7 @@ def pc_gradient(network, x, target, variant="strict", options=None, rescale=True
         gradient = network.energy_grad_params(x, phase.state, drive=drive, input_activity=fx)
     finally:
         network.fixed_prediction = saved
-    if rescale:
+    if boolean("rescale", rescale):
         gradient = gradient * network.variances[-1]
     return PCEstimate(gradient=gradient, inference=phase, variant=variant)
 

@@ -87,6 +87,15 @@ def positive_int(name, value, minimum=1):
     return int(value)
 
 
+def random_generator(name, value):
+    """A ``numpy.random.Generator`` from ``value``: None (fresh entropy), an integer seed >= 0 or a Generator."""
+    if value is None or isinstance(value, np.random.Generator):
+        return np.random.default_rng(value)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value >= 0:
+        return np.random.default_rng(int(value))
+    raise ValidationError(f"{name} must be None, an integer >= 0 or a numpy.random.Generator, got {value!r}")
+
+
 def boolean(name, value):
     """A bool (Python or NumPy); numbers and text are refused (``"false"`` is truthy)."""
     if not isinstance(value, (bool, np.bool_)):
