@@ -49,9 +49,9 @@ Command lines::
 
     python scenarios/benchmark_mnist.py
     python scenarios/benchmark_mnist.py --configs a,b --minibatches 100 --repeats 7
-    python scenarios/benchmark_mnist.py --data-dir ~/data          # real MNIST (files already there)
-    python -m venv /tmp/pcx && /tmp/pcx/bin/pip install pcx
-    python scenarios/benchmark_mnist.py --configs c --pcx-python /tmp/pcx/bin/python
+    python scenarios/benchmark_mnist.py --data-dir data            # real MNIST (files already there)
+    python -m venv .venv-pcx && .venv-pcx/bin/pip install pcx
+    python scenarios/benchmark_mnist.py --configs c --pcx-python .venv-pcx/bin/python
     python scenarios/benchmark_mnist.py --minibatches 2 --repeats 1 --no-torch --no-pcx   # smoke run
 
 References
@@ -486,8 +486,8 @@ def time_pcx(cfg, minibatches, repeats, pcx_python):
             import pcx  # noqa: F401
         except ImportError:
             return None, ("not installed; pcx pins its own JAX, so put it in a separate environment: "
-                          "python -m venv /tmp/pcx && /tmp/pcx/bin/pip install pcx, then pass "
-                          "--pcx-python /tmp/pcx/bin/python")
+                          "python -m venv .venv-pcx && .venv-pcx/bin/pip install pcx, then pass "
+                          "--pcx-python .venv-pcx/bin/python")
         try:
             seconds, version = pcx_worker(**kwargs)
         except RuntimeError as exc:
