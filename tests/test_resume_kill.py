@@ -13,9 +13,9 @@ from dynsim.checkpoint import load_checkpoint
 from dynsim.log import read_log
 
 SCRIPT = Path(__file__).with_name("train_for_kill.py")
-EPOCHS = 12
+EPOCHS = 30
 KILLS = 4
-KILL_AFTER_S = (0.0, 1.0)
+KILL_AFTER_S = (0.0, 0.4)
 
 
 def start(out):

@@ -40,7 +40,7 @@ def main(out, epochs):
             log.append_row("epochs", {k: v for k, v in row.items() if k != "replayed"})
             logged.add(int(row["epoch"]))
 
-    data = {"train": moons(1000, seed=0), "test": moons(100, seed=1)}
+    data = {"train": moons(600, seed=0), "test": moons(100, seed=1)}
     with log:
         fit(net, data, "ep-random", SGD(net, [0.2, 0.1], momentum=0.5), epochs, 4, beta=0.5, options=OPTIONS,
             nudged_options=NUDGED, persistent=True, seed=11, checkpoint=ckpt, resume=resume, on_epoch=on_epoch,
