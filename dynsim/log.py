@@ -521,6 +521,10 @@ class TrajectoryLog:
         g.attrs["beta"] = float(phase.beta)
         g.attrs["t_final"] = float(integ.t)
         g.attrs["every"] = int(every)
+        # Step-halving retries (SettleOptions.retry_smaller_step): the steps that diverged and where.
+        retries = list(getattr(phase, "retries", None) or [])
+        if retries:
+            g.attrs["retries"] = json.dumps([{"dt": float(r.dt), "message": str(r.message)} for r in retries])
 
         traj = integ.trajectory
         if traj is not None:

@@ -136,6 +136,27 @@ def test_a_diverged_fixed_step_relaxation_is_retried_with_half_the_step():
     assert res.integration.n_steps == direct.integration.n_steps
 
 
+def test_the_retries_are_in_the_log(tmp_path):
+    import json
+
+    import h5py
+
+    from dynsim.log import TrajectoryLog
+
+    net, x, s0 = stiff_pc()
+    options = SettleOptions(integrator="euler", dt=0.6, max_steps=1000, retry_smaller_step=3)
+    with pytest.warns(StepHalvedWarning):
+        res = free_phase(net, x, s0=s0, options=options)
+    with TrajectoryLog(tmp_path / "log.h5", {}) as log:
+        index = log.record_relaxation([res])
+    with h5py.File(tmp_path / "log.h5", "r") as f:
+        group = next(iter(f["relaxations"].values()))
+        retries = json.loads(group["free"].attrs["retries"])
+    assert index == 0
+    assert [r["dt"] for r in retries] == [0.6, 0.3]
+    assert all("diverged at step" in r["message"] for r in retries)
+
+
 def test_retries_that_run_out_report_the_last_divergence():
     net, x, s0 = stiff_pc()
     options = SettleOptions(integrator="euler", dt=0.6, max_steps=1000, retry_smaller_step=1)

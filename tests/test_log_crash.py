@@ -236,3 +236,29 @@ def test_log_of_a_killed_writer_is_recovered_and_continued(tmp_path):
             assert not reader.live
             check_log(reader, n_rel + 1, n_rows + 1, sweeps)
         assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_reader_follows_a_training_run_in_a_second_process(tmp_path):
+    # The log of a real training loop (tests/train_for_kill.py, the fit() of the dataset scenarios) is read
+    # while the run goes on: the epoch table grows under the reader's eyes.
+    script = Path(__file__).with_name("train_for_kill.py")
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path), "200"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    seen = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(set(seen)) < 3 and time.monotonic() < deadline and proc.poll() is None:
+            if (tmp_path / "log.h5").exists():
+                try:
+                    with read_log(tmp_path / "log.h5") as reader:
+                        if "epochs" in reader.tables:
+                            seen.append(len(reader.table("epochs")["epoch"]))
+                except LogFormatError:
+                    pass  # created but its header not yet committed
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        proc.stderr.close()
+    assert len(set(seen)) >= 3, seen
+    assert seen == sorted(seen)
