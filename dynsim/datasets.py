@@ -58,7 +58,7 @@ import numpy as np
 
 from dynsim._version import __version__
 from dynsim.tasks import Task
-from dynsim.validation import DynsimError, ValidationError
+from dynsim.validation import DynsimError, ValidationError, positive_int
 
 __all__ = ["Dataset", "DATASETS", "DatasetError", "Splits", "FILES", "ENV_VAR", "default_data_dir",
            "data_root", "dataset_folder", "file_md5", "verify_md5", "read_idx", "write_idx",
@@ -158,6 +158,24 @@ class Splits:
     train: Task
     validation: Task
     test: Task
+
+    def as_dict(self, train_size=None, eval_size=None):
+        """``{'train', 'validation', 'test'}`` as :func:`dynsim.fitting.fit` takes them, optionally cut short.
+
+        Parameters
+        ----------
+        train_size, eval_size : int, optional
+            Keep only the first examples of the training split, and of the
+            validation and test splits (smoke runs).
+        """
+        def first(task, n):
+            if n is None:
+                return task
+            n = positive_int("train_size" if task is self.train else "eval_size", n)
+            return Task(task.name, task.x[:n], task.labels[:n], task.targets[:n])
+
+        return {"train": first(self.train, train_size), "validation": first(self.validation, eval_size),
+                "test": first(self.test, eval_size)}
 
 
 # ---------------------------------------------------------------------------

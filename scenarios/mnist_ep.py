@@ -76,7 +76,6 @@ from dynsim.log import TrajectoryLog, read_log
 from dynsim.optimizers import SGD, Adam
 from dynsim.phases import SettleOptions, free_phase, nudged_phase
 from dynsim.plots import plot_error_curves, plot_settling
-from dynsim.tasks import Task
 from dynsim.validation import ValidationError, positive_int, real_scalar
 
 # Scellier & Bengio's code uses the cost C = ||y - s_out||^2 (no 1/2) and divides the EP difference by their
@@ -173,10 +172,6 @@ def resolve(args):
         raise ValidationError(f"--lr needs one rate per layer ({len(args.hidden) + 1}), got {len(args.lr)}")
 
 
-def subset(task, n):
-    return task if n is None else Task(task.name, task.x[:n], task.labels[:n], task.targets[:n])
-
-
 def settle_options(args):
     fixed = dict(integrator=args.integrator, stop_at_steady_state=False)
     if args.integrator != "dopri5":
@@ -203,9 +198,7 @@ def main(argv=None):
     try:
         resolve(args)
         splits = load(args.dataset, data_dir=args.data_dir, download=not args.no_download)
-        data = {"train": subset(splits.train, args.train_size),
-                "validation": subset(splits.validation, args.eval_size),
-                "test": subset(splits.test, args.eval_size)}
+        data = splits.as_dict(args.train_size, args.eval_size)
         sizes = [784, *args.hidden, 10]
         net = HopfieldNetwork.layered(sizes, activation="hard_sigmoid", seed=args.seed)
         optimizer = (SGD if args.optimizer == "sgd" else Adam)(net, args.lr)

@@ -64,7 +64,6 @@ from dynsim.optimizers import SGD, Adam
 from dynsim.pc import PCNetwork
 from dynsim.pc_learning import pc_gradient
 from dynsim.phases import SettleOptions
-from dynsim.tasks import Task
 from dynsim.validation import ValidationError, positive_int, real_scalar
 
 RULES = ("pc-strict", "pc-fixed-prediction", "bp")
@@ -121,10 +120,6 @@ def check_options(args):
         raise ValidationError("--resume and --overwrite exclude each other")
 
 
-def subset(task, n):
-    return task if n is None else Task(task.name, task.x[:n], task.labels[:n], task.targets[:n])
-
-
 def make_network(rule, sizes, activation, theta, output_variance):
     variances = [1.0] * (len(sizes) - 2) + [output_variance] if rule == "pc-strict" else None
     return PCNetwork(sizes, activation=activation, variances=variances, theta=theta.copy())
@@ -157,9 +152,7 @@ def main(argv=None):
     try:
         check_options(args)
         splits = load(args.dataset, data_dir=args.data_dir, download=not args.no_download)
-        data = {"train": subset(splits.train, args.train_size),
-                "validation": subset(splits.validation, args.eval_size),
-                "test": subset(splits.test, args.eval_size)}
+        data = splits.as_dict(args.train_size, args.eval_size)
         sizes = [784, *args.hidden, 10]
         template = PCNetwork(sizes, activation=args.activation, seed=args.seed)
         theta0 = template.theta.copy()
