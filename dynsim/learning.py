@@ -101,6 +101,10 @@ def drive_held(network, x, drive=None):
     identity) from the stored drive, and for any other input by computing
     it. Use it only while ``network.theta`` stays as it is.
 
+    dynsim's own rules pass the drive to :func:`dynsim.phases.settle`
+    (``drive=``) instead; this copy serves code that hands a network to a
+    function that settles it without taking a drive.
+
     Parameters
     ----------
     network : HopfieldNetwork or PCNetwork
@@ -130,9 +134,9 @@ def _contrast(network, x, s_lo, s_hi, scale):
     return scale * (network.energy_grad_params(x, s_hi) - network.energy_grad_params(x, s_lo))
 
 
-def _free(network, x, target, free, s0, options):
+def _free(network, x, target, free, s0, options, drive=None):
     if free is None:
-        free = free_phase(network, x, s0=s0, target=target, options=options)
+        free = free_phase(network, x, s0=s0, target=target, options=options, drive=drive)
     elif not isinstance(free, PhaseResult):
         raise ValidationError(f"free must be a PhaseResult from free_phase, got {type(free).__name__}")
     _check_phase(free, options)
@@ -168,7 +172,7 @@ def ep_gradient(network, x, target, beta, variant="positive", options=None, nudg
 
     Notes
     -----
-    The phases of one minibatch share one input drive (:func:`drive_held`),
+    The phases of one minibatch share one input drive (``settle(drive=...)``),
     and the estimate is read with one matrix product per weight block from
     the two states (:meth:`HopfieldNetwork.energy_grad_params_difference`);
     both agree with running the phases one by one and subtracting the two
@@ -182,8 +186,8 @@ def ep_gradient(network, x, target, beta, variant="positive", options=None, nudg
     x = network.check_input(x)
     target = network.check_target(target, x.shape[0])
     nudged_options = options if nudged_options is None else nudged_options
-    held = drive_held(network, x)
-    free = _free(held, x, target, free, s0, options)
+    drive = network.input_drive(x)  # once for every phase of this minibatch
+    free = _free(network, x, target, free, s0, options, drive)
     if variant == "positive":
         betas = (0.0, beta)
     elif variant == "negative":
@@ -202,7 +206,7 @@ def ep_gradient(network, x, target, beta, variant="positive", options=None, nudg
         else:
             name = "nudged+" if b > 0 else "nudged-"
             # Distinct phase names: the two nudged phases of centered EP are logged side by side.
-            phase = replace(nudged_phase(held, x, target, b, free.state, options=nudged_options), phase=name)
+            phase = replace(nudged_phase(network, x, target, b, free.state, options=nudged_options, drive=drive), phase=name)
             _check_phase(phase, nudged_options)
             phases[name] = phase
             states[b] = phase.state
@@ -223,10 +227,10 @@ def chl_gradient(network, x, target, options=None, clamped_options=None, free=No
     x = network.check_input(x)
     target = network.check_target(target, x.shape[0])
     clamped_options = options if clamped_options is None else clamped_options
-    held = drive_held(network, x)
-    free = _free(held, x, target, free, s0, options)
-    clamped = settle(held, x, s0=free.state, target=target, clamp_output=True, options=clamped_options,
-                     phase="clamped")
+    drive = network.input_drive(x)  # once for every phase of this minibatch
+    free = _free(network, x, target, free, s0, options, drive)
+    clamped = settle(network, x, s0=free.state, target=target, clamp_output=True, options=clamped_options,
+                     phase="clamped", drive=drive)
     _check_phase(clamped, clamped_options)
     gradient = _contrast(network, x, free.state, clamped.state, 1.0)
     return ContrastiveEstimate(gradient=gradient, free=free, phases={"clamped": clamped}, rule="chl",

@@ -35,7 +35,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dynsim.learning import drive_held as _drive_held
 from dynsim.pc import PCNetwork
 from dynsim.phases import PhaseResult, SettleOptions, settle
 from dynsim.validation import DivergenceError, ValidationError, boolean
@@ -92,8 +91,8 @@ def pc_gradient(network, x, target, variant="strict", options=None, rescale=True
         # f(x) and the feedforward pass are computed once, for the inference and for the update.
         fx = network.input_activity(x)
         drive = network.input_drive(x, input_activity=fx)
-        phase = settle(_drive_held(network, x, drive), x, target=target, clamp_output=True, options=options,
-                       phase="inference")
+        phase = settle(network, x, target=target, clamp_output=True, options=options, phase="inference",
+                       drive=drive)
         if phase.integration.status_name == "diverged":
             raise DivergenceError(f"predictive coding inference diverged: {phase.integration.message}")
         gradient = network.energy_grad_params(x, phase.state, drive=drive, input_activity=fx)

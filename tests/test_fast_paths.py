@@ -243,3 +243,16 @@ def test_vectorised_tanh_is_within_a_few_ulp_of_numpy(rng):
     f, _ = phi_and_prime(special, 2)
     np.testing.assert_array_equal(f[0, :4], [0.0, -0.0, 1.0, -1.0])
     assert np.signbit(f[0, 1]) and np.isnan(f[0, 4])
+
+
+def test_settle_with_the_callers_drive_equals_settle_without(rng):
+    from dynsim.phases import SettleOptions, free_phase
+    from dynsim.validation import ValidationError
+
+    net = HopfieldNetwork.layered([5, 4, 2], activation="logistic", seed=rng)
+    x = rng.uniform(size=(3, 5))
+    options = SettleOptions(integrator="euler", dt=0.2, max_steps=30, stop_at_steady_state=False)
+    given = free_phase(net, x, options=options, drive=net.input_drive(x))
+    np.testing.assert_array_equal(given.state, free_phase(net, x, options=options).state)
+    with pytest.raises(ValidationError, match="drive must have shape"):
+        free_phase(net, x, options=options, drive=np.zeros((2, net.n_free)))
