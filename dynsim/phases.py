@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 import integrators
-from dynsim import block_relaxation
+from dynsim import block_relaxation, layered_euler
 from dynsim.block_relaxation import RELAXATION_SCHEMES
 from dynsim.hopfield import HOPFIELD_FIELD
 from integrators.solve import evaluate_field
@@ -427,11 +427,18 @@ def settle(network, x, s0=None, target=None, beta=0.0, clamp_output=False, optio
     args = network.kernel_args(drive, beta, target, clamp_output)
     dt, max_steps, retries = options.step(), options.max_steps, []
     while True:
+        energy = None
         if options.is_relaxation_scheme:
             result = block_relaxation.relax(
                 network, s0, drive, options.integrator, beta, target, clamp_output, max_steps=max_steps,
                 atol=options.atol, rtol=options.rtol, stop_at_steady_state=options.stop_at_steady_state, box=box,
                 max_abs=options.max_abs, record_every=options.record_every, record_samples=record)
+        elif layered_euler.applies(network, options.integrator, options.t_max, options.record_every):
+            # Same steps, same stopping rules, one compiled loop (and the final energy with it).
+            result, energy = layered_euler.relax(
+                network, s0, drive, options.integrator, beta, target, clamp_output, dt=dt, max_steps=max_steps,
+                atol=options.atol, rtol=options.rtol, stop_at_steady_state=options.stop_at_steady_state, box=box,
+                max_abs=options.max_abs)
         else:
             result = integrators.integrate(
                 network.vector_field, s0, args,
@@ -455,7 +462,8 @@ def settle(network, x, s0=None, target=None, beta=0.0, clamp_output=False, optio
         dt, max_steps = dt / 2, 2 * max_steps
 
     # The drive is constant in a relaxation: reuse it for every energy evaluated here.
-    energy = network.energy_from_drive(result.y, drive)
+    if energy is None:
+        energy = network.energy_from_drive(result.y, drive)
     cost = None if target is None else network.cost(result.y, target)
     traj_e = traj_c = None
     if result.trajectory is not None:

@@ -11,7 +11,7 @@ from integrators.status import CONVERGED, DIVERGED, STATUS_NAMES, STEP_LIMIT, ST
 from integrators.tableaus import DOPRI5, EULER, HEUN, RK4, ButcherTableau
 
 __all__ = ["METHODS", "ArgumentError", "ArgumentTypeError", "IntegrationResult", "Trajectory", "integrate",
-           "evaluate_field"]
+           "evaluate_field", "finish_result"]
 
 
 class ArgumentError(ValueError):
@@ -339,6 +339,39 @@ def integrate(field, y0, args=(), *, method="dopri5", dt=None, t0=0.0, t_max=mat
         (y, t, status, n_acc, nfev, residual, bad_step, bad_sample,
          rec_t, rec_y, rec_res, n_rec) = out
         n_rej = 0
+    trajectory = None
+    if record_every > 0:
+        trajectory = Trajectory(t=rec_t[:n_rec].copy(), y=rec_y[:n_rec].copy(),
+                                residual=rec_res[:n_rec].copy(), samples=samples)
+    return finish_result(y, t, status, n_acc, n_rej, nfev, residual, bad_step, bad_sample, atol=atol, rtol=rtol,
+                         stop_at_steady_state=stop_at_steady_state, method=method, trajectory=trajectory)
+
+
+def finish_result(y, t, status, n_accepted, n_rejected, nfev, residual, bad_step, bad_sample, *, atol, rtol,
+                  stop_at_steady_state, method, trajectory=None) -> IntegrationResult:
+    """The :class:`IntegrationResult` of a driver's raw output: tolerances, the overflow check, the message.
+
+    Shared by :func:`integrate` and by specialised drivers outside this
+    package that reproduce one of its methods, so that both report alike.
+
+    Parameters
+    ----------
+    y : ndarray, shape (batch, n)
+        Final states.
+    t : float
+    status : int
+        A driver status (:mod:`integrators.status`).
+    n_accepted, n_rejected, nfev : int
+    residual : ndarray, shape (batch,)
+        Norm of the (projected) vector field at ``y``.
+    bad_step, bad_sample : int
+        Where a divergence happened (-1 if none).
+    atol, rtol : float
+        The steady-state tolerances.
+    stop_at_steady_state : bool
+    method : str
+    trajectory : Trajectory, optional
+    """
     with np.errstate(over="ignore"):
         tolerance = atol + rtol * np.linalg.norm(y, axis=1)
     if status != DIVERGED:
@@ -346,16 +379,12 @@ def integrate(field, y0, args=(), *, method="dopri5", dt=None, t0=0.0, t_max=mat
         # an infinite residual or tolerance would make `inf <= inf` pass for a steady state.
         unfinite = ~(np.isfinite(residual) & np.isfinite(tolerance))
         if unfinite.any():
-            status, bad_step, bad_sample = DIVERGED, n_acc + n_rej, int(np.argmax(unfinite))
-    trajectory = None
-    if record_every > 0:
-        trajectory = Trajectory(t=rec_t[:n_rec].copy(), y=rec_y[:n_rec].copy(),
-                                residual=rec_res[:n_rec].copy(), samples=samples)
-    steps = n_acc + n_rej
+            status, bad_step, bad_sample = DIVERGED, n_accepted + n_rejected, int(np.argmax(unfinite))
+    steps = n_accepted + n_rejected
     return IntegrationResult(
         y=y, t=float(t), status=int(status),
         message=_message(status, steps, t, residual, tolerance, bad_step, bad_sample, stop_at_steady_state),
-        n_steps=steps, n_accepted=int(n_acc), n_rejected=int(n_rej), nfev=int(nfev),
+        n_steps=int(steps), n_accepted=int(n_accepted), n_rejected=int(n_rejected), nfev=int(nfev),
         residual=residual, tolerance=tolerance, diverged_step=int(bad_step),
         diverged_sample=int(bad_sample), trajectory=trajectory, method=method)
 
