@@ -128,6 +128,22 @@ def test_bad_arguments():
         fit(net, splits(), "ep-random", SGD(net, 0.1), 1, 4, resume=True)
 
 
+def test_compiled_sgd_step_without_momentum_is_plain_gradient_descent_and_refuses_non_finite_steps(rng):
+    net = network()
+    opt = SGD(net, [0.2, 0.05])
+    theta = net.theta.copy()
+    grad = rng.standard_normal(net.n_params)
+    opt.step(net.theta, grad)
+    np.testing.assert_array_equal(net.theta, theta - opt.rates * grad)
+    for bad in (np.nan, np.inf, 1e308 / opt.rates.min() * 10):
+        before = net.theta.copy()
+        g = rng.standard_normal(net.n_params)
+        g[net.n_params // 2] = bad
+        with pytest.raises(NonFiniteGradientError, match=f"{net.n_params // 2}"):
+            opt.step(net.theta, g)
+        np.testing.assert_array_equal(net.theta, before)
+
+
 def test_compiled_sgd_step_is_the_heavy_ball_formula(rng):
     net = network()
     opt = SGD(net, [0.2, 0.05], momentum=0.7)
