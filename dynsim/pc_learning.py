@@ -37,7 +37,7 @@ import numpy as np
 
 from dynsim.pc import PCNetwork
 from dynsim.phases import PhaseResult, SettleOptions, settle
-from dynsim.validation import DivergenceError, ValidationError, boolean
+from dynsim.validation import DivergenceError, ValidationError, boolean, float_array
 
 __all__ = ["PC_VARIANTS", "PCEstimate", "pc_gradient", "zil_gradient"]
 
@@ -62,7 +62,7 @@ def _check(network, x, target):
     return x, network.check_target(target, x.shape[0])
 
 
-def pc_gradient(network, x, target, variant="strict", options=None, rescale=True):
+def pc_gradient(network, x, target, variant="strict", options=None, rescale=True, drive=None):
     """Settle the hidden layers with the output clamped and read -dF/dtheta (the PC update).
 
     Parameters
@@ -77,6 +77,10 @@ def pc_gradient(network, x, target, variant="strict", options=None, rescale=True
     rescale : bool
         Multiply by the output variance sigma_L^2 (Whittington & Bogacz's
         code does), so that the estimate has backprop's scale.
+    drive : ndarray, shape (batch, n_free), optional
+        ``network.input_drive(x)`` (the feedforward pass) when the caller has
+        it already for the current parameters, e.g. from the free phase of
+        the same minibatch (it does not depend on the variant).
 
     Returns
     -------
@@ -90,7 +94,10 @@ def pc_gradient(network, x, target, variant="strict", options=None, rescale=True
     try:
         # f(x) and the feedforward pass are computed once, for the inference and for the update.
         fx = network.input_activity(x)
-        drive = network.input_drive(x, input_activity=fx)
+        if drive is None:
+            drive = network.input_drive(x, input_activity=fx)
+        else:
+            drive = float_array("drive", drive, shape=(x.shape[0], network.n_free))
         phase = settle(network, x, target=target, clamp_output=True, options=options, phase="inference",
                        drive=drive)
         if phase.integration.status_name == "diverged":

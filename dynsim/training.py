@@ -38,13 +38,17 @@ def _pc_gradient_estimate(rule, network, x, target, options):
 
     if rule not in PC_RULES:
         raise ValidationError(f"rule for a predictive coding network must be one of {list(PC_RULES)}, got {rule!r}")
-    free = free_phase(network, x, target=target, options=SettleOptions(integrator="euler", dt=0.1, max_steps=1))
+    # The feedforward pass is the free equilibrium and the start of the inference: computed once for both.
+    x = network.check_input(x)
+    drive = network.input_drive(x)
+    free = free_phase(network, x, target=target, options=SettleOptions(integrator="euler", dt=0.1, max_steps=1),
+                      drive=drive)
     if rule == "bp":
         return network.backprop_gradient(x, target), free, {}
     if rule == "pc-zil":
         est = zil_gradient(network, x, target)
     else:
-        est = pc_gradient(network, x, target, rule[3:].replace("-", "_"), options=options)
+        est = pc_gradient(network, x, target, rule[3:].replace("-", "_"), options=options, drive=drive)
     return est.gradient, free, {"inference": est.inference}
 
 

@@ -256,3 +256,23 @@ def test_settle_with_the_callers_drive_equals_settle_without(rng):
     np.testing.assert_array_equal(given.state, free_phase(net, x, options=options).state)
     with pytest.raises(ValidationError, match="drive must have shape"):
         free_phase(net, x, options=options, drive=np.zeros((2, net.n_free)))
+
+
+@pytest.mark.parametrize("rule", ["pc-strict", "pc-fixed-prediction"])
+def test_pc_minibatch_shares_the_feedforward_pass_and_gives_the_same_gradient(rng, rule, monkeypatch):
+    from dynsim.pc import PCNetwork
+    from dynsim.pc_learning import pc_gradient
+    from dynsim.training import gradient_estimate
+
+    net = PCNetwork([6, 7, 5, 3], activation="tanh", seed=4)
+    x = rng.random((5, 6))
+    y = np.eye(3)[rng.integers(0, 3, 5)]
+    opts = SettleOptions(integrator="euler", dt=0.1, max_steps=5, stop_at_steady_state=False)
+    expected = pc_gradient(net, x, y, rule[3:].replace("-", "_"), options=opts).gradient
+    calls = []
+    feedforward = PCNetwork.input_drive
+    monkeypatch.setattr(PCNetwork, "input_drive", lambda self, *a, **k: calls.append(1) or feedforward(self, *a, **k))
+    grad, free, phases = gradient_estimate(rule, net, x, y, options=opts)
+    assert len(calls) == 1
+    np.testing.assert_allclose(grad, expected, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(free.state, net.feedforward(x), rtol=1e-13, atol=1e-15)
