@@ -27,16 +27,18 @@ def steady_residual(y, f, lower, upper, project, out):
     """
     n_batch, n = y.shape
     for i in range(n_batch):
+        # 1-D rows: with 2-D indexing the strides are run-time values and no loop here vectorises.
+        yi, fi = y[i], f[i]
         acc = 0.0
         if project:
             # Branch-free so that the loop vectorises: a component counts unless it is pinned.
             for j in range(n):
-                v = f[i, j]
-                pinned = ((y[i, j] <= lower[j]) & (v < 0.0)) | ((y[i, j] >= upper[j]) & (v > 0.0))
+                v = fi[j]
+                pinned = ((yi[j] <= lower[j]) & (v < 0.0)) | ((yi[j] >= upper[j]) & (v > 0.0))
                 acc += 0.0 if pinned else v * v
         else:
             for j in range(n):
-                acc += f[i, j] * f[i, j]
+                acc += fi[j] * fi[j]
         out[i] = np.sqrt(acc)
 
 
@@ -45,9 +47,10 @@ def all_steady(y, residual, atol, rtol):
     """True when every sample satisfies ``||f|| <= atol + rtol * ||y||``."""
     n_batch, n = y.shape
     for i in range(n_batch):
+        yi = y[i]
         acc = 0.0
         for j in range(n):
-            acc += y[i, j] * y[i, j]
+            acc += yi[j] * yi[j]
         if not residual[i] <= atol + rtol * np.sqrt(acc):
             return False
     return True
@@ -69,15 +72,16 @@ def first_bad_sample(a, max_abs):
     n_batch, n = a.shape
     limit = max_abs * max_abs
     for i in range(n_batch):
+        ai = a[i]
         acc = 0.0
         for j in range(n):
-            acc += a[i, j] * a[i, j]
+            acc += ai[j] * ai[j]
         if not acc < np.inf:  # a NaN or inf entry, or an overflowing norm
             return i
         if acc <= limit:
             continue
         for j in range(n):
-            if not abs(a[i, j]) <= max_abs:
+            if not abs(ai[j]) <= max_abs:
                 return i
     return -1
 
@@ -87,11 +91,10 @@ def project_onto_box(y, lower, upper):
     """Clip each column of ``y`` (batch, n) to ``[lower[j], upper[j]]`` in place."""
     n_batch, n = y.shape
     for i in range(n_batch):
+        yi = y[i]
         for j in range(n):
-            if y[i, j] < lower[j]:
-                y[i, j] = lower[j]
-            elif y[i, j] > upper[j]:
-                y[i, j] = upper[j]
+            v = yi[j]
+            yi[j] = lower[j] if v < lower[j] else (upper[j] if v > upper[j] else v)
 
 
 @njit(cache=True)
@@ -103,28 +106,28 @@ def axpy_stages(out, y, h, weights, K, n_stages):
     association of scipy's ``rk_step``, so adaptive steps agree with scipy's
     to rounding.
     """
-    n_batch, n = y.shape
+    # Flat 1-D views of the C-contiguous arrays: the loops vectorise (with 2-D indexing they did not).
+    size = y.size
+    of = out.reshape(size)
+    yf = y.reshape(size)
     started = False
     for k in range(n_stages):
         w = weights[k]
         if w == 0.0:
             continue
-        Kk = K[k]
+        Kk = K[k].reshape(size)
         if not started:
-            for i in range(n_batch):
-                for j in range(n):
-                    out[i, j] = w * Kk[i, j]
+            for j in range(size):
+                of[j] = w * Kk[j]
             started = True
         else:
-            for i in range(n_batch):
-                for j in range(n):
-                    out[i, j] += w * Kk[i, j]
+            for j in range(size):
+                of[j] += w * Kk[j]
     if not started:
-        out[:, :] = y
+        of[:] = yf
         return
-    for i in range(n_batch):
-        for j in range(n):
-            out[i, j] = y[i, j] + h * out[i, j]
+    for j in range(size):
+        of[j] = yf[j] + h * of[j]
 
 
 @njit(cache=True)
@@ -137,15 +140,23 @@ def error_norm(y, y_new, h, b_error, K, atol, rtol):
     """
     n_batch, n = y.shape
     worst = 0.0
+    e = np.empty(n, dtype=np.float64)
     for i in range(n_batch):
+        # Row by row over 1-D views, the stages summed first in the same order: the loops vectorise.
+        e[:] = 0.0
+        for k in range(b_error.shape[0]):
+            w = b_error[k]
+            if w != 0.0:
+                Kki = K[k, i]
+                for j in range(n):
+                    e[j] += w * Kki[j]
+        yi, yni = y[i], y_new[i]
         acc = 0.0
         for j in range(n):
-            e = 0.0
-            for k in range(b_error.shape[0]):
-                if b_error[k] != 0.0:
-                    e += b_error[k] * K[k, i, j]
-            scale = atol + max(abs(y[i, j]), abs(y_new[i, j])) * rtol
-            r = (e * h) / scale
+            a = abs(yi[j])
+            b = abs(yni[j])
+            scale = atol + (a if a > b else b) * rtol
+            r = (e[j] * h) / scale
             acc += r * r
         rms = np.sqrt(acc / n)
         # NaN must propagate: `max` would drop it.
