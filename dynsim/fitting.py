@@ -128,7 +128,7 @@ def _check_data(network, data):
 
 def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options=None, nudged_options=None,
         eval_options=None, persistent=False, seed=0, checkpoint=None, resume=False, fingerprint=None,
-        on_epoch=None, max_batches=None, progress=None):
+        on_epoch=None, max_batches=None, progress=None, lr_schedule=None):
     """Train ``network`` in place with ``rule`` on ``data['train']``, evaluating the other splits each epoch.
 
     Parameters
@@ -170,6 +170,11 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
     progress : bool or None
         Progress bar over minibatches with examples per second and running
         error (None: only on a terminal).
+    lr_schedule : callable, optional
+        ``lr_schedule(epoch, batch, n_batches, epochs)`` gives the factor set
+        as ``optimizer.lr_scale`` before each step (:mod:`dynsim.schedules`);
+        its ``describe()`` joins the checkpoint's fingerprint. Default: the
+        rates as given.
 
     Returns
     -------
@@ -193,6 +198,8 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
         max_batches = positive_int("max_batches", max_batches)
     if resume and checkpoint is None:
         raise ValidationError("resume=True needs a checkpoint path")
+    if lr_schedule is not None and not callable(lr_schedule):
+        raise ValidationError(f"lr_schedule must be a schedule from dynsim.schedules (a callable), got {lr_schedule!r}")
     options = SettleOptions() if options is None else options
     eval_options = options if eval_options is None else eval_options
     train = data["train"]
@@ -201,6 +208,8 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
     columns = metric_columns(held_out)
     stamp = {"sizes": [int(v) for v in network.group_sizes], "rule": rule, "batch_size": batch_size,
              "seed": int(seed), "persistent": bool(persistent), "n_train": int(n), "params": int(network.n_params)}
+    if lr_schedule is not None and hasattr(lr_schedule, "describe"):
+        stamp["lr_schedule"] = lr_schedule.describe()
     stamp.update(fingerprint or {})
 
     rng = np.random.default_rng(seed)
@@ -275,6 +284,9 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
                     f"training diverged at epoch {epoch}, minibatch {b}: the free phase gave a non-finite "
                     f"state or loss ({free.integration.message}); the parameters are those before this "
                     f"minibatch{_last_good(checkpoint, epoch)}", epoch, b, checkpoint and str(checkpoint))
+            if lr_schedule is not None:
+                optimizer.lr_scale = real_scalar("lr_schedule factor", lr_schedule(epoch, b, n_batches, epochs),
+                                                 0.0, np.inf, low_open=True, high_open=True)
             try:
                 optimizer.step(network.theta, grad)
             except NonFiniteGradientError as exc:

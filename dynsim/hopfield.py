@@ -22,7 +22,7 @@ import integrators
 from dynsim import hopfield_kernels as K
 from dynsim.activations import NATURAL_BOUNDS, activation_code, rho, rho_prime, rho_second
 from dynsim.network_layout import NetworkLayout
-from dynsim.validation import ValidationError, float_array, random_generator
+from dynsim.validation import ValidationError, float_array, random_generator, real_scalar
 
 __all__ = ["HopfieldNetwork", "HOPFIELD_FIELD"]
 
@@ -48,6 +48,11 @@ class HopfieldNetwork(NetworkLayout):
         Parameters; by default Glorot-uniform weights and zero biases.
     seed : int or numpy.random.Generator, optional
         Random source of the default initialisation.
+    init_gain : float, optional
+        Draw the weights of a block coupling group a to group b uniformly
+        in ``+-init_gain / sqrt(n_a)`` (fan-in scaling, as Scellier 2024's
+        networks, gain 0.7) instead of Glorot's ``+-sqrt(6 / (n_a + n_b))``
+        (Scellier & Bengio 2017). Biases start at zero either way.
     group_names : sequence of str, optional
         Names of the groups (default ``input``, ``hidden_1``, ..., ``output``).
 
@@ -60,7 +65,7 @@ class HopfieldNetwork(NetworkLayout):
     vector_field = HOPFIELD_FIELD
 
     def __init__(self, group_sizes, connections, activation="hard_sigmoid", theta=None, seed=None,
-                 group_names=None):
+                 group_names=None, init_gain=None):
         sizes = list(group_sizes)
         if len(sizes) < 2:
             raise ValidationError(f"group_sizes needs an input and at least one free group, got {sizes}")
@@ -107,13 +112,15 @@ class HopfieldNetwork(NetworkLayout):
         self._b_off = int(block.sum())
         self.n_params = self._b_off + self.n_free
 
+        if init_gain is not None:
+            init_gain = real_scalar("init_gain", init_gain, 0.0, np.inf, low_open=True, high_open=True)
         if theta is None:
-            theta = self._glorot(random_generator("seed", seed))
+            theta = self._initial_theta(random_generator("seed", seed), init_gain)
         self.theta = theta
 
     # ----------------------------------------------------------------- construction
     @classmethod
-    def layered(cls, sizes, activation="hard_sigmoid", seed=None, theta=None):
+    def layered(cls, sizes, activation="hard_sigmoid", seed=None, theta=None, init_gain=None):
         """Layered network: ``sizes = [n_input, n_hidden_1, ..., n_output]``, layer k coupled to k+1.
 
         >>> net = HopfieldNetwork.layered([784, 500, 10], seed=0)
@@ -121,7 +128,8 @@ class HopfieldNetwork(NetworkLayout):
         if not isinstance(sizes, (list, tuple, np.ndarray)):
             raise ValidationError(f"sizes must be a sequence of layer sizes, input first, got {sizes!r}")
         sizes = list(sizes)
-        return cls(sizes, [(k, k + 1) for k in range(len(sizes) - 1)], activation, theta=theta, seed=seed)
+        return cls(sizes, [(k, k + 1) for k in range(len(sizes) - 1)], activation, theta=theta, seed=seed,
+                   init_gain=init_gain)
 
     @classmethod
     def from_dense(cls, W, b, n_input, n_output, activation="hard_sigmoid"):
@@ -167,11 +175,12 @@ class HopfieldNetwork(NetworkLayout):
         net.theta = theta
         return net
 
-    def _glorot(self, rng):
+    def _initial_theta(self, rng, init_gain=None):
+        """Uniform weights, Glorot's limit or ``init_gain / sqrt(fan-in)``; zero biases."""
         theta = np.zeros(self.n_params)
         for c, (a, b) in enumerate(self.connections):
             na, nb = self.group_sizes[a], self.group_sizes[b]
-            limit = np.sqrt(6.0 / (na + nb))
+            limit = np.sqrt(6.0 / (na + nb)) if init_gain is None else init_gain / np.sqrt(na)
             W = rng.uniform(-limit, limit, size=(na, nb))
             if a == b:
                 W = np.triu(W, 1)

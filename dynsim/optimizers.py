@@ -74,7 +74,7 @@ def _check_gradient(grad, n):
 
 
 @njit(cache=True, fastmath={"reassoc"})
-def _all_finite_step(theta, velocity, grad, rates, momentum):
+def _all_finite_step(theta, velocity, grad, rates, momentum, scale):
     """True when every gradient entry and every new parameter ``theta - rate (momentum v + grad)`` is finite.
 
     ``x - x`` is 0 for a finite x and NaN for inf or NaN, so one sum
@@ -86,13 +86,13 @@ def _all_finite_step(theta, velocity, grad, rates, momentum):
     acc = 0.0
     for i in range(theta.shape[0]):
         v = momentum * velocity[i] + grad[i]
-        new = theta[i] - rates[i] * v
+        new = theta[i] - scale * rates[i] * v
         acc += (grad[i] - grad[i]) + (new - new)
     return acc == 0.0
 
 
 @njit(cache=True)
-def _sgd_step(theta, velocity, grad, rates, momentum):
+def _sgd_step(theta, velocity, grad, rates, momentum, scale):
     """One SGD step in place, or none: returns -1, else the first index whose gradient or new value is not finite.
 
     Two passes without temporaries: numpy's version allocated six
@@ -103,31 +103,34 @@ def _sgd_step(theta, velocity, grad, rates, momentum):
     neither read nor written.
     """
     n = theta.shape[0]
-    if not _all_finite_step(theta, velocity, grad, rates, momentum):
+    if not _all_finite_step(theta, velocity, grad, rates, momentum, scale):
         for i in range(n):
             v = momentum * velocity[i] + grad[i]
-            if not (np.isfinite(grad[i]) and np.isfinite(theta[i] - rates[i] * v)):
+            if not (np.isfinite(grad[i]) and np.isfinite(theta[i] - scale * rates[i] * v)):
                 return i
     if momentum == 0.0:
         for i in range(n):
-            theta[i] = theta[i] - rates[i] * grad[i]
+            theta[i] = theta[i] - scale * rates[i] * grad[i]
         return -1
     for i in range(n):
         v = momentum * velocity[i] + grad[i]
         velocity[i] = v
-        theta[i] = theta[i] - rates[i] * v
+        theta[i] = theta[i] - scale * rates[i] * v
     return -1
 
 
 class SGD:
     """Stochastic gradient descent with optional (heavy-ball) momentum.
 
-    ``v <- momentum * v + grad; theta <- theta - lr * v``, compiled, with
-    the whole step refused when a gradient or a new parameter is not finite.
+    ``v <- momentum * v + grad; theta <- theta - lr_scale * lr * v``,
+    compiled, with the whole step refused when a gradient or a new
+    parameter is not finite. ``lr_scale`` (1 by default) is the factor a
+    learning-rate schedule sets (:mod:`dynsim.schedules`).
     """
 
     def __init__(self, network, lr, momentum=0.0):
         self.rates = learning_rates(network, lr)
+        self.lr_scale = 1.0
         self.momentum = real_scalar("momentum", momentum, 0.0, 1.0, high_open=True)
         self.velocity = np.zeros(network.n_params)
 
@@ -140,13 +143,14 @@ class SGD:
         grad = np.ascontiguousarray(grad, dtype=np.float64)
         if grad.shape != theta.shape:
             raise ValidationError(f"grad must have shape {theta.shape}, got {grad.shape}")
-        bad = _sgd_step(theta, self.velocity, grad, self.rates, self.momentum)
+        scale = real_scalar("lr_scale", self.lr_scale, 0.0, np.inf, low_open=True, high_open=True)
+        bad = _sgd_step(theta, self.velocity, grad, self.rates, self.momentum, scale)
         if bad >= 0:
             if not np.isfinite(grad[bad]):
                 raise NonFiniteGradientError(f"grad holds a non-finite value at index {bad} ({grad[bad]}); "
                                              "the parameters were not updated")
             raise NonFiniteGradientError(f"the update would make parameter {bad} non-finite (theta {theta[bad]}, "
-                                         f"rate {self.rates[bad]}, gradient {grad[bad]}); the parameters were not "
+                                         f"rate {scale * self.rates[bad]}, gradient {grad[bad]}); the parameters were not "
                                          "updated (learning rate too large?)")
         return theta
 
@@ -158,10 +162,11 @@ class SGD:
 
 
 class Adam:
-    """Adam (Kingma & Ba 2015) with per-parameter learning rates."""
+    """Adam (Kingma & Ba 2015) with per-parameter learning rates, times ``lr_scale`` (see :class:`SGD`)."""
 
     def __init__(self, network, lr, beta1=0.9, beta2=0.999, eps=1e-8):
         self.rates = learning_rates(network, lr)
+        self.lr_scale = 1.0
         self.beta1 = real_scalar("beta1", beta1, 0.0, 1.0, high_open=True)
         self.beta2 = real_scalar("beta2", beta2, 0.0, 1.0, high_open=True)
         self.eps = real_scalar("eps", eps, 0.0, np.inf, low_open=True)
@@ -178,7 +183,8 @@ class Adam:
         m_hat = m / (1 - self.beta1 ** t)
         v_hat = v / (1 - self.beta2 ** t)
         with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused by _apply, with its message
-            delta = self.rates * m_hat / (np.sqrt(v_hat) + self.eps)
+            scale = real_scalar("lr_scale", self.lr_scale, 0.0, np.inf, low_open=True, high_open=True)
+            delta = (scale * self.rates) * m_hat / (np.sqrt(v_hat) + self.eps)
         _apply(theta, delta)
         # The state moves only with an applied step, so a refused step can be retried as if it never happened.
         self.t, self.m, self.v = t, m, v
