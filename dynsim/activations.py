@@ -12,12 +12,18 @@ HARD_SIGMOID = 0
 LOGISTIC = 1
 TANH = 2
 RELU = 3
+GELU = 4
+GELU_C = 0.7978845608028654  # sqrt(2 / pi)
+GELU_A = 0.044715
 
 ACTIVATIONS = {"hard_sigmoid": HARD_SIGMOID, "logistic": LOGISTIC, "tanh": TANH}
 """Activation names accepted by the Hopfield networks, and their codes."""
 
-PC_ACTIVATIONS = {**ACTIVATIONS, "relu": RELU}
-"""Activations of predictive coding networks (ReLU has no place in the Hopfield energy's rho)."""
+PC_ACTIVATIONS = {**ACTIVATIONS, "relu": RELU, "gelu": GELU}
+"""Activations of predictive coding networks (ReLU and GELU have no place in the Hopfield energy's rho).
+
+GELU is the tanh form of Hendrycks & Gimpel (2016), x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))),
+the one JAX's ``jax.nn.gelu`` computes by default and the pcx benchmarks use."""
 
 NATURAL_BOUNDS = {"hard_sigmoid": (0.0, 1.0)}
 """Boxes that projected dynamics may clip states to (Scellier & Bengio 2017 clip to [0, 1])."""
@@ -107,6 +113,10 @@ def rho_and_prime(s, act):
             if act == RELU:
                 r[i, j] = v if v > 0.0 else 0.0
                 rp[i, j] = 1.0 if v > 0.0 else 0.0
+            elif act == GELU:
+                th = np.tanh(GELU_C * (v + GELU_A * v * v * v))
+                r[i, j] = 0.5 * v * (1.0 + th)
+                rp[i, j] = 0.5 * (1.0 + th) + 0.5 * v * (1.0 - th * th) * GELU_C * (1.0 + 3.0 * GELU_A * v * v)
             elif act == HARD_SIGMOID:
                 r[i, j] = min(max(v, 0.0), 1.0)
                 rp[i, j] = 1.0 if (v >= 0.0 and v <= 1.0) else 0.0

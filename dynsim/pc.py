@@ -41,6 +41,11 @@ def _phi(x, activation):
         return e, e * (1 - e)
     if activation == "relu":
         return np.maximum(x, 0), (x > 0).astype(float)
+    if activation == "gelu":
+        # Derivative by the product rule on x/2 (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3).
+        c = np.sqrt(2 / np.pi)
+        t = np.tanh(c * (x + 0.044715 * x ** 3))
+        return 0.5 * x * (1 + t), 0.5 * (1 + t) + 0.5 * x * (1 - t ** 2) * c * (1 + 3 * 0.044715 * x ** 2)
     return np.clip(x, 0, 1), ((x >= 0) & (x <= 1)).astype(float)
 
 

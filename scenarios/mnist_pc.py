@@ -87,7 +87,7 @@ def build_parser():
                    help="comma-separated rules, each trained from the same start")
     p.add_argument("--hidden", type=layer_sizes(1, "hidden", "128-128-128"), default=[128, 128, 128],
                    help="hidden layer sizes")
-    p.add_argument("--activation", default="tanh", choices=["tanh", "logistic", "relu", "hard_sigmoid"],
+    p.add_argument("--activation", default="tanh", choices=["tanh", "logistic", "relu", "hard_sigmoid", "gelu"],
                    help="f in mu_l = f(x_{l-1}) W_l + b_l")
     p.add_argument("--inference-steps", type=int, default=5, help="Euler steps of the PC inference")
     p.add_argument("--dt", type=float, default=0.05, help="Euler step of the PC inference")

@@ -8,7 +8,9 @@ from dynsim.phases import SettleOptions, free_phase, settle
 from dynsim.validation import ValidationError
 
 PHI = {"tanh": np.tanh, "logistic": lambda v: 1 / (1 + np.exp(-v)), "relu": lambda v: np.maximum(v, 0),
-       "hard_sigmoid": lambda v: np.clip(v, 0, 1)}
+       "hard_sigmoid": lambda v: np.clip(v, 0, 1),
+       # GELU's tanh form (Hendrycks & Gimpel 2016), as jax.nn.gelu computes it by default
+       "gelu": lambda v: 0.5 * v * (1 + np.tanh(np.sqrt(2 / np.pi) * (v + 0.044715 * v ** 3)))}
 
 
 def dense_energy(net, x, s):
@@ -29,7 +31,7 @@ def network(activation, rng, variances=None):
     return net
 
 
-@pytest.mark.parametrize("activation", ["tanh", "logistic", "relu", "hard_sigmoid"])
+@pytest.mark.parametrize("activation", ["tanh", "logistic", "relu", "hard_sigmoid", "gelu"])
 def test_energy_and_gradients_against_the_formula_and_differences(activation, rng):
     net = network(activation, rng, variances=[1.0, 2.0, 0.5])
     x = rng.uniform(-1, 1, size=(3, 4))
@@ -71,8 +73,9 @@ def test_feedforward_pass_is_the_free_equilibrium(rng):
     assert res.converged and res.integration.n_steps == 0
 
 
-def test_backprop_reference_against_finite_differences(rng):
-    net = network("tanh", rng)
+@pytest.mark.parametrize("activation", ["tanh", "gelu"])
+def test_backprop_reference_against_finite_differences(rng, activation):
+    net = network(activation, rng)
     x = rng.uniform(-1, 1, size=(4, 4))
     y = rng.uniform(-1, 1, size=(4, 3))
     loss = lambda: 0.5 * ((net.feedforward(x)[:, net.output_slice] - y) ** 2).sum(1).mean()
