@@ -162,6 +162,8 @@ class Splits:
     def as_dict(self, train_size=None, eval_size=None):
         """``{'train', 'validation', 'test'}`` as :func:`dynsim.fitting.fit` takes them, optionally cut short.
 
+        An empty validation split (``validation_size=0``) is left out.
+
         Parameters
         ----------
         train_size, eval_size : int, optional
@@ -174,8 +176,11 @@ class Splits:
             n = positive_int("train_size" if task is self.train else "eval_size", n)
             return Task(task.name, task.x[:n], task.labels[:n], task.targets[:n])
 
-        return {"train": first(self.train, train_size), "validation": first(self.validation, eval_size),
-                "test": first(self.test, eval_size)}
+        out = {"train": first(self.train, train_size), "validation": first(self.validation, eval_size),
+               "test": first(self.test, eval_size)}
+        if self.validation.x.shape[0] == 0:
+            del out["validation"]  # validation_size=0: every training image trains, nothing to evaluate there
+        return out
 
 
 # ---------------------------------------------------------------------------

@@ -65,13 +65,19 @@ class PCNetwork(NetworkLayout):
         inference (Millidge et al. 2020).
     theta : ndarray, shape (n_params,), optional
     seed : int or numpy.random.Generator, optional
-        Glorot-uniform initial weights, zero biases.
+        Random source of the initial parameters.
+    init : {'glorot', 'fan-in'}
+        'glorot': weights uniform in +-sqrt(6 / (n_{l-1} + n_l)), zero
+        biases (Glorot & Bengio 2010); 'fan-in': weights and biases uniform
+        in +-1 / sqrt(n_{l-1}), the default of PyTorch's and Equinox's
+        linear layers (and so of pcx's benchmarks).
     """
 
     vector_field = PC_FIELD
     natural_box = None  # states are unbounded; f acts on predictions, not on the state
 
-    def __init__(self, sizes, activation="tanh", variances=None, fixed_prediction=False, theta=None, seed=None):
+    def __init__(self, sizes, activation="tanh", variances=None, fixed_prediction=False, theta=None, seed=None,
+                 init="glorot"):
         if not isinstance(sizes, (list, tuple, np.ndarray)):
             raise ValidationError(f"sizes must be a sequence of layer sizes, input first, got {sizes!r}")
         sizes = list(sizes)
@@ -95,11 +101,18 @@ class PCNetwork(NetworkLayout):
         self.n_params = self._b_off + self.n_free
         self.variances = variances
         self.fixed_prediction = boolean("fixed_prediction", fixed_prediction)
+        if init not in ("glorot", "fan-in"):
+            raise ValidationError(f"init must be 'glorot' or 'fan-in', got {init!r}")
         if theta is None:
             rng = random_generator("seed", seed)
             theta = np.zeros(self.n_params)
             for l in range(1, L + 1):
-                limit = np.sqrt(6.0 / (sizes[l - 1] + sizes[l]))
+                if init == "glorot":
+                    limit = np.sqrt(6.0 / (sizes[l - 1] + sizes[l]))
+                else:
+                    limit = 1.0 / np.sqrt(sizes[l - 1])
+                    b = self._b_off + self._free_off[l]
+                    theta[b:b + sizes[l]] = rng.uniform(-limit, limit, sizes[l])
                 theta[self._w_off[l]:self._w_off[l] + blocks[l - 1]] = rng.uniform(-limit, limit, blocks[l - 1])
         self.theta = theta
 

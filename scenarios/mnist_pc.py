@@ -83,6 +83,12 @@ def build_parser():
     p.add_argument("--data-dir", type=Path, default=None,
                    help="folder of the IDX files (default: $DYNSIM_DATA, else data/)")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing files")
+    p.add_argument("--validation-size", type=int, default=10000,
+                   help="training images held out for validation; 0 trains on all 60,000 (as pcx does) and "
+                        "evaluates the test set only")
+    p.add_argument("--init", default="fan-in", choices=["fan-in", "glorot"],
+                   help="initial parameters: 'fan-in' (weights and biases uniform in +-1/sqrt(fan-in), the default "
+                        "of PyTorch's and Equinox's linear layers, pcx's) or 'glorot' (zero biases)")
     p.add_argument("--rules", type=choice_list(RULES, "rule"), default=["pc-strict", "bp"],
                    help="comma-separated rules, each trained from the same start")
     p.add_argument("--hidden", type=layer_sizes(1, "hidden", "128-128-128"), default=[128, 128, 128],
@@ -157,10 +163,11 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         check_options(args)
-        splits = load(args.dataset, data_dir=args.data_dir, download=not args.no_download)
+        splits = load(args.dataset, data_dir=args.data_dir, download=not args.no_download,
+                      validation_size=args.validation_size)
         data = splits.as_dict(args.train_size, args.eval_size)
         sizes = [784, *args.hidden, 10]
-        template = PCNetwork(sizes, activation=args.activation, seed=args.seed)
+        template = PCNetwork(sizes, activation=args.activation, seed=args.seed, init=args.init)
         theta0 = template.theta.copy()
         options = SettleOptions(integrator="euler", dt=args.dt, max_steps=args.inference_steps,
                                 stop_at_steady_state=False)
@@ -171,7 +178,7 @@ def main(argv=None):
     config = {"scenario": "mnist_pc", "dataset": args.dataset, "sizes": sizes, "activation": args.activation,
               "rules": args.rules, "inference_steps": args.inference_steps, "dt": args.dt,
               "output_variance": args.output_variance, "optimizer": args.optimizer, "lr": args.lr,
-              "schedule": args.schedule,
+              "schedule": args.schedule, "init": args.init, "validation_size": args.validation_size,
               "batch_size": args.batch_size, "epochs": args.epochs, "seed": args.seed,
               "n_train": data["train"].x.shape[0], "n_test": data["test"].x.shape[0], "max_batches": args.max_batches}
     log_path = args.out / "log.h5"
@@ -195,7 +202,8 @@ def main(argv=None):
         raise SystemExit(f"error: {exc}")
 
     fingerprint = {k: config[k] for k in ("dataset", "activation", "inference_steps", "dt", "output_variance",
-                                          "optimizer", "lr", "schedule", "max_batches")}
+                                          "optimizer", "lr", "schedule", "init", "validation_size",
+                                          "max_batches")}
     schedule = make_schedule(args.schedule)
     histories = {}
     with log:
@@ -209,7 +217,8 @@ def main(argv=None):
                     logged[rule].add(int(row["epoch"]))
                 if not row["replayed"]:
                     print(f"{rule:<20} epoch {int(row['epoch']):3d}  train {100 * row['train_error']:6.2f} %  "
-                          f"validation {100 * row['validation_error']:6.2f} %  test {100 * row['test_error']:6.2f} %"
+                          f"validation {100 * row.get('validation_error', np.nan):6.2f} %  "
+                          f"test {100 * row['test_error']:6.2f} %"
                           f"  {row['seconds']:6.1f} s  {row['examples_per_s']:.0f} ex/s", flush=True)
 
             ckpt = checkpoints[rule]
@@ -235,7 +244,7 @@ def main(argv=None):
     print(f"\n{title}")
     print(f"{'rule':<22}{'train acc':>10}{'val acc':>10}{'test acc':>10}{'best test':>11}{'seconds':>9}")
     for rule, h in histories.items():
-        acc = lambda key: 100 * (1 - h[key][-1])  # noqa: E731
+        acc = lambda key: 100 * (1 - h[key][-1]) if key in h else float("nan")  # noqa: E731
         best = 100 * (1 - np.min(h["test_error"][1:])) if len(h["epoch"]) > 1 else float("nan")
         print(f"{rule:<22}{acc('train_error'):>9.2f}%{acc('validation_error'):>9.2f}%{acc('test_error'):>9.2f}%"
               f"{best:>10.2f}%{h['seconds'].sum():>9.0f}")

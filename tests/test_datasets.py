@@ -443,3 +443,12 @@ def test_real_data_validation_is_the_last_10000_training_images(real):
     np.testing.assert_array_equal(splits.validation.x[-1], (images[-1].reshape(784) / 255).astype(dtype))
     np.testing.assert_array_equal(splits.train.x[0], (images[0].reshape(784) / 255).astype(dtype))
     np.testing.assert_array_equal(splits.validation.x[0], (images[50000].reshape(784) / 255).astype(dtype))
+
+
+def test_as_dict_leaves_out_an_empty_validation_split(tiny):
+    folder, arrays, md5 = tiny
+    everything = load_folder(folder, md5, validation_size=0).as_dict()
+    assert sorted(everything) == ["test", "train"]
+    assert everything["train"].x.shape[0] == N_TRAIN
+    held = load_folder(folder, md5, validation_size=5).as_dict()
+    assert sorted(held) == ["test", "train", "validation"] and held["validation"].x.shape[0] == 5

@@ -162,3 +162,17 @@ def test_bad_input_to_predictive_coding(rng):
         zil_gradient(PCNetwork([3, 4, 2], variances=[1.0, 10.0]), x[:, :3], y[:, :2])
     with pytest.raises(ValidationError, match="projected_euler' needs a box"):
         free_phase(net, x, options=SettleOptions(integrator="projected_euler"))
+
+
+def test_fan_in_initialisation_bounds_weights_and_biases_by_one_over_sqrt_fan_in():
+    sizes = [784, 128, 64, 10]
+    net = PCNetwork(sizes, activation="gelu", seed=0, init="fan-in")
+    glorot = PCNetwork(sizes, activation="gelu", seed=0)
+    for l in range(1, len(sizes)):
+        limit = 1 / np.sqrt(sizes[l - 1])
+        for block in (net.weights(l), net.biases(l)):
+            assert np.abs(block).max() <= limit
+            assert np.abs(block).max() > 0.9 * limit  # uniform over the whole interval, not a narrower one
+        assert np.all(glorot.biases(l) == 0)
+    with pytest.raises(ValidationError, match="init must be"):
+        PCNetwork(sizes, init="he")
