@@ -50,6 +50,9 @@ class Checkpoint:
     fingerprint : dict
         What must not change between the run that saved and the run that
         resumes (network sizes, rule, batch size, ...).
+    eval_particles : dict of str to ndarray
+        Persistent evaluation particles per held-out split, when the run
+        uses them (each of shape (n_split, n_free)).
     """
 
     epoch: int
@@ -59,6 +62,7 @@ class Checkpoint:
     particles: np.ndarray | None = None
     history: dict = field(default_factory=dict)
     fingerprint: dict = field(default_factory=dict)
+    eval_particles: dict = field(default_factory=dict)
 
 
 def save_checkpoint(path, checkpoint):
@@ -80,6 +84,10 @@ def save_checkpoint(path, checkpoint):
             opt = f.create_group("optimizer")
             for key, value in checkpoint.optimizer.items():
                 opt.create_dataset(key, data=np.asarray(value))
+            if checkpoint.eval_particles:
+                ev = f.create_group("eval_particles")
+                for key, value in checkpoint.eval_particles.items():
+                    ev.create_dataset(key, data=np.asarray(value, dtype=float))
             hist = f.create_group("history")
             for key, values in checkpoint.history.items():
                 hist.create_dataset(key, data=np.asarray(values, dtype=float))
@@ -123,6 +131,7 @@ def load_checkpoint(path, fingerprint=None):
                 particles=f["particles"][()] if "particles" in f else None,
                 history={k: v[()] for k, v in f["history"].items()},
                 fingerprint=saved,
+                eval_particles={k: v[()] for k, v in f["eval_particles"].items()} if "eval_particles" in f else {},
             )
     except CheckpointError:
         raise

@@ -33,7 +33,7 @@ from dynsim.optimizers import NonFiniteGradientError
 from dynsim.phases import SettleOptions, free_phase
 from dynsim.tasks import Task
 from dynsim.training import ParticleStore, gradient_estimate, predict
-from dynsim.validation import DivergenceError, DynsimError, ValidationError, positive_int, real_scalar
+from dynsim.validation import DivergenceError, DynsimError, ValidationError, boolean, positive_int, real_scalar
 
 __all__ = ["fit", "evaluate_split", "TrainingDivergedError", "metric_columns"]
 
@@ -64,16 +64,16 @@ def metric_columns(eval_splits):
     return cols + ["free_steps", "nudged_steps", "free_residual", "nudged_residual", "seconds", "examples_per_s"]
 
 
-def _free_state(network, x, targets, options):
+def _free_state(network, x, targets, options, s0=None):
     from dynsim.pc import PCNetwork
 
     if isinstance(network, PCNetwork):
         return network.feedforward(x), 0
-    free = free_phase(network, x, target=targets, options=options)
+    free = free_phase(network, x, s0=s0, target=targets, options=options)
     return free.state, free.integration.n_steps
 
 
-def evaluate_split(network, task, options=None, chunk=128):
+def evaluate_split(network, task, options=None, chunk=128, particles=None):
     """Mean cost and error rate of the free equilibrium on a split; a dict.
 
     Parameters
@@ -89,6 +89,12 @@ def evaluate_split(network, task, options=None, chunk=128):
         dominated by elementwise passes over them (measured on 784-500-10:
         2,000 examples x 200 steps took 2.3 s in chunks of 100 and 8-20 s
         in chunks of 250-2,000).
+    particles : ndarray, shape (n, n_free), optional
+        Persistent evaluation particles: each example's relaxation starts
+        from its row and the equilibrium is written back (Scellier & Bengio
+        2017 measure their validation error so, the particles carried from
+        epoch to epoch). Default: every relaxation starts from the network's
+        initial state (zeros).
 
     Returns
     -------
@@ -98,12 +104,18 @@ def evaluate_split(network, task, options=None, chunk=128):
     """
     chunk = positive_int("chunk", chunk)
     n = task.x.shape[0]
+    if particles is not None and (not isinstance(particles, np.ndarray) or particles.shape != (n, network.n_free)):
+        raise ValidationError(f"particles must be an array of shape ({n}, {network.n_free}), got "
+                              f"{getattr(particles, 'shape', type(particles).__name__)}")
     if n == 0:
         return {"loss": float("nan"), "error": float("nan"), "free_steps": 0.0}
     loss, wrong, steps = 0.0, 0, []
     for lo in range(0, n, chunk):
         sl = slice(lo, lo + chunk)
-        state, n_steps = _free_state(network, task.x[sl], task.targets[sl], options)
+        state, n_steps = _free_state(network, task.x[sl], task.targets[sl], options,
+                                     None if particles is None else particles[sl])
+        if particles is not None:
+            particles[sl] = state
         loss += float(network.cost(state, task.targets[sl]).sum())
         wrong += int(np.sum(predict(state[:, network.output_slice]) != task.labels[sl]))
         steps.append(n_steps)
@@ -128,7 +140,7 @@ def _check_data(network, data):
 
 def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options=None, nudged_options=None,
         eval_options=None, persistent=False, seed=0, checkpoint=None, resume=False, fingerprint=None,
-        on_epoch=None, max_batches=None, progress=None, lr_schedule=None):
+        on_epoch=None, max_batches=None, progress=None, lr_schedule=None, eval_persistent=False):
     """Train ``network`` in place with ``rule`` on ``data['train']``, evaluating the other splits each epoch.
 
     Parameters
@@ -175,6 +187,12 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
         as ``optimizer.lr_scale`` before each step (:mod:`dynsim.schedules`);
         its ``describe()`` joins the checkpoint's fingerprint. Default: the
         rates as given.
+    eval_persistent : bool
+        Evaluate the held-out splits from persistent particles, one per
+        example, carried from epoch to epoch (with ``eval_options``, e.g.
+        the training's iteration count), as Scellier & Bengio (2017)
+        measure their validation error; they are part of the checkpoint.
+        Default: every evaluation starts from zeros.
 
     Returns
     -------
@@ -206,14 +224,19 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
     held_out = {k: v for k, v in data.items() if k != "train"}
     n = train.x.shape[0]
     columns = metric_columns(held_out)
+    eval_persistent = boolean("eval_persistent", eval_persistent)
     stamp = {"sizes": [int(v) for v in network.group_sizes], "rule": rule, "batch_size": batch_size,
              "seed": int(seed), "persistent": bool(persistent), "n_train": int(n), "params": int(network.n_params)}
+    if eval_persistent:
+        stamp["eval_persistent"] = True
     if lr_schedule is not None and hasattr(lr_schedule, "describe"):
         stamp["lr_schedule"] = lr_schedule.describe()
     stamp.update(fingerprint or {})
 
     rng = np.random.default_rng(seed)
     particles = ParticleStore(n, network.n_free) if persistent else None
+    eval_particles = ({name: np.zeros((task.x.shape[0], network.n_free)) for name, task in held_out.items()}
+                      if eval_persistent else None)
     history = {c: [] for c in columns}
 
     def emit(row, replayed=False):
@@ -225,13 +248,15 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
             save_checkpoint(checkpoint, Checkpoint(
                 epoch=epoch, theta=network.theta.copy(), optimizer=optimizer.state_dict(),
                 rng_state=rng.bit_generator.state, particles=None if particles is None else particles.states,
-                history={c: np.asarray(v, dtype=float) for c, v in history.items()}, fingerprint=stamp))
+                history={c: np.asarray(v, dtype=float) for c, v in history.items()}, fingerprint=stamp,
+                eval_particles=eval_particles or {}))
 
     def finish_epoch(epoch, train_loss, train_error, free_steps, nudged_steps, free_res, nudged_res, seconds,
                      n_seen):
         row = {"epoch": epoch, "train_loss": train_loss, "train_error": train_error}
         for name, task in held_out.items():
-            m = evaluate_split(network, task, eval_options)
+            m = evaluate_split(network, task, eval_options,
+                               particles=None if eval_particles is None else eval_particles[name])
             row[f"{name}_loss"], row[f"{name}_error"] = m["loss"], m["error"]
         row.update(free_steps=free_steps, nudged_steps=nudged_steps, free_residual=free_res,
                    nudged_residual=nudged_res, seconds=seconds, examples_per_s=n_seen / max(seconds, 1e-12))
@@ -248,6 +273,9 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
         rng.bit_generator.state = ckpt.rng_state
         if persistent:
             particles.states = np.array(ckpt.particles)
+        if eval_persistent:
+            for name in eval_particles:
+                eval_particles[name] = np.array(ckpt.eval_particles[name])
         for c in columns:
             history[c] = [float(v) for v in ckpt.history[c]]
         for i in range(len(history["epoch"])):

@@ -147,6 +147,10 @@ def build_parser():
     p.add_argument("--eval-steps", type=int, default=None,
                    help="most free iterations when evaluating, from zero, stopping at the steady state "
                         "(default: 10 x free steps, at least 100)")
+    p.add_argument("--eval-persistent", action="store_true",
+                   help="evaluate validation and test as Scellier & Bengio measure validation: each image's "
+                        "state carried from epoch to epoch and relaxed for the training's free iterations "
+                        "(instead of from zero to the steady state)")
     p.add_argument("--train-size", type=int, default=None, help="use only the first N training images (smoke runs)")
     p.add_argument("--eval-size", type=int, default=None,
                    help="use only the first N validation and test images (smoke runs)")
@@ -198,8 +202,11 @@ def settle_options(args):
         fixed["dt"] = args.dt
     free = SettleOptions(max_steps=args.free_steps, **fixed)
     nudged = SettleOptions(max_steps=args.nudged_steps, **fixed)
-    evaluation = dataclasses.replace(free, max_steps=args.eval_steps, stop_at_steady_state=True, atol=1e-5,
-                                     rtol=1e-5)
+    if args.eval_persistent:
+        evaluation = free  # the training's free phase, from each image's carried state
+    else:
+        evaluation = dataclasses.replace(free, max_steps=args.eval_steps, stop_at_steady_state=True, atol=1e-5,
+                                         rtol=1e-5)
     return free, nudged, evaluation
 
 
@@ -233,14 +240,14 @@ def main(argv=None):
               "free_steps": args.free_steps, "nudged_steps": args.nudged_steps, "dt": args.dt, "beta": args.beta,
               "lr": args.lr, "optimizer": args.optimizer, "batch_size": args.batch_size, "epochs": args.epochs,
               "persistent": args.persistent, "eval_steps": args.eval_steps, "seed": args.seed,
-              "schedule": args.schedule, "init_gain": args.init_gain,
+              "schedule": args.schedule, "init_gain": args.init_gain, "eval_persistent": args.eval_persistent,
               "n_train": data["train"].x.shape[0], "n_validation": data["validation"].x.shape[0],
               "n_test": data["test"].x.shape[0], "max_batches": args.max_batches}
     log_path, ckpt_path = args.out / "log.h5", args.out / "checkpoint.h5"
     # What a resumed run must share with the one that saved the checkpoint (the epoch count may grow).
     fingerprint = {k: config[k] for k in ("dataset", "integrator", "free_steps", "nudged_steps", "dt", "beta",
                                           "lr", "optimizer", "eval_steps", "n_validation", "max_batches",
-                                          "schedule", "init_gain")}
+                                          "schedule", "init_gain", "eval_persistent")}
     try:
         if args.resume:
             if not ckpt_path.exists():
@@ -282,7 +289,8 @@ def main(argv=None):
                           options=free_opts, nudged_options=nudged_opts, eval_options=eval_opts,
                           persistent=args.persistent, seed=args.seed, checkpoint=ckpt_path, resume=args.resume,
                           fingerprint=fingerprint, on_epoch=on_epoch, max_batches=args.max_batches,
-                          progress=False if args.quiet else None, lr_schedule=schedule)
+                          progress=False if args.quiet else None, lr_schedule=schedule,
+                          eval_persistent=args.eval_persistent)
         except (TrainingDivergedError, CheckpointError) as exc:
             raise SystemExit(f"error: {exc}")
     wall = time.perf_counter() - start

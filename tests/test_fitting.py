@@ -159,3 +159,34 @@ def test_compiled_sgd_step_is_the_heavy_ball_formula(rng):
     np.testing.assert_allclose(opt.state_dict()["velocity"], velocity, rtol=1e-15, atol=1e-15)
     with pytest.raises(ValidationError, match="theta must be"):
         opt.step(list(net.theta), grad)
+
+
+def test_persistent_evaluation_carries_each_examples_state_and_resumes_exactly(tmp_path):
+    # Reference: the same training, with the test split's particles relaxed by hand after every epoch.
+    data = splits()
+    from dynsim.phases import free_phase
+    reference_rows = []
+    net = network()
+    history = run(net, 3, eval_persistent=True, eval_options=OPTIONS, on_epoch=reference_rows.append)
+    replay = network()
+    particles = np.zeros((data["test"].x.shape[0], replay.n_free))
+    errors = []
+
+    def by_hand(row):
+        state = free_phase(replay, data["test"].x, s0=particles, options=OPTIONS).state
+        particles[:] = state
+        errors.append(np.mean(predict(state[:, replay.output_slice]) != data["test"].labels))
+
+    run(replay, 3, on_epoch=by_hand)  # same training; the evaluation above re-done from carried particles
+    np.testing.assert_allclose(history["test_error"], errors)
+    # Carried states differ from fresh ones: with 15 steps from zero the error is not the same at every epoch.
+    fresh = run(network(), 3, eval_options=OPTIONS)
+    assert not np.array_equal(fresh["test_error"], history["test_error"]) or \
+        not np.array_equal(fresh["test_loss"], history["test_loss"])
+    # Interrupted after epoch 1 and resumed: the particles come back from the checkpoint.
+    ckpt = tmp_path / "ckpt.h5"
+    run(network(), 1, eval_persistent=True, eval_options=OPTIONS, checkpoint=ckpt)
+    assert set(load_checkpoint(ckpt).eval_particles) == {"validation", "test"}
+    resumed = run(network(), 3, eval_persistent=True, eval_options=OPTIONS, checkpoint=ckpt, resume=True)
+    np.testing.assert_array_equal(resumed["test_error"], history["test_error"])
+    np.testing.assert_array_equal(resumed["validation_loss"], history["validation_loss"])
