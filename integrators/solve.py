@@ -168,15 +168,16 @@ def _bounds(name, value, n, fill, dtype):
 
 
 def _message(status, steps, t, residual, tolerance, bad_step, bad_sample, stop_at_steady_state):
-    with np.errstate(all="ignore"):
-        worst = int(np.nanargmax(residual / np.maximum(tolerance, np.finfo(float).tiny))) \
-            if np.isfinite(residual).any() else 0
     if status == CONVERGED:
         return f"steady state reached by every sample after {steps} steps (t={t:.6g})"
     if status == STEP_LIMIT:
-        tail = "" if not stop_at_steady_state else (
-            f"; largest residual {residual[worst]:.3e} (sample {worst}) against tolerance {tolerance[worst]:.3e}"
-        )
+        tail = ""
+        if stop_at_steady_state:  # only then is the worst sample news (a fixed iteration count stops here anyway)
+            with np.errstate(all="ignore"):
+                worst = int(np.nanargmax(residual / np.maximum(tolerance, np.finfo(float).tiny))) \
+                    if np.isfinite(residual).any() else 0
+            tail = (f"; largest residual {residual[worst]:.3e} (sample {worst}) against tolerance "
+                    f"{tolerance[worst]:.3e}")
         return f"step limit reached after {steps} steps (t={t:.6g}){tail}"
     if status == TIME_LIMIT:
         return f"time limit t_max={t:.6g} reached after {steps} steps"

@@ -580,3 +580,18 @@ def test_the_command_line_reports_bad_arguments_in_one_line(env, capsys, argv, n
     err = capsys.readouterr().err
     assert code == 2
     assert named in err and "Traceback" not in err
+
+
+def test_float_array_fast_path_still_finds_every_non_finite_value():
+    from dynsim.validation import float_array
+
+    a = np.ones((4, 5))
+    assert float_array("a", a, shape=(4, 5)) is a  # already as wanted: returned as it is
+    for bad in (np.nan, np.inf, -np.inf):
+        b = a.copy()
+        b[2, 3] = bad
+        with pytest.raises(ValidationError, match=r"a must be finite; found .* at index \[2, 3\]"):
+            float_array("a", b, shape=(4, 5))
+    # Finite values whose sum overflows are accepted by the exact test.
+    big = np.full((2, 2), 1e308)
+    assert float_array("big", big) is big
