@@ -178,7 +178,7 @@ def euler_layered(y0, theta, sizes, free_off, w_off, act, drive, beta, target, c
     Parameters
     ----------
     y0 : ndarray, shape (batch, n_free)
-        Start, already projected onto the box when ``project``.
+        Start (projected onto ``[lo, hi]`` here).
     theta, sizes, free_off, w_off, act
         The network as :mod:`dynsim.hopfield_kernels` stores it; connection
         ``c`` couples group ``c`` to group ``c + 1``.
@@ -202,6 +202,13 @@ def euler_layered(y0, theta, sizes, free_off, w_off, act, drive, beta, target, c
     n_batch, n = y0.shape
     G = sizes.shape[0]
     y = _split(y0, sizes, free_off)
+    for g in range(1, G):
+        # The start projected onto the box (a no-op for infinite bounds), as integrators.integrate does.
+        for i in range(n_batch):
+            row = y[g][i]
+            for j in range(sizes[g]):
+                v = row[j]
+                row[j] = lo if v < lo else (hi if v > hi else v)
     y_new = _split(y0, sizes, free_off)
     r = _split(y0, sizes, free_off)
     rp = _split(y0, sizes, free_off)
@@ -335,9 +342,7 @@ def relax(network, s0, drive, method, beta=0.0, target=None, clamp_output=False,
     n = s0.shape[1]
     project = box is not None
     lo, hi = (float(box[0]), float(box[1])) if project else (-np.inf, np.inf)
-    y0 = np.ascontiguousarray(s0, dtype=np.float64)
-    if project:
-        y0 = np.clip(y0, lo, hi)
+    y0 = np.ascontiguousarray(s0, dtype=np.float64)  # projected onto [lo, hi] by the kernel, as integrate() does
     y, t, status, steps, nfev, residual, bad_step, bad_sample, energy = euler_layered(
         y0, theta, sizes, free_off, w_off, act, np.ascontiguousarray(drive, dtype=np.float64), beta,
         np.ascontiguousarray(target, dtype=np.float64), clamp_output, float(dt), int(max_steps), float(atol),

@@ -35,12 +35,12 @@ from __future__ import annotations
 
 import copy
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from dynsim.backprop import NotConvergedWarning
-from dynsim.phases import PhaseResult, free_phase, nudged_phase, settle
+from dynsim.phases import PhaseResult, SettleOptions, settle_checked
 from dynsim.validation import DivergenceError, ValidationError, real_scalar
 
 __all__ = ["EP_VARIANTS", "ContrastiveEstimate", "ep_gradient", "chl_gradient", "drive_held"]
@@ -70,6 +70,14 @@ class ContrastiveEstimate:
     phases: dict = field(default_factory=dict)
     rule: str = ""
     betas: tuple = ()
+
+
+def _options(options):
+    """``options`` checked to be settle options (None: the defaults)."""
+    options = SettleOptions() if options is None else options
+    if not isinstance(options, SettleOptions):
+        raise ValidationError(f"options must be a SettleOptions, got {type(options).__name__}")
+    return options
 
 
 def _check_phase(phase, options):
@@ -134,9 +142,11 @@ def _contrast(network, x, s_lo, s_hi, scale):
     return scale * (network.energy_grad_params(x, s_hi) - network.energy_grad_params(x, s_lo))
 
 
-def _free(network, x, target, free, s0, options, drive=None):
+def _free(network, x, target, free, s0, options, drive):
     if free is None:
-        free = free_phase(network, x, s0=s0, target=target, options=options, drive=drive)
+        # x, target and the drive are checked by the caller; s0 is checked here, once.
+        s0 = None if s0 is None else network.check_state(s0, x.shape[0], name="s0")
+        free = settle_checked(network, x, s0, target, 0.0, False, _options(options), "free", drive)
     elif not isinstance(free, PhaseResult):
         raise ValidationError(f"free must be a PhaseResult from free_phase, got {type(free).__name__}")
     _check_phase(free, options)
@@ -206,7 +216,8 @@ def ep_gradient(network, x, target, beta, variant="positive", options=None, nudg
         else:
             name = "nudged+" if b > 0 else "nudged-"
             # Distinct phase names: the two nudged phases of centered EP are logged side by side.
-            phase = replace(nudged_phase(network, x, target, b, free.state, options=nudged_options, drive=drive), phase=name)
+            phase = settle_checked(network, x, free.state, target, float(b), False, _options(nudged_options), name,
+                                   drive)
             _check_phase(phase, nudged_options)
             phases[name] = phase
             states[b] = phase.state
@@ -229,8 +240,7 @@ def chl_gradient(network, x, target, options=None, clamped_options=None, free=No
     clamped_options = options if clamped_options is None else clamped_options
     drive = network.input_drive(x)  # once for every phase of this minibatch
     free = _free(network, x, target, free, s0, options, drive)
-    clamped = settle(network, x, s0=free.state, target=target, clamp_output=True, options=clamped_options,
-                     phase="clamped", drive=drive)
+    clamped = settle_checked(network, x, free.state, target, 0.0, True, _options(clamped_options), "clamped", drive)
     _check_phase(clamped, clamped_options)
     gradient = _contrast(network, x, free.state, clamped.state, 1.0)
     return ContrastiveEstimate(gradient=gradient, free=free, phases={"clamped": clamped}, rule="chl",

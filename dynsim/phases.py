@@ -414,7 +414,24 @@ def settle(network, x, s0=None, target=None, beta=0.0, clamp_output=False, optio
         drive = network.input_drive(x)
     else:
         drive = float_array("drive", drive, shape=(batch, network.n_free))
-    s0 = network.initial_state(drive) if s0 is None else network.check_state(s0, batch, name="s0")
+    s0 = None if s0 is None else network.check_state(s0, batch, name="s0")
+    return settle_checked(network, x, s0, target, beta, clamp_output, options, phase, drive)
+
+
+def settle_checked(network, x, s0, target, beta, clamp_output, options, phase, drive):
+    """:func:`settle` on arguments already checked, for the learning rules that have checked them once.
+
+    ``x`` (batch, n_input), ``target`` (batch, n_output) or None, ``drive``
+    (batch, n_free) and ``s0`` (batch, n_free) or None are finite
+    C-contiguous float64 arrays of those shapes (``network.check_input``,
+    ``check_target``, ``input_drive``, ``check_state`` give them), ``beta``
+    a float (``target`` given when it is not 0 or with ``clamp_output``),
+    ``options`` a :class:`SettleOptions`, ``phase`` a label. Nothing is
+    checked again; the results are :func:`settle`'s.
+    """
+    batch = x.shape[0]
+    if s0 is None:
+        s0 = network.initial_state(drive)
     if clamp_output:
         s0 = s0.copy()
         s0[:, network.output_slice] = target

@@ -190,3 +190,25 @@ def test_persistent_evaluation_carries_each_examples_state_and_resumes_exactly(t
     resumed = run(network(), 3, eval_persistent=True, eval_options=OPTIONS, checkpoint=ckpt, resume=True)
     np.testing.assert_array_equal(resumed["test_error"], history["test_error"])
     np.testing.assert_array_equal(resumed["validation_loss"], history["validation_loss"])
+
+
+def test_sgd_with_one_rate_per_block_is_the_per_parameter_formula(rng):
+    from dynsim.optimizers import rate_runs
+
+    net = network()
+    blocks = net.parameter_blocks()
+    lr = {name: float(r) for name, r in zip(blocks, [0.3, 0.3, 0.02, 0.5])}  # two neighbours share a rate
+    opt = SGD(net, lr)
+    starts, values = rate_runs(opt.rates)
+    np.testing.assert_array_equal(np.repeat(values, np.diff(starts)), opt.rates)
+    assert len(values) == 3
+    theta = net.theta.copy()
+    grad = rng.standard_normal(net.n_params)
+    opt.step(net.theta, grad)
+    np.testing.assert_array_equal(net.theta, theta - opt.rates * grad)
+    with pytest.raises(ValueError):
+        opt.rates[0] = 1.0  # read-only: the runs could not follow an edit in place
+    opt.rates = np.full(net.n_params, 0.1)
+    before = net.theta.copy()
+    opt.step(net.theta, grad)
+    np.testing.assert_array_equal(net.theta, before - 0.1 * grad)
