@@ -33,7 +33,7 @@ from integrators.solve import evaluate_field
 from dynsim.validation import StepHalvedWarning, ValidationError, boolean, float_array, positive_int, real_scalar
 
 __all__ = ["SETTLE_METHODS", "SettleOptions", "PhaseResult", "DivergenceSite", "StepRetry", "locate_divergence",
-           "free_phase", "nudged_phase", "settle", "HOPFIELD_FIELD"]
+           "free_phase", "nudged_phase", "settle", "settle_checked", "HOPFIELD_FIELD"]
 
 _NETWORK_INTERFACE = ("vector_field", "natural_box", "initial_state", "input_drive", "kernel_args",
                       "energy_from_drive", "cost", "check_input", "check_state", "check_target", "locate_unit")
