@@ -2,13 +2,17 @@
 
 The pcx benchmark network (Pinchetti et al.): 784-128-128-128-10, minibatch
 128, Adam at 3e-4 with pcx's schedule (warm-up to 1.1 times over the first
-10 % of the steps, cosine decay to 0.1 times), 25 epochs. Each rule asked for ('pc-strict', 'pc-fixed-prediction', 'bp')
-trains a fresh network from the same initial parameters with the same
-minibatch order, so the rules differ only in their gradient estimate.
-'pc-strict' relaxes the hidden activities for ``--inference-steps`` Euler
-steps of size ``--dt`` with the output clamped to the target and reads the
-local Hebbian update (Whittington & Bogacz 2017); 'bp' is backprop on the
-feedforward pass, which is also the network's prediction for every rule.
+10 % of the steps, cosine decay to 0.1 times), 25 epochs, parameters
+uniform in +-1/sqrt(fan-in). Each rule asked for ('pc-strict',
+'pc-fixed-prediction', 'pc-zil', 'bp') trains a fresh network from the same
+initial parameters with the same minibatch order, so the rules differ only
+in their gradient estimate. 'pc-strict' relaxes the hidden activities for
+``--inference-steps`` Euler steps of size ``--dt`` with the output clamped
+to the target and reads the local Hebbian update (Whittington & Bogacz
+2017); 'pc-zil' is Z-IL (Song et al. 2020: L - 1 unit steps, each layer's
+update read at its own step), which equals backprop by construction; 'bp'
+is backprop on the feedforward pass, which is also the network's
+prediction for every rule.
 
 The default inference is pcx's regime: a few small steps (5 x 0.05) from
 the feedforward pass. Each step carries the output error one layer further
@@ -63,12 +67,12 @@ from dynsim.fitting import TrainingDivergedError, fit
 from dynsim.log import TrajectoryLog, read_log
 from dynsim.optimizers import SGD, Adam
 from dynsim.pc import PCNetwork
-from dynsim.pc_learning import pc_gradient
+from dynsim.pc_learning import pc_gradient, zil_gradient
 from dynsim.phases import SettleOptions
 from dynsim.schedules import SCHEDULES, make_schedule
 from dynsim.validation import ValidationError, positive_int, real_scalar
 
-RULES = ("pc-strict", "pc-fixed-prediction", "bp")
+RULES = ("pc-strict", "pc-fixed-prediction", "pc-zil", "bp")
 PAPER = {"mnist": {"pc": 0.9842, "bp": 0.9846}, "fashion-mnist": {"pc": 0.8988, "bp": 0.8983}}
 """Test accuracies of the pcx benchmark (784-128-128-128-10), PC and backprop."""
 TARGET = {"mnist": 0.982, "fashion-mnist": 0.890}
@@ -232,8 +236,11 @@ def main(argv=None):
                 raise SystemExit(f"error: {exc}")
             if rule != "bp":
                 idx = slice(0, RECORDED_IMAGES)
-                est = pc_gradient(net, data["test"].x[idx], data["test"].targets[idx],
-                                  rule[3:].replace("-", "_"), options=dataclasses.replace(options, record_every=1))
+                if rule == "pc-zil":  # its own inference: L - 1 unit steps, recorded
+                    est = zil_gradient(net, data["test"].x[idx], data["test"].targets[idx])
+                else:
+                    est = pc_gradient(net, data["test"].x[idx], data["test"].targets[idx],
+                                      rule[3:].replace("-", "_"), options=dataclasses.replace(options, record_every=1))
                 log.record_relaxation([est.inference], label=f"{rule} after", x=data["test"].x[idx],
                                       target=data["test"].targets[idx])
 
