@@ -229,7 +229,9 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
              "seed": int(seed), "persistent": bool(persistent), "n_train": int(n), "params": int(network.n_params)}
     if eval_persistent:
         stamp["eval_persistent"] = True
-    if lr_schedule is not None and hasattr(lr_schedule, "describe"):
+    if lr_schedule is not None and hasattr(lr_schedule, "describe") \
+            and lr_schedule.describe() != {"schedule": "constant"}:
+        # A constant schedule is the rates as given: not stamped, so checkpoints from before schedules still resume.
         stamp["lr_schedule"] = lr_schedule.describe()
     stamp.update(fingerprint or {})
 

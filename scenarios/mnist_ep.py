@@ -246,8 +246,11 @@ def main(argv=None):
     log_path, ckpt_path = args.out / "log.h5", args.out / "checkpoint.h5"
     # What a resumed run must share with the one that saved the checkpoint (the epoch count may grow).
     fingerprint = {k: config[k] for k in ("dataset", "integrator", "free_steps", "nudged_steps", "dt", "beta",
-                                          "lr", "optimizer", "eval_steps", "n_validation", "max_batches",
-                                          "schedule", "init_gain", "eval_persistent")}
+                                          "lr", "optimizer", "eval_steps", "n_validation", "max_batches")}
+    # Options added later join the fingerprint only away from their neutral value, so a run checkpointed before
+    # they existed still resumes.
+    fingerprint.update({k: config[k] for k, neutral in (("schedule", "constant"), ("init_gain", None),
+                                                         ("eval_persistent", False)) if config[k] != neutral})
     try:
         if args.resume:
             if not ckpt_path.exists():

@@ -69,3 +69,25 @@ def test_fit_scales_each_step_by_the_schedule(make_optimizer):
     fit(plain, {"train": train}, "ep-positive", make_optimizer(plain), 3, 16, beta=0.5, options=OPTIONS,
         progress=False, seed=0)
     assert np.abs(plain.theta - net.theta).max() > 1e-3
+
+
+def test_a_constant_schedule_resumes_runs_saved_without_one_and_another_schedule_is_refused(tmp_path):
+    from dynsim.checkpoint import CheckpointError
+
+    train = moons(16, seed=2)
+    ckpt = tmp_path / "ckpt.h5"
+
+    def run(epochs, **kw):
+        net = HopfieldNetwork.layered([2, 6, 2], activation="hard_sigmoid", seed=1)
+        fit(net, {"train": train}, "ep-positive", SGD(net, 0.1), epochs, 8, beta=0.5, options=OPTIONS,
+            progress=False, seed=0, checkpoint=ckpt, **kw)
+        return net
+
+    run(1)  # saved with no schedule, as before schedules existed
+    resumed = run(2, resume=True, lr_schedule=Constant())
+    plain = HopfieldNetwork.layered([2, 6, 2], activation="hard_sigmoid", seed=1)
+    fit(plain, {"train": train}, "ep-positive", SGD(plain, 0.1), 2, 8, beta=0.5, options=OPTIONS, progress=False,
+        seed=0)
+    np.testing.assert_array_equal(resumed.theta, plain.theta)
+    with pytest.raises(CheckpointError, match="lr_schedule"):
+        run(3, resume=True, lr_schedule=ExponentialPerEpoch(0.5))
