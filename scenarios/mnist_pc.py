@@ -206,8 +206,10 @@ def main(argv=None):
         raise SystemExit(f"error: {exc}")
 
     fingerprint = {k: config[k] for k in ("dataset", "activation", "inference_steps", "dt", "output_variance",
-                                          "optimizer", "lr", "schedule", "init", "validation_size",
-                                          "max_batches")}
+                                          "optimizer", "lr", "max_batches")}
+    # Options added later join the fingerprint only away from the behaviour before they existed, so such runs resume.
+    fingerprint.update({k: config[k] for k, neutral in (("schedule", "constant"), ("init", "glorot"),
+                                                         ("validation_size", 10000)) if config[k] != neutral})
     schedule = make_schedule(args.schedule)
     histories = {}
     with log:
