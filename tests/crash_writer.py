@@ -9,6 +9,7 @@ SIGKILL): ``R n`` (n relaxations complete), ``T n`` (n rows of ``epochs``),
 functions of their index, so the test can check every byte it reads back.
 """
 import os
+import time
 import sys
 
 import numpy as np
@@ -37,6 +38,10 @@ def phase(k, name):
                        trajectory_cost=rng.uniform(size=(POINTS, RECORDED)))
 
 
+LIFETIME_S = 120.0
+"""Seconds after which the writer stops by itself."""
+
+
 def row(k):
     return {"epoch": k, "loss": 1.0 / (k + 1), "note": f"epoch {k}"}
 
@@ -54,7 +59,10 @@ def main(path, progress):
     log = TrajectoryLog(path, {"writer": "crash_writer"})
     report("ready")
     k = 0
-    while True:
+    # The tests kill this writer within seconds; the limit only keeps a stuck test from growing the log without
+    # bound (a hung reader once let it write 7 GB).
+    stop = time.monotonic() + LIFETIME_S
+    while time.monotonic() < stop:
         log.record_relaxation([phase(k, "free"), phase(k, "nudged")], label=f"batch {k}",
                               x=np.full((BATCH, 2), float(k)))
         report(f"R {k + 1}")
