@@ -187,7 +187,9 @@ def test_truncated_log_is_a_format_error(closed_log, keep):
 def test_truncated_log_of_a_killed_writer_is_a_format_error(tmp_path):
     path, progress = tmp_path / "killed.h5", tmp_path / "progress.txt"
     proc = start_writer(path, progress)
+    deadline = time.monotonic() + START_TIMEOUT_S
     while reported(progress)[0] < 3:
+        assert proc.poll() is None and time.monotonic() < deadline, "the writer stopped before 3 relaxations"
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
