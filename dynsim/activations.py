@@ -98,34 +98,33 @@ def rho_second(s, act):
     return out
 
 
+@njit(cache=True, inline="always")
+def unit_rho_and_prime(v, act):
+    """(rho(v), rho'(v)) of one unit: the formulas every array version here and the fused relaxation use."""
+    if act == RELU:
+        return (v, 1.0) if v > 0.0 else (0.0, 0.0)
+    if act == GELU:
+        th = np.tanh(GELU_C * (v + GELU_A * v * v * v))
+        return 0.5 * v * (1.0 + th), 0.5 * (1.0 + th) + 0.5 * v * (1.0 - th * th) * GELU_C * (1.0 + 3.0 * GELU_A * v * v)
+    if act == HARD_SIGMOID:
+        return min(max(v, 0.0), 1.0), (1.0 if (v >= 0.0 and v <= 1.0) else 0.0)
+    if act == LOGISTIC:
+        e = 1.0 / (1.0 + np.exp(-v))
+        return e, e * (1.0 - e)
+    th = np.tanh(v)
+    return th, 1.0 - th * th
+
+
 @njit(cache=True)
 def rho_and_prime(s, act):
     """rho(s) and rho'(s) in one pass (one exp or tanh per entry instead of two).
 
-    Serves both network families: ReLU (derivative 1 for s > 0) is only
-    reachable through :data:`PC_ACTIVATIONS`.
+    Serves both network families: ReLU and GELU are only reachable through
+    :data:`PC_ACTIVATIONS`.
     """
     r = np.empty(s.shape, dtype=s.dtype)
     rp = np.empty(s.shape, dtype=s.dtype)
     for i in range(s.shape[0]):
         for j in range(s.shape[1]):
-            v = s[i, j]
-            if act == RELU:
-                r[i, j] = v if v > 0.0 else 0.0
-                rp[i, j] = 1.0 if v > 0.0 else 0.0
-            elif act == GELU:
-                th = np.tanh(GELU_C * (v + GELU_A * v * v * v))
-                r[i, j] = 0.5 * v * (1.0 + th)
-                rp[i, j] = 0.5 * (1.0 + th) + 0.5 * v * (1.0 - th * th) * GELU_C * (1.0 + 3.0 * GELU_A * v * v)
-            elif act == HARD_SIGMOID:
-                r[i, j] = min(max(v, 0.0), 1.0)
-                rp[i, j] = 1.0 if (v >= 0.0 and v <= 1.0) else 0.0
-            elif act == LOGISTIC:
-                e = 1.0 / (1.0 + np.exp(-v))
-                r[i, j] = e
-                rp[i, j] = e * (1.0 - e)
-            else:
-                th = np.tanh(v)
-                r[i, j] = th
-                rp[i, j] = 1.0 - th * th
+            r[i, j], rp[i, j] = unit_rho_and_prime(s[i, j], act)
     return r, rp

@@ -42,7 +42,7 @@ import math
 import numpy as np
 from numba import njit
 
-from dynsim.activations import HARD_SIGMOID, LOGISTIC, RELU
+from dynsim.activations import HARD_SIGMOID, unit_rho_and_prime
 from dynsim.hopfield import HopfieldNetwork
 from integrators.solve import finish_result
 from integrators.status import CONVERGED, DIVERGED, STEP_LIMIT
@@ -72,20 +72,6 @@ def applies(network, method, t_max, record_every):
 
 
 # ----------------------------------------------------------------------------- compiled core
-@njit(cache=True, inline="always")
-def _activation(v, act):
-    """(rho(v), rho'(v)) of one unit; the same formulas as :func:`dynsim.activations.rho_and_prime`."""
-    if act == RELU:
-        return (v, 1.0) if v > 0.0 else (0.0, 0.0)
-    if act == HARD_SIGMOID:
-        return min(max(v, 0.0), 1.0), (1.0 if (v >= 0.0 and v <= 1.0) else 0.0)
-    if act == LOGISTIC:
-        e = 1.0 / (1.0 + np.exp(-v))
-        return e, e * (1.0 - e)
-    th = np.tanh(v)
-    return th, 1.0 - th * th
-
-
 @njit(cache=True, fastmath={"reassoc"})
 def _field_step(yg, ng, rg, rpg, bg, ag, drive, o, tg, nudge, keep, dt, lo, hi, max_abs,
                 en, y2, f2, res2, yn2, f_over, yn_over):
@@ -158,7 +144,7 @@ def _activations(s, act, r, rp):
                 rps[j] = 1.0 if (v >= 0.0 and v <= 1.0) else 0.0
         else:
             for j in range(m):
-                rs[j], rps[j] = _activation(ss[j], act)
+                rs[j], rps[j] = unit_rho_and_prime(ss[j], act)
 
 
 @njit(cache=True)
