@@ -84,6 +84,7 @@ Examples
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import math
 import os
@@ -95,9 +96,10 @@ import h5py
 import numpy as np
 
 import dynsim
+from dynsim.file_lock import LogBusyError, RecordLock
 from dynsim.validation import DynsimError, ValidationError, positive_int
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "LogFormatError", "LogNotFoundError", "TrajectoryLog", "LogReader", "Relaxation",
+__all__ = ["FORMAT", "FORMAT_VERSION", "LogBusyError", "LogFormatError", "LogNotFoundError", "TrajectoryLog", "LogReader", "Relaxation",
            "PhaseRecord", "read_log"]
 
 FORMAT = "dynsim.trajectory-log"
@@ -133,6 +135,8 @@ _KIND_TABLE = 1
 # these retries cover the rest (object headers of new records, link storage).
 _READ_ATTEMPTS = 4
 _READ_RETRY_S = 0.05
+DEFAULT_READ_TIMEOUT_S = 60.0
+"""Seconds a read of a live log waits for its writer to finish a record."""
 
 
 class LogFormatError(DynsimError):
@@ -263,6 +267,16 @@ def _read_commits(f):
     return names, tables
 
 
+def _one_record(method):
+    """Run a writer's record method under the log's exclusive lock (see :mod:`dynsim.file_lock`)."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        self._check_open()
+        with self._lock.held():
+            return method(self, *args, **kwargs)
+    return locked
+
+
 class TrajectoryLog:
     """Writer of an HDF5 trajectory log (one file per run).
 
@@ -312,7 +326,9 @@ class TrajectoryLog:
             self._move_into_place(tmp, overwrite)
         finally:
             tmp.unlink(missing_ok=True)
-        self._file = _open_swmr_writer(self.path)
+        self._lock = RecordLock(self.path, writer=True)
+        with self._lock.held():
+            self._file = _open_swmr_writer(self.path)
         self._count = 0
         self._rows = {}
 
@@ -387,15 +403,23 @@ class TrajectoryLog:
         self.path = reader.path
         self.network = network
         self._file = None
+        self._lock = None
         try:
             try:
-                self._file = _open_swmr_writer(self.path)
+                self._lock = RecordLock(self.path, writer=True)
+                with self._lock.held():
+                    self._file = _open_swmr_writer(self.path)
             except OSError as exc:
                 if "already open for write" not in str(exc):
                     raise
-                _recover_killed_log(self.path)
-                self._file = _open_swmr_writer(self.path)
+                self._lock.close()
+                _recover_killed_log(self.path)  # a new file replaces the old: lock the new one
+                self._lock = RecordLock(self.path, writer=True)
+                with self._lock.held():
+                    self._file = _open_swmr_writer(self.path)
         except OSError as exc:
+            if self._lock is not None:
+                self._lock.close()
             raise OSError(f"cannot reopen {str(self.path)!r} for writing: {exc}") from None
         self._count = reader.n_relaxations
         self._rows = dict(reader._table_rows)
@@ -412,8 +436,11 @@ class TrajectoryLog:
     def close(self):
         """Close the file (a second call does nothing)."""
         if self._file is not None and self._file.id.valid:
-            self._file.close()
+            with self._lock.held():
+                self._file.close()
         self._file = None
+        if getattr(self, "_lock", None) is not None:
+            self._lock.close()
 
     @property
     def closed(self):
@@ -438,6 +465,7 @@ class TrajectoryLog:
             raise ValueError(f"log file {str(self.path)!r} is closed")
 
     # recording -------------------------------------------------------------
+    @_one_record
     def record_relaxation(self, phases, label="", x=None, target=None, every=1):
         """Append one relaxation (its phases in order) to ``/relaxations``.
 
@@ -550,6 +578,7 @@ class TrajectoryLog:
 
 
     # tables ----------------------------------------------------------------
+    @_one_record
     def record_table(self, name, columns, attrs=None):
         """Write a whole table to ``/tables/<name>``: one dataset per column.
 
@@ -575,6 +604,7 @@ class TrajectoryLog:
         self._commit(_KIND_TABLE, name, n_rows)
         self._rows[name] = n_rows
 
+    @_one_record
     def append_row(self, name, row):
         """Append one row (dict column -> value) to ``/tables/<name>``, creating it on the first call.
 
@@ -766,7 +796,16 @@ class LogReader:
 
     A log still being written (or left by a killed writer) is opened in
     HDF5's SWMR read mode; the reader shows the records committed when it
-    was created or last refreshed, never a record cut off halfway.
+    was created or last refreshed, never a record cut off halfway. Each
+    read waits until the writer has finished the record it is writing
+    (:mod:`dynsim.file_lock`), at most ``timeout`` seconds.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    timeout : float or None
+        Seconds one read waits for a live writer to finish its record
+        before :class:`LogBusyError` (None: no limit).
 
     Attributes
     ----------
@@ -786,8 +825,12 @@ class LogReader:
         going, or one that was killed.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, timeout=DEFAULT_READ_TIMEOUT_S):
         self.path = Path(path)
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or not math.isfinite(timeout) or timeout <= 0):
+            raise ValidationError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+        self.timeout = timeout
         if not self.path.exists():
             raise LogNotFoundError(f"no such log file: {str(self.path)!r}")
         if self.path.is_dir():
@@ -838,10 +881,11 @@ class LogReader:
         been flushing the metadata the reader crossed.
         """
         for attempt in range(_READ_ATTEMPTS):
+            lock = RecordLock(self.path, writer=False)
             try:
-                with self._open() as f:
+                with lock.held(self.timeout), self._open() as f:
                     return fn(f)
-            except (LogFormatError, FileNotFoundError, IndexError):
+            except (LogFormatError, FileNotFoundError, IndexError, LogBusyError):
                 raise
             except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
                 if self.live and attempt + 1 < _READ_ATTEMPTS:
@@ -849,6 +893,8 @@ class LogReader:
                     continue
                 raise LogFormatError(f"{str(self.path)!r} is damaged or truncated: reading it failed with "
                                      f"{type(exc).__name__}: {exc}") from None
+            finally:
+                lock.close()
 
     def _load_header(self, f):
         fmt = _attr_value(f.attrs.get("format"))
@@ -966,12 +1012,16 @@ class LogReader:
         return f"LogReader({str(self.path)!r}, {len(self)} relaxations)"
 
 
-def read_log(path):
+def read_log(path, timeout=DEFAULT_READ_TIMEOUT_S):
     """Open a dynsim trajectory log for reading, also while it is being written.
 
     Parameters
     ----------
     path : str or os.PathLike
+    timeout : float or None
+        Seconds one read waits for a live writer to finish the record it is
+        writing; then :class:`LogBusyError` names the file. None waits as
+        long as it takes.
 
     Returns
     -------
@@ -987,5 +1037,7 @@ def read_log(path):
         The file is not HDF5, is truncated or damaged, is not a dynsim
         trajectory log, or is of a newer format version. The message names
         the file and says which.
+    LogBusyError
+        A read waited ``timeout`` seconds for the writer of a live log.
     """
-    return LogReader(path)
+    return LogReader(path, timeout=timeout)

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 import crash_writer as W
-from dynsim.log import LogFormatError, TrajectoryLog, read_log
+from dynsim.log import LogBusyError, LogFormatError, TrajectoryLog, read_log
+from dynsim.validation import ValidationError
 
 WRITER = Path(__file__).with_name("crash_writer.py")
 KILLS = 5
@@ -121,25 +122,66 @@ def test_sigkill_at_random_moments_keeps_every_completed_record(tmp_path):
     assert survived == KILLS
 
 
+FOLLOW_S = 6.0
+"""Seconds the stress test's reader follows a writer at full speed."""
+READ_LIMIT_S = 10.0
+"""Longest one read may take in the stress test; a torn metadata read once hung HDF5 for hours."""
+
+
 def test_reader_follows_a_running_writer(tmp_path):
+    # A writer at full speed and a reader in a second process: every read must be whole (never torn) and
+    # bounded in time. Each iteration checks the newest records in full, and every record once in a while.
     path, progress = tmp_path / "run.h5", tmp_path / "progress.txt"
     proc = start_writer(path, progress)
+    iterations, worst, seen = 0, 0.0, []
     try:
-        reader = read_log(path)
+        reader = read_log(path, timeout=READ_LIMIT_S)
         assert reader.live
-        seen = []
-        deadline = time.monotonic() + 1.5
+        deadline = time.monotonic() + FOLLOW_S
         while time.monotonic() < deadline:
+            start = time.monotonic()
             n_rel, n_rows, sweeps = reported(progress)  # before reading: all of it must be visible
             reader.refresh()
-            seen.append(check_log(reader, n_rel, n_rows, sweeps)[1])
-            time.sleep(0.05)
+            visible = len(reader)
+            assert n_rel <= visible <= n_rel + 1, (n_rel, visible)
+            for k in range(max(0, visible - 2), visible):
+                check_relaxation(reader.relaxation(k), k)
+            if iterations % 10 == 0:
+                seen.append(check_log(reader, n_rel, n_rows, sweeps)[1])
+            elif "epochs" in reader.tables:
+                seen.append(len(reader.table("epochs")["epoch"]))
+            worst = max(worst, time.monotonic() - start)
+            iterations += 1
     finally:
         proc.kill()
         proc.wait(timeout=30)
         proc.stderr.close()
+    print(f"\n{iterations} reader iterations beside a full-speed writer, {n_rel} records written, "
+          f"no torn read, slowest iteration {worst:.2f} s")
     assert seen == sorted(seen)
     assert len(set(seen)) >= 3, seen  # the reader saw the table grow while the writer wrote
+    assert iterations >= 5, iterations
+
+
+def test_a_read_waits_for_the_record_being_written_and_is_bounded(tmp_path):
+    # A writer in the middle of a record holds the log's lock: a reader waits for it, at most its timeout,
+    # and then says which file and what to do.
+    path = tmp_path / "held.h5"
+    with TrajectoryLog(path, {"seed": 0}) as log:
+        log.append_row("epochs", W.row(0))
+        with log._lock.held():  # as during a record
+            start = time.monotonic()
+            with pytest.raises(LogBusyError, match=r"held\.h5.*did not finish a record within 0\.3 s"):
+                read_log(path, timeout=0.3)
+            assert 0.3 <= time.monotonic() - start < 5
+    assert read_log(path, timeout=0.3).table("epochs")["loss"][0] == W.row(0)["loss"]
+
+
+def test_read_timeout_is_validated(closed_log):
+    for bad in (0, -1.0, float("nan"), "5", True):
+        with pytest.raises(ValidationError, match="timeout must be a positive number"):
+            read_log(closed_log, timeout=bad)
+    assert len(read_log(closed_log, timeout=None)) == 3
 
 
 @pytest.fixture
