@@ -74,7 +74,7 @@ import numpy as np
 from dynsim.argtypes import layer_sizes, number_list
 from dynsim.checkpoint import CheckpointError
 from dynsim.datasets import DATASETS, DatasetError, load
-from dynsim.fitting import TrainingDivergedError, fit
+from dynsim.fitting import TrainingDivergedError, describe_evaluation, fit
 from dynsim.hopfield import HopfieldNetwork
 from dynsim.log import TrajectoryLog, read_log
 from dynsim.optimizers import SGD, Adam
@@ -113,6 +113,7 @@ RECORDED_IMAGES = 4
 """Test images whose free and nudged relaxations are logged every ``--record-every`` epochs."""
 RULES = ("ep-random", "ep-positive", "ep-negative", "ep-centered", "chl")
 INTEGRATORS = ("projected_euler", "euler", "heun", "rk4", "dopri5", "fixed_point", "block")
+EVALUATIONS = ("training", "steady-state")
 
 
 def build_parser():
@@ -144,13 +145,20 @@ def build_parser():
     p.add_argument("--epochs", type=int, default=None, help="epochs (preset)")
     p.add_argument("--no-persistent", action="store_true",
                    help="start every free phase from zero instead of the example's persistent particle")
+    p.add_argument("--evaluation", default="training", choices=EVALUATIONS,
+                   help="how validation and test are evaluated after each epoch: 'training' relaxes each image "
+                        "as the training's free phase does (its iterations; from the image's state of the "
+                        "previous epoch when training uses persistent particles), as the papers do; "
+                        "'steady-state' relaxes from zero to the steady state, at most --eval-steps iterations "
+                        "(up to 10 x the cost)")
     p.add_argument("--eval-steps", type=int, default=None,
-                   help="most free iterations when evaluating, from zero, stopping at the steady state "
-                        "(default: 10 x free steps, at least 100)")
+                   help="most free iterations of the steady-state evaluation (default: 10 x free steps, at "
+                        "least 100)")
     p.add_argument("--eval-persistent", action="store_true",
-                   help="evaluate validation and test as Scellier & Bengio measure validation: each image's "
-                        "state carried from epoch to epoch and relaxed for the training's free iterations "
-                        "(instead of from zero to the steady state)")
+                   help="with --evaluation training: carry each held-out image's state from epoch to epoch "
+                        "even when training does not use persistent particles")
+    p.add_argument("--eval-train-at-start", action="store_true",
+                   help="also evaluate the training split before training (epoch 0); off by default")
     p.add_argument("--train-size", type=int, default=None, help="use only the first N training images (smoke runs)")
     p.add_argument("--eval-size", type=int, default=None,
                    help="use only the first N validation and test images (smoke runs)")
@@ -192,6 +200,11 @@ def resolve(args):
             positive_int("--" + name.replace("_", "-"), getattr(args, name))
     if args.resume and args.overwrite:
         raise ValidationError("--resume and --overwrite exclude each other")
+    if args.evaluation == "steady-state" and args.eval_persistent:
+        raise ValidationError("--eval-persistent goes with --evaluation training (the steady-state evaluation "
+                              "starts from zero)")
+    # The training's evaluation carries held-out states exactly when training carries its own.
+    args.eval_persistent = args.evaluation == "training" and (args.persistent or args.eval_persistent)
     if len(args.lr) != len(args.hidden) + 1:
         raise ValidationError(f"--lr needs one rate per layer ({len(args.hidden) + 1}), got {len(args.lr)}")
 
@@ -202,16 +215,18 @@ def settle_options(args):
         fixed["dt"] = args.dt
     free = SettleOptions(max_steps=args.free_steps, **fixed)
     nudged = SettleOptions(max_steps=args.nudged_steps, **fixed)
-    if args.eval_persistent:
-        evaluation = free  # the training's free phase, from each image's carried state
-    else:
-        evaluation = dataclasses.replace(free, max_steps=args.eval_steps, stop_at_steady_state=True, atol=1e-5,
-                                         rtol=1e-5)
-    return free, nudged, evaluation
+    steady = dataclasses.replace(free, max_steps=args.eval_steps, stop_at_steady_state=True, atol=1e-5, rtol=1e-5)
+    # The training's free phase (from each image's carried state when persistent), or from zero to the steady state.
+    evaluation = free if args.evaluation == "training" else steady
+    return free, nudged, evaluation, steady
+
+
+def _percent(value):
+    return "     — " if np.isnan(value) else f"{100 * value:6.2f} %"
 
 
 def record_settling(log, net, test, epoch, args, free_opts, nudged_opts):
-    """Free phase from zero (as in evaluation) and one nudged phase of a few fixed test images, every step kept."""
+    """Free phase from zero to the steady state and one nudged phase of a few fixed test images, every step kept."""
     idx = np.arange(min(RECORDED_IMAGES, test.x.shape[0]))
     x, y = test.x[idx], test.targets[idx]
     free = free_phase(net, x, target=y, options=dataclasses.replace(free_opts, record_every=1))
@@ -230,7 +245,7 @@ def main(argv=None):
         net = HopfieldNetwork.layered(sizes, activation="hard_sigmoid", seed=args.seed, init_gain=args.init_gain)
         schedule = make_schedule(args.schedule)
         optimizer = (SGD if args.optimizer == "sgd" else Adam)(net, args.lr)
-        free_opts, nudged_opts, eval_opts = settle_options(args)
+        free_opts, nudged_opts, eval_opts, steady_opts = settle_options(args)
         free_opts.box(net)
     except (ValidationError, DatasetError) as exc:
         raise SystemExit(f"error: {exc}")
@@ -241,6 +256,8 @@ def main(argv=None):
               "lr": args.lr, "optimizer": args.optimizer, "batch_size": args.batch_size, "epochs": args.epochs,
               "persistent": args.persistent, "eval_steps": args.eval_steps, "seed": args.seed,
               "schedule": args.schedule, "init_gain": args.init_gain, "eval_persistent": args.eval_persistent,
+              "evaluation": args.evaluation, "eval_train_at_start": args.eval_train_at_start,
+              "evaluation_method": describe_evaluation(eval_opts, args.eval_persistent, args.eval_train_at_start),
               "n_train": data["train"].x.shape[0], "n_validation": data["validation"].x.shape[0],
               "n_test": data["test"].x.shape[0], "max_batches": args.max_batches}
     log_path, ckpt_path = args.out / "log.h5", args.out / "checkpoint.h5"
@@ -249,8 +266,10 @@ def main(argv=None):
                                           "lr", "optimizer", "eval_steps", "n_validation", "max_batches")}
     # Options added later join the fingerprint only away from their neutral value, so a run checkpointed before
     # they existed still resumes.
+    # The steady-state evaluation was the only one before --evaluation existed.
     fingerprint.update({k: config[k] for k, neutral in (("schedule", "constant"), ("init_gain", None),
-                                                         ("eval_persistent", False)) if config[k] != neutral})
+                                                         ("eval_persistent", False), ("evaluation", "steady-state"),
+                                                         ("eval_train_at_start", False)) if config[k] != neutral})
     try:
         if args.resume:
             if not ckpt_path.exists():
@@ -279,8 +298,8 @@ def main(argv=None):
         if row["replayed"]:
             return
         if epoch % args.record_every == 0 or epoch == args.epochs:
-            record_settling(log, net, data["test"], epoch, args, eval_opts, nudged_opts)
-        print(f"epoch {epoch:3d}  train {100 * row['train_error']:6.2f} %  validation "
+            record_settling(log, net, data["test"], epoch, args, steady_opts, nudged_opts)
+        print(f"epoch {epoch:3d}  train {_percent(row['train_error'])}  validation "
               f"{100 * row['validation_error']:6.2f} %  test {100 * row['test_error']:6.2f} %  "
               f"free steps {row['free_steps']:.0f}  {row['seconds']:6.1f} s  "
               f"{row['examples_per_s']:.0f} ex/s", flush=True)
@@ -293,7 +312,7 @@ def main(argv=None):
                           persistent=args.persistent, seed=args.seed, checkpoint=ckpt_path, resume=args.resume,
                           fingerprint=fingerprint, on_epoch=on_epoch, max_batches=args.max_batches,
                           progress=False if args.quiet else None, lr_schedule=schedule,
-                          eval_persistent=args.eval_persistent)
+                          eval_persistent=args.eval_persistent, eval_train_at_start=args.eval_train_at_start)
         except (TrainingDivergedError, CheckpointError) as exc:
             raise SystemExit(f"error: {exc}")
     wall = time.perf_counter() - start

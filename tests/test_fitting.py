@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from dynsim.checkpoint import CheckpointError, load_checkpoint
-from dynsim.fitting import TrainingDivergedError, evaluate_split, fit, metric_columns
+from dynsim.fitting import TrainingDivergedError, describe_evaluation, evaluate_split, fit, metric_columns
 from dynsim.hopfield import HopfieldNetwork
 from dynsim.optimizers import SGD, Adam, NonFiniteGradientError
 from dynsim.pc import PCNetwork
@@ -51,6 +51,28 @@ def test_metrics_rows_and_evaluation_agree_with_a_direct_count(tmp_path):
     assert evaluate_split(net, data["test"], OPTIONS)["error"] == pytest.approx(wrong)
     assert history["free_steps"][1] == 15 and history["nudged_steps"][1] == 4
     assert np.all(history["examples_per_s"][1:] > 0)
+
+
+def test_training_split_is_evaluated_before_training_only_when_asked():
+    default = run(network(), 1)
+    assert np.isnan(default["train_loss"][0]) and np.isnan(default["train_error"][0])
+    assert np.isfinite(default["validation_error"][0])
+    asked = run(network(), 1, eval_train_at_start=True)
+    m = evaluate_split(network(), splits()["train"], OPTIONS)  # the untrained network, with the training's options
+    assert asked["train_loss"][0] == pytest.approx(m["loss"]) and asked["train_error"][0] == pytest.approx(m["error"])
+    # Training is the same either way.
+    for column in ("train_loss", "validation_error", "test_error"):
+        np.testing.assert_array_equal(default[column][1:], asked[column][1:])
+
+
+def test_evaluation_is_described_for_the_log():
+    text = describe_evaluation(OPTIONS, persistent=True)
+    assert "projected_euler, 15 steps of 0.5, from each image's state of the previous epoch" in text
+    assert "none at epoch 0" in text
+    steady = SettleOptions(integrator="block", max_steps=100, atol=1e-5, rtol=1e-5)
+    assert "block, to the steady state (atol 1e-05, rtol 1e-05) in at most 100 steps" in describe_evaluation(
+        steady, persistent=False, train_at_start=True)
+    assert "feedforward pass" in describe_evaluation(None, persistent=False)
 
 
 def test_resume_after_an_interruption_is_bit_identical(tmp_path):
@@ -111,7 +133,7 @@ def test_predictive_coding_network_trains_with_backprop_and_pc(tmp_path):
     for rule in ("bp", "pc-fixed-prediction"):
         net = PCNetwork([2, 16, 2], activation="tanh", seed=0)
         h = fit(net, data, rule, Adam(net, 0.02), 5, 10, options=SettleOptions(integrator="euler", dt=0.1,
-                max_steps=50), progress=False)
+                max_steps=50), progress=False, eval_train_at_start=True)
         assert h["train_loss"][-1] < h["train_loss"][0]
 
 

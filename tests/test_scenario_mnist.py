@@ -42,8 +42,26 @@ def test_each_ep_preset_runs(tmp_path, preset):
         assert table["epoch"].tolist() == [0, 1]
         assert np.all((table["test_error"] >= 0) & (table["test_error"] <= 1))
         assert log.n_relaxations == 2  # the recorded test images at epochs 0 and 1
+        # Evaluated as the training's free phase, and the log says so; no training-split evaluation at epoch 0.
+        assert log.config["evaluation"] == "training"
+        assert f"{log.config['free_steps']} steps" in log.config["evaluation_method"]
+        assert np.isnan(table["train_error"][0]) and np.isfinite(table["train_error"][1])
     for png in ("errors.png", "settling_first.png", "settling_last.png"):
         assert (out / png).read_bytes()[:8] == PNG_MAGIC
+
+
+def test_steady_state_evaluation_is_an_option(tmp_path):
+    out = tmp_path / "steady"
+    proc = run("mnist_ep.py", "--epochs", "1", "--evaluation", "steady-state", "--eval-steps", "60",
+               "--eval-train-at-start", "--out", str(out), *SMOKE)
+    assert proc.returncode == 0, proc.stderr
+    with read_log(out / "log.h5") as log:
+        assert "to the steady state (atol 1e-05, rtol 1e-05) in at most 60 steps of 0.5, from zero" in \
+            log.config["evaluation_method"]
+        assert np.isfinite(log.table("epochs")["train_error"]).all()
+    refused = run("mnist_ep.py", "--evaluation", "steady-state", "--eval-persistent", "--out", str(tmp_path / "x"),
+                  *SMOKE)
+    assert refused.returncode != 0 and "--eval-persistent goes with --evaluation training" in refused.stderr
 
 
 def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
@@ -60,7 +78,7 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
     with read_log(split / "log.h5") as log, read_log(whole / "log.h5") as ref:
         assert log.table("epochs")["epoch"].tolist() == [0, 1, 2]
         for column in ("train_error", "test_error", "train_loss"):
-            assert np.array_equal(log.table("epochs")[column], ref.table("epochs")[column])
+            assert np.array_equal(log.table("epochs")[column], ref.table("epochs")[column], equal_nan=True)
 
 
 def test_missing_data_is_a_clear_error(tmp_path):
