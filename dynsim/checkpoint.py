@@ -69,7 +69,8 @@ def save_checkpoint(path, checkpoint):
     """Write ``checkpoint`` to ``path`` atomically (temporary file, fsync, rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # The process id in the name lets the next run remove what a killed writer left (dynsim.run_folder).
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     os.close(fd)
     try:
         with h5py.File(tmp, "w") as f:

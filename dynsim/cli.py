@@ -53,6 +53,14 @@ def _cmd_run(args):
 
 
 def _format_value(value):
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, list) and all(isinstance(v, float) for v in value):
+        shown = [f"{v:.6g}" for v in value[:8]]
+        more = f", ... ({len(value)} values)" if len(value) > 8 else ""
+        return f"[{', '.join(shown)}{more}]"
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, (list, tuple)) and len(value) > 8:
@@ -93,18 +101,22 @@ def _cmd_show(args):
         if args.tables:
             for c in columns:
                 values = np.asarray(table[c])
-                shown = values if values.ndim == 1 else [f"<{values.shape[1:]} per row>"]
-                print(f"    {c}: {_format_value(list(shown) if values.ndim == 1 else shown)}")
+                shown = values.tolist() if values.ndim == 1 else f"<{values.shape[1:]} per row>"
+                print(f"    {c}: {_format_value(shown)}")
     return 0
 
 
 def _cmd_plot(args):
     from dynsim.gradient_plots import plot_gdu_table, plot_sweep
     from dynsim.log import read_log
-    from dynsim.plots import plot_energy, plot_settling, plot_training_curves
+    from dynsim.plots import plot_energy, plot_error_curves, plot_settling, plot_training_curves
 
     reader = read_log(args.log)
     out = Path(args.out) if args.out else Path(args.log).with_name(f"{Path(args.log).stem}_{args.kind}.png")
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it, or --out another file")
+    if out.is_dir():
+        raise DynsimError(f"--out {out} is a folder; name a PNG file")
     if args.kind in ("settling", "energy"):
         if len(reader) == 0:
             raise DynsimError(f"{args.log} holds no relaxation to plot; its tables are {reader.tables}")
@@ -112,11 +124,15 @@ def _cmd_plot(args):
         path = plot(reader, out, relaxation=args.relaxation)
     elif args.kind == "training":
         names = [t for t in reader.tables if t.startswith("history")]
-        if not names:
-            raise DynsimError(f"{args.log} holds no training history table (history*); its tables are "
-                              f"{reader.tables}")
-        histories = {n.removeprefix("history_") or n: reader.table(n) for n in names}
-        path = plot_training_curves(histories, out, title=f"training curves of {Path(args.log).name}")
+        if "epochs" in reader.tables:
+            # The per-epoch table of a dataset run (dynsim.fitting.fit): error curves of every split.
+            path = plot_error_curves(reader.table("epochs"), out, title=f"training of {Path(args.log).name}")
+        elif names:
+            histories = {n.removeprefix("history_") or n: reader.table(n) for n in names}
+            path = plot_training_curves(histories, out, title=f"training curves of {Path(args.log).name}")
+        else:
+            raise DynsimError(f"{args.log} holds no training history (an 'epochs' table or history* tables); "
+                              f"its tables are {reader.tables}")
     else:
         if "sweep" in reader.tables:
             table = reader.table("sweep")
@@ -180,6 +196,7 @@ def build_parser():
     s.add_argument("--metric", default="cosine", choices=["cosine", "relative_error", "sign_agreement",
                                                            "normalized_rmse"], help="gradients: the metric")
     s.add_argument("--out", help="PNG to write (default: beside the log)")
+    s.add_argument("--overwrite", action="store_true", help="replace the PNG if it exists")
     s.set_defaults(func=_cmd_plot)
 
     s = sub.add_parser("sweep", help="run a scenario over a parameter grid on Dask",
@@ -214,7 +231,7 @@ def main(argv=None):
     warnings.showwarning = show
     try:
         return args.func(args)
-    except (DynsimError, FileNotFoundError, FileExistsError) as exc:
+    except (DynsimError, FileNotFoundError, FileExistsError, PermissionError, TimeoutError) as exc:
         print(f"dynsim {args.command}: error: {exc}", file=sys.stderr)
         return 2
     finally:

@@ -97,15 +97,29 @@ def grid_points(grid):
     return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
 
 
-def _log_numbers(folder):
-    """Numbers a user compares points by, read off the point's first dynsim log."""
-    from dynsim.log import read_log
+def _point_log(folder):
+    """The point's dynsim trajectory log: ``log.h5`` when there, else the one ``*.h5`` that is a dynsim log.
 
+    Other HDF5 files of a point (a training run's ``checkpoint.h5``) are not
+    logs and are passed over.
+    """
+    from dynsim.log import LogFormatError, read_log
+
+    files = sorted(Path(folder).glob("*.h5"), key=lambda f: (f.name != "log.h5", f.name))
+    for path in files:
+        try:
+            return read_log(path)
+        except LogFormatError:
+            continue
+    return None
+
+
+def _log_numbers(folder):
+    """Numbers a user compares points by, read off the point's dynsim log."""
     numbers = {}
-    logs = sorted(Path(folder).glob("*.h5"))
-    if not logs:
+    reader = _point_log(folder)
+    if reader is None:
         return numbers
-    reader = read_log(logs[0])
     if len(reader):
         for name, phase in reader.relaxation(0).phases.items():
             numbers[f"{name}_steps"] = float(phase.attrs.get("n_steps", np.nan))
@@ -114,12 +128,15 @@ def _log_numbers(folder):
             numbers[f"{name}_residual"] = float(np.max(phase.final_residual))
             if phase.final_cost is not None:
                 numbers[f"{name}_cost"] = float(np.mean(phase.final_cost))
-    if "summary" in reader.tables:
-        table = reader.table("summary")
+    for table_name, prefix in (("summary", "summary"), ("epochs", "final")):
+        if table_name not in reader.tables:
+            continue
+        # A summary has one row; a training run's per-epoch table is compared by its last epoch.
+        table = reader.table(table_name)
         for column, values in table.items():
             values = np.asarray(values) if column != "__attrs__" else None
             if values is not None and values.ndim == 1 and values.dtype.kind in "fiu" and values.size:
-                numbers[f"summary_{column}"] = float(values[0])
+                numbers[f"{prefix}_{column}"] = float(values[0] if table_name == "summary" else values[-1])
     return numbers
 
 
@@ -144,7 +161,9 @@ def run_point(scenario_path, argv, folder, settings):
             code = scenario.run(argv)
         except SystemExit as exc:  # argparse and the scenarios report bad values this way
             code = exc.code if isinstance(exc.code, int) else 1
-            if not isinstance(exc.code, int) and exc.code is not None:
+            if getattr(exc, "message", None):
+                row["error"] = str(exc.message)
+            elif not isinstance(exc.code, int) and exc.code is not None:
                 row["error"] = str(exc.code)
         if code:
             row["error"] = row["error"] or f"the scenario exited with status {code}"

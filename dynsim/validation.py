@@ -1,6 +1,8 @@
 """Boundary checks shared by dynsim's public functions: one clear message per bad argument."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from integrators.solve import ArgumentError
@@ -8,6 +10,31 @@ from integrators.solve import ArgumentError
 
 class DynsimError(Exception):
     """Base class of the errors dynsim raises on purpose."""
+
+
+class UsageExit(SystemExit):
+    """A command-line run ended on input the user can fix: exit status 2, as argparse uses.
+
+    Attributes
+    ----------
+    message : str
+        The one-line reason, already printed on stderr.
+    """
+
+    def __init__(self, message):
+        super().__init__(2)
+        self.message = str(message)
+
+
+def fail(message):
+    """End a command-line run on bad input: ``error: message`` on stderr and exit status 2.
+
+    Raises
+    ------
+    UsageExit
+    """
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise UsageExit(message)
 
 
 class ValidationError(DynsimError, ArgumentError):

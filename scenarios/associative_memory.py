@@ -41,7 +41,7 @@ from dynsim.optimizers import SGD, Adam
 from dynsim.phases import SettleOptions
 from dynsim.plots import plot_recall
 from dynsim.training import RULES
-from dynsim.validation import ValidationError
+from dynsim.validation import ValidationError, fail
 
 
 def build_parser():
@@ -105,10 +105,10 @@ def main(argv=None):
         optimizer = (Adam if args.optimizer == "adam" else SGD)(net, args.lr)
         patterns = random_patterns(args.patterns, args.units, rng)
     except ValidationError as exc:
-        raise SystemExit(f"error: {exc}")
+        fail(f"{exc}")
     if log_path.exists() and not args.overwrite:
         # Checked before training: the log is written only at the end.
-        raise SystemExit(f"error: log file {str(log_path)!r} already exists; pass --overwrite to replace it")
+        fail(f"log file {str(log_path)!r} already exists; pass --overwrite to replace it")
 
     if args.rule in ("ep-negative", "ep-centered", "ep-random") and args.beta >= 1:
         # Nudged by -beta, an output unit obeys ds/dt = rho'(s) h + (beta - 1) s - beta y.

@@ -35,7 +35,7 @@ from dynsim.hopfield import HopfieldNetwork
 from dynsim.learning import EP_VARIANTS, ep_gradient
 from dynsim.log import TrajectoryLog
 from dynsim.phases import SETTLE_METHODS, SettleOptions
-from dynsim.validation import ValidationError
+from dynsim.validation import ValidationError, fail
 
 
 def build_parser():
@@ -75,7 +75,7 @@ def main(argv=None):
         if args.batch < 1:
             raise ValidationError(f"--batch must be >= 1, got {args.batch}")
     except (ValueError, ValidationError) as exc:
-        raise SystemExit(f"error: {exc}")
+        fail(f"{exc}")
     x = rng.uniform(size=(args.batch, sizes[0]))
     target = np.eye(sizes[-1])[rng.integers(0, sizes[-1], args.batch)]
 
@@ -86,13 +86,13 @@ def main(argv=None):
     try:
         log = TrajectoryLog(args.out / "gradients.h5", config, network=net, overwrite=args.overwrite)
     except FileExistsError as exc:
-        raise SystemExit(f"error: {exc}")
+        fail(f"{exc}")
     with log:
         reference, free = reference_gradient(net, x, target)
         try:
             table = sweep_ep_estimates(net, x, target, grid, reference=reference, seed=args.seed)
         except ValidationError as exc:
-            raise SystemExit(f"error: {exc}")
+            fail(f"{exc}")
         blocks = table.pop("blocks")
         log.record_table("sweep", table, attrs={"blocks": ",".join(blocks), "reference": "recurrent backprop"})
         # The reference relaxation, with a nudged phase, for users to look at.

@@ -76,12 +76,13 @@ from dynsim.checkpoint import CheckpointError
 from dynsim.datasets import DATASETS, DatasetError, load
 from dynsim.fitting import TrainingDivergedError, describe_evaluation, fit
 from dynsim.hopfield import HopfieldNetwork
-from dynsim.log import TrajectoryLog, read_log
+from dynsim.log import read_log
 from dynsim.optimizers import SGD, Adam
 from dynsim.phases import SettleOptions, free_phase, nudged_phase
 from dynsim.plots import plot_error_curves, plot_settling
+from dynsim.run_folder import RunFolderError, open_run_log
 from dynsim.schedules import SCHEDULES, make_schedule
-from dynsim.validation import ValidationError, positive_int, real_scalar
+from dynsim.validation import ValidationError, fail, positive_int, real_scalar
 
 # Every preset is stated in dynsim's units: the cost C = 1/2 ||s_out - y||^2 and the update
 # lr * (dE/dtheta(s_lo) - dE/dtheta(s_hi)) / (beta_hi - beta_lo). Scellier & Bengio's code uses C = ||s_out - y||^2
@@ -248,7 +249,7 @@ def main(argv=None):
         free_opts, nudged_opts, eval_opts, steady_opts = settle_options(args)
         free_opts.box(net)
     except (ValidationError, DatasetError) as exc:
-        raise SystemExit(f"error: {exc}")
+        fail(f"{exc}")
 
     config = {"scenario": "mnist_ep", "preset": args.preset, "dataset": args.dataset, "sizes": sizes,
               "activation": "hard_sigmoid", "rule": args.rule, "integrator": args.integrator,
@@ -271,24 +272,10 @@ def main(argv=None):
                                                          ("eval_persistent", False), ("evaluation", "steady-state"),
                                                          ("eval_train_at_start", False)) if config[k] != neutral})
     try:
-        if args.resume:
-            if not ckpt_path.exists():
-                raise SystemExit(f"error: --resume: no checkpoint in {args.out}; run without --resume to start")
-            with read_log(log_path) as reader:
-                logged_epochs = set(reader.table("epochs")["epoch"].astype(int)) if "epochs" in reader.tables \
-                    else set()
-            log = TrajectoryLog.reopen(log_path)
-        else:
-            if ckpt_path.exists() and not args.overwrite:
-                raise SystemExit(f"error: {args.out} holds a run (checkpoint.h5): pass --resume to continue it "
-                                 "or --overwrite to start again")
-            log = TrajectoryLog(log_path, config, network=net, overwrite=args.overwrite)
-            logged_epochs = set()
-            if args.overwrite:
-                ckpt_path.unlink(missing_ok=True)
-    except FileExistsError as exc:
-        raise SystemExit(f"error: {exc}")
-
+        log, logged_epochs, args.resume = open_run_log(args.out, config, network=net, resume=args.resume,
+                                                       overwrite=args.overwrite)
+    except (FileExistsError, RunFolderError) as exc:
+        fail(f"{exc}")
 
     def on_epoch(row):
         epoch = int(row["epoch"])
@@ -314,7 +301,7 @@ def main(argv=None):
                           progress=False if args.quiet else None, lr_schedule=schedule,
                           eval_persistent=args.eval_persistent, eval_train_at_start=args.eval_train_at_start)
         except (TrainingDivergedError, CheckpointError) as exc:
-            raise SystemExit(f"error: {exc}")
+            fail(f"{exc}")
     wall = time.perf_counter() - start
 
     preset = PRESETS[args.preset]

@@ -32,7 +32,7 @@ from dynsim.pc_learning import pc_gradient
 from dynsim.pc_sweep import PC_GRID_KEYS, error_norms, sweep_pc_updates
 from dynsim.phases import SettleOptions
 from dynsim.plots import plot_energy
-from dynsim.validation import ValidationError
+from dynsim.validation import ValidationError, fail
 
 
 def build_parser():
@@ -64,7 +64,7 @@ def main(argv=None):
         if min(args.steps) < 1 or min(args.output_variances) <= 0 or min(args.euler_steps) <= 0 or args.dt <= 0:
             raise ValidationError("--steps, --output-variances, --euler-steps and --dt must be positive")
     except (ValueError, ValidationError) as exc:
-        raise SystemExit(f"error: {exc}")
+        fail(f"{exc}")
     x = rng.uniform(-1, 1, size=(args.batch, sizes[0]))
     y = np.eye(sizes[-1])[rng.integers(0, sizes[-1], args.batch)]
     config = {"scenario": "pc_vs_backprop", "sizes": sizes, "activation": args.activation, "batch": args.batch,
@@ -73,7 +73,7 @@ def main(argv=None):
     try:
         log = TrajectoryLog(args.out / "pc.h5", config, network=net, overwrite=args.overwrite)
     except FileExistsError as exc:
-        raise SystemExit(f"error: {exc}")
+        fail(f"{exc}")
 
     L = len(sizes) - 1
     big = 100.0

@@ -27,7 +27,7 @@ from dynsim.hopfield import HopfieldNetwork
 from dynsim.log import TrajectoryLog
 from dynsim.phases import SettleOptions, free_phase, nudged_phase
 from dynsim.plots import plot_energy, plot_settling
-from dynsim.validation import ValidationError
+from dynsim.validation import ValidationError, fail
 from integrators import METHODS
 
 
@@ -55,7 +55,7 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.batch < 1:
-        raise SystemExit("error: --batch must be >= 1")
+        fail("--batch must be >= 1")
     rng = np.random.default_rng(args.seed)
     try:
         net = HopfieldNetwork.layered(args.sizes, activation=args.activation, seed=rng)
@@ -65,7 +65,7 @@ def main(argv=None):
         if args.beta == 0:
             raise ValidationError("--beta must be nonzero (the nudged phase needs a nudge)")
     except ValidationError as exc:
-        raise SystemExit(f"error: {exc}")
+        fail(f"{exc}")
     x = rng.uniform(size=(args.batch, args.sizes[0]))
     target = np.eye(args.sizes[-1])[rng.integers(0, args.sizes[-1], args.batch)]
 
@@ -76,7 +76,7 @@ def main(argv=None):
     try:
         log = TrajectoryLog(log_path, config, network=net, overwrite=args.overwrite)
     except FileExistsError as exc:
-        raise SystemExit(f"error: {exc}")
+        fail(f"{exc}")
     with log:
         free = free_phase(net, x, target=target, options=options)
         nudged = nudged_phase(net, x, target, args.beta, free.state, options=options)

@@ -52,7 +52,7 @@ from dynsim.phases import SettleOptions, free_phase
 from dynsim.plots import plot_decision_regions, plot_settling, plot_training_curves
 from dynsim.tasks import TASKS
 from dynsim.training import RULES, evaluate, gradient_estimate, train
-from dynsim.validation import ValidationError, positive_int, real_scalar
+from dynsim.validation import ValidationError, fail, positive_int, real_scalar
 from integrators import METHODS
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}
@@ -169,7 +169,7 @@ def main(argv=None):
         idx = np.unique(np.linspace(0, len(task.x) - 1, min(RECORDED_SAMPLES, len(task.x))).round().astype(int))
         recording = dataclasses.replace(options, record_every=1)
     except ValidationError as exc:
-        raise SystemExit(f"error: {exc}")
+        fail(f"{exc}")
 
     config = {"scenario": "train_hopfield", "task": args.task, "n_samples": len(task.x), "sizes": sizes,
               "activation": args.activation, "rules": args.rules, "epochs": args.epochs,
@@ -179,7 +179,7 @@ def main(argv=None):
     try:
         log = TrajectoryLog(log_path, config, network=template, overwrite=args.overwrite)
     except FileExistsError as exc:
-        raise SystemExit(f"error: {exc}")
+        fail(f"{exc}")
 
     histories, networks, wall, relaxations = {}, {}, {}, {}
     with log:

@@ -64,7 +64,7 @@ from dynsim.phases import SettleOptions, free_phase
 from dynsim.plots import plot_decision_regions, plot_training_curves
 from dynsim.tasks import TASKS, Task
 from dynsim.training import PC_RULES, evaluate, gradient_estimate, train
-from dynsim.validation import ValidationError, positive_int, real_scalar
+from dynsim.validation import ValidationError, fail, positive_int, real_scalar
 from integrators import METHODS
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}
@@ -216,7 +216,7 @@ def main(argv=None):
         OPTIMIZERS[args.optimizer](template, args.lr)
         idx = np.unique(np.linspace(0, len(task.x) - 1, min(RECORDED_SAMPLES, len(task.x))).round().astype(int))
     except ValidationError as exc:
-        raise SystemExit(f"error: {exc}")
+        fail(f"{exc}")
 
     config = {"scenario": "train_pc", "task": args.task, "n_samples": len(task.x),
               "inputs": "symmetric" if symmetric else "unit", "sizes": args.sizes, "activation": args.activation,
@@ -227,7 +227,7 @@ def main(argv=None):
     try:
         log = TrajectoryLog(log_path, config, network=template, overwrite=args.overwrite)
     except FileExistsError as exc:
-        raise SystemExit(f"error: {exc}")
+        fail(f"{exc}")
 
     # A second draw of the same distribution: the training accuracy alone cannot show overfitting.
     test = None if args.task == "xor" else make_task(args.task, args.n_samples, args.seed + 1000, symmetric)

@@ -113,3 +113,44 @@ def test_plot_gradients_and_training_from_scenario_logs(tmp_path, scenario, sett
     assert proc.returncode == 0, proc.stderr
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+@pytest.fixture(scope="module")
+def training_log(tmp_path_factory):
+    # A dataset-style training run (fit, epochs table, checkpoint) as the MNIST scenarios write it.
+    out = tmp_path_factory.mktemp("training")
+    script = Path(__file__).with_name("train_for_kill.py")
+    proc = subprocess.run([sys.executable, str(script), str(out), "2"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return out / "log.h5"
+
+
+def test_show_prints_the_tables_of_a_training_log(training_log):
+    proc = dynsim("show", training_log, "--tables")
+    assert proc.returncode == 0, proc.stderr
+    assert "epochs: 3 rows" in proc.stdout
+    line = next(l for l in proc.stdout.splitlines() if l.strip().startswith("epoch:"))
+    assert line.strip() == "epoch: [0, 1, 2]"
+    assert "train_error: [nan, " in proc.stdout  # no training-split evaluation before training
+
+
+def test_plot_training_draws_the_epochs_table_and_never_overwrites(training_log, tmp_path):
+    out = tmp_path / "training.png"
+    proc = dynsim("plot", training_log, "--kind", "training", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    again = dynsim("plot", training_log, "--kind", "training", "--out", out)
+    assert again.returncode == 2 and "already exists; pass --overwrite" in again.stderr
+    assert out.read_bytes() == data
+    assert dynsim("plot", training_log, "--kind", "training", "--out", out, "--overwrite").returncode == 0
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "settle_hopfield", "--set", "batch=0"], "--batch must be >= 1"),
+    (["run", "train_hopfield", "--set", "epochs=-1"], "error: "),
+])
+def test_bad_values_exit_with_status_2_and_one_line(tmp_path, args, message):
+    proc = dynsim(*args, "--out", tmp_path / "out")
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert message in proc.stderr and "Traceback" not in proc.stderr

@@ -3,6 +3,7 @@ import csv
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from dynsim.log import read_log
@@ -63,3 +64,18 @@ def test_bad_sweeps_exit_with_a_message_and_write_nothing(tmp_path):
         proc = dynsim("sweep", "settle_hopfield", *args, "--out", tmp_path / "s")
         assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
         assert not (tmp_path / "s" / "summary.csv").exists()
+
+
+def test_a_point_is_read_from_its_log_not_from_another_hdf5_file(tmp_path):
+    # A training point holds checkpoint.h5 (sorted first, not a log) beside log.h5.
+    from dynsim.checkpoint import Checkpoint, save_checkpoint
+    from dynsim.log import TrajectoryLog
+    from dynsim.sweep import _log_numbers
+
+    save_checkpoint(tmp_path / "checkpoint.h5", Checkpoint(epoch=1, theta=np.zeros(3), optimizer={},
+                                                           rng_state={}))
+    with TrajectoryLog(tmp_path / "log.h5", {"scenario": "x"}) as log:
+        for epoch, error in enumerate([0.9, 0.4]):
+            log.append_row("epochs", {"epoch": epoch, "test_error": error})
+    numbers = _log_numbers(tmp_path)
+    assert numbers["final_test_error"] == 0.4 and numbers["final_epoch"] == 1

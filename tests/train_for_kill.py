@@ -12,9 +12,9 @@ from pathlib import Path
 
 from dynsim.fitting import fit
 from dynsim.hopfield import HopfieldNetwork
-from dynsim.log import TrajectoryLog, read_log
 from dynsim.optimizers import SGD
 from dynsim.phases import SettleOptions
+from dynsim.run_folder import open_run_log
 from dynsim.tasks import moons
 
 OPTIONS = SettleOptions(integrator="projected_euler", dt=0.5, max_steps=15, stop_at_steady_state=False)
@@ -24,16 +24,11 @@ NUDGED = SettleOptions(integrator="projected_euler", dt=0.5, max_steps=4, stop_a
 def main(out, epochs):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt, log_path = out / "checkpoint.h5", out / "log.h5"
+    ckpt = out / "checkpoint.h5"
     net = HopfieldNetwork.layered([2, 12, 2], activation="hard_sigmoid", seed=3)
-    resume = ckpt.exists()
-    if resume:
-        with read_log(log_path) as reader:
-            logged = set(reader.table("epochs")["epoch"].astype(int)) if "epochs" in reader.tables else set()
-        log = TrajectoryLog.reopen(log_path)
-    else:
-        logged = set()
-        log = TrajectoryLog(log_path, {"scenario": "train_for_kill"}, overwrite=True)
+    # As the dataset scenarios do: continue when there is a checkpoint, else start (again).
+    log, logged, resume = open_run_log(out, {"scenario": "train_for_kill"}, network=net, resume=ckpt.exists(),
+                                       say=lambda line: None)
 
     def on_epoch(row):
         if int(row["epoch"]) not in logged:
