@@ -26,11 +26,11 @@ KEEP = 4
 
 
 def source_digest(folders):
-    """SHA-1 over the names and contents of the ``*.py`` files in ``folders`` (sorted), as hex."""
+    """SHA-1 over the relative paths and contents of the ``*.py`` files under ``folders`` (sorted), as hex."""
     h = hashlib.sha1()
     for folder in folders:
-        for path in sorted(Path(folder).glob("*.py")):
-            h.update(path.name.encode())
+        for path in sorted(Path(folder).rglob("*.py")):
+            h.update(path.relative_to(folder).as_posix().encode())
             h.update(b"\0")
             h.update(path.read_bytes())
             h.update(b"\0")
@@ -56,10 +56,15 @@ def configure(packages):
     folders = [Path(p.__file__).parent for p in packages]
     root = cache_root()
     folder = root / source_digest(folders)[:16]
+    cold = not folder.is_dir() or not any(folder.iterdir())
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
         return None
+    if cold:
+        # The first run after an install or an edit compiles every kernel it uses: say so rather than sit silent.
+        print("dynsim: first run of this version: compiling the Numba kernels as they are used (about a minute "
+              f"in all); later runs load them from {folder}", file=sys.stderr, flush=True)
     numba.config.CACHE_DIR = str(folder)
     _prune(root, folder)
     return folder
