@@ -28,7 +28,7 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from dynsim.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from dynsim.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from dynsim.optimizers import NonFiniteGradientError
 from dynsim.phases import SettleOptions, free_phase
 from dynsim.tasks import Task
@@ -174,7 +174,7 @@ def _check_data(network, data):
 def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options=None, nudged_options=None,
         eval_options=None, persistent=False, seed=0, checkpoint=None, resume=False, fingerprint=None,
         on_epoch=None, max_batches=None, progress=None, lr_schedule=None, eval_persistent=False,
-        eval_train_at_start=False):
+        eval_train_at_start=False, checkpoint_every=None, checkpoint_minutes=None):
     """Train ``network`` in place with ``rule`` on ``data['train']``, evaluating the other splits each epoch.
 
     Parameters
@@ -204,7 +204,8 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
     seed : int
         Seeds the shuffling and the random sign of 'ep-random'.
     checkpoint : str or Path, optional
-        Written atomically after every epoch (epoch 0 included).
+        Written atomically after every epoch (epoch 0 included), and within
+        epochs as ``checkpoint_every`` / ``checkpoint_minutes`` ask.
     resume : bool
         Continue from ``checkpoint``; the run must have the same fingerprint.
     fingerprint : dict, optional
@@ -231,6 +232,14 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
         the training's iteration count), as Scellier & Bengio (2017)
         measure their validation error; they are part of the checkpoint.
         Default: every evaluation starts from zeros.
+    checkpoint_every : int, optional
+        Also checkpoint every this many minibatches within an epoch, with
+        the epoch's position (its permutation, the next minibatch, the
+        partial metrics): a killed run loses at most that many minibatches
+        and, resumed, ends exactly as the uninterrupted run.
+    checkpoint_minutes : float, optional
+        Also checkpoint within an epoch once this many minutes have passed
+        since the last checkpoint.
     eval_train_at_start : bool
         Also evaluate the training split before training (epoch 0). Off by
         default: on MNIST it costs as much as evaluating every held-out
@@ -260,6 +269,13 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
         max_batches = positive_int("max_batches", max_batches)
     if resume and checkpoint is None:
         raise ValidationError("resume=True needs a checkpoint path")
+    if checkpoint_every is not None:
+        checkpoint_every = positive_int("checkpoint_every", checkpoint_every)
+    if checkpoint_minutes is not None:
+        checkpoint_minutes = real_scalar("checkpoint_minutes", checkpoint_minutes, 0.0, np.inf, low_open=True,
+                                         high_open=True)
+    if checkpoint is None and (checkpoint_every is not None or checkpoint_minutes is not None):
+        raise ValidationError("checkpoint_every and checkpoint_minutes need a checkpoint path")
     if lr_schedule is not None and not callable(lr_schedule):
         raise ValidationError(f"lr_schedule must be a schedule from dynsim.schedules (a callable), got {lr_schedule!r}")
     options = SettleOptions() if options is None else options
@@ -291,13 +307,24 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
         if on_epoch is not None:
             on_epoch(dict(row, replayed=replayed))
 
-    def save(epoch):
+    last_save = [time.monotonic()]
+
+    def save(epoch, partial=None):
         if checkpoint is not None:
             save_checkpoint(checkpoint, Checkpoint(
                 epoch=epoch, theta=network.theta.copy(), optimizer=optimizer.state_dict(),
                 rng_state=rng.bit_generator.state, particles=None if particles is None else particles.states,
                 history={c: np.asarray(v, dtype=float) for c, v in history.items()}, fingerprint=stamp,
-                eval_particles=eval_particles or {}))
+                eval_particles=eval_particles or {}, partial=partial))
+            last_save[0] = time.monotonic()
+
+    def due(b):
+        """Whether a mid-epoch checkpoint is due after minibatch ``b`` (never after the last one)."""
+        if b + 1 >= n_batches:
+            return False
+        if checkpoint_every is not None and (b + 1) % checkpoint_every == 0:
+            return True
+        return checkpoint_minutes is not None and time.monotonic() - last_save[0] >= 60.0 * checkpoint_minutes
 
     def finish_epoch(epoch, train_loss, train_error, free_steps, nudged_steps, free_res, nudged_res, seconds,
                      n_seen):
@@ -315,9 +342,15 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
         emit(row)
         return row
 
+    partial = None
     if resume:
         ckpt = load_checkpoint(checkpoint, stamp)
+        if ckpt.theta.shape != network.theta.shape or not np.isfinite(ckpt.theta).all():
+            raise CheckpointError(f"checkpoint {checkpoint} holds {ckpt.theta.size} parameters"
+                                  f"{'' if np.isfinite(ckpt.theta).all() else ', not all finite'}; the network "
+                                  f"has {network.theta.size}: it cannot be resumed")
         network.theta = ckpt.theta
+        partial = ckpt.partial
         optimizer.load_state_dict(ckpt.optimizer)
         rng.bit_generator.state = ckpt.rng_state
         if persistent:
@@ -343,12 +376,23 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
         n_batches = min(n_batches, max_batches)
     for epoch in range(start, epochs + 1):
         t0 = time.perf_counter()
-        order = rng.permutation(n)
-        loss_sum, wrong, seen = 0.0, 0, 0
-        free_steps, nudged_steps, free_res, nudged_res = [], [], [], []
-        bar = tqdm(total=n_batches * batch_size, desc=f"epoch {epoch}/{epochs}", unit="ex", leave=False,
-                   disable=None if progress is None else not progress)
-        for b in range(n_batches):
+        if partial is None:
+            order = rng.permutation(n)
+            first = 0
+            loss_sum, wrong, seen = 0.0, 0, 0
+            free_steps, nudged_steps, free_res, nudged_res = [], [], [], []
+        else:
+            # Resumed mid-epoch: the saved permutation and running sums; the generator is already past the
+            # permutation and the minibatches done (its state was saved with them).
+            order, first = np.asarray(partial["order"], dtype=np.int64), int(partial["batch"])
+            loss_sum, wrong, seen = float(partial["loss_sum"]), int(partial["wrong"]), int(partial["seen"])
+            free_steps, nudged_steps = list(partial["free_steps"]), list(partial["nudged_steps"])
+            free_res, nudged_res = list(partial["free_residual"]), list(partial["nudged_residual"])
+            t0 -= float(partial["seconds"])
+            partial = None
+        bar = tqdm(total=n_batches * batch_size, initial=min(first * batch_size, n), desc=f"epoch {epoch}/{epochs}",
+                   unit="ex", leave=False, disable=None if progress is None else not progress)
+        for b in range(first, n_batches):
             idx = order[b * batch_size:(b + 1) * batch_size]
             s0 = particles.get(idx) if persistent else None
             try:
@@ -386,6 +430,13 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
             bar.update(idx.size)
             if b % 50 == 0:
                 bar.set_postfix(error=f"{wrong / seen:.4f}")
+            if checkpoint is not None and due(b):
+                save(epoch - 1, partial={
+                    "order": order, "batch": b + 1, "seconds": time.perf_counter() - t0, "loss_sum": loss_sum,
+                    "wrong": wrong, "seen": seen, "free_steps": np.asarray(free_steps, dtype=float),
+                    "nudged_steps": np.asarray(nudged_steps, dtype=float),
+                    "free_residual": np.asarray(free_res, dtype=float),
+                    "nudged_residual": np.asarray(nudged_res, dtype=float)})
         bar.close()
         seconds = time.perf_counter() - t0
         mean = lambda v: float(np.mean(v)) if v else 0.0  # noqa: E731

@@ -22,6 +22,7 @@ import os
 import re
 from pathlib import Path
 
+from dynsim.checkpoint import checkpoint_exists, previous_path
 from dynsim.log import LogFormatError, TrajectoryLog, read_log
 from dynsim.validation import DynsimError
 
@@ -116,7 +117,7 @@ def open_run_log(out, config, network=None, resume=False, overwrite=False, say=p
     for path in remove_stale_temporaries(out):
         say(f"removed {path.name}, left by a run that was stopped while writing it")
     unfinished = False
-    if log_path.exists() and not ckpt_path.exists() and not overwrite:
+    if log_path.exists() and not checkpoint_exists(ckpt_path) and not overwrite:
         try:
             unfinished = not _epochs_logged(log_path)
         except LogFormatError:
@@ -124,7 +125,7 @@ def open_run_log(out, config, network=None, resume=False, overwrite=False, say=p
         if not unfinished:
             raise RunFolderError(f"{out} holds a log with epochs but no checkpoint.h5 to continue from; pass "
                                  "--overwrite to start again, or --out another folder")
-    if resume and not ckpt_path.exists():
+    if resume and not checkpoint_exists(ckpt_path):
         if not unfinished:
             raise RunFolderError(f"--resume: no run to continue in {out} (no checkpoint.h5); run without --resume "
                                  "to start")
@@ -135,10 +136,11 @@ def open_run_log(out, config, network=None, resume=False, overwrite=False, say=p
     if resume:
         logged = _epochs_logged(log_path)
         return TrajectoryLog.reopen(log_path, network=network), logged, True
-    if ckpt_path.exists() and not overwrite:
+    if checkpoint_exists(ckpt_path) and not overwrite:
         raise RunFolderError(f"{out} holds a run (checkpoint.h5): pass --resume to continue it or --overwrite to "
                              "start again")
     log = TrajectoryLog(log_path, config, network=network, overwrite=overwrite or unfinished)
     if overwrite:
         ckpt_path.unlink(missing_ok=True)
+        previous_path(ckpt_path).unlink(missing_ok=True)
     return log, set(), False

@@ -36,8 +36,12 @@ The split is Scellier & Bengio's: 50,000 training, 10,000 validation and the
   the free and nudged relaxations of a few fixed test images with their
   whole trajectories;
 - ``checkpoint.h5``: weights, optimizer state, random-generator state and
-  persistent particles after the last completed epoch; ``--resume``
-  continues from it and ends with the weights of an uninterrupted run;
+  persistent particles after the last completed epoch, or within an epoch
+  (every ``--checkpoint-minutes``, default 10, or ``--checkpoint-every``
+  minibatches) with the epoch's position; ``--resume`` continues from it
+  and ends with the weights of an uninterrupted run; the checkpoint it
+  replaced stays as ``checkpoint.h5.prev``, the fallback when the newest
+  cannot be read;
 - ``errors.png``: the error curves against the paper's test error;
   ``settling_first.png`` and ``settling_last.png``: the settling of a test
   image in the first and last recorded epochs.
@@ -168,6 +172,10 @@ def build_parser():
     p.add_argument("--seed", type=int, default=1, help="initial weights, minibatch order and nudging signs")
     p.add_argument("--out", type=Path, default=Path("runs/mnist_ep"), help="output folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--checkpoint-every", type=int, default=None,
+                   help="also checkpoint every N minibatches within an epoch")
+    p.add_argument("--checkpoint-minutes", type=float, default=10.0,
+                   help="also checkpoint within an epoch once this many minutes have passed since the last one")
     p.add_argument("--overwrite", action="store_true", help="start afresh, replacing the log and checkpoint in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -201,6 +209,9 @@ def resolve(args):
             positive_int("--" + name.replace("_", "-"), getattr(args, name))
     if args.resume and args.overwrite:
         raise ValidationError("--resume and --overwrite exclude each other")
+    if args.checkpoint_every is not None:
+        positive_int("--checkpoint-every", args.checkpoint_every)
+    real_scalar("--checkpoint-minutes", args.checkpoint_minutes, 0.0, np.inf, low_open=True, high_open=True)
     if args.evaluation == "steady-state" and args.eval_persistent:
         raise ValidationError("--eval-persistent goes with --evaluation training (the steady-state evaluation "
                               "starts from zero)")
@@ -299,7 +310,8 @@ def main(argv=None):
                           persistent=args.persistent, seed=args.seed, checkpoint=ckpt_path, resume=args.resume,
                           fingerprint=fingerprint, on_epoch=on_epoch, max_batches=args.max_batches,
                           progress=False if args.quiet else None, lr_schedule=schedule,
-                          eval_persistent=args.eval_persistent, eval_train_at_start=args.eval_train_at_start)
+                          eval_persistent=args.eval_persistent, eval_train_at_start=args.eval_train_at_start,
+                          checkpoint_every=args.checkpoint_every, checkpoint_minutes=args.checkpoint_minutes)
         except (TrainingDivergedError, CheckpointError) as exc:
             fail(f"{exc}")
     wall = time.perf_counter() - start

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from dynsim.checkpoint import CheckpointError, load_checkpoint
+from dynsim.checkpoint import CheckpointError, CheckpointFallbackWarning, load_checkpoint
 from dynsim.fitting import TrainingDivergedError, describe_evaluation, evaluate_split, fit, metric_columns
 from dynsim.hopfield import HopfieldNetwork
 from dynsim.optimizers import SGD, Adam, NonFiniteGradientError
@@ -89,6 +89,68 @@ def test_resume_after_an_interruption_is_bit_identical(tmp_path):
     assert [r["replayed"] for r in replayed] == [True, True, True, False, False]
     assert history["epoch"].tolist() == [0, 1, 2, 3, 4]
     assert not list(tmp_path.glob(".*tmp"))
+
+
+class StopAfter:
+    """An ``on_epoch`` stand-in for a kill: counts minibatches through the optimizer and raises after ``n``."""
+
+    def __init__(self, optimizer, n):
+        self.optimizer, self.n, self.seen = optimizer, n, 0
+        self.step = optimizer.step
+        optimizer.step = self
+
+    def __call__(self, theta, grad):
+        self.seen += 1
+        if self.seen > self.n:
+            raise KeyboardInterrupt("stopped")
+        return self.step(theta, grad)
+
+
+def test_a_run_stopped_mid_epoch_resumes_from_its_mid_epoch_checkpoint_bit_identical(tmp_path):
+    reference = network()
+    ref = run(reference, 2)
+    ckpt = tmp_path / "ckpt.h5"
+    stopped = network()
+    opt = SGD(stopped, [0.2, 0.1], momentum=0.5)
+    StopAfter(opt, 8 + 5)  # epoch 1 has 8 minibatches of 8: stop in the middle of epoch 2
+    with pytest.raises(KeyboardInterrupt):
+        fit(stopped, splits(), "ep-random", opt, 2, 8, beta=0.5, options=OPTIONS, nudged_options=NUDGED,
+            persistent=True, seed=11, progress=False, checkpoint=ckpt, checkpoint_every=2)
+    saved = load_checkpoint(ckpt)
+    assert saved.epoch == 1 and saved.partial is not None and int(saved.partial["batch"]) == 4
+    resumed = network(seed=99)
+    history = run(resumed, 2, checkpoint=ckpt, resume=True, checkpoint_every=2)
+    assert np.array_equal(resumed.theta, reference.theta)
+    for column in ("train_loss", "train_error", "validation_error", "free_steps", "nudged_residual"):
+        np.testing.assert_array_equal(history[column], ref[column])
+    assert load_checkpoint(ckpt).partial is None and load_checkpoint(ckpt).epoch == 2
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    ckpt = tmp_path / "ckpt.h5"
+    run(network(), 2, checkpoint=ckpt)
+    ckpt.write_bytes(ckpt.read_bytes()[:200])  # cut short, as by a full disk
+    with pytest.warns(CheckpointFallbackWarning, match=r"cannot read checkpoint .*ckpt.h5.*ckpt.h5.prev "
+                                                      r"\(after epoch 1\)"):
+        saved = load_checkpoint(ckpt)
+    assert saved.epoch == 1
+    reference = network()
+    run(reference, 3)
+    resumed = network(seed=99)
+    with pytest.warns(CheckpointFallbackWarning):
+        run(resumed, 3, checkpoint=ckpt, resume=True)
+    assert np.array_equal(resumed.theta, reference.theta)
+
+
+def test_a_checkpoint_with_non_finite_weights_is_refused(tmp_path):
+    ckpt = tmp_path / "ckpt.h5"
+    run(network(), 1, checkpoint=ckpt)
+    saved = load_checkpoint(ckpt)
+    saved.theta[3] = np.nan
+    from dynsim.checkpoint import save_checkpoint
+    save_checkpoint(ckpt, saved)
+    with pytest.raises(CheckpointError, match="not all finite"):
+        run(network(), 2, checkpoint=ckpt, resume=True)
 
 
 def test_resume_refuses_another_configuration(tmp_path):

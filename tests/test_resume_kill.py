@@ -39,7 +39,7 @@ def test_killed_and_resumed_runs_equal_the_uninterrupted_run(tmp_path):
     rng = np.random.default_rng(5)
     out = tmp_path / "killed"
     ckpt = out / "checkpoint.h5"
-    kills = 0
+    kills = mid_epoch = 0
     for attempt in range(KILLS):
         done = load_checkpoint(ckpt).epoch if ckpt.exists() else -1
         proc = start(out)
@@ -55,6 +55,7 @@ def test_killed_and_resumed_runs_equal_the_uninterrupted_run(tmp_path):
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             kills += proc.wait(timeout=30) == -signal.SIGKILL
+            mid_epoch += ckpt.exists() and load_checkpoint(ckpt).partial is not None
         else:
             assert proc.returncode == 0, proc.stderr.read().decode()
         proc.stderr.close()
@@ -72,4 +73,5 @@ def test_killed_and_resumed_runs_equal_the_uninterrupted_run(tmp_path):
     assert table["epoch"].tolist() == list(range(EPOCHS + 1))
     for column in ("train_error", "train_loss", "test_error", "free_steps"):
         assert np.array_equal(table[column], ref_table[column], equal_nan=True), column
-    print(f"\n{kills} kills, resumed each time; weights, particles, optimizer and log identical")
+    print(f"\n{kills} kills ({mid_epoch} resumed from a mid-epoch checkpoint), resumed each time; weights, "
+          "particles, optimizer and log identical")

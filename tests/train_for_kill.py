@@ -18,6 +18,8 @@ from dynsim.run_folder import open_run_log
 from dynsim.tasks import moons
 
 OPTIONS = SettleOptions(integrator="projected_euler", dt=0.5, max_steps=15, stop_at_steady_state=False)
+CHECKPOINT_EVERY = 10
+"""Minibatches between the checkpoints within an epoch (150 minibatches an epoch): kills land mid-epoch too."""
 NUDGED = SettleOptions(integrator="projected_euler", dt=0.5, max_steps=4, stop_at_steady_state=False)
 
 
@@ -39,7 +41,7 @@ def main(out, epochs):
     with log:
         fit(net, data, "ep-random", SGD(net, [0.2, 0.1], momentum=0.5), epochs, 4, beta=0.5, options=OPTIONS,
             nudged_options=NUDGED, persistent=True, seed=11, checkpoint=ckpt, resume=resume, on_epoch=on_epoch,
-            progress=False)
+            checkpoint_every=CHECKPOINT_EVERY, progress=False)
 
 
 if __name__ == "__main__":
