@@ -66,11 +66,12 @@ from numba import njit
 from dynsim.activations import rho_and_prime
 from dynsim.hopfield import HopfieldNetwork
 from dynsim.hopfield_kernels import local_field_of_groups
+from dynsim.layered_euler import _activations, _split, is_layered
 from dynsim.validation import ValidationError
 from integrators import CONVERGED, DIVERGED, STEP_LIMIT, IntegrationResult, Trajectory
 from integrators._numerics import all_steady, first_bad_sample, open_recording, record, steady_residual
 
-__all__ = ["RELAXATION_SCHEMES", "group_colours", "update_halves", "relax"]
+__all__ = ["RELAXATION_SCHEMES", "group_colours", "update_halves", "fused_applies", "relax", "relax_with_energy"]
 
 RELAXATION_SCHEMES = ("fixed_point", "block")
 """Names of the relaxation schemes (``SettleOptions(integrator=...)`` accepts them)."""
@@ -255,7 +256,279 @@ def relax_batch(s0, theta, sizes, free_off, pre, post, w_off, act, drive, beta, 
     return y, status, steps, residual, bad_step, bad_sample, rec_t, rec_y, rec_res, n_rec
 
 
+# ----------------------------------------------------------------------------- fused loop, layered networks
+@njit(cache=True, fastmath={"reassoc"})
+def _sweep_field(yg, rg, rpg, bg, ag, hg, drive, o, tg, nudge, keep, lo, hi, max_abs, en, y2, f2, res2, f_over):
+    """One group at the top of a sweep: local field into ``hg``, and the per-sample sums of the tests.
+
+    ``h = drive + below + above`` (the order in which the generic
+    :func:`dynsim.hopfield_kernels.local_field_of_groups` adds them), the
+    vector field ``f = keep (rho'(s) h - s - nudge (s - y))``, the projected
+    residual, the energy ``1/2 s^2 - 1/2 rho(s) (h + drive)`` and the sums
+    of the divergence test. Written like
+    :func:`dynsim.layered_euler._field_step` (1-D row views, sums only, no
+    flag assuming finite values) so that the loop vectorises.
+    """
+    n_batch, m = yg.shape
+    zero = keep - keep  # the sums in the arrays' dtype, as in _field_step
+    for i in range(n_batch):
+        e_acc = zero
+        y_acc = zero
+        f_acc = zero
+        r_acc = zero
+        f_cnt = 0
+        ys, rs, rps, bs, as_, hs = yg[i], rg[i], rpg[i], bg[i], ag[i], hg[i]
+        ds = drive[i, o:o + m]
+        ts = tg[i]
+        for j in range(m):
+            s = ys[j]
+            d = ds[j]
+            h = d + bs[j] + as_[j]
+            hs[j] = h
+            e_acc += s * s - rs[j] * (h + d)
+            y_acc += s * s
+            f = keep * (rps[j] * h - s - nudge * (s - ts[j]))
+            f_acc += f * f
+            f_cnt += abs(f) > max_abs
+            pinned = ((s <= lo) & (f < 0.0)) | ((s >= hi) & (f > 0.0))
+            r_acc += zero if pinned else f * f
+        en[i] += 0.5 * e_acc
+        y2[i] += y_acc
+        f2[i] += f_acc
+        res2[i] += r_acc
+        f_over[i] += f_cnt
+
+
+@njit(cache=True, fastmath={"reassoc"})
+def _sweep_update(rpg, hg, ng, tg, nudged, beta, scale, lo, hi, project, max_abs, yn2, yn_over):
+    """``ng = P(rho'(s) h)``, or ``P((rho'(s) h + beta y) / (1 + beta))`` on the nudged output, and its sums.
+
+    The same expressions as :func:`_update_groups` (``scale = 1 / (1 + beta)``),
+    so the states agree with the generic sweep to rounding.
+    """
+    n_batch, m = ng.shape
+    zero = scale - scale  # sums in the arrays' dtype, as in _sweep_field
+    for i in range(n_batch):
+        v_acc = zero
+        v_cnt = 0
+        rps, hs, ns, ts = rpg[i], hg[i], ng[i], tg[i]
+        for j in range(m):
+            if nudged:
+                v = (rps[j] * hs[j] + beta * ts[j]) * scale
+            else:
+                v = rps[j] * hs[j]
+            if project:
+                v = min(max(v, lo), hi)
+            ns[j] = v
+            v_acc += v * v
+            v_cnt += abs(v) > max_abs
+        yn2[i] += v_acc
+        yn_over[i] += v_cnt
+
+
+@njit(cache=True, fastmath={"reassoc"})
+def _held_sums(yg, ng, max_abs, yn2, yn_over):
+    """A group held where it is (a clamped output): copied into ``ng``, with its sums of the divergence test."""
+    n_batch, m = yg.shape
+    for i in range(n_batch):
+        v_acc = 0.0
+        v_cnt = 0.0
+        ys, ns = yg[i], ng[i]
+        for j in range(m):
+            v = ys[j]
+            ns[j] = v
+            v_acc += v * v
+            v_cnt += 1.0 if abs(v) > max_abs else 0.0
+        yn2[i] += v_acc
+        yn_over[i] += v_cnt
+
+
+@njit(cache=True)
+def _couplings(theta, sizes, w_off, r, below, above, selected):
+    """The products feeding the groups with ``selected[g]``: ``below_g = rho(s_{g-1}) W_{g-1}`` (g >= 2) and
+    ``above_g = rho(s_{g+1}) W_g^T`` (g <= G - 2), into buffers kept for the relaxation."""
+    G = sizes.shape[0]
+    for c in range(1, G - 1):
+        if selected[c + 1] or selected[c]:
+            W = theta[w_off[c]:w_off[c] + sizes[c] * sizes[c + 1]].reshape((sizes[c], sizes[c + 1]))
+            if selected[c + 1]:
+                np.dot(r[c], W, below[c + 1])
+            if selected[c]:
+                np.dot(r[c + 1], W.T, above[c])
+
+
+@njit(cache=True)
+def sweep_layered(y0, theta, sizes, free_off, w_off, act, drive, beta, target, first, second, max_steps, atol,
+                  rtol, stop_at_steady_state, lo, hi, project, max_abs):
+    """Fixed-point or block sweeps of a layered Hopfield network in one compiled loop.
+
+    The same sweeps, tests and counts as :func:`relax_batch` for a network
+    whose groups form a chain (connection ``c`` couples group ``c`` to
+    ``c + 1``), with each group's state, activations, local field and the
+    products from its neighbours ("below", "above") in C-contiguous buffers
+    kept for the whole relaxation, and one vectorised pass per group and
+    half-sweep.
+
+    Parameters
+    ----------
+    y0 : ndarray, shape (batch, n_free)
+        Start, inside the box when ``project``.
+    theta, sizes, free_off, w_off, act
+        The network (see :mod:`dynsim.hopfield_kernels`).
+    drive : ndarray, shape (batch, n_free)
+        Biases plus the input's projection (constant).
+    beta : float
+        Nudging strength (> -1), a scalar of the arrays' dtype.
+    target : ndarray, shape (batch, n_output)
+    first, second : ndarray of bool, shape (G,)
+        As in :func:`relax_batch` (:func:`update_halves`).
+    max_steps, atol, rtol, stop_at_steady_state, max_abs
+        As in :func:`relax_batch`.
+    lo, hi : float
+        The box of every unit (scalars of the arrays' dtype); ``project`` whether to clip to it.
+
+    Returns
+    -------
+    tuple
+        ``(y, status, steps, residual, bad_step, bad_sample, energy)``: the
+        first six as :func:`relax_batch`'s, ``energy`` (batch,) of ``y``.
+
+    Notes
+    -----
+    Per sweep the products feeding the first half (and any group held
+    fixed, whose field the energy needs) are recomputed from the current
+    state; the second half's are still valid, having been computed after
+    the first half moved in the previous sweep. So a sweep costs one
+    evaluation of the local field, as in :func:`relax_batch`.
+    """
+    n_batch, n = y0.shape
+    G = sizes.shape[0]
+    out_g = G - 1
+    y = _split(y0, sizes, free_off)
+    y_new = _split(y0, sizes, free_off)
+    r = _split(y0, sizes, free_off)
+    rp = _split(y0, sizes, free_off)
+    h = _split(y0, sizes, free_off)
+    below = _split(y0, sizes, free_off)
+    above = _split(y0, sizes, free_off)
+    every = np.ones(G, dtype=np.bool_)
+    top = np.zeros(G, dtype=np.bool_)
+    has_second = False
+    for g in range(1, G):
+        _activations(y[g], act, r[g], rp[g])
+        below[g][:, :] = 0.0
+        above[g][:, :] = 0.0
+        top[g] = first[g] or not second[g]
+        has_second = has_second or second[g]
+    _couplings(theta, sizes, w_off, r, below, above, every)
+    residual = np.empty(n_batch, dtype=np.float64)
+    energy = np.empty(n_batch, dtype=y0.dtype)
+    res2 = np.empty(n_batch)
+    en = np.empty(n_batch)
+    y2 = np.empty(n_batch)
+    f2 = np.empty(n_batch)
+    f_over = np.empty(n_batch)
+    yn2 = np.empty(n_batch)
+    yn_over = np.empty(n_batch)
+    limit = max_abs * max_abs
+    # 0, 1 and 1 / (1 + beta) in the arrays' dtype: a float64 literal would promote a float32 pass to float64.
+    unit = np.ones(2, dtype=y0.dtype)
+    unit[0] = 0.0
+    zero = unit[0]
+    one = unit[1]
+    scale = one / (one + beta)
+
+    steps = 0
+    status = _RUNNING
+    bad_step = -1
+    bad_sample = -1
+    while status == _RUNNING:
+        if steps > 0:
+            _couplings(theta, sizes, w_off, r, below, above, top)
+        res2[:] = 0.0
+        en[:] = 0.0
+        y2[:] = 0.0
+        f2[:] = 0.0
+        f_over[:] = 0.0
+        for g in range(1, G):
+            moving = first[g] or second[g]
+            nudge = beta if (g == out_g and moving) else zero
+            keep = one if moving else zero
+            tg = target if g == out_g else drive  # any (batch, >= n_g) array when nudge is 0
+            _sweep_field(y[g], r[g], rp[g], below[g], above[g], h[g], drive, free_off[g], tg, nudge, keep, lo, hi,
+                         max_abs, en, y2, f2, res2, f_over)
+        all_steady = True
+        bad = -1
+        for i in range(n_batch):
+            residual[i] = np.sqrt(res2[i])
+            energy[i] = en[i]
+            if bad < 0 and (not (f2[i] < np.inf) or (f2[i] > limit and f_over[i] > 0.0)):
+                bad = i
+            if not residual[i] <= atol + rtol * np.sqrt(y2[i]):
+                all_steady = False
+        if bad >= 0:
+            status = DIVERGED
+            bad_step = steps
+            bad_sample = bad
+            break
+        if stop_at_steady_state and all_steady:
+            status = CONVERGED
+            break
+        if steps >= max_steps:
+            status = STEP_LIMIT
+            break
+        yn2[:] = 0.0
+        yn_over[:] = 0.0
+        for g in range(1, G):
+            if first[g]:
+                tg = target if g == out_g else drive
+                _sweep_update(rp[g], h[g], y_new[g], tg, g == out_g and beta != 0.0, beta, scale, lo, hi, project,
+                              max_abs, yn2, yn_over)
+            elif not second[g]:
+                _held_sums(y[g], y_new[g], max_abs, yn2, yn_over)
+        if has_second:
+            for g in range(1, G):
+                if first[g]:
+                    _activations(y_new[g], act, r[g], rp[g])
+            _couplings(theta, sizes, w_off, r, below, above, second)
+            for g in range(1, G):
+                if second[g]:
+                    o = free_off[g]
+                    m = sizes[g]
+                    for i in range(n_batch):
+                        hs, ds, bs, as_ = h[g][i], drive[i, o:o + m], below[g][i], above[g][i]
+                        for j in range(m):
+                            hs[j] = ds[j] + bs[j] + as_[j]
+                    tg = target if g == out_g else drive
+                    _sweep_update(rp[g], h[g], y_new[g], tg, g == out_g and beta != 0.0, beta, scale, lo, hi,
+                                  project, max_abs, yn2, yn_over)
+        for i in range(n_batch):
+            if not (yn2[i] < np.inf) or (yn2[i] > limit and yn_over[i] > 0.0):
+                # `y` keeps the last good state.
+                status = DIVERGED
+                bad_step = steps + 1
+                bad_sample = i
+                break
+        if status != _RUNNING:
+            break
+        y, y_new = y_new, y
+        steps += 1
+        for g in range(1, G):
+            if second[g] if has_second else first[g]:
+                _activations(y[g], act, r[g], rp[g])
+
+    out = np.empty((n_batch, n), dtype=y0.dtype)
+    for g in range(1, G):
+        out[:, free_off[g]:free_off[g] + sizes[g]] = y[g]
+    return out, status, steps, residual, bad_step, bad_sample, energy
+
+
 # ----------------------------------------------------------------------------- Python boundary
+def fused_applies(network, record_every=0):
+    """Whether :func:`relax` runs the fused loop :func:`sweep_layered`: a layered Hopfield network, nothing recorded."""
+    return record_every == 0 and isinstance(network, HopfieldNetwork) and is_layered(network)
+
+
 def group_colours(network):
     """Two-colour the free groups of ``network`` by their couplings: ``{group: 1 (odd) or 0 (even)}``.
 
@@ -354,10 +627,11 @@ def _message(status, steps, residual, tolerance, bad_step, bad_sample, stop_at_s
 
 def relax(network, s0, drive, scheme, beta=0.0, target=None, clamp_output=False, *, max_steps=100_000,
           atol=1e-6, rtol=1e-6, stop_at_steady_state=True, box=None, max_abs=1e6, record_every=0,
-          record_samples=None):
+          record_samples=None, fused=True):
     """Relax a batch of Hopfield states by fixed-point or block sweeps.
 
-    :func:`dynsim.phases.settle` calls this for ``SettleOptions(integrator='fixed_point' | 'block')``.
+    :func:`dynsim.phases.settle` calls this (through :func:`relax_with_energy`)
+    for ``SettleOptions(integrator='fixed_point' | 'block')``.
 
     Parameters
     ----------
@@ -385,12 +659,33 @@ def relax(network, s0, drive, scheme, beta=0.0, target=None, clamp_output=False,
     record_every : int
         Keep every that many sweeps (0: none); ``t`` counts sweeps.
     record_samples : ndarray of int, optional
+    fused : bool
+        Run a layered network without recording in the fused compiled loop
+        :func:`sweep_layered` (same sweeps, statuses and counts as the
+        generic :func:`relax_batch`, states equal to rounding); False always
+        takes the generic loop (the reference in the tests).
 
     Returns
     -------
     integrators.IntegrationResult
         ``n_steps`` sweeps, ``nfev`` local-field evaluations (one per sweep plus
         the initial one), ``t`` the number of sweeps.
+    """
+    return relax_with_energy(network, s0, drive, scheme, beta, target, clamp_output, max_steps=max_steps, atol=atol,
+                             rtol=rtol, stop_at_steady_state=stop_at_steady_state, box=box, max_abs=max_abs,
+                             record_every=record_every, record_samples=record_samples, fused=fused)[0]
+
+
+def relax_with_energy(network, s0, drive, scheme, beta=0.0, target=None, clamp_output=False, *, max_steps=100_000,
+                      atol=1e-6, rtol=1e-6, stop_at_steady_state=True, box=None, max_abs=1e6, record_every=0,
+                      record_samples=None, fused=True):
+    """:func:`relax`, and the energy of the final state when the fused loop provides it.
+
+    Returns
+    -------
+    (integrators.IntegrationResult, ndarray of shape (batch,) or None)
+        The energy comes from the last field evaluation of the fused loop
+        (None from the generic loop: the caller evaluates it).
     """
     if not isinstance(network, HopfieldNetwork):
         raise ValidationError(
@@ -405,30 +700,41 @@ def relax(network, s0, drive, scheme, beta=0.0, target=None, clamp_output=False,
     n_batch = s0.shape[0]
     (theta, sizes, free_off, pre, post, w_off, act, drive, beta, target, _clamp) = network.kernel_args(
         drive, beta, target, clamp_output)
+    dtype = network.dtype
+    real = dtype.type
     n = s0.shape[1]
     project = box is not None
-    lower = np.full(n, box[0] if project else -np.inf)
-    upper = np.full(n, box[1] if project else np.inf)
-    y0 = np.ascontiguousarray(s0, dtype=np.float64)
+    lo, hi = (real(box[0]), real(box[1])) if project else (real(-np.inf), real(np.inf))
+    y0 = np.ascontiguousarray(s0, dtype=dtype)
     if project:
-        y0 = np.clip(y0, lower, upper)
-    samples = (np.arange(n_batch, dtype=np.int64) if record_samples is None
-               else np.ascontiguousarray(record_samples, dtype=np.int64))
-    out = relax_batch(y0, theta, sizes, free_off, pre, post, w_off, act, np.ascontiguousarray(drive),
-                      beta, np.ascontiguousarray(target, dtype=np.float64), first, second, int(max_steps),
-                      float(atol), float(rtol), bool(stop_at_steady_state), lower, upper, project, float(max_abs),
-                      int(record_every), samples)
-    y, status, steps, residual, bad_step, bad_sample, rec_t, rec_y, rec_res, n_rec = out
+        y0 = np.clip(y0, lo, hi)
+    drive = np.ascontiguousarray(drive, dtype=dtype)
+    target = np.ascontiguousarray(target, dtype=dtype)
+    energy = None
+    trajectory = None
+    if fused and fused_applies(network, record_every):
+        y, status, steps, residual, bad_step, bad_sample, energy = sweep_layered(
+            y0, theta, sizes, free_off, w_off, act, drive, real(beta), target, first, second, int(max_steps),
+            float(atol), float(rtol), bool(stop_at_steady_state), lo, hi, project, float(max_abs))
+    else:
+        lower = np.full(n, lo, dtype=dtype)
+        upper = np.full(n, hi, dtype=dtype)
+        samples = (np.arange(n_batch, dtype=np.int64) if record_samples is None
+                   else np.ascontiguousarray(record_samples, dtype=np.int64))
+        out = relax_batch(y0, theta, sizes, free_off, pre, post, w_off, act, drive, beta, target, first, second,
+                          int(max_steps), float(atol), float(rtol), bool(stop_at_steady_state), lower, upper,
+                          project, float(max_abs), int(record_every), samples)
+        y, status, steps, residual, bad_step, bad_sample, rec_t, rec_y, rec_res, n_rec = out
+        if record_every > 0:
+            trajectory = Trajectory(t=rec_t[:n_rec].copy(), y=rec_y[:n_rec].copy(),
+                                    residual=rec_res[:n_rec].copy(), samples=samples)
     with np.errstate(over="ignore"):
         tolerance = atol + rtol * np.linalg.norm(y, axis=1)
-    trajectory = None
-    if record_every > 0:
-        trajectory = Trajectory(t=rec_t[:n_rec].copy(), y=rec_y[:n_rec].copy(), residual=rec_res[:n_rec].copy(),
-                                samples=samples)
     status = int(status)
-    return IntegrationResult(
+    result = IntegrationResult(
         y=y, t=float(steps), status=status,
         message=_message(status, steps, residual, tolerance, bad_step, bad_sample, stop_at_steady_state),
         n_steps=int(steps), n_accepted=int(steps), n_rejected=0, nfev=int(steps) + 1, residual=residual,
         tolerance=tolerance, diverged_step=int(bad_step), diverged_sample=int(bad_sample),
         trajectory=trajectory, method=scheme)
+    return result, energy

@@ -8,7 +8,10 @@ n_free); the last group is the output. Connection ``c`` couples group
 ``theta`` at ``w_off[c]``; a block with ``pre == post`` is symmetric with a
 zero diagonal. The biases of the free units follow at ``b_off``. One compiled
 signature therefore serves layered networks of any depth and any symmetric
-connectivity.
+connectivity. Every kernel computes in the dtype of its state and
+parameter arrays (float64 or float32; numba compiles and caches one version
+of each for both); per-sample and per-parameter sums are accumulated in
+float64 scalars.
 
 Energy (Scellier & Bengio 2017, Eq. 1), over the free state given the clamped input:
 
@@ -160,7 +163,7 @@ def energy(s, theta, sizes, free_off, pre, post, w_off, act, drive):
     r = rho(s, act)
     h = local_field(r, theta, sizes, free_off, pre, post, w_off, drive)
     n_batch, n = s.shape
-    out = np.empty(n_batch, dtype=np.float64)
+    out = np.empty(n_batch, dtype=s.dtype)
     for i in range(n_batch):
         acc = 0.0
         for j in range(n):
@@ -202,7 +205,13 @@ def _store_block(grad, c, a, b, sizes, w_off, left, right, scale):
                 out[i, j] *= scale
             out[i, i] = 0.0
     else:
-        np.dot(left.T, right * scale, out)
+        # Scaled by a loop into an array of right's dtype: `right * scale` with a float64 scale would promote a
+        # float32 operand to float64, and np.dot needs one dtype throughout.
+        scaled = np.empty_like(right)
+        for i in range(right.shape[0]):
+            for j in range(right.shape[1]):
+                scaled[i, j] = right[i, j] * scale
+        np.dot(left.T, scaled, out)
 
 
 @njit(cache=True)
@@ -226,7 +235,7 @@ def energy_grad_params(x, s, theta, sizes, free_off, pre, post, w_off, b_off, ac
     Each block's product is written straight into the returned vector.
     """
     n_batch = s.shape[0]
-    grad = np.empty(theta.shape[0], dtype=np.float64)
+    grad = np.empty(theta.shape[0], dtype=theta.dtype)
     r = rho(s, act)
     rx = rho(x, act)
     scale = -1.0 / n_batch
@@ -248,7 +257,7 @@ def _stack(top, bottom, sign):
     """``[top; sign * bottom]``, shape (k_top + k_bottom, n), C-contiguous."""
     k1, n = top.shape
     k2 = bottom.shape[0]
-    out = np.empty((k1 + k2, n), dtype=np.float64)
+    out = np.empty((k1 + k2, n), dtype=top.dtype)
     for i in range(k1):
         for j in range(n):
             out[i, j] = top[i, j]
@@ -271,7 +280,7 @@ def energy_grad_params_difference(x, s_a, s_b, scale, theta, sizes, free_off, pr
     Nothing of the parameters' size is allocated but the result.
     """
     n_batch = s_a.shape[0]
-    grad = np.empty(theta.shape[0], dtype=np.float64)
+    grad = np.empty(theta.shape[0], dtype=theta.dtype)
     r_a = rho(s_a, act)
     r_b = rho(s_b, act)
     diff = r_b - r_a
@@ -319,7 +328,7 @@ def energy_grad_params_directional(x, s, v, theta, sizes, free_off, pre, post, w
     diagonal), for biases -r'. The clamped input has no direction.
     """
     n_batch = s.shape[0]
-    grad = np.empty(theta.shape[0], dtype=np.float64)
+    grad = np.empty(theta.shape[0], dtype=theta.dtype)
     r = rho(s, act)
     dr = rho_prime(s, act) * v
     rx = rho(x, act)

@@ -90,15 +90,19 @@ def _field_step(yg, ng, rg, rpg, bg, ag, drive, o, tg, nudge, keep, dt, lo, hi, 
     test. Each of the three changes halved the time of this pass or better.
     """
     n_batch, m = yg.shape
+    # The sums run in the arrays' dtype (zero below has it): float64 literals would convert every float32 term
+    # to float64, which measured slower than float64 throughout. A float32 sum over a row of <= 10^3 units is
+    # off by ~1e-5 relative, far inside the steady-state tolerances a float32 state can meet.
+    zero = dt - dt
     for i in range(n_batch):
         # Scalar sums within a row (kept in registers), added to the per-sample totals after it.
-        e_acc = 0.0
-        y_acc = 0.0
-        f_acc = 0.0
-        r_acc = 0.0
-        v_acc = 0.0
-        f_cnt = 0.0
-        v_cnt = 0.0
+        e_acc = zero
+        y_acc = zero
+        f_acc = zero
+        r_acc = zero
+        v_acc = zero
+        f_cnt = 0
+        v_cnt = 0
         # Rows as 1-D contiguous views: with 2-D indexing the strides are run-time values and the loop does not
         # vectorise (measured: 2 times slower).
         ys, ns, rs, rps, bs, as_ = yg[i], ng[i], rg[i], rpg[i], bg[i], ag[i]
@@ -108,21 +112,21 @@ def _field_step(yg, ng, rg, rpg, bg, ag, drive, o, tg, nudge, keep, dt, lo, hi, 
             s = ys[j]
             d = ds[j]
             h = d + bs[j] + as_[j]
-            e_acc += 0.5 * s * s - 0.5 * rs[j] * (h + d)
+            e_acc += s * s - rs[j] * (h + d)
             y_acc += s * s
             f = keep * (rps[j] * h - s - nudge * (s - ts[j]))
             f_acc += f * f
-            f_cnt += 1.0 if abs(f) > max_abs else 0.0
+            f_cnt += abs(f) > max_abs
             # A unit pinned at a bound by an outward field does not count towards the residual.
             pinned = ((s <= lo) & (f < 0.0)) | ((s >= hi) & (f > 0.0))
-            r_acc += 0.0 if pinned else f * f
+            r_acc += zero if pinned else f * f
             v = s + dt * f
             # Compare-and-select, not min/max: a NaN must stay NaN for the divergence test.
             v = lo if v < lo else (hi if v > hi else v)
             v_acc += v * v
-            v_cnt += 1.0 if abs(v) > max_abs else 0.0
+            v_cnt += abs(v) > max_abs
             ns[j] = v
-        en[i] += e_acc
+        en[i] += 0.5 * e_acc
         y2[i] += y_acc
         f2[i] += f_acc
         res2[i] += r_acc
@@ -172,6 +176,8 @@ def euler_layered(y0, theta, sizes, free_off, w_off, act, drive, beta, target, c
         Biases plus the input's projection (constant).
     beta : float
         Nudging strength; ``target`` (batch, n_output) the output's target.
+        The arrays share one dtype (float64 or float32); ``beta``, ``dt``,
+        ``lo`` and ``hi`` are scalars of that dtype.
     clamp_output : bool
         Hold the output units (their field is zero).
     dt, max_steps, atol, rtol, stop_at_steady_state, max_abs
@@ -205,7 +211,7 @@ def euler_layered(y0, theta, sizes, free_off, w_off, act, drive, beta, target, c
         above[g][:, :] = 0.0
         below[g][:, :] = 0.0
     residual = np.empty(n_batch, dtype=np.float64)
-    energy = np.empty(n_batch, dtype=np.float64)
+    energy = np.empty(n_batch, dtype=y0.dtype)
     # Per-sample sums of the pass: squared residual, energy, |y|^2, |f|^2, |y_new|^2, and the counts of entries of
     # f and y_new above max_abs.
     res2 = np.empty(n_batch)
@@ -219,6 +225,8 @@ def euler_layered(y0, theta, sizes, free_off, w_off, act, drive, beta, target, c
     y_bad = np.zeros(n_batch, dtype=np.bool_)
     limit = max_abs * max_abs
     out_g = G - 1
+    zero = dt - dt
+    one = dt / dt  # dt > 0
 
     steps = 0
     nfev = 0
@@ -244,9 +252,10 @@ def euler_layered(y0, theta, sizes, free_off, w_off, act, drive, beta, target, c
             # per unit.
             o = free_off[g]
             # The output's nudge and clamp as factors, so that one branch-free loop (it vectorises) serves
-            # every group: f = keep * (rho'(s) h - s - nudge * (s - y)).
-            nudge = beta if (g == out_g and not clamp_output) else 0.0
-            keep = 0.0 if (g == out_g and clamp_output) else 1.0
+            # every group: f = keep * (rho'(s) h - s - nudge * (s - y)). Both take dt's type (zero and one
+            # below), so a float32 relaxation computes in float32.
+            nudge = beta if (g == out_g and not clamp_output) else zero
+            keep = zero if (g == out_g and clamp_output) else one
             tg = target if g == out_g else drive  # any (batch, >= n_g) array when nudge is 0
             _field_step(y[g], y_new[g], r[g], rp[g], below[g], above[g], drive, o, tg, nudge, keep, dt,
                         lo, hi, max_abs, en, y2, f2, res2, yn2, f_over, yn_over)
@@ -325,13 +334,15 @@ def relax(network, s0, drive, method, beta=0.0, target=None, clamp_output=False,
     """
     (theta, sizes, free_off, _pre, _post, w_off, act, drive, beta, target, clamp_output) = network.kernel_args(
         drive, beta, target, clamp_output)
-    n = s0.shape[1]
+    # Arrays and the scalars of the per-unit arithmetic in the network's dtype: with float32 the pass then
+    # stays in single precision (a float64 scalar would promote every unit's arithmetic to float64).
+    real = network.dtype.type
     project = box is not None
-    lo, hi = (float(box[0]), float(box[1])) if project else (-np.inf, np.inf)
-    y0 = np.ascontiguousarray(s0, dtype=np.float64)  # projected onto [lo, hi] by the kernel, as integrate() does
+    lo, hi = (real(box[0]), real(box[1])) if project else (real(-np.inf), real(np.inf))
+    y0 = np.ascontiguousarray(s0, dtype=network.dtype)  # projected onto [lo, hi] by the kernel, as integrate() does
     y, t, status, steps, nfev, residual, bad_step, bad_sample, energy = euler_layered(
-        y0, theta, sizes, free_off, w_off, act, np.ascontiguousarray(drive, dtype=np.float64), beta,
-        np.ascontiguousarray(target, dtype=np.float64), clamp_output, float(dt), int(max_steps), float(atol),
+        y0, theta, sizes, free_off, w_off, act, np.ascontiguousarray(drive, dtype=network.dtype), real(beta),
+        np.ascontiguousarray(target, dtype=network.dtype), clamp_output, real(dt), int(max_steps), float(atol),
         float(rtol), bool(stop_at_steady_state), lo, hi, float(max_abs))
     result = finish_result(y, t, status, steps, 0, nfev, residual, bad_step, bad_sample, atol=atol, rtol=rtol,
                            stop_at_steady_state=stop_at_steady_state, method=method)

@@ -64,17 +64,20 @@ class NetworkLayout:
                 return self.group_names[g], int(column - start)
         raise AssertionError("the free groups do not cover the free state")  # pragma: no cover
 
+    dtype = np.dtype(np.float64)
+    """Floating-point type of states and parameters; arrays given to the checks below are converted to it."""
+
     def check_input(self, x):
-        """``x`` validated: finite float64, shape (batch, n_input)."""
-        return float_array("x", x, shape=(None, self.n_input))
+        """``x`` validated: finite, of the network's :attr:`dtype`, shape (batch, n_input)."""
+        return float_array("x", x, shape=(None, self.n_input), dtype=self.dtype)
 
     def check_state(self, s, batch=None, name="s"):
-        """``s`` validated: finite float64, shape (batch, n_free); messages call it ``name``."""
-        return float_array(name, s, shape=(batch, self.n_free))
+        """``s`` validated: finite, of the network's :attr:`dtype`, shape (batch, n_free); messages call it ``name``."""
+        return float_array(name, s, shape=(batch, self.n_free), dtype=self.dtype)
 
     def check_target(self, target, batch, name="target"):
-        """``target`` validated: finite float64, shape (batch, n_output); messages call it ``name``."""
-        return float_array(name, target, shape=(batch, self.n_output))
+        """``target`` validated: finite, of the network's :attr:`dtype`, shape (batch, n_output)."""
+        return float_array(name, target, shape=(batch, self.n_output), dtype=self.dtype)
 
     def cost(self, s, target):
         """C = 1/2 ||s_out - target||^2 per sample, shape (batch,)."""

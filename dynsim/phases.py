@@ -413,7 +413,7 @@ def settle(network, x, s0=None, target=None, beta=0.0, clamp_output=False, optio
     if drive is None:
         drive = network.input_drive(x)
     else:
-        drive = float_array("drive", drive, shape=(batch, network.n_free))
+        drive = float_array("drive", drive, shape=(batch, network.n_free), dtype=network.dtype)
     s0 = None if s0 is None else network.check_state(s0, batch, name="s0")
     return settle_checked(network, x, s0, target, beta, clamp_output, options, phase, drive)
 
@@ -423,7 +423,7 @@ def settle_checked(network, x, s0, target, beta, clamp_output, options, phase, d
 
     ``x`` (batch, n_input), ``target`` (batch, n_output) or None, ``drive``
     (batch, n_free) and ``s0`` (batch, n_free) or None are finite
-    C-contiguous float64 arrays of those shapes (``network.check_input``,
+    C-contiguous arrays of the network's dtype and of those shapes (``network.check_input``,
     ``check_target``, ``input_drive``, ``check_state`` give them), ``beta``
     a float (``target`` given when it is not 0 or with ``clamp_output``),
     ``options`` a :class:`SettleOptions`, ``phase`` a label. Nothing is
@@ -446,7 +446,8 @@ def settle_checked(network, x, s0, target, beta, clamp_output, options, phase, d
     while True:
         energy = None
         if options.is_relaxation_scheme:
-            result = block_relaxation.relax(
+            # A layered network without recording runs the fused loop, which also gives the final energy.
+            result, energy = block_relaxation.relax_with_energy(
                 network, s0, drive, options.integrator, beta, target, clamp_output, max_steps=max_steps,
                 atol=options.atol, rtol=options.rtol, stop_at_steady_state=options.stop_at_steady_state, box=box,
                 max_abs=options.max_abs, record_every=options.record_every, record_samples=record)
