@@ -60,12 +60,14 @@ How to run
 ----------
 ::
 
-    python scenarios/benchmark_settle.py                 # full run (a few minutes)
-    python scenarios/benchmark_settle.py --quick         # smoke test
-    python scenarios/benchmark_settle.py --repeats 9 --batches 20,64,256 --skip-compile
+    python -m dynsim.benchmarks.settle                 # full run (a few minutes)
+    python -m dynsim.benchmarks.settle --quick         # smoke test
+    python -m dynsim.benchmarks.settle --repeats 9 --batches 20,64,256 --skip-compile
 
 BLAS runs single-threaded (``OPENBLAS_NUM_THREADS=1`` and friends) unless
-those variables are set by the caller: numpy and Numba's kernels each load an
+those variables are set by the caller (``python -m`` imports dynsim, and so
+numpy, before this module: the script then starts itself again with the
+variables set): numpy and Numba's kernels each load an
 OpenBLAS whose busy-waiting thread pools fight on a small machine, which
 slowed solve_ivp (and, less, dynsim) by up to 5x.
 
@@ -91,7 +93,9 @@ from pathlib import Path
 # thread pool; on a 2-core machine the two pools fight, which slowed
 # solve_ivp's steps up to 5x at batch 256 in our measurements. Must precede
 # the import of numpy; the compile-time children inherit it.
+_MODULES_BEFORE = set(sys.modules)
 BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")
+_BLAS_VARS_MISSING = [_var for _var in BLAS_THREAD_VARS if _var not in os.environ]
 for _var in BLAS_THREAD_VARS:
     os.environ.setdefault(_var, "1")
 
@@ -366,7 +370,8 @@ def run_compile_child(cache_root, settings):
     env["NUMBA_CACHE_DIR"] = str(Path(cache_root) / "numba")
     env["INTEGRATORS_CACHE_DIR"] = str(Path(cache_root) / "integrators")
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), _CHILD_FLAG, json.dumps(settings)],
+    proc = subprocess.run([sys.executable, "-m", __spec__.name if __spec__ else "dynsim.benchmarks.settle",
+                           _CHILD_FLAG, json.dumps(settings)],
                           env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
@@ -522,6 +527,10 @@ def build_parser():
 
 
 def main(argv=None):
+    if _BLAS_VARS_MISSING and "numpy" in _MODULES_BEFORE and argv is None:
+        # numpy (imported with dynsim by ``python -m``) already started its BLAS threads: start again with the
+        # variables set, so that they take effect.
+        os.execv(sys.executable, [sys.executable, "-m", "dynsim.benchmarks.settle", *sys.argv[1:]])
     args = build_parser().parse_args(argv)
     if args.child is not None:
         compile_child(args.child)

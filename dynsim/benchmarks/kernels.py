@@ -1,4 +1,4 @@
-"""Benchmark: minibatch training speed of EP and PC on MNIST-shaped data, against the machine and PyTorch.
+"""Benchmark of the kernels: minibatch gradient estimate + optimizer step of EP and PC, against the machine and PyTorch.
 
 What is measured
 ----------------
@@ -43,16 +43,19 @@ nothing is downloaded; ``--data-dir`` uses real MNIST images instead (the
 speed does not depend on the pixel values, except through how many hard
 sigmoid units saturate).
 
-This is a measurement, not a test: nothing is asserted.
+This is a measurement, not a test: nothing is asserted. It times kernels on
+random data; what a user waits for (whole epochs through the scenarios,
+with evaluation, logging and checkpoints) is timed by
+:mod:`dynsim.benchmarks.training_epochs`.
 
 Command lines::
 
-    python scenarios/benchmark_mnist.py
-    python scenarios/benchmark_mnist.py --configs a,b --minibatches 100 --repeats 7
-    python scenarios/benchmark_mnist.py --data-dir data            # real MNIST (files already there)
-    python -m venv .venv-pcx && .venv-pcx/bin/pip install pcx
-    python scenarios/benchmark_mnist.py --configs c --pcx-python .venv-pcx/bin/python
-    python scenarios/benchmark_mnist.py --minibatches 2 --repeats 1 --no-torch --no-pcx   # smoke run
+    python -m dynsim.benchmarks.kernels
+    python -m dynsim.benchmarks.kernels --configs a,b --minibatches 100 --repeats 7
+    python -m dynsim.benchmarks.kernels --data-dir data            # real MNIST (files already there)
+    python -m venv .venv-pcx && .venv-pcx/bin/pip install pcx==0.6.3
+    python -m dynsim.benchmarks.kernels --configs c --pcx-python .venv-pcx/bin/python
+    python -m dynsim.benchmarks.kernels --minibatches 2 --repeats 1 --no-torch --no-pcx   # smoke run
 
 References
 ----------
@@ -70,13 +73,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+
+from dynsim.benchmarks import pcx_runner
+from dynsim.benchmarks.flops import ep_flops, matmul_rate, pc_flops, peak_memory_mb  # noqa: F401 (public here too)
 
 EPOCH_EXAMPLES = 50_000
 
@@ -114,80 +120,10 @@ CONFIGS = {
 
 
 # ----------------------------------------------------------------------------- FLOP counts
-def ep_flops(sizes, batch, free_steps, nudged_steps, nudged_phases):
-    """Floating-point operations of one EP minibatch of a layered Hopfield network; a dict.
-
-    A product of (m, k) and (k, n) matrices counts 2 m k n operations;
-    elementwise work is not counted.
-
-    - input projection, once per minibatch (shared by every phase):
-      2 B n_0 n_1;
-    - each iteration (one field evaluation): for every coupling between free
-      layers l, l+1 the two products rho(s_l) W and rho(s_{l+1}) W^T,
-      2 * 2 B n_l n_{l+1}; iterations = free + nudged phases x nudged;
-    - weight update: the input block from one product with the difference of
-      the two states, 2 B n_0 n_1; a block between free layers from one
-      product over the two states stacked, 2 (2B) n_l n_{l+1}; the SGD step,
-      2 per parameter.
-    """
-    B = batch
-    projection = 2 * B * sizes[0] * sizes[1]
-    per_iteration = sum(2 * 2 * B * sizes[l] * sizes[l + 1] for l in range(1, len(sizes) - 1))
-    iterations = free_steps + nudged_phases * nudged_steps
-    n_params = sum(sizes[l] * sizes[l + 1] for l in range(len(sizes) - 1)) + sum(sizes[1:])
-    update = (2 * B * sizes[0] * sizes[1] + sum(2 * 2 * B * sizes[l] * sizes[l + 1] for l in range(1, len(sizes) - 1))
-              + 2 * n_params)
-    return {"projection": projection, "iterations": iterations * per_iteration, "update": update,
-            "total": projection + iterations * per_iteration + update}
-
-
-def pc_flops(sizes, batch, steps):
-    """Floating-point operations of one supervised PC minibatch (strict predictions); a dict.
-
-    - feedforward pass, once per minibatch (the start of inference and the
-      first layer's prediction, constant): sum_l 2 B n_{l-1} n_l;
-    - each inference step: the predictions of layers 2..L from the current
-      state, sum_{l>=2} 2 B n_{l-1} n_l, and the errors sent down,
-      eps_l W_l^T for l >= 2, the same again;
-    - weight update: the predictions at the settled state, sum_{l>=2}
-      2 B n_{l-1} n_l, the products f(x_{l-1})^T eps_l, sum_l 2 B n_{l-1} n_l,
-      and the SGD step, 2 per parameter.
-    """
-    B = batch
-    L = len(sizes) - 1
-    all_layers = sum(2 * B * sizes[l - 1] * sizes[l] for l in range(1, L + 1))
-    upper = sum(2 * B * sizes[l - 1] * sizes[l] for l in range(2, L + 1))
-    n_params = sum(sizes[l - 1] * sizes[l] for l in range(1, L + 1)) + sum(sizes[1:])
-    update = upper + all_layers + 2 * n_params
-    return {"projection": all_layers, "iterations": steps * 2 * upper, "update": update,
-            "total": all_layers + steps * 2 * upper + update}
-
-
 def config_flops(cfg):
     if cfg.model == "ep":
         return ep_flops(cfg.sizes, cfg.batch, cfg.free_steps, cfg.nudged_steps, cfg.nudged_phases)
     return pc_flops(cfg.sizes, cfg.batch, cfg.free_steps)
-
-
-# ----------------------------------------------------------------------------- machine
-def matmul_rate(n, repeats):
-    """numpy's float64 matrix-product rate in GFLOP/s: median over ``repeats`` products of two n x n matrices."""
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((n, n))
-    b = rng.standard_normal((n, n))
-    out = np.empty((n, n))
-    np.dot(a, b, out=out)  # warm-up (threads started, pages touched)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        np.dot(a, b, out=out)
-        times.append(time.perf_counter() - t)
-    return 2.0 * n ** 3 / float(np.median(times)) / 1e9
-
-
-def peak_memory_mb():
-    """Peak resident memory of this process so far, MB (Linux reports ru_maxrss in KB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 # ----------------------------------------------------------------------------- data
@@ -390,128 +326,28 @@ def time_torch(cfg, x, targets, minibatches, repeats, dtype_name):
 
 
 # ----------------------------------------------------------------------------- pcx
-def pcx_worker(sizes, batch, steps, dt, lr, minibatches, repeats):
-    """Median seconds per minibatch of pcx on ``sizes`` (tanh, SGD on states and weights); runs where pcx is.
-
-    The model follows pcx's tutorials (an ``EnergyModule`` with one ``Vode``
-    per layer, the last one clamped to the target, ``value_and_grad`` of the
-    energy for the inference steps and the weight update, all in one
-    ``pxf.jit``), with mu_l = f(x_{l-1}) W_l + b_l as in dynsim (f = tanh,
-    applied to the input too).
-
-    The state optimizer is (re)initialised inside ``train_on_batch`` on the
-    vodes that are not frozen, as pcx's examples do: built on every
-    ``VodeParam``, it would also expect a gradient for the clamped output
-    vode, which ``value_and_grad`` leaves as None, and with ``allow_none``
-    its step would silently do nothing (the hidden states would stay at the
-    feedforward pass, so only the last layer's weights would ever learn).
-    JAX runs on the CPU unless ``JAX_PLATFORMS`` says otherwise, like the
-    PyTorch comparison.
-    """
-    os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    import jax
-    import jax.numpy as jnp
-    import optax
-    import pcx as px
-    import pcx.functional as pxf
-    import pcx.nn as pxnn
-    import pcx.predictive_coding as pxc
-    import pcx.utils as pxu
-
-    class Model(pxc.EnergyModule):
-        def __init__(self):
-            super().__init__()
-            self.act_fn = px.static(jax.nn.tanh)
-            self.layers = [pxnn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
-            self.vodes = [pxc.Vode() for _ in sizes[1:]]
-            self.vodes[-1].h.frozen = True  # the output vode: clamped to the target, not inferred
-
-        def __call__(self, x, y):
-            for v, layer in zip(self.vodes, self.layers):
-                x = v(layer(self.act_fn(x)))
-            if y is not None:
-                self.vodes[-1].set("h", y)
-            return self.vodes[-1].get("u")
-
-    batched = pxu.M(pxc.VodeParam | pxc.VodeParam.Cache).to((None, 0))
-    inferred = pxu.M_hasnot(pxc.VodeParam, frozen=True)  # the hidden vodes' states
-
-    @pxf.vmap(batched, in_axes=(0, 0), out_axes=0)
-    def forward(x, y, *, model):
-        return model(x, y)
-
-    @pxf.vmap(batched, in_axes=(0,), out_axes=(None, 0), axis_name="batch")
-    def energy(x, *, model):
-        y_ = model(x, None)
-        return jax.lax.psum(model.energy(), "batch"), y_
-
-    @pxf.jit(static_argnums=0)
-    def train_on_batch(T, x, y, *, model, optim_w, optim_h):
-        model.train()
-        with pxu.step(model, pxc.STATUS.INIT, clear_params=pxc.VodeParam.Cache):
-            forward(x, y, model=model)  # feedforward initialisation, output clamped to y
-        optim_h.init(inferred(model))
-        for _ in range(T):
-            with pxu.step(model, clear_params=pxc.VodeParam.Cache):
-                _, grads = pxf.value_and_grad(inferred.to([False, True]), has_aux=True)(energy)(x, model=model)
-            optim_h.step(model, grads["model"])  # no allow_none: a missing gradient is an error, not a no-op
-        optim_h.clear()
-        with pxu.step(model, clear_params=pxc.VodeParam.Cache):
-            _, grads = pxf.value_and_grad(pxu.M(pxnn.LayerParam).to([False, True]), has_aux=True)(energy)(
-                x, model=model)
-        optim_w.step(model, grads["model"], scale_by=1.0 / x.shape[0])
-
-    model = Model()
-    with pxu.step(model, pxc.STATUS.INIT, clear_params=pxc.VodeParam.Cache):
-        forward(jnp.zeros((batch, sizes[0])), None, model=model)
-        optim_h = pxu.Optim(lambda: optax.sgd(dt))  # initialised per minibatch in train_on_batch
-        optim_w = pxu.Optim(lambda: optax.sgd(lr), pxu.M(pxnn.LayerParam)(model))
-    rng = np.random.default_rng(0)
-    n_batches = 8
-    xs = jnp.asarray(rng.random((n_batches * batch, sizes[0])), dtype=jnp.float32)
-    ys = jax.nn.one_hot(rng.integers(0, sizes[-1], n_batches * batch), sizes[-1])
-    batches = [(xs[k * batch:(k + 1) * batch], ys[k * batch:(k + 1) * batch]) for k in range(n_batches)]
-
-    def weights():
-        return [np.array(layer.nn.weight.get()) for layer in model.layers]
-
-    def run(count):
-        t = time.perf_counter()
-        for k in range(count):
-            xb, yb = batches[k % n_batches]
-            train_on_batch(steps, xb, yb, model=model, optim_w=optim_w, optim_h=optim_h)
-        jax.block_until_ready(model.layers[0].nn.weight.get())
-        return (time.perf_counter() - t) / count
-
-    w0 = weights()
-    run(2)  # compiles
-    seconds = float(np.median([run(minibatches) for _ in range(repeats)]))
-    unchanged = [k for k, (a, b) in enumerate(zip(weights(), w0)) if np.array_equal(a, b)]
-    if unchanged:
-        # A step that leaves weights as they were was compiled away in part: its time means nothing. The first
-        # layer learns only if inference moved the hidden states, so every layer is checked.
-        raise RuntimeError(f"sanity check failed: the pcx training step did not change the weights of layer(s) "
-                           f"{unchanged} (the model/optimizer wiring does not match this pcx version)")
-    return seconds, str(jax.__version__)
-
-
 def time_pcx(cfg, minibatches, repeats, pcx_python):
-    """(seconds per minibatch, description) of pcx, or (None, why not)."""
+    """(seconds per minibatch, description) of pcx, or (None, why not).
+
+    pcx runs in this process when it imports here, else in the interpreter
+    ``pcx_python`` (a separate environment: pcx pins its own JAX), which
+    runs :mod:`dynsim.benchmarks.pcx_runner` by its path.
+    """
     kwargs = dict(sizes=list(cfg.sizes), batch=cfg.batch, steps=cfg.free_steps, dt=cfg.dt, lr=cfg.lr[0],
-                  minibatches=minibatches, repeats=repeats)
+                  minibatches=minibatches, repeats=repeats, activation=cfg.activation)
     if pcx_python is None:
         try:
             import pcx  # noqa: F401
         except ImportError:
             return None, ("not installed; pcx pins its own JAX, so put it in a separate environment: "
-                          "python -m venv .venv-pcx && .venv-pcx/bin/pip install pcx, then pass "
+                          "python -m venv .venv-pcx && .venv-pcx/bin/pip install pcx==0.6.3, then pass "
                           "--pcx-python .venv-pcx/bin/python")
         try:
-            seconds, version = pcx_worker(**kwargs)
+            result = pcx_runner.time_minibatches(**kwargs)
         except RuntimeError as exc:
             return None, f"not timed: {exc}"
-        return seconds, f"JAX {version}, float32, in this process"
-    proc = subprocess.run([pcx_python, os.path.abspath(__file__), "--pcx-worker", json.dumps(kwargs)],
+        return result["seconds"], f"JAX {result['jax']}, float32, in this process"
+    proc = subprocess.run([pcx_python, str(Path(pcx_runner.__file__).resolve()), "minibatches", json.dumps(kwargs)],
                           capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
@@ -550,37 +386,28 @@ def build_parser():
                    help="python interpreter of a separate environment with pcx installed (default: try "
                         "'import pcx' here)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data and the initial weights")
-    p.add_argument("--pcx-worker", default=None,
-                   help="internal: run only the pcx timing with these JSON arguments and print the result as JSON "
-                        "(how the benchmark calls the interpreter of --pcx-python)")
     return p
 
 
 def parse_args(argv=None):
     p = build_parser()
     args = p.parse_args(argv)
-    if args.pcx_worker is None:
-        keys = [k.strip() for k in args.configs.split(",") if k.strip()]
-        bad = [k for k in keys if k not in CONFIGS]
-        if bad or not keys:
-            p.error(f"--configs: unknown {bad}; choose among {sorted(CONFIGS)}")
-        args.configs = keys
-        for name in ("minibatches", "repeats", "matmul_size"):
-            if getattr(args, name) < 1:
-                p.error(f"--{name.replace('_', '-')} must be >= 1")
-        need = max(CONFIGS[k].batch for k in keys)
-        if args.examples < need:
-            p.error(f"--examples must be >= {need} (the largest minibatch)")
+    keys = [k.strip() for k in args.configs.split(",") if k.strip()]
+    bad = [k for k in keys if k not in CONFIGS]
+    if bad or not keys:
+        p.error(f"--configs: unknown {bad}; choose among {sorted(CONFIGS)}")
+    args.configs = keys
+    for name in ("minibatches", "repeats", "matmul_size"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    need = max(CONFIGS[k].batch for k in keys)
+    if args.examples < need:
+        p.error(f"--examples must be >= {need} (the largest minibatch)")
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.pcx_worker is not None:
-        seconds, version = pcx_worker(**json.loads(args.pcx_worker))
-        print(json.dumps({"seconds": seconds, "jax": version}))
-        return 0
-
     threads = os.environ.get("OPENBLAS_NUM_THREADS", "unset")
     print(f"machine: {os.cpu_count()} CPUs, OPENBLAS_NUM_THREADS={threads}, numpy {np.__version__}")
     rate = matmul_rate(args.matmul_size, max(3, args.repeats))
