@@ -121,7 +121,7 @@ def save_checkpoint(path, checkpoint):
             if checkpoint.eval_particles:
                 ev = f.create_group("eval_particles")
                 for key, value in checkpoint.eval_particles.items():
-                    ev.create_dataset(key, data=np.asarray(value, dtype=float))
+                    ev.create_dataset(key, data=np.asarray(value))
             hist = f.create_group("history")
             for key, values in checkpoint.history.items():
                 hist.create_dataset(key, data=np.asarray(values, dtype=float))

@@ -159,7 +159,7 @@ class Splits:
     validation: Task
     test: Task
 
-    def as_dict(self, train_size=None, eval_size=None):
+    def as_dict(self, train_size=None, eval_size=None, dtype=None):
         """``{'train', 'validation', 'test'}`` as :func:`dynsim.fitting.fit` takes them, optionally cut short.
 
         An empty validation split (``validation_size=0``) is left out.
@@ -169,6 +169,10 @@ class Splits:
         train_size, eval_size : int, optional
             Keep only the first examples of the training split, and of the
             validation and test splits (smoke runs).
+        dtype : {numpy.float32, numpy.float64}, optional
+            Floating-point type of the inputs and targets (default: as
+            loaded, float64); give the network's, so that minibatches need
+            no conversion.
         """
         def first(task, n):
             if n is None:
@@ -178,6 +182,8 @@ class Splits:
 
         out = {"train": first(self.train, train_size), "validation": first(self.validation, eval_size),
                "test": first(self.test, eval_size)}
+        if dtype is not None:
+            out = {name: task.astype(dtype) for name, task in out.items()}
         if self.validation.x.shape[0] == 0:
             del out["validation"]  # validation_size=0: every training image trains, nothing to evaluate there
         return out

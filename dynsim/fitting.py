@@ -32,6 +32,7 @@ from dynsim.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save
 from dynsim.optimizers import NonFiniteGradientError
 from dynsim.phases import SettleOptions, free_phase
 from dynsim.tasks import Task
+from dynsim.learning import report_not_converged
 from dynsim.training import ParticleStore, gradient_estimate, predict
 from dynsim.validation import DivergenceError, DynsimError, ValidationError, boolean, positive_int, real_scalar
 
@@ -57,20 +58,33 @@ class TrainingDivergedError(DynsimError):
 
 
 def metric_columns(eval_splits):
-    """Names of the per-epoch metrics :func:`fit` records, in order."""
+    """Names of the per-epoch metrics :func:`fit` records, in order.
+
+    ``*_not_converged`` count the examples whose phase ended above its
+    tolerance (``atol + rtol ||s||``): per training phase over the epoch's
+    minibatches, and per held-out split in its evaluation.
+    """
     cols = ["epoch", "train_loss", "train_error"]
     for name in eval_splits:
         cols += [f"{name}_loss", f"{name}_error"]
-    return cols + ["free_steps", "nudged_steps", "free_residual", "nudged_residual", "seconds", "examples_per_s"]
+    return cols + ["free_steps", "nudged_steps", "free_residual", "nudged_residual", "seconds", "examples_per_s",
+                   "free_not_converged", "nudged_not_converged"] + [f"{name}_not_converged" for name in eval_splits]
 
 
 def _free_state(network, x, targets, options, s0=None):
+    """The free equilibrium of a chunk: (state, steps, samples that did not settle to the tolerance)."""
     from dynsim.pc import PCNetwork
 
     if isinstance(network, PCNetwork):
-        return network.feedforward(x), 0
+        return network.feedforward(x), 0, 0
     free = free_phase(network, x, s0=s0, target=targets, options=options)
-    return free.state, free.integration.n_steps
+    return free.state, free.integration.n_steps, _unsettled(free)
+
+
+def _unsettled(phase):
+    """Samples of a phase whose final residual is above their tolerance (``atol + rtol ||s||``)."""
+    it = phase.integration
+    return int(np.count_nonzero(np.asarray(it.residual) > np.asarray(it.tolerance)))
 
 
 def evaluate_split(network, task, options=None, chunk=128, particles=None, progress=False, desc="evaluating"):
@@ -100,7 +114,15 @@ def evaluate_split(network, task, options=None, chunk=128, particles=None, progr
     -------
     dict
         ``loss`` (mean cost), ``error`` (fraction misclassified; tied
-        outputs count as errors), ``free_steps`` (mean over chunks).
+        outputs count as errors), ``free_steps`` (mean over chunks),
+        ``not_converged`` (examples whose free phase ended above its
+        tolerance).
+
+    Notes
+    -----
+    When ``options`` asks for the steady state and some examples did not
+    reach it, ``options.not_converged`` says whether to warn (once per
+    call, with the count), raise or go on.
     """
     chunk = positive_int("chunk", chunk)
     n = task.x.shape[0]
@@ -108,13 +130,14 @@ def evaluate_split(network, task, options=None, chunk=128, particles=None, progr
         raise ValidationError(f"particles must be an array of shape ({n}, {network.n_free}), got "
                               f"{getattr(particles, 'shape', type(particles).__name__)}")
     if n == 0:
-        return {"loss": float("nan"), "error": float("nan"), "free_steps": 0.0}
-    loss, wrong, steps = 0.0, 0, []
+        return {"loss": float("nan"), "error": float("nan"), "free_steps": 0.0, "not_converged": 0}
+    loss, wrong, steps, unsettled = 0.0, 0, [], 0
     bar = tqdm(total=n, desc=desc, unit="ex", leave=False, disable=None if progress is None else not progress)
     for lo in range(0, n, chunk):
         sl = slice(lo, lo + chunk)
-        state, n_steps = _free_state(network, task.x[sl], task.targets[sl], options,
-                                     None if particles is None else particles[sl])
+        state, n_steps, n_unsettled = _free_state(network, task.x[sl], task.targets[sl], options,
+                                                  None if particles is None else particles[sl])
+        unsettled += n_unsettled
         if particles is not None:
             particles[sl] = state
         loss += float(network.cost(state, task.targets[sl]).sum())
@@ -122,7 +145,11 @@ def evaluate_split(network, task, options=None, chunk=128, particles=None, progr
         steps.append(n_steps)
         bar.update(min(chunk, n - lo))
     bar.close()
-    return {"loss": loss / n, "error": wrong / n, "free_steps": float(np.mean(steps))}
+    if unsettled and options is not None and options.stop_at_steady_state:
+        report_not_converged(f"evaluating {task.name!r}: {unsettled} of {n} examples did not reach the steady "
+                             f"state within {options.max_steps} steps; their errors are read off unsettled states",
+                             options.not_converged, stacklevel=3)
+    return {"loss": loss / n, "error": wrong / n, "free_steps": float(np.mean(steps)), "not_converged": unsettled}
 
 
 def describe_evaluation(options, persistent, train_at_start=False):
@@ -298,8 +325,9 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
     stamp.update(fingerprint or {})
 
     rng = np.random.default_rng(seed)
-    particles = ParticleStore(n, network.n_free) if persistent else None
-    eval_particles = ({name: np.zeros((task.x.shape[0], network.n_free)) for name, task in held_out.items()}
+    dtype = getattr(network, "dtype", np.float64)  # states are kept in the network's precision
+    particles = ParticleStore(n, network.n_free, dtype) if persistent else None
+    eval_particles = ({name: np.zeros((task.x.shape[0], network.n_free), dtype) for name, task in held_out.items()}
                       if eval_persistent else None)
     history = {c: [] for c in columns}
 
@@ -327,13 +355,15 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
         return checkpoint_minutes is not None and time.monotonic() - last_save[0] >= 60.0 * checkpoint_minutes
 
     def finish_epoch(epoch, train_loss, train_error, free_steps, nudged_steps, free_res, nudged_res, seconds,
-                     n_seen):
-        row = {"epoch": epoch, "train_loss": train_loss, "train_error": train_error}
+                     n_seen, free_unsettled=0, nudged_unsettled=0):
+        row = {"epoch": epoch, "train_loss": train_loss, "train_error": train_error,
+               "free_not_converged": free_unsettled, "nudged_not_converged": nudged_unsettled}
         for name, task in held_out.items():
             m = evaluate_split(network, task, eval_options,
                                particles=None if eval_particles is None else eval_particles[name],
                                progress=show, desc=f"epoch {epoch}: evaluating {name}")
             row[f"{name}_loss"], row[f"{name}_error"] = m["loss"], m["error"]
+            row[f"{name}_not_converged"] = m["not_converged"]
         row.update(free_steps=free_steps, nudged_steps=nudged_steps, free_residual=free_res,
                    nudged_residual=nudged_res, seconds=seconds, examples_per_s=n_seen / max(seconds, 1e-12))
         for c in columns:
@@ -354,12 +384,14 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
         optimizer.load_state_dict(ckpt.optimizer)
         rng.bit_generator.state = ckpt.rng_state
         if persistent:
-            particles.states = np.array(ckpt.particles)
+            particles.states = np.array(ckpt.particles, dtype=dtype)
         if eval_persistent:
             for name in eval_particles:
-                eval_particles[name] = np.array(ckpt.eval_particles[name])
+                eval_particles[name] = np.array(ckpt.eval_particles[name], dtype=dtype)
         for c in columns:
-            history[c] = [float(v) for v in ckpt.history[c]]
+            # Columns added after the checkpoint was written (the not-converged counts) are NaN for its epochs.
+            history[c] = [float(v) for v in ckpt.history[c]] if c in ckpt.history else \
+                [float("nan")] * len(ckpt.history["epoch"])
         for i in range(len(history["epoch"])):
             emit({c: history[c][i] for c in columns}, replayed=True)
         start = ckpt.epoch + 1
@@ -379,13 +411,15 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
         if partial is None:
             order = rng.permutation(n)
             first = 0
-            loss_sum, wrong, seen = 0.0, 0, 0
+            loss_sum, wrong, seen, free_unsettled, nudged_unsettled = 0.0, 0, 0, 0, 0
             free_steps, nudged_steps, free_res, nudged_res = [], [], [], []
         else:
             # Resumed mid-epoch: the saved permutation and running sums; the generator is already past the
             # permutation and the minibatches done (its state was saved with them).
             order, first = np.asarray(partial["order"], dtype=np.int64), int(partial["batch"])
             loss_sum, wrong, seen = float(partial["loss_sum"]), int(partial["wrong"]), int(partial["seen"])
+            free_unsettled = int(partial.get("free_not_converged", 0))
+            nudged_unsettled = int(partial.get("nudged_not_converged", 0))
             free_steps, nudged_steps = list(partial["free_steps"]), list(partial["nudged_steps"])
             free_res, nudged_res = list(partial["free_residual"]), list(partial["nudged_residual"])
             t0 -= float(partial["seconds"])
@@ -424,16 +458,19 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
             seen += idx.size
             free_steps.append(free.integration.n_steps)
             free_res.append(float(np.mean(free.integration.residual)))
+            free_unsettled += _unsettled(free)
             for p in phases.values():
                 nudged_steps.append(p.integration.n_steps)
                 nudged_res.append(float(np.mean(p.integration.residual)))
+                nudged_unsettled += _unsettled(p)
             bar.update(idx.size)
             if b % 50 == 0:
                 bar.set_postfix(error=f"{wrong / seen:.4f}")
             if checkpoint is not None and due(b):
                 save(epoch - 1, partial={
                     "order": order, "batch": b + 1, "seconds": time.perf_counter() - t0, "loss_sum": loss_sum,
-                    "wrong": wrong, "seen": seen, "free_steps": np.asarray(free_steps, dtype=float),
+                    "wrong": wrong, "seen": seen, "free_not_converged": free_unsettled,
+                    "nudged_not_converged": nudged_unsettled, "free_steps": np.asarray(free_steps, dtype=float),
                     "nudged_steps": np.asarray(nudged_steps, dtype=float),
                     "free_residual": np.asarray(free_res, dtype=float),
                     "nudged_residual": np.asarray(nudged_res, dtype=float)})
@@ -441,7 +478,7 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
         seconds = time.perf_counter() - t0
         mean = lambda v: float(np.mean(v)) if v else 0.0  # noqa: E731
         finish_epoch(epoch, loss_sum / seen, wrong / seen, mean(free_steps), mean(nudged_steps), mean(free_res),
-                     mean(nudged_res), seconds, seen)
+                     mean(nudged_res), seconds, seen, free_unsettled, nudged_unsettled)
     return {c: np.asarray(v) for c, v in history.items()}
 
 

@@ -41,7 +41,7 @@ import numpy as np
 
 from dynsim.backprop import NotConvergedWarning
 from dynsim.phases import PhaseResult, SettleOptions, settle_checked
-from dynsim.validation import DivergenceError, ValidationError, real_scalar
+from dynsim.validation import DivergenceError, NotConvergedError, ValidationError, real_scalar
 
 __all__ = ["EP_VARIANTS", "ContrastiveEstimate", "ep_gradient", "chl_gradient", "drive_held"]
 
@@ -81,7 +81,7 @@ def _options(options):
 
 
 def _check_phase(phase, options):
-    """Stop on divergence; warn when a phase asked to reach a steady state stopped short of it.
+    """Stop on divergence; when a phase asked to reach a steady state stopped short of it, do as options say.
 
     A phase run for a fixed iteration count (``stop_at_steady_state=False``)
     is what the EP papers do, and is not warned about.
@@ -91,9 +91,17 @@ def _check_phase(phase, options):
         raise DivergenceError(f"the {phase.phase} phase diverged: {it.message}")
     wanted_steady = options is None or options.stop_at_steady_state
     if wanted_steady and not phase.converged:
-        warnings.warn(f"the {phase.phase} phase did not reach the steady state ({it.message}); the estimate "
-                      f"reads a state whose largest residual is {it.residual.max():.3e}",
-                      NotConvergedWarning, stacklevel=3)
+        report_not_converged(f"the {phase.phase} phase did not reach the steady state ({it.message}); the estimate "
+                             f"reads a state whose largest residual is {it.residual.max():.3e}",
+                             "warn" if options is None else options.not_converged, stacklevel=4)
+
+
+def report_not_converged(message, action, stacklevel=2):
+    """Warn (:class:`NotConvergedWarning`), raise (:class:`NotConvergedError`) or ignore, as ``action`` says."""
+    if action == "raise":
+        raise NotConvergedError(message)
+    if action == "warn":
+        warnings.warn(message, NotConvergedWarning, stacklevel=stacklevel)
 
 
 def drive_held(network, x, drive=None):

@@ -32,7 +32,7 @@ from dynsim.hopfield import HOPFIELD_FIELD
 from integrators.solve import evaluate_field
 from dynsim.validation import StepHalvedWarning, ValidationError, boolean, float_array, positive_int, real_scalar
 
-__all__ = ["SETTLE_METHODS", "SettleOptions", "PhaseResult", "DivergenceSite", "StepRetry", "locate_divergence",
+__all__ = ["SETTLE_METHODS", "NOT_CONVERGED_ACTIONS", "SettleOptions", "PhaseResult", "DivergenceSite", "StepRetry", "locate_divergence",
            "free_phase", "nudged_phase", "settle", "settle_checked", "HOPFIELD_FIELD"]
 
 _NETWORK_INTERFACE = ("vector_field", "natural_box", "initial_state", "input_drive", "kernel_args",
@@ -42,6 +42,8 @@ DEFAULT_DT = {"euler": 0.1, "projected_euler": 0.5, "heun": 0.2, "rk4": 0.5}
 """Default steps of the fixed-step methods (0.5 for projected Euler: Scellier & Bengio's epsilon)."""
 
 SETTLE_METHODS = tuple(sorted(integrators.METHODS)) + RELAXATION_SCHEMES
+NOT_CONVERGED_ACTIONS = ("warn", "raise", "ignore")
+"""What :attr:`SettleOptions.not_converged` may ask when a phase stopped short of its steady state."""
 """Names ``SettleOptions(integrator=...)`` accepts: the ODE integrators, then the relaxation schemes."""
 
 MAX_STEP_HALVINGS = 30
@@ -96,6 +98,14 @@ class SettleOptions:
         that it covers the same integration time, is recorded in
         :attr:`PhaseResult.retries` and issues a
         :class:`~dynsim.validation.StepHalvedWarning`.
+    not_converged : {'warn', 'raise', 'ignore'}
+        What a rule, a reference or an evaluation that reads the settled
+        state does when a phase asked to reach the steady state
+        (``stop_at_steady_state=True``) stopped short of it: warn
+        (:class:`~dynsim.backprop.NotConvergedWarning`), raise
+        (:class:`~dynsim.validation.NotConvergedError`) or go on silently.
+        Phases run for a fixed iteration count are never warned about;
+        training logs count their unsettled samples either way.
     """
 
     integrator: str = "dopri5"
@@ -111,6 +121,7 @@ class SettleOptions:
     record_every: int = 0
     record_samples: tuple | None = None
     retry_smaller_step: int = 0
+    not_converged: str = "warn"
 
     def __post_init__(self):
         if not isinstance(self.integrator, str) or self.integrator not in SETTLE_METHODS:
@@ -126,6 +137,12 @@ class SettleOptions:
         positive_int("record_every", self.record_every, minimum=0)
         object.__setattr__(self, "stop_at_steady_state", boolean("stop_at_steady_state", self.stop_at_steady_state))
         object.__setattr__(self, "project", boolean("project", self.project))
+        if self.not_converged not in NOT_CONVERGED_ACTIONS:
+            raise ValidationError(f"not_converged must be one of {list(NOT_CONVERGED_ACTIONS)}, got "
+                                  f"{self.not_converged!r}")
+        if self.dt is not None and self.integrator == "dopri5":
+            raise ValidationError("dt is the step of the fixed-step integrators; dopri5 chooses its own steps "
+                                  "(leave dt unset; atol and rtol set where it stops)")
         t_max = self.t_max
         if isinstance(t_max, (str, bytes, bool, np.bool_)) or np.ndim(t_max) != 0 \
                 or not isinstance(t_max, (int, float, np.integer, np.floating)) or not t_max > 0:
@@ -204,7 +221,7 @@ class SettleOptions:
                 "max_abs": self.max_abs,
                 "record_every": self.record_every,
                 "record_samples": None if self.record_samples is None else list(self.record_samples),
-                "retry_smaller_step": self.retry_smaller_step}
+                "retry_smaller_step": self.retry_smaller_step, "not_converged": self.not_converged}
 
 
 class StepRetry(NamedTuple):

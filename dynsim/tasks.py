@@ -23,6 +23,20 @@ class Task:
     labels: np.ndarray
     targets: np.ndarray
 
+    def astype(self, dtype):
+        """The same task with inputs and targets of floating-point type ``dtype`` (labels unchanged).
+
+        A network of that dtype then takes its minibatches without a
+        conversion per call. Returns ``self`` when nothing changes.
+        """
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise ValidationError(f"dtype must be a floating-point type (float32 or float64), got {dtype}")
+        if self.x.dtype == dtype and self.targets.dtype == dtype:
+            return self
+        return Task(self.name, np.ascontiguousarray(self.x, dtype=dtype), self.labels,
+                    np.ascontiguousarray(self.targets, dtype=dtype))
+
 
 def _rng(seed):
     """``numpy.random.default_rng(seed)`` for None, an int >= 0 or a Generator; ValidationError otherwise."""

@@ -110,8 +110,8 @@ def evaluate(network, x, labels, targets, options=None):
 class ParticleStore:
     """Persistent particles: each training example's last free equilibrium, reused as its next start."""
 
-    def __init__(self, n_examples, n_free):
-        self.states = np.zeros((n_examples, n_free))
+    def __init__(self, n_examples, n_free, dtype=np.float64):
+        self.states = np.zeros((n_examples, n_free), dtype=dtype)
 
     def get(self, indices):
         return self.states[indices]

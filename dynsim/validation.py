@@ -37,6 +37,10 @@ def fail(message):
     raise UsageExit(message)
 
 
+class NotConvergedError(DynsimError):
+    """A phase asked to reach its steady state stopped short of it, and the options said to raise."""
+
+
 class ValidationError(DynsimError, ArgumentError):
     """An argument has the wrong shape, dtype, value or range; the message names it.
 

@@ -282,3 +282,34 @@ def test_centered_ep_names_its_two_nudged_phases(problem):
     net, x, y, free = problem
     est = ep_gradient(net, x, y, 0.1, "centered", options=TIGHT, free=free)
     assert [p.phase for p in est.phases.values()] == list(est.phases) and set(est.phases) == {"nudged+", "nudged-"}
+
+
+def test_a_phase_short_of_its_steady_state_warns_raises_or_passes_as_the_options_say():
+    import dataclasses
+    import warnings
+
+    from dynsim.backprop import NotConvergedWarning
+    from dynsim.validation import NotConvergedError
+
+    net = HopfieldNetwork.layered([4, 6, 3], activation="hard_sigmoid", seed=2)
+    x = np.random.default_rng(0).uniform(size=(5, 4))
+    y = np.eye(3)[[0, 1, 2, 0, 1]]
+    for scheme in ("block", "fixed_point"):
+        short = SettleOptions(integrator=scheme, max_steps=1, atol=1e-10, rtol=1e-10)
+        with pytest.warns(NotConvergedWarning, match="free phase did not reach the steady state"):
+            ep_gradient(net, x, y, 0.5, options=short)
+        with pytest.raises(NotConvergedError, match="did not reach the steady state"):
+            ep_gradient(net, x, y, 0.5, options=dataclasses.replace(short, not_converged="raise"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            ep_gradient(net, x, y, 0.5, options=dataclasses.replace(short, not_converged="ignore"),
+                        nudged_options=dataclasses.replace(short, not_converged="ignore"))
+
+
+def test_settle_options_refuse_what_they_would_ignore():
+    from dynsim.validation import ValidationError
+
+    with pytest.raises(ValidationError, match="dt is the step of the fixed-step integrators; dopri5"):
+        SettleOptions(integrator="dopri5", dt=0.1)
+    with pytest.raises(ValidationError, match=r"not_converged must be one of \['warn', 'raise', 'ignore'\]"):
+        SettleOptions(not_converged="skip")
