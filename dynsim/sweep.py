@@ -88,6 +88,25 @@ def _check_grid(grid):
         if not isinstance(key, str) or isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)) \
                 or not values:
             raise ScenarioError(f"grid[{key!r}] must be a non-empty list of values, got {values!r}")
+        repeated = sorted({str(v) for v in values if [str(w) for w in values].count(str(v)) > 1})
+        if repeated:
+            # Two equal points would run at once into one folder.
+            raise ScenarioError(f"grid[{key!r}] repeats {', '.join(repeated)}: give each value once")
+
+
+# What a point's row can hold besides its settings: per-phase figures of its first relaxation, a summary
+# table's first row, a training log's last epoch, and the wall time.
+_METRIC = re.compile(r"^(\w+_(steps|nfev|energy|residual|cost)|summary_\w+|final_\w+|seconds)$")
+
+
+def _check_metric(metric, grid):
+    if metric is None:
+        return
+    if not isinstance(metric, str) or metric in grid or not _METRIC.match(metric):
+        raise ScenarioError(
+            f"metric must name a summary column: <phase>_steps, _nfev, _energy, _residual or _cost (e.g. "
+            f"free_steps), summary_<column>, final_<column> of a training log's last epoch (e.g. "
+            f"final_test_error) or seconds; got {metric!r}")
 
 
 def grid_points(grid):
@@ -203,6 +222,23 @@ def _cluster(scheduler, workers):
     return local()
 
 
+def _task_failure(exc):
+    """Why a point's Dask task failed, for its row."""
+    from distributed import KilledWorker
+
+    if isinstance(exc, KilledWorker):
+        allowed = dask_config_allowed_failures()
+        return (f"the worker running this point died each time it was tried ({allowed + 1} tries: killed, out of "
+                f"memory, or a crash in compiled code); run the sweep again to retry it")
+    return f"{type(exc).__name__}: {exc}"
+
+
+def dask_config_allowed_failures():
+    import dask
+
+    return int(dask.config.get("distributed.scheduler.allowed-failures", 3))
+
+
 def _write_summary(out, rows, grid, scenario_name):
     from dynsim.log import TrajectoryLog
 
@@ -282,8 +318,7 @@ def run_sweep(scenario, grid, out, scheduler=None, workers=2, metric=None, quiet
         raise ScenarioError("the grid cannot set 'out' or 'overwrite': each point has its own folder")
     if isinstance(workers, (bool, np.bool_)) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise ScenarioError(f"workers must be an integer >= 1, got {workers!r}")
-    if metric is not None and not isinstance(metric, str):
-        raise ScenarioError(f"metric must be the name of a summary column, got {metric!r}")
+    _check_metric(metric, grid)
     out = Path(out)
     parser = scenario.parser()
     points = []
@@ -311,7 +346,13 @@ def run_sweep(scenario, grid, out, scheduler=None, workers=2, metric=None, quiet
             finished = failed = 0
             bar = tqdm(total=len(todo), desc=f"sweep {scenario.name}", unit="point", disable=True if quiet else None)
             for future in as_completed(futures):
-                row = future.result()
+                try:
+                    row = future.result()
+                except Exception as exc:  # the task itself failed: its worker died (Dask retried it) or was lost
+                    folder = futures[future]
+                    settings = next(st for st, f, _ in todo if f == folder)
+                    row = {"point": folder.name, **settings, "status": "failed", "seconds": float("nan"),
+                           "error": _task_failure(exc)}
                 row["skipped"] = 0.0
                 rows[str(futures[future])] = row
                 finished += 1

@@ -2,6 +2,7 @@
 import csv
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,3 +80,34 @@ def test_a_point_is_read_from_its_log_not_from_another_hdf5_file(tmp_path):
             log.append_row("epochs", {"epoch": epoch, "test_error": error})
     numbers = _log_numbers(tmp_path)
     assert numbers["final_test_error"] == 0.4 and numbers["final_epoch"] == 1
+
+
+def test_a_point_whose_worker_dies_is_reported_and_the_others_finish(tmp_path):
+    import dask
+
+    from dynsim.sweep import run_sweep
+
+    scenario = str(Path(__file__).with_name("dying_scenario.py"))
+    grid = {"value": ["1", "2"], "die": ["0", "1"]}
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        table = run_sweep(scenario, grid, tmp_path, workers=1, metric="summary_double", quiet=True)
+    status = dict(zip(table["point"], table["status"]))
+    errors = dict(zip(table["point"], table["error"]))
+    dead = [p for p in status if "die=1" in p]
+    assert len(dead) == 2 and all(status[p] == "failed" for p in dead)
+    assert all("the worker running this point died each time it was tried (2 tries" in errors[p] for p in dead)
+    assert [table["summary_double"][i] for i, p in enumerate(table["point"]) if "die=0" in p] == [2.0, 4.0]
+    with open(tmp_path / "summary.csv") as handle:
+        assert len(list(csv.reader(handle))) == 5  # header and every point, the failed ones too
+    assert (tmp_path / "summary.h5").exists() and (tmp_path / "summary.png").exists()
+
+
+def test_a_bogus_metric_or_a_repeated_value_is_refused_before_anything_runs(tmp_path):
+    from dynsim.sweep import run_sweep
+
+    scenario = str(Path(__file__).with_name("dying_scenario.py"))
+    with pytest.raises(ScenarioError, match="metric must name a summary column"):
+        run_sweep(scenario, {"value": ["1"]}, tmp_path, workers=1, metric="nonsense", quiet=True)
+    with pytest.raises(ScenarioError, match=r"grid\['value'\] repeats 1: give each value once"):
+        run_sweep(scenario, {"value": ["1", "2", "1"]}, tmp_path, workers=1, quiet=True)
+    assert not any(tmp_path.iterdir())
