@@ -341,20 +341,34 @@ def run_sweep(scenario, grid, out, scheduler=None, workers=2, metric=None, quiet
 
         out.mkdir(parents=True, exist_ok=True)
         with _cluster(scheduler, workers) as client:
-            futures = {client.submit(run_point, str(scenario.path), argv, str(folder), settings, pure=False):
-                       folder for settings, folder, argv in todo}
+            # At most one point per worker thread in flight: when a worker dies, Dask counts the death against
+            # every task it held, so a queued point beside one that kills its worker would be blamed too.
+            slots = max(1, sum(client.nthreads().values()))
+            pending = list(todo)
+            futures = {}
+            running = as_completed()
+
+            def submit_next():
+                settings, folder, argv = pending.pop(0)
+                future = client.submit(run_point, str(scenario.path), argv, str(folder), settings, pure=False)
+                futures[future] = (settings, folder)
+                running.add(future)
+
+            for _ in range(min(slots, len(pending))):
+                submit_next()
             finished = failed = 0
             bar = tqdm(total=len(todo), desc=f"sweep {scenario.name}", unit="point", disable=True if quiet else None)
-            for future in as_completed(futures):
+            for future in running:
+                settings, folder = futures.pop(future)
+                if pending:
+                    submit_next()
                 try:
                     row = future.result()
                 except Exception as exc:  # the task itself failed: its worker died (Dask retried it) or was lost
-                    folder = futures[future]
-                    settings = next(st for st, f, _ in todo if f == folder)
                     row = {"point": folder.name, **settings, "status": "failed", "seconds": float("nan"),
                            "error": _task_failure(exc)}
                 row["skipped"] = 0.0
-                rows[str(futures[future])] = row
+                rows[str(folder)] = row
                 finished += 1
                 failed += row["status"] != "ok"
                 bar.set_postfix(running=len(todo) - finished, failed=failed)
