@@ -58,7 +58,7 @@ import numpy as np
 
 from dynsim._version import __version__
 from dynsim.tasks import Task
-from dynsim.validation import DynsimError, ValidationError, positive_int
+from dynsim.validation import DynsimError, ValidationError, float_dtype, positive_int
 
 __all__ = ["Dataset", "DATASETS", "DatasetError", "Splits", "FILES", "ENV_VAR", "default_data_dir",
            "data_root", "dataset_folder", "file_md5", "verify_md5", "read_idx", "write_idx",
@@ -159,7 +159,7 @@ class Splits:
     validation: Task
     test: Task
 
-    def as_dict(self, train_size=None, eval_size=None, dtype=None):
+    def as_dict(self, train_size=None, eval_size=None):
         """``{'train', 'validation', 'test'}`` as :func:`dynsim.fitting.fit` takes them, optionally cut short.
 
         An empty validation split (``validation_size=0``) is left out.
@@ -169,10 +169,6 @@ class Splits:
         train_size, eval_size : int, optional
             Keep only the first examples of the training split, and of the
             validation and test splits (smoke runs).
-        dtype : {numpy.float32, numpy.float64}, optional
-            Floating-point type of the inputs and targets (default: as
-            loaded, float64); give the network's, so that minibatches need
-            no conversion.
         """
         def first(task, n):
             if n is None:
@@ -182,8 +178,6 @@ class Splits:
 
         out = {"train": first(self.train, train_size), "validation": first(self.validation, eval_size),
                "test": first(self.test, eval_size)}
-        if dtype is not None:
-            out = {name: task.astype(dtype) for name, task in out.items()}
         if self.validation.x.shape[0] == 0:
             del out["validation"]  # validation_size=0: every training image trains, nothing to evaluate there
         return out
@@ -515,17 +509,6 @@ def _check_validation_size(value, n_train):
     return int(value)
 
 
-def _check_dtype(dtype):
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        dt = None
-    if dt is None or not np.issubdtype(dt, np.floating):
-        raise ValidationError(f"dtype must be a floating-point dtype (e.g. numpy.float64, numpy.float32); "
-                              f"got {dtype!r}")
-    return dt
-
-
 def _as_task(name, images, labels, dtype, n_classes):
     n = images.shape[0]
     # Explicit width: reshape(0, -1) is ambiguous and fails for an empty validation set.
@@ -578,7 +561,7 @@ def load_folder(folder, md5=None, *, name="idx", validation_size=10000, dtype=np
            training images and the last 10,000 as validation set.
     """
     folder = Path(folder)
-    dtype = _check_dtype(dtype)
+    dtype = float_dtype(dtype)
     if md5 is not None:
         absent = [f for f in FILES if f not in md5]
         if absent:
@@ -675,7 +658,7 @@ def load(name, data_dir=None, download=True, validation_size=10000, dtype=np.flo
     ds = _check_name(name)
     # Arguments are checked before any file is touched or downloaded.
     validation_size = _check_validation_size(validation_size, ds.n_train)
-    _check_dtype(dtype)
+    float_dtype(dtype)
     folder = dataset_folder(name, data_dir)
     missing = [f for f in FILES if not (folder / f).is_file()]
     if missing:

@@ -22,23 +22,9 @@ import integrators
 from dynsim import hopfield_kernels as K
 from dynsim.activations import NATURAL_BOUNDS, activation_code, rho, rho_prime, rho_second
 from dynsim.network_layout import NetworkLayout
-from dynsim.validation import ValidationError, float_array, random_generator, real_scalar
+from dynsim.validation import ValidationError, float_array, float_dtype, random_generator, real_scalar
 
-FLOAT_DTYPES = (np.float64, np.float32)
-"""Floating-point types a :class:`HopfieldNetwork` computes in (its kernels are compiled for both)."""
-
-
-def float_dtype(dtype):
-    """``dtype`` as a numpy dtype, float64 or float32; ValidationError naming ``dtype`` otherwise."""
-    try:
-        resolved = np.dtype(dtype)
-    except TypeError:
-        resolved = None
-    if isinstance(dtype, (bool, np.bool_)) or resolved not in FLOAT_DTYPES:
-        raise ValidationError(f"dtype must be numpy.float64 or numpy.float32, got {dtype!r}")
-    return resolved
-
-__all__ = ["HopfieldNetwork", "HOPFIELD_FIELD", "FLOAT_DTYPES", "float_dtype"]
+__all__ = ["HopfieldNetwork", "HOPFIELD_FIELD"]
 
 HOPFIELD_FIELD = integrators.VectorField(
     "dynsim.hopfield_kernels", "hopfield_vector_field", dependencies=("dynsim.activations",))

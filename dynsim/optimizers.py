@@ -25,17 +25,6 @@ class NonFiniteGradientError(ValidationError):
     """A gradient, or the update it gives, holds NaN or inf; the parameters were not changed."""
 
 
-def _apply(theta, delta):
-    """``theta -= delta`` only when every new parameter is finite (an overflowing step is refused whole)."""
-    new = theta - delta
-    if not np.isfinite(new).all():
-        bad = int(np.flatnonzero(~np.isfinite(new))[0])
-        raise NonFiniteGradientError(f"the update would make parameter {bad} non-finite ({theta[bad]} - "
-                                     f"{delta[bad]}); the parameters were not updated (learning rate too large?)")
-    theta[:] = new
-    return theta
-
-
 def learning_rates(network, lr):
     """Expand a learning-rate specification to one rate per parameter, shape (n_params,)."""
     blocks = network.parameter_blocks()
@@ -62,15 +51,19 @@ def learning_rates(network, lr):
     return rates
 
 
-def _check_gradient(grad, n):
-    grad = np.asarray(grad, dtype=float)
-    if grad.shape != (n,):
-        raise ValidationError(f"grad must have shape ({n},), got {grad.shape}")
-    if not np.isfinite(grad).all():
-        bad = int(np.flatnonzero(~np.isfinite(grad))[0])
-        raise NonFiniteGradientError(f"grad holds a non-finite value at index {bad} ({grad[bad]}); "
-                                     "the parameters were not updated")
-    return grad
+def _check_theta(theta, rates):
+    """``theta`` must be the network's C-contiguous float32 or float64 parameter vector, updated in place."""
+    if not (isinstance(theta, np.ndarray) and theta.dtype in (np.float32, np.float64) and theta.flags.c_contiguous
+            and theta.flags.writeable and theta.shape == rates.shape):
+        raise ValidationError(f"theta must be the network's C-contiguous float32 or float64 parameter vector of "
+                              f"shape {rates.shape}, got {type(theta).__name__} {getattr(theta, 'dtype', '')} "
+                              f"{getattr(theta, 'shape', '')}")
+
+
+def _state_dtype(network):
+    """The dtype of the parameters (float64 for networks that have no choice): the optimizer state's."""
+    dtype = np.dtype(getattr(network, "dtype", np.float64))
+    return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
 
 
 def rate_runs(rates):
@@ -176,7 +169,8 @@ class SGD:
         self.rates = learning_rates(network, lr)
         self.lr_scale = 1.0
         self.momentum = real_scalar("momentum", momentum, 0.0, 1.0, high_open=True)
-        self.velocity = np.zeros(network.n_params)
+        self.dtype = _state_dtype(network)
+        self.velocity = np.zeros(network.n_params, dtype=self.dtype)
 
     @property
     def rates(self):
@@ -192,13 +186,14 @@ class SGD:
 
     def step(self, theta, grad):
         """Update ``theta`` (n_params,) in place from ``grad`` (n_params,)."""
-        if not (isinstance(theta, np.ndarray) and theta.dtype == np.float64 and theta.flags.c_contiguous
-                and theta.shape == self.rates.shape):
-            raise ValidationError(f"theta must be the network's C-contiguous float64 parameter vector of shape "
-                                  f"{self.rates.shape}, got {type(theta).__name__} {getattr(theta, 'shape', '')}")
-        grad = np.ascontiguousarray(grad, dtype=np.float64)
+        _check_theta(theta, self.rates)
+        # In theta's dtype: one conversion here when the gradient comes in another (the compiled step then has one
+        # signature per dtype).
+        grad = np.ascontiguousarray(grad, dtype=theta.dtype)
         if grad.shape != theta.shape:
             raise ValidationError(f"grad must have shape {theta.shape}, got {grad.shape}")
+        if self.velocity.dtype != theta.dtype:
+            self.velocity = self.velocity.astype(theta.dtype)
         scale = real_scalar("lr_scale", self.lr_scale, 0.0, np.inf, low_open=True, high_open=True)
         bad = _sgd_step(theta, self.velocity, grad, self._runs[0], self._runs[1], self.momentum, scale)
         if bad >= 0:
@@ -214,11 +209,86 @@ class SGD:
         return {"velocity": self.velocity.copy()}
 
     def load_state_dict(self, state):
-        self.velocity = np.array(state["velocity"], dtype=float)
+        self.velocity = np.array(state["velocity"], dtype=self.dtype)
+
+
+# error_model="numpy": no zero-division test per entry (c2 and sqrt(.) + eps are > 0), so the loops vectorise
+# (measured on the 118,282 parameters of 784-128-128-128-10: 1.0 ms -> 0.24 ms a pass).
+@njit(cache=True, fastmath={"reassoc"}, error_model="numpy")
+def _adam_test(theta, m, v, grad, r, beta1, beta2, c1, c2, eps):
+    """0 when every ``grad[i]`` and every new parameter of an Adam step is finite, else NaN (1-D slices of one rate).
+
+    ``x - x`` is 0 for a finite x and NaN otherwise, so one sum answers
+    (see :func:`_finite_sum`; ``reassoc`` lets it vectorise).
+    """
+    acc = 0.0
+    a1 = 1.0 - beta1
+    a2 = 1.0 - beta2
+    for i in range(theta.shape[0]):
+        g = grad[i]
+        mi = beta1 * m[i] + a1 * g
+        vi = beta2 * v[i] + a2 * (g * g)
+        new = theta[i] - r * (mi / c1) / (np.sqrt(vi / c2) + eps)
+        acc += (g - g) + (new - new)
+    return acc
+
+
+@njit(cache=True, error_model="numpy")
+def _adam_write(theta, m, v, grad, r, beta1, beta2, c1, c2, eps):
+    """One Adam step in place over 1-D slices of one rate ``r``.
+
+    The arithmetic is numpy's of the earlier version, operation for
+    operation: ``m' = beta1 m + (1 - beta1) g``, ``v' = beta2 v + (1 - beta2) g^2``,
+    ``theta -= r (m' / c1) / (sqrt(v' / c2) + eps)`` with ``c1 = 1 - beta1^t``,
+    ``c2 = 1 - beta2^t``; the moments are stored in their dtype (the
+    parameters') and read back as stored.
+    """
+    a1 = 1.0 - beta1
+    a2 = 1.0 - beta2
+    for i in range(theta.shape[0]):
+        g = grad[i]
+        m[i] = beta1 * m[i] + a1 * g
+        v[i] = beta2 * v[i] + a2 * (g * g)
+        theta[i] = theta[i] - r * (m[i] / c1) / (np.sqrt(v[i] / c2) + eps)
+
+
+@njit(cache=True)
+def _adam_step(theta, m, v, grad, starts, values, scale, beta1, beta2, c1, c2, eps):
+    """One Adam step in place, or none: -1, else the first index whose gradient or new value is not finite.
+
+    A test pass, then the update pass (as :func:`_sgd_step`): a refused step
+    leaves ``theta``, ``m`` and ``v`` untouched. numpy's version allocated
+    eight parameter-sized temporaries per step (measured on the 118,282
+    parameters of 784-128-128-128-10: 1.4 ms a step; page faults of fresh
+    allocations dominate).
+    """
+    acc = 0.0
+    for k in range(values.shape[0]):
+        a, b = starts[k], starts[k + 1]
+        acc += _adam_test(theta[a:b], m[a:b], v[a:b], grad[a:b], scale * values[k], beta1, beta2, c1, c2, eps)
+    if acc != 0.0:
+        for k in range(values.shape[0]):
+            r = scale * values[k]
+            for i in range(starts[k], starts[k + 1]):
+                g = grad[i]
+                mi = beta1 * m[i] + (1.0 - beta1) * g
+                vi = beta2 * v[i] + (1.0 - beta2) * (g * g)
+                new = theta[i] - r * (mi / c1) / (np.sqrt(vi / c2) + eps)
+                if not (np.isfinite(g) and np.isfinite(new)):
+                    return i
+    for k in range(values.shape[0]):
+        a, b = starts[k], starts[k + 1]
+        _adam_write(theta[a:b], m[a:b], v[a:b], grad[a:b], scale * values[k], beta1, beta2, c1, c2, eps)
+    return -1
 
 
 class Adam:
-    """Adam (Kingma & Ba 2015) with per-parameter learning rates, times ``lr_scale`` (see :class:`SGD`)."""
+    """Adam (Kingma & Ba 2015) with per-parameter learning rates, times ``lr_scale`` (see :class:`SGD`).
+
+    Compiled, in place, with the moments ``m``, ``v`` in the parameters'
+    dtype (float32 for a float32 :class:`dynsim.pc.PCNetwork`); the whole
+    step is refused when a gradient or a new parameter is not finite.
+    """
 
     def __init__(self, network, lr, beta1=0.9, beta2=0.999, eps=1e-8):
         self.rates = learning_rates(network, lr)
@@ -226,30 +296,50 @@ class Adam:
         self.beta1 = real_scalar("beta1", beta1, 0.0, 1.0, high_open=True)
         self.beta2 = real_scalar("beta2", beta2, 0.0, 1.0, high_open=True)
         self.eps = real_scalar("eps", eps, 0.0, np.inf, low_open=True)
-        self.m = np.zeros(network.n_params)
-        self.v = np.zeros(network.n_params)
+        self.dtype = _state_dtype(network)
+        self.m = np.zeros(network.n_params, dtype=self.dtype)
+        self.v = np.zeros(network.n_params, dtype=self.dtype)
         self.t = 0
 
+    @property
+    def rates(self):
+        """Learning rate of each parameter, shape (n_params,), read-only (assign a new array to change them)."""
+        return self._rates
+
+    @rates.setter
+    def rates(self, value):
+        rates = np.array(value, dtype=np.float64)
+        rates.flags.writeable = False
+        self._rates = rates
+        self._runs = rate_runs(rates)
+
     def step(self, theta, grad):
-        """Update ``theta`` in place."""
-        grad = _check_gradient(grad, theta.shape[0])
+        """Update ``theta`` (n_params,) in place from ``grad`` (n_params,)."""
+        _check_theta(theta, self.rates)
+        grad = np.ascontiguousarray(grad, dtype=theta.dtype)
+        if grad.shape != theta.shape:
+            raise ValidationError(f"grad must have shape {theta.shape}, got {grad.shape}")
+        if self.m.dtype != theta.dtype:
+            self.m, self.v = self.m.astype(theta.dtype), self.v.astype(theta.dtype)
+        scale = real_scalar("lr_scale", self.lr_scale, 0.0, np.inf, low_open=True, high_open=True)
         t = self.t + 1
-        m = self.beta1 * self.m + (1 - self.beta1) * grad
-        v = self.beta2 * self.v + (1 - self.beta2) * grad ** 2
-        m_hat = m / (1 - self.beta1 ** t)
-        v_hat = v / (1 - self.beta2 ** t)
-        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused by _apply, with its message
-            scale = real_scalar("lr_scale", self.lr_scale, 0.0, np.inf, low_open=True, high_open=True)
-            delta = (scale * self.rates) * m_hat / (np.sqrt(v_hat) + self.eps)
-        _apply(theta, delta)
+        bad = _adam_step(theta, self.m, self.v, grad, self._runs[0], self._runs[1], scale, self.beta1, self.beta2,
+                         1 - self.beta1 ** t, 1 - self.beta2 ** t, self.eps)
+        if bad >= 0:
+            if not np.isfinite(grad[bad]):
+                raise NonFiniteGradientError(f"grad holds a non-finite value at index {bad} ({grad[bad]}); "
+                                             "the parameters were not updated")
+            raise NonFiniteGradientError(f"the update would make parameter {bad} non-finite (theta {theta[bad]}, "
+                                         f"gradient {grad[bad]}); the parameters were not updated (learning rate "
+                                         "too large?)")
         # The state moves only with an applied step, so a refused step can be retried as if it never happened.
-        self.t, self.m, self.v = t, m, v
+        self.t = t
         return theta
 
     def state_dict(self):
         return {"m": self.m.copy(), "v": self.v.copy(), "t": self.t}
 
     def load_state_dict(self, state):
-        self.m = np.array(state["m"], dtype=float)
-        self.v = np.array(state["v"], dtype=float)
+        self.m = np.array(state["m"], dtype=self.dtype)
+        self.v = np.array(state["v"], dtype=self.dtype)
         self.t = int(state["t"])

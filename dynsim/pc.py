@@ -23,7 +23,7 @@ import integrators
 from dynsim import pc_kernels as K
 from dynsim.activations import PC_ACTIVATIONS, activation_code
 from dynsim.network_layout import NetworkLayout
-from dynsim.validation import ValidationError, boolean, float_array, random_generator
+from dynsim.validation import ValidationError, boolean, float_array, float_dtype, random_generator
 
 __all__ = ["PCNetwork", "PC_FIELD"]
 
@@ -71,13 +71,27 @@ class PCNetwork(NetworkLayout):
         biases (Glorot & Bengio 2010); 'fan-in': weights and biases uniform
         in +-1 / sqrt(n_{l-1}), the default of PyTorch's and Equinox's
         linear layers (and so of pcx's benchmarks).
+    dtype : {numpy.float64, numpy.float32} or their names
+        What the network computes in: its parameters, states, drives, errors
+        and gradients (the per-sample energies are summed in float64). The
+        initial parameters are drawn in float64 and rounded once.
+
+    Notes
+    -----
+    A float32 network converts the arrays it is given (``x``, ``target``,
+    ``s``, ``theta``, ...) to float32 at its public methods, once per call,
+    so float64 data works unchanged; to skip that copy, hold the data in
+    float32 (``dynsim.datasets.load(..., dtype=numpy.float32)``). The
+    compiled kernels only ever see arrays of the network's dtype, so no
+    call recompiles them for a new dtype mid-training.
     """
 
     vector_field = PC_FIELD
     natural_box = None  # states are unbounded; f acts on predictions, not on the state
 
     def __init__(self, sizes, activation="tanh", variances=None, fixed_prediction=False, theta=None, seed=None,
-                 init="glorot"):
+                 init="glorot", dtype=np.float64):
+        self.dtype = float_dtype(dtype)
         if not isinstance(sizes, (list, tuple, np.ndarray)):
             raise ValidationError(f"sizes must be a sequence of layer sizes, input first, got {sizes!r}")
         sizes = list(sizes)
@@ -124,12 +138,12 @@ class PCNetwork(NetworkLayout):
 
     @theta.setter
     def theta(self, value):
-        self._theta = float_array("theta", value, shape=(self.n_params,))
+        self._theta = float_array("theta", value, shape=(self.n_params,), dtype=self.dtype)
 
     @property
     def variances(self):
         """sigma_l^2 of layers 1..L, shape (L,)."""
-        return 1.0 / self._precisions[1:]
+        return self._variances.copy()
 
     @variances.setter
     def variances(self, value):
@@ -137,7 +151,8 @@ class PCNetwork(NetworkLayout):
         v = np.ones(L) if value is None else float_array("variances", value, shape=(L,))
         if np.any(v <= 0):
             raise ValidationError(f"variances must be > 0, got {v.tolist()}")
-        self._precisions = np.concatenate(([0.0], 1.0 / v))
+        self._variances = v.copy()
+        self._precisions = np.concatenate(([0.0], 1.0 / v)).astype(self.dtype)
 
     def weights(self, l):
         """View of W_l (1 <= l <= L), shape (n_{l-1}, n_l)."""
@@ -175,7 +190,8 @@ class PCNetwork(NetworkLayout):
                 "group_names": list(self.group_names),
                 "connections": [[l - 1, l] for l in range(1, len(self.group_sizes))],
                 "activation": self.activation, "variances": self.variances.tolist(),
-                "fixed_prediction": self.fixed_prediction, "n_params": self.n_params}
+                "fixed_prediction": self.fixed_prediction, "n_params": self.n_params,
+                "dtype": np.dtype(self.dtype).name}
 
     # ----------------------------------------------------------------- relaxation
     def input_drive(self, x, input_activity=None):
@@ -186,10 +202,28 @@ class PCNetwork(NetworkLayout):
         """
         x = self.check_input(x)
         if input_activity is None:
-            return K.feedforward(x, self._theta, self._sizes, self._w_off, self._b_off, self._free_off, self._act)
-        fx = float_array("input_activity", input_activity, shape=x.shape)
+            fx = self._input_activity_of(x)
+        else:
+            fx = float_array("input_activity", input_activity, shape=x.shape, dtype=self.dtype)
         return K.feedforward_from_activity(fx, self._theta, self._sizes, self._w_off, self._b_off, self._free_off,
                                            self._act)
+
+    def _input_activity_of(self, x):
+        """f(x) of a checked ``x``; the last one computed is reused while ``x`` holds the same numbers.
+
+        A training step computes f(x) of its minibatch for the feedforward
+        pass (:meth:`input_drive`) and again for the update of W_1
+        (:func:`dynsim.pc_fused.run`); for a GELU network on 784 pixels that
+        is a millisecond each time. The memo compares the numbers (not the
+        identity), so it cannot go stale; it does not depend on theta.
+        Internal: the array returned is shared, and must not be written.
+        """
+        memo = self.__dict__.get("_fx_memo")
+        if memo is not None and memo[0].shape == x.shape and np.array_equal(memo[0], x):
+            return memo[1]
+        fx = K.input_activity(x, self._act)
+        self._fx_memo = (x.copy(), fx)
+        return fx
 
     def input_activity(self, x):
         """f(x) of the clamped input, shape (batch, n_input): the presynaptic activity of the first layer."""
@@ -206,7 +240,7 @@ class PCNetwork(NetworkLayout):
     def kernel_args(self, drive, beta=0.0, target=None, clamp_output=False):
         """The ``args`` tuple of :func:`dynsim.pc_kernels.pc_vector_field`."""
         if target is None:
-            target = np.zeros((drive.shape[0], self.n_output))
+            target = np.zeros((drive.shape[0], self.n_output), dtype=self.dtype)
         return (self._theta, self._sizes, self._w_off, self._b_off, self._free_off, self._act, self._precisions,
                 drive, self.fixed_prediction, float(beta), target, bool(clamp_output))
 
@@ -217,7 +251,7 @@ class PCNetwork(NetworkLayout):
     def energy_from_drive(self, s, drive):
         """F per sample from a precomputed drive, shape (batch,)."""
         s = self.check_state(s)
-        return self._kernel(K.energy, s, float_array("drive", drive, shape=s.shape))
+        return self._kernel(K.energy, s, float_array("drive", drive, shape=s.shape, dtype=self.dtype))
 
     def energy(self, x, s):
         """F per sample, shape (batch,)."""
@@ -240,10 +274,10 @@ class PCNetwork(NetworkLayout):
         x = self.check_input(x)
         s = self.check_state(s, x.shape[0])
         fx = (K.input_activity(x, self._act) if input_activity is None
-              else float_array("input_activity", input_activity, shape=x.shape))
+              else float_array("input_activity", input_activity, shape=x.shape, dtype=self.dtype))
         drive = (K.feedforward_from_activity(fx, self._theta, self._sizes, self._w_off, self._b_off, self._free_off,
                                              self._act)
-                 if drive is None else float_array("drive", drive, shape=s.shape))
+                 if drive is None else float_array("drive", drive, shape=s.shape, dtype=self.dtype))
         return self._kernel(K.energy_grad_params_from_activity, s, drive, fx)
 
     def errors(self, x, s):

@@ -30,9 +30,10 @@ References
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
-from dynsim.activations import TANH, rho_and_prime
+from dynsim.activations import GELU, GELU_A, GELU_C, TANH, unit_rho_and_prime
 
 # Cody and Waite's split of ln 2 (fdlibm's constants): k * LN2_HI is exact for the k met here.
 _LN2_HI = 6.93147180369123816490e-01
@@ -116,24 +117,136 @@ def _tanh(v):
     return math.copysign(small if a < 0.55 else big, v)
 
 
+_F0 = np.float32(0.0)
+_F1 = np.float32(1.0)
+_F2 = np.float32(2.0)
+_FHALF = np.float32(0.5)
+_F_YMAX = np.float32(20.0)  # tanh(10) rounds to 1 in float32
+_F_INV_LN2 = np.float32(1.4426950408889634)
+_F_LN2_HI = np.float32(0.693145751953125)  # 11 significant bits: k * _F_LN2_HI is exact for k < 2^13
+_F_LN2_LO = np.float32(1.4286068203094172e-06)
+_F_GELU_C = np.float32(GELU_C)
+_F_GELU_A = np.float32(GELU_A)
+_F_GELU_3A = np.float32(3.0 * GELU_A)
+_F_EXPM1 = tuple(np.float32(1.0 / math.factorial(k)) for k in range(2, 9))  # 1/2!, ..., 1/8!
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _tanh32(v):
+    """tanh(v) of a float32 in float32 arithmetic (a few float32 ulp), branch-free so that loops vectorise 8 wide.
+
+    tanh|v| = e / (e + 2) with e = expm1(y), y = 2|v| capped at 20 (where
+    tanh is 1 in float32): y = k ln2 + r, |r| <= ln2 / 2, expm1(r) by its
+    Taylor series to degree 8 (truncation below 2e-9 relative), then
+    expm1(y) = 2^k expm1(r) + (2^k - 1) with 2^k from exact binary selects.
+    For k = 0 (|v| < 0.17) that is expm1(r) itself: no cancellation near 0.
+    """
+    a = abs(v)
+    y = min(_F2 * a, _F_YMAX)
+    k = np.floor(y * _F_INV_LN2 + _FHALF)
+    r = (y - k * _F_LN2_HI) - k * _F_LN2_LO
+    c2, c3, c4, c5, c6, c7, c8 = _F_EXPM1
+    p = c8
+    p = p * r + c7
+    p = p * r + c6
+    p = p * r + c5
+    p = p * r + c4
+    p = p * r + c3
+    p = p * r + c2
+    p = p * r + _F1
+    em1 = p * r
+    scale = _F1
+    kk = k
+    for bit, power in ((np.float32(16.0), np.float32(65536.0)), (np.float32(8.0), np.float32(256.0)),
+                       (np.float32(4.0), np.float32(16.0)), (np.float32(2.0), np.float32(4.0)),
+                       (np.float32(1.0), np.float32(2.0))):
+        take = kk >= bit
+        scale = scale * (power if take else _F1)
+        kk = kk - (bit if take else _F0)
+    e = scale * em1 + (scale - _F1)
+    t = e / (e + _F2)
+    return -t if v < _F0 else t
+
+
+def _tanh_and_prime_of(v):  # pragma: no cover - replaced in compiled code by the overload below
+    t = np.tanh(v)
+    return t, 1.0 - t * t
+
+
+@overload(_tanh_and_prime_of, inline="always")
+def _tanh_and_prime_of_impl(v):
+    """(tanh v, 1 - tanh^2 v) in the precision of ``v``: float32 arithmetic for float32 (twice the SIMD width)."""
+    if isinstance(v, types.Float) and v.bitwidth == 32:
+        def impl(v):
+            t = _tanh32(v)
+            return t, _F1 - t * t
+        return impl
+
+    def impl(v):
+        t = _tanh(v)
+        return t, 1.0 - t * t
+    return impl
+
+
+def _gelu_and_prime_of(v):  # pragma: no cover - replaced in compiled code by the overload below
+    raise NotImplementedError
+
+
+@overload(_gelu_and_prime_of, inline="always")
+def _gelu_and_prime_of_impl(v):
+    """GELU (tanh form) and its derivative in the precision of ``v`` (see :func:`phi_into`)."""
+    if isinstance(v, types.Float) and v.bitwidth == 32:
+        def impl(v):
+            t = _tanh32(_F_GELU_C * (v + _F_GELU_A * v * v * v))
+            return (_FHALF * v * (_F1 + t),
+                    _FHALF * (_F1 + t) + _FHALF * v * (_F1 - t * t) * _F_GELU_C * (_F1 + _F_GELU_3A * v * v))
+        return impl
+
+    def impl(v):
+        t = _tanh(GELU_C * (v + GELU_A * v * v * v))
+        return 0.5 * v * (1.0 + t), 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * GELU_A * v * v)
+    return impl
+
+
 @njit(cache=True, error_model="numpy")
-def _tanh_and_prime(s):
-    f = np.empty(s.shape, dtype=s.dtype)
-    fp = np.empty(s.shape, dtype=s.dtype)
-    for i in range(s.shape[0]):
-        for j in range(s.shape[1]):
-            t = _tanh(s[i, j])
-            f[i, j] = t
-            fp[i, j] = 1.0 - t * t
-    return f, fp
+def phi_into(s, act, f, fp):
+    """f(s) and f'(s) written into ``f`` and ``fp`` (each of the shape of ``s``, (batch, n)).
+
+    One loop per activation over 1-D rows (the activation test outside the
+    loop, contiguous rows: the loop vectorises). tanh and GELU go through the
+    vectorised :func:`_tanh` (GELU is x/2 (1 + tanh(u)), u = sqrt(2/pi) (x +
+    0.044715 x^3), the formula of :func:`dynsim.activations.unit_rho_and_prime`
+    with this tanh): with libm's scalar tanh, the GELU of a 784-pixel input
+    and of the hidden layers cost more than the matrix products of a
+    784-128-128-128-10 network. A float32 state takes float32 arithmetic
+    (:func:`_tanh32`), a float64 one the float64 :func:`_tanh`. The other
+    activations use
+    :func:`dynsim.activations.unit_rho_and_prime`. Every predictive coding
+    kernel, generic or fused, takes its activations from here, so that both
+    paths see the same numbers.
+    """
+    n_batch = s.shape[0]
+    m = s.shape[1]
+    for i in range(n_batch):
+        ss, fs, fps = s[i], f[i], fp[i]
+        if act == TANH:
+            for j in range(m):
+                fs[j], fps[j] = _tanh_and_prime_of(ss[j])
+        elif act == GELU:
+            for j in range(m):
+                fs[j], fps[j] = _gelu_and_prime_of(ss[j])
+        else:
+            for j in range(m):
+                fs[j], fps[j] = unit_rho_and_prime(ss[j], act)
 
 
 @njit(cache=True)
 def phi_and_prime(s, act):
-    """f(s) and f'(s) (:func:`dynsim.activations.rho_and_prime`), tanh by the vectorised :func:`_tanh`."""
-    if act == TANH:
-        return _tanh_and_prime(s)
-    return rho_and_prime(s, act)
+    """f(s) and f'(s), new C-contiguous arrays of the shape and dtype of ``s`` (see :func:`phi_into`)."""
+    f = np.empty(s.shape, dtype=s.dtype)
+    fp = np.empty(s.shape, dtype=s.dtype)
+    phi_into(s, act, f, fp)
+    return f, fp
 
 
 @njit(cache=True)
@@ -252,11 +365,16 @@ def energy_grad_params_from_activity(fx, s, theta, sizes, w_off, b_off, free_off
     eps, f, _ = errors(s, theta, sizes, w_off, b_off, free_off, act, mu_hat, fixed)
     L = sizes.shape[0] - 1
     n_batch = s.shape[0]
-    grad = np.empty(theta.shape[0])
+    grad = np.empty(theta.shape[0], dtype=theta.dtype)
     for l in range(1, L + 1):
         o = free_off[l]
         scale = -precisions[l] / n_batch
-        e = np.ascontiguousarray(eps[:, o:o + sizes[l]]) * scale
+        # Filled entry by entry so that e keeps the state's dtype (a float32 array times a float64 scalar would
+        # become float64, and np.dot refuses mixed dtypes).
+        e = np.empty((n_batch, sizes[l]), dtype=s.dtype)
+        for i in range(n_batch):
+            for j in range(sizes[l]):
+                e[i, j] = eps[i, o + j] * scale
         if l == 1:
             below = fx
         else:

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dynsim import pc_fused
+from dynsim.learning import report_not_converged
 from dynsim.pc import PCNetwork
 from dynsim.phases import PhaseResult, SettleOptions, settle
 from dynsim.validation import DivergenceError, ValidationError, boolean, float_array
@@ -85,10 +87,36 @@ def pc_gradient(network, x, target, variant="strict", options=None, rescale=True
     Returns
     -------
     PCEstimate
+        ``gradient`` (n_params,) and the inference's state in the network's dtype.
+
+    Notes
+    -----
+    With fixed-step Euler inference without a box, trajectory recording or
+    time limit (:func:`dynsim.pc_fused.applies`) the whole estimate is one
+    compiled call (:func:`dynsim.pc_fused.pc_minibatch`): the same steps,
+    status and counts as the generic path, states, energies and gradient
+    to rounding. A relaxation that diverges there is run again by the
+    generic path, which reports where (and retries with a smaller step when
+    ``options.retry_smaller_step`` asks for it).
     """
     if variant not in PC_VARIANTS:
         raise ValidationError(f"variant must be one of {list(PC_VARIANTS)}, got {variant!r}")
     x, target = _check(network, x, target)
+    rescale = boolean("rescale", rescale)
+    if drive is not None:
+        drive = float_array("drive", drive, shape=(x.shape[0], network.n_free), dtype=network.dtype)
+    options = SettleOptions() if options is None else options
+    if not isinstance(options, SettleOptions):
+        raise ValidationError(f"options must be a SettleOptions, got {type(options).__name__}")
+    if pc_fused.applies(network, options):
+        result, state, energy, cost, gradient = pc_fused.run(network, x, target, drive,
+                                                             variant == "fixed_prediction", options, rescale)
+        if result.status_name != "diverged":
+            phase = PhaseResult(phase="inference", beta=0.0, state=state, energy=energy, cost=cost,
+                                integration=result, dt=options.step())
+            _check_settled(phase, options)
+            return PCEstimate(gradient=gradient, inference=phase, variant=variant)
+        # Diverged: the generic path below reports where, as it always has.
     saved = network.fixed_prediction
     network.fixed_prediction = variant == "fixed_prediction"
     try:
@@ -96,8 +124,6 @@ def pc_gradient(network, x, target, variant="strict", options=None, rescale=True
         fx = network.input_activity(x)
         if drive is None:
             drive = network.input_drive(x, input_activity=fx)
-        else:
-            drive = float_array("drive", drive, shape=(x.shape[0], network.n_free))
         phase = settle(network, x, target=target, clamp_output=True, options=options, phase="inference",
                        drive=drive)
         if phase.integration.status_name == "diverged":
@@ -105,9 +131,19 @@ def pc_gradient(network, x, target, variant="strict", options=None, rescale=True
         gradient = network.energy_grad_params(x, phase.state, drive=drive, input_activity=fx)
     finally:
         network.fixed_prediction = saved
-    if boolean("rescale", rescale):
-        gradient = gradient * network.variances[-1]
+    if rescale:
+        gradient = gradient * gradient.dtype.type(network.variances[-1])  # in the network's dtype
+    _check_settled(phase, options)
     return PCEstimate(gradient=gradient, inference=phase, variant=variant)
+
+
+def _check_settled(phase, options):
+    """An inference asked to reach the steady state that stopped short of it: warn, raise or pass (options)."""
+    if options.stop_at_steady_state and not phase.converged:
+        it = phase.integration
+        report_not_converged(f"the PC inference did not reach the steady state ({it.message}); the update reads "
+                             f"a state whose largest residual is {np.max(it.residual):.3e}", options.not_converged,
+                             stacklevel=4)
 
 
 def zil_gradient(network, x, target):

@@ -80,7 +80,8 @@ def _options(point):
     steps = point["inference_steps"]
     if steps is None:
         # A cap well above what a stable step needs: an oscillating Euler run stops there, not hours later.
-        return SettleOptions(integrator=point["integrator"], dt=dt, atol=1e-10, rtol=1e-10, max_steps=50_000)
+        return SettleOptions(integrator=point["integrator"], dt=dt, atol=1e-10, rtol=1e-10, max_steps=50_000,
+                             not_converged="ignore")  # unsettled points are part of what the sweep shows
     return SettleOptions(integrator=point["integrator"], dt=dt, max_steps=int(steps), stop_at_steady_state=False)
 
 

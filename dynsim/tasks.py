@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dynsim.validation import ValidationError, positive_int, real_scalar
+from dynsim.validation import ValidationError, float_dtype, positive_int, real_scalar
 
 __all__ = ["Task", "xor", "moons", "two_spirals", "TASKS"]
 
@@ -29,9 +29,7 @@ class Task:
         A network of that dtype then takes its minibatches without a
         conversion per call. Returns ``self`` when nothing changes.
         """
-        dtype = np.dtype(dtype)
-        if dtype.kind != "f":
-            raise ValidationError(f"dtype must be a floating-point type (float32 or float64), got {dtype}")
+        dtype = float_dtype(dtype)
         if self.x.dtype == dtype and self.targets.dtype == dtype:
             return self
         return Task(self.name, np.ascontiguousarray(self.x, dtype=dtype), self.labels,

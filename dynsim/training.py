@@ -21,8 +21,9 @@ from tqdm.auto import tqdm
 
 from dynsim.backprop import implicit_gradient
 from dynsim.learning import EP_VARIANTS, chl_gradient, ep_gradient
-from dynsim.phases import SettleOptions, free_phase
+from dynsim.phases import PhaseResult, SettleOptions, free_phase
 from dynsim.validation import ValidationError, positive_int
+from integrators import CONVERGED, IntegrationResult
 
 __all__ = ["RULES", "PC_RULES", "gradient_estimate", "predict", "evaluate", "ParticleStore", "History", "train"]
 
@@ -33,6 +34,27 @@ PC_RULES = ("pc-strict", "pc-fixed-prediction", "pc-zil", "bp")
 """Rules for predictive coding networks; 'bp' is exact backprop on the feedforward pass."""
 
 
+def _feedforward_phase(network, drive, target):
+    """The free phase of a PC network as a settled :class:`PhaseResult`, read off its feedforward pass.
+
+    Every prediction error is zero there, so the vector field, the energy and
+    the residual are exactly zero: the phase a relaxation from that start
+    reports after 0 steps (its status, counts and tolerance
+    ``atol + rtol ||s||`` with the default tolerances), without running one.
+    """
+    state = network.initial_state(drive)
+    zeros = np.zeros(state.shape[0], dtype=state.dtype)  # the residuals; energies are summed in float64
+    opts = SettleOptions(integrator="euler")
+    tolerance = opts.atol + opts.rtol * np.linalg.norm(state, axis=1)
+    result = IntegrationResult(
+        y=state, t=0.0, status=CONVERGED, message="steady state reached by every sample after 0 steps (t=0)",
+        n_steps=0, n_accepted=0, n_rejected=0, nfev=1, residual=zeros, tolerance=tolerance, diverged_step=-1,
+        diverged_sample=-1, trajectory=None, method="euler")
+    return PhaseResult(phase="free", beta=0.0, state=state, energy=np.zeros(state.shape[0]),
+                       cost=network.cost(state, target),
+                       integration=result, dt=opts.step())
+
+
 def _pc_gradient_estimate(rule, network, x, target, options):
     from dynsim.pc_learning import pc_gradient, zil_gradient
 
@@ -41,8 +63,7 @@ def _pc_gradient_estimate(rule, network, x, target, options):
     # The feedforward pass is the free equilibrium and the start of the inference: computed once for both.
     x = network.check_input(x)
     drive = network.input_drive(x)
-    free = free_phase(network, x, target=target, options=SettleOptions(integrator="euler", dt=0.1, max_steps=1),
-                      drive=drive)
+    free = _feedforward_phase(network, drive, network.check_target(target, x.shape[0]))
     if rule == "bp":
         return network.backprop_gradient(x, target), free, {}
     if rule == "pc-zil":

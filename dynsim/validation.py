@@ -153,3 +153,19 @@ def one_of(name, value, choices):
     if not ok or not isinstance(value, str) and all(isinstance(c, str) for c in choices):
         raise ValidationError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value
+
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+"""The floating-point types dynsim computes in (its kernels are compiled for both)."""
+
+
+def float_dtype(dtype):
+    """``dtype`` (numpy.float32 or numpy.float64, a dtype or a name) as a numpy dtype; ValidationError otherwise."""
+    try:
+        resolved = None if isinstance(dtype, (bool, np.bool_)) or dtype is None else np.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if resolved is None or resolved not in FLOAT_DTYPES:  # (a dtype compares equal to None: float64)
+        raise ValidationError(f"dtype must be numpy.float32 or numpy.float64 (or 'float32', 'float64'), "
+                              f"got {dtype!r}")
+    return resolved

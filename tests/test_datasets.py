@@ -250,7 +250,7 @@ def test_load_unknown_name_lists_the_datasets(tmp_path):
 
 
 def test_load_rejects_integer_dtype(tmp_path):
-    with pytest.raises(ValidationError, match="dtype must be a floating-point dtype"):
+    with pytest.raises(ValidationError, match=r"dtype must be numpy.float32 or numpy.float64"):
         load("mnist", data_dir=tmp_path, dtype=np.uint8)
 
 

@@ -105,7 +105,7 @@ def test_float32_network_holds_float32_parameters_and_converts_at_the_boundary(r
 
 @pytest.mark.parametrize("bad", [np.float16, np.int32, "complex128", True, "nonsense"])
 def test_other_dtypes_are_refused_naming_dtype(bad):
-    with pytest.raises(ValidationError, match=r"dtype must be numpy.float64 or numpy.float32"):
+    with pytest.raises(ValidationError, match=r"dtype must be numpy.float32 or numpy.float64"):
         HopfieldNetwork.layered([4, 5, 3], seed=0, dtype=bad)
 
 

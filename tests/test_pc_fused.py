@@ -1,0 +1,158 @@
+"""The fused predictive coding minibatch (dynsim.pc_fused) against the generic path it replaces.
+
+The reference is :func:`dynsim.pc_learning.pc_gradient` with the fused path
+switched off: :func:`dynsim.phases.settle` through :func:`integrators.integrate`
+with the network's vector field (itself checked against finite differences
+of the energy in test_pc), then :meth:`PCNetwork.energy_grad_params`. Same
+steps, f-evaluations, status and messages; states, energies, residuals and
+gradients to rounding (the matrix products are ordered differently, and the
+hidden errors of the start are exactly 0 here and 0 up to rounding there).
+"""
+import numpy as np
+import pytest
+
+from dynsim import pc_fused, pc_learning
+from dynsim.pc import PCNetwork
+from dynsim.phases import SettleOptions, free_phase
+from dynsim.training import gradient_estimate
+from dynsim.validation import DivergenceError
+from integrators.status import DIVERGED
+
+ACTIVATIONS = ["tanh", "logistic", "relu", "hard_sigmoid", "gelu"]
+
+
+def _generic(monkeypatch, *args, **kw):
+    with monkeypatch.context() as m:
+        m.setattr(pc_fused, "applies", lambda *a: False)
+        return pc_learning.pc_gradient(*args, **kw)
+
+
+def _same(fused, generic):
+    a, b = fused.inference.integration, generic.inference.integration
+    assert (a.status, a.n_steps, a.nfev, a.diverged_step, a.diverged_sample, a.t) == \
+        (b.status, b.n_steps, b.nfev, b.diverged_step, b.diverged_sample, b.t), (a.message, b.message)
+    assert a.message == b.message
+    np.testing.assert_allclose(fused.inference.state, generic.inference.state, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(a.residual, b.residual, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(fused.inference.energy, generic.inference.energy, rtol=1e-11, atol=1e-14)
+    np.testing.assert_allclose(fused.inference.cost, generic.inference.cost, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(fused.gradient, generic.gradient, rtol=1e-11, atol=1e-14)
+    assert fused.gradient.dtype == generic.gradient.dtype and fused.inference.state.dtype == generic.inference.state.dtype
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("variant", ["strict", "fixed_prediction"])
+def test_fused_minibatch_is_the_generic_path_step_for_step(rng, monkeypatch, activation, variant):
+    net = PCNetwork([6, 7, 5, 3], activation=activation, variances=[1.0, 0.5, 2.0], seed=1, init="fan-in")
+    net.theta[:] *= 2.0  # strong couplings: the errors travel and the hidden layers move
+    x = rng.random((4, 6))
+    target = np.eye(3)[rng.integers(0, 3, 4)]
+    for stop in (False, True):
+        for max_steps in (1, 5, 40):
+            options = SettleOptions(integrator="euler", dt=0.2, max_steps=max_steps, stop_at_steady_state=stop,
+                                    atol=1e-3, rtol=1e-3)
+            for rescale in (True, False):
+                for drive in (None, net.input_drive(x)):
+                    fused = pc_learning.pc_gradient(net, x, target, variant, options=options, rescale=rescale,
+                                                    drive=drive)
+                    generic = _generic(monkeypatch, net, x, target, variant, options=options, rescale=rescale,
+                                       drive=drive)
+                    _same(fused, generic)
+
+
+def test_fused_minibatch_stops_at_the_steady_state_where_the_generic_driver_does(rng, monkeypatch):
+    net = PCNetwork([5, 8, 6, 2], activation="tanh", seed=3)
+    x = rng.random((3, 5))
+    target = rng.random((3, 2))
+    options = SettleOptions(integrator="euler", dt=0.3, max_steps=10_000, atol=1e-9, rtol=1e-9)
+    fused = pc_learning.pc_gradient(net, x, target, options=options)
+    generic = _generic(monkeypatch, net, x, target, options=options)
+    assert generic.inference.integration.status_name == "converged"
+    assert 5 < generic.inference.integration.n_steps < 10_000
+    _same(fused, generic)
+
+
+@pytest.mark.parametrize("max_abs", [1e3, np.inf])
+def test_a_diverging_inference_is_reported_as_the_generic_path_reports_it(rng, monkeypatch, max_abs):
+    # dt = 5 multiplies the leak term of the errors by 1 - 5 = -4 each step: the hidden states run away.
+    net = PCNetwork([4, 6, 5, 2], activation="relu", seed=0)
+    x = rng.random((3, 4))
+    target = 50.0 * rng.standard_normal((3, 2))
+    options = SettleOptions(integrator="euler", dt=5.0, max_steps=2000, stop_at_steady_state=False, max_abs=max_abs)
+    ws = pc_fused.workspace(net, 3)
+    t, status, steps, nfev, _, bad_step, bad_sample, _, _ = pc_fused.pc_minibatch(
+        x, False, x, False, net.check_target(target, 3), net._theta, net._sizes, net._w_off, net._b_off,
+        net._free_off, net._act, net._precisions, False, 5.0, 2000, 1e-6, 1e-6, False, max_abs, 1.0, *ws,
+        np.empty((3, net.n_free)), np.empty(net.n_params))
+    assert status == DIVERGED
+    with pytest.raises(DivergenceError) as generic:
+        _generic(monkeypatch, net, x, target, options=options)
+    with pytest.raises(DivergenceError) as fused:
+        pc_learning.pc_gradient(net, x, target, options=options)
+    assert str(fused.value) == str(generic.value)
+    assert f"diverged at step {bad_step} in sample {bad_sample}" in str(generic.value)
+
+
+def test_training_takes_the_fused_path_and_gives_the_generic_estimate(rng, monkeypatch):
+    net = PCNetwork([8, 6, 6, 3], activation="gelu", seed=4, init="fan-in")
+    x = rng.random((5, 8))
+    target = np.eye(3)[rng.integers(0, 3, 5)]
+    options = SettleOptions(integrator="euler", dt=0.05, max_steps=5, stop_at_steady_state=False)
+    calls = []
+    run = pc_fused.run
+    monkeypatch.setattr(pc_fused, "run", lambda *a: calls.append(1) or run(*a))
+    grad, free, phases = gradient_estimate("pc-strict", net, x, target, options=options)
+    assert calls == [1]
+    monkeypatch.setattr(pc_fused, "applies", lambda *a: False)
+    grad_generic, _, phases_generic = gradient_estimate("pc-strict", net, x, target, options=options)
+    assert calls == [1]
+    np.testing.assert_allclose(grad, grad_generic, rtol=1e-11, atol=1e-14)
+    assert phases["inference"].integration.nfev == phases_generic["inference"].integration.nfev == 6
+
+
+def test_workspaces_are_kept_per_batch_size_and_results_are_fresh_arrays(rng):
+    net = PCNetwork([5, 4, 3], activation="tanh", seed=0)
+    options = SettleOptions(integrator="euler", dt=0.1, max_steps=3, stop_at_steady_state=False)
+    x = rng.random((6, 5))
+    target = rng.random((6, 3))
+    first = pc_learning.pc_gradient(net, x, target, options=options)
+    ws = pc_fused.workspace(net, 6)
+    second = pc_learning.pc_gradient(net, x[::-1].copy(), target[::-1].copy(), options=options)
+    assert all(a is b for a, b in zip(ws, pc_fused.workspace(net, 6)))  # reused, not reallocated
+    assert first.gradient is not second.gradient and first.inference.state is not second.inference.state
+    again = pc_learning.pc_gradient(net, x, target, options=options)
+    np.testing.assert_array_equal(first.gradient, again.gradient)  # a later minibatch did not overwrite it
+    pc_learning.pc_gradient(net, x[:2], target[:2], options=options)
+    assert pc_fused.workspace(net, 6)[2] is ws[2]
+
+
+def test_the_fused_path_applies_only_where_it_reproduces_the_generic_path():
+    net = PCNetwork([4, 5, 3], seed=0)
+    euler = SettleOptions(integrator="euler", dt=0.1, max_steps=5)
+    assert pc_fused.applies(net, euler)
+    assert not pc_fused.applies(net, SettleOptions(integrator="heun", dt=0.1))
+    assert not pc_fused.applies(net, SettleOptions(integrator="euler", dt=0.1, record_every=1))
+    assert not pc_fused.applies(net, SettleOptions(integrator="euler", dt=0.1, t_max=1.0))
+    assert not pc_fused.applies(net, SettleOptions(integrator="euler", dt=0.1, bounds=(-1.0, 1.0)))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_free_phase_of_training_is_read_off_the_feedforward_pass_as_a_relaxation_reports_it(dtype):
+    # The training loop does not relax a PC network's free phase: it starts settled. What it reports must be
+    # what a relaxation from the feedforward pass reports.
+    from dynsim.training import _feedforward_phase
+
+    net = PCNetwork([6, 8, 8, 3], activation="gelu", seed=0, dtype=dtype)
+    x = np.random.default_rng(0).uniform(size=(4, 6)).astype(dtype)
+    y = np.eye(3, dtype=dtype)[[0, 1, 2, 0]]
+    drive = net.input_drive(x)
+    relaxed = free_phase(net, x, target=y, options=SettleOptions(integrator="euler", dt=0.1, max_steps=1),
+                         drive=drive)
+    read = _feedforward_phase(net, drive, y)
+    for name in ("state", "energy", "cost"):
+        assert getattr(read, name).dtype == getattr(relaxed, name).dtype
+        np.testing.assert_array_equal(getattr(read, name), getattr(relaxed, name))
+    for name in ("n_steps", "nfev", "status", "message", "t", "method"):
+        assert getattr(read.integration, name) == getattr(relaxed.integration, name), name
+    np.testing.assert_array_equal(read.integration.residual, relaxed.integration.residual)
+    np.testing.assert_allclose(read.integration.tolerance, relaxed.integration.tolerance, rtol=1e-6)
