@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dynsim.checkpoint import load_checkpoint
+from dynsim.checkpoint import checkpoint_exists, load_checkpoint
 from dynsim.log import read_log
 
 SCRIPT = Path(__file__).with_name("train_for_kill.py")
@@ -41,7 +41,7 @@ def test_killed_and_resumed_runs_equal_the_uninterrupted_run(tmp_path):
     ckpt = out / "checkpoint.h5"
     kills = mid_epoch = 0
     for attempt in range(KILLS):
-        done = load_checkpoint(ckpt).epoch if ckpt.exists() else -1
+        done = load_checkpoint(ckpt).epoch if checkpoint_exists(ckpt) else -1
         proc = start(out)
         if attempt > 0:
             # Past the start-up (imports take seconds on a loaded machine): wait for a new epoch, then kill
@@ -55,11 +55,11 @@ def test_killed_and_resumed_runs_equal_the_uninterrupted_run(tmp_path):
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             kills += proc.wait(timeout=30) == -signal.SIGKILL
-            mid_epoch += ckpt.exists() and load_checkpoint(ckpt).partial is not None
+            mid_epoch += checkpoint_exists(ckpt) and load_checkpoint(ckpt).partial is not None
         else:
             assert proc.returncode == 0, proc.stderr.read().decode()
         proc.stderr.close()
-        if ckpt.exists() and load_checkpoint(ckpt).epoch == EPOCHS:
+        if checkpoint_exists(ckpt) and load_checkpoint(ckpt).epoch == EPOCHS:
             break
     finish(out)
     assert kills >= 2, "the run finished before it could be killed: lengthen EPOCHS"

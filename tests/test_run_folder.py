@@ -82,3 +82,17 @@ def test_temporaries_of_dead_processes_are_removed_and_live_ones_kept(tmp_path):
         path.write_bytes(b"x")
     assert sorted(remove_stale_temporaries(tmp_path)) == sorted(stale)
     assert all(p.exists() for p in kept) and not any(p.exists() for p in stale)
+
+
+def test_a_kill_between_the_two_renames_of_a_checkpoint_write_leaves_a_run_to_continue(tmp_path):
+    # save_checkpoint moves the old checkpoint to .prev, then the new one into place: killed in between, only
+    # checkpoint.h5.prev is there, and it is the run's checkpoint.
+    log, _, _ = open_run_log(tmp_path, {"run": 1}, network=NET)
+    with log:
+        log.append_row("epochs", {"epoch": 0, "loss": 1.0})
+    (tmp_path / "checkpoint.h5.prev").write_bytes(b"stand-in")
+    with pytest.raises(RunFolderError, match="holds a run"):
+        open_run_log(tmp_path, {"run": 2}, network=NET)
+    log, logged, resume = open_run_log(tmp_path, {"run": 2}, network=NET, resume=True)
+    log.close()
+    assert resume and logged == {0}

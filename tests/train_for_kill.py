@@ -10,6 +10,7 @@ the log of a run killed before its first checkpoint).
 import sys
 from pathlib import Path
 
+from dynsim.checkpoint import checkpoint_exists
 from dynsim.fitting import fit
 from dynsim.hopfield import HopfieldNetwork
 from dynsim.optimizers import SGD
@@ -29,8 +30,9 @@ def main(out, epochs):
     ckpt = out / "checkpoint.h5"
     net = HopfieldNetwork.layered([2, 12, 2], activation="hard_sigmoid", seed=3)
     # As the dataset scenarios do: continue when there is a checkpoint, else start (again).
-    log, logged, resume = open_run_log(out, {"scenario": "train_for_kill"}, network=net, resume=ckpt.exists(),
-                                       say=lambda line: None)
+    # (A kill between the two renames of a checkpoint write leaves only checkpoint.h5.prev: that counts too.)
+    log, logged, resume = open_run_log(out, {"scenario": "train_for_kill"}, network=net,
+                                       resume=checkpoint_exists(ckpt), say=lambda line: None)
 
     def on_epoch(row):
         if int(row["epoch"]) not in logged:
