@@ -156,7 +156,23 @@ def _sgd_step(theta, velocity, grad, starts, values, momentum, scale):
     return -1
 
 
-class SGD:
+class _PerParameterRates:
+    """The learning rates of an optimizer: one per parameter, stored as runs of equal rates for the compiled step."""
+
+    @property
+    def rates(self):
+        """Learning rate of each parameter, shape (n_params,), read-only (assign a new array to change them)."""
+        return self._rates
+
+    @rates.setter
+    def rates(self, value):
+        rates = np.array(value, dtype=np.float64)
+        rates.flags.writeable = False
+        self._rates = rates
+        self._runs = rate_runs(rates)
+
+
+class SGD(_PerParameterRates):
     """Stochastic gradient descent with optional (heavy-ball) momentum.
 
     ``v <- momentum * v + grad; theta <- theta - lr_scale * lr * v``,
@@ -171,18 +187,6 @@ class SGD:
         self.momentum = real_scalar("momentum", momentum, 0.0, 1.0, high_open=True)
         self.dtype = _state_dtype(network)
         self.velocity = np.zeros(network.n_params, dtype=self.dtype)
-
-    @property
-    def rates(self):
-        """Learning rate of each parameter, shape (n_params,), read-only (assign a new array to change them)."""
-        return self._rates
-
-    @rates.setter
-    def rates(self, value):
-        rates = np.array(value, dtype=np.float64)
-        rates.flags.writeable = False
-        self._rates = rates
-        self._runs = rate_runs(rates)
 
     def step(self, theta, grad):
         """Update ``theta`` (n_params,) in place from ``grad`` (n_params,)."""
@@ -282,7 +286,7 @@ def _adam_step(theta, m, v, grad, starts, values, scale, beta1, beta2, c1, c2, e
     return -1
 
 
-class Adam:
+class Adam(_PerParameterRates):
     """Adam (Kingma & Ba 2015) with per-parameter learning rates, times ``lr_scale`` (see :class:`SGD`).
 
     Compiled, in place, with the moments ``m``, ``v`` in the parameters'
@@ -300,18 +304,6 @@ class Adam:
         self.m = np.zeros(network.n_params, dtype=self.dtype)
         self.v = np.zeros(network.n_params, dtype=self.dtype)
         self.t = 0
-
-    @property
-    def rates(self):
-        """Learning rate of each parameter, shape (n_params,), read-only (assign a new array to change them)."""
-        return self._rates
-
-    @rates.setter
-    def rates(self, value):
-        rates = np.array(value, dtype=np.float64)
-        rates.flags.writeable = False
-        self._rates = rates
-        self._runs = rate_runs(rates)
 
     def step(self, theta, grad):
         """Update ``theta`` (n_params,) in place from ``grad`` (n_params,)."""
