@@ -122,7 +122,7 @@ def test_sigkill_at_random_moments_keeps_every_completed_record(tmp_path):
     assert survived == KILLS
 
 
-FOLLOW_S = 6.0
+FOLLOW_S = 4.0
 """Seconds the stress test's reader follows a writer at full speed."""
 READ_LIMIT_S = 10.0
 """Longest one read may take in the stress test; a torn metadata read once hung HDF5 for hours."""
