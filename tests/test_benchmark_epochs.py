@@ -14,7 +14,9 @@ from dynsim.datasets import FILES
 
 def mnist_dir():
     """The folder whose ``mnist`` subfolder holds the IDX files, or None (the scenarios need real MNIST)."""
-    for root in (os.environ.get("DYNSIM_DATA"), Path(__file__).resolve().parents[1] / "data", "/work/shared/data"):
+    # $DYNSIM_DATA, the checkout's data/, then shared/data beside the checkout (as in CI).
+    for root in (os.environ.get("DYNSIM_DATA"), Path(__file__).resolve().parents[1] / "data",
+                 Path(__file__).resolve().parents[2] / "shared" / "data"):
         if root and all((Path(root) / "mnist" / f).exists() for f in FILES):
             return str(root)
     return None
