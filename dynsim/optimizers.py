@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from dynsim.validation import ValidationError, real_scalar
+from dynsim.validation import ValidationError, float_dtype, real_scalar
 
 __all__ = ["learning_rates", "SGD", "Adam", "NonFiniteGradientError"]
 
@@ -61,9 +61,8 @@ def _check_theta(theta, rates):
 
 
 def _state_dtype(network):
-    """The dtype of the parameters (float64 for networks that have no choice): the optimizer state's."""
-    dtype = np.dtype(getattr(network, "dtype", np.float64))
-    return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    """The dtype of the parameters, the optimizer state's (float64 for a network that does not say)."""
+    return float_dtype(getattr(network, "dtype", np.float64))
 
 
 def rate_runs(rates):
@@ -157,7 +156,28 @@ def _sgd_step(theta, velocity, grad, starts, values, momentum, scale):
 
 
 class _PerParameterRates:
-    """The learning rates of an optimizer: one per parameter, stored as runs of equal rates for the compiled step."""
+    """The learning rates of an optimizer: one per parameter, stored as runs of equal rates for the compiled step.
+
+    Also the boundary of every step: :meth:`_prepare` checks its arguments,
+    :meth:`_refuse` explains a step the compiled code refused.
+    """
+
+    def _prepare(self, theta, grad):
+        """``grad`` in ``theta``'s dtype (one conversion when it comes in another) and the validated ``lr_scale``."""
+        _check_theta(theta, self.rates)
+        grad = np.ascontiguousarray(grad, dtype=theta.dtype)
+        if grad.shape != theta.shape:
+            raise ValidationError(f"grad must have shape {theta.shape}, got {grad.shape}")
+        return grad, real_scalar("lr_scale", self.lr_scale, 0.0, np.inf, low_open=True, high_open=True)
+
+    def _refuse(self, bad, theta, grad, scale):
+        """The error for a step refused at parameter ``bad`` (its gradient, or its new value, not finite)."""
+        if not np.isfinite(grad[bad]):
+            return NonFiniteGradientError(f"grad holds a non-finite value at index {bad} ({grad[bad]}); "
+                                          "the parameters were not updated")
+        return NonFiniteGradientError(f"the update would make parameter {bad} non-finite (theta {theta[bad]}, "
+                                      f"rate {scale * self.rates[bad]}, gradient {grad[bad]}); the parameters were "
+                                      "not updated (learning rate too large?)")
 
     @property
     def rates(self):
@@ -190,23 +210,12 @@ class SGD(_PerParameterRates):
 
     def step(self, theta, grad):
         """Update ``theta`` (n_params,) in place from ``grad`` (n_params,)."""
-        _check_theta(theta, self.rates)
-        # In theta's dtype: one conversion here when the gradient comes in another (the compiled step then has one
-        # signature per dtype).
-        grad = np.ascontiguousarray(grad, dtype=theta.dtype)
-        if grad.shape != theta.shape:
-            raise ValidationError(f"grad must have shape {theta.shape}, got {grad.shape}")
+        grad, scale = self._prepare(theta, grad)
         if self.velocity.dtype != theta.dtype:
             self.velocity = self.velocity.astype(theta.dtype)
-        scale = real_scalar("lr_scale", self.lr_scale, 0.0, np.inf, low_open=True, high_open=True)
         bad = _sgd_step(theta, self.velocity, grad, self._runs[0], self._runs[1], self.momentum, scale)
         if bad >= 0:
-            if not np.isfinite(grad[bad]):
-                raise NonFiniteGradientError(f"grad holds a non-finite value at index {bad} ({grad[bad]}); "
-                                             "the parameters were not updated")
-            raise NonFiniteGradientError(f"the update would make parameter {bad} non-finite (theta {theta[bad]}, "
-                                         f"rate {scale * self.rates[bad]}, gradient {grad[bad]}); the parameters were not "
-                                         "updated (learning rate too large?)")
+            raise self._refuse(bad, theta, grad, scale)
         return theta
 
     def state_dict(self):
@@ -307,23 +316,14 @@ class Adam(_PerParameterRates):
 
     def step(self, theta, grad):
         """Update ``theta`` (n_params,) in place from ``grad`` (n_params,)."""
-        _check_theta(theta, self.rates)
-        grad = np.ascontiguousarray(grad, dtype=theta.dtype)
-        if grad.shape != theta.shape:
-            raise ValidationError(f"grad must have shape {theta.shape}, got {grad.shape}")
+        grad, scale = self._prepare(theta, grad)
         if self.m.dtype != theta.dtype:
             self.m, self.v = self.m.astype(theta.dtype), self.v.astype(theta.dtype)
-        scale = real_scalar("lr_scale", self.lr_scale, 0.0, np.inf, low_open=True, high_open=True)
         t = self.t + 1
         bad = _adam_step(theta, self.m, self.v, grad, self._runs[0], self._runs[1], scale, self.beta1, self.beta2,
                          1 - self.beta1 ** t, 1 - self.beta2 ** t, self.eps)
         if bad >= 0:
-            if not np.isfinite(grad[bad]):
-                raise NonFiniteGradientError(f"grad holds a non-finite value at index {bad} ({grad[bad]}); "
-                                             "the parameters were not updated")
-            raise NonFiniteGradientError(f"the update would make parameter {bad} non-finite (theta {theta[bad]}, "
-                                         f"gradient {grad[bad]}); the parameters were not updated (learning rate "
-                                         "too large?)")
+            raise self._refuse(bad, theta, grad, scale)
         # The state moves only with an applied step, so a refused step can be retried as if it never happened.
         self.t = t
         return theta

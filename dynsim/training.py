@@ -34,6 +34,10 @@ PC_RULES = ("pc-strict", "pc-fixed-prediction", "pc-zil", "bp")
 """Rules for predictive coding networks; 'bp' is exact backprop on the feedforward pass."""
 
 
+_FEEDFORWARD_OPTIONS = SettleOptions(integrator="euler")
+"""The settings whose tolerances the feedforward free phase reports (validated once, not per minibatch)."""
+
+
 def _feedforward_phase(network, drive, target):
     """The free phase of a PC network as a settled :class:`PhaseResult`, read off its feedforward pass.
 
@@ -44,7 +48,7 @@ def _feedforward_phase(network, drive, target):
     """
     state = network.initial_state(drive)
     zeros = np.zeros(state.shape[0], dtype=state.dtype)  # the residuals; energies are summed in float64
-    opts = SettleOptions(integrator="euler")
+    opts = _FEEDFORWARD_OPTIONS
     tolerance = opts.atol + opts.rtol * np.linalg.norm(state, axis=1)
     result = IntegrationResult(
         y=state, t=0.0, status=CONVERGED, message="steady state reached by every sample after 0 steps (t=0)",
