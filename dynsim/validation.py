@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 import numpy as np
 
@@ -41,6 +42,18 @@ class NotConvergedError(DynsimError):
     """A phase asked to reach its steady state stopped short of it, and the options said to raise."""
 
 
+class NotConvergedWarning(UserWarning):
+    """A phase asked to reach its steady state stopped short of it (or a reference was taken off a fixed point)."""
+
+
+def report_not_converged(message, action, stacklevel=2):
+    """Warn (:class:`NotConvergedWarning`), raise (:class:`NotConvergedError`) or ignore, as ``action`` says."""
+    if action == "raise":
+        raise NotConvergedError(message)
+    if action == "warn":
+        warnings.warn(message, NotConvergedWarning, stacklevel=stacklevel)
+
+
 class ValidationError(DynsimError, ArgumentError):
     """An argument has the wrong shape, dtype, value or range; the message names it.
 
@@ -60,7 +73,7 @@ class DivergenceError(DynsimError, RuntimeError):
 class StepHalvedWarning(UserWarning):
     """A fixed-step relaxation diverged and was run again with half the step.
 
-    Issued by :func:`dynsim.phases.settle` when ``SettleOptions(retry_smaller_step=n)``
+    Issued by :func:`dynsim.relax.phases.settle` when ``SettleOptions(retry_smaller_step=n)``
     is set; the message names the phase, both steps and where the divergence was.
     """
 

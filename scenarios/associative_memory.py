@@ -33,14 +33,14 @@ from pathlib import Path
 
 import numpy as np
 
-from dynsim.argtypes import number_list
-from dynsim.log import TrajectoryLog
-from dynsim.memory import (MAX_CORRUPTION, corrupt, flipped_bits, memory_network, random_patterns, recall,
+from dynsim.cli.argtypes import number_list
+from dynsim.io.log import TrajectoryLog
+from dynsim.experiments.memory import (MAX_CORRUPTION, corrupt, flipped_bits, memory_network, random_patterns, recall,
                            recall_table, train_memory)
-from dynsim.optimizers import SGD, Adam
-from dynsim.phases import SettleOptions
-from dynsim.plots import plot_recall
-from dynsim.training import RULES
+from dynsim.training.optimizers import SGD, Adam
+from dynsim.relax.phases import SettleOptions
+from dynsim.plots.relaxation import plot_recall
+from dynsim.learning.rules import RULES
 from dynsim.validation import ValidationError, fail
 
 

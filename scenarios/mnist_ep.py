@@ -75,17 +75,18 @@ from pathlib import Path
 
 import numpy as np
 
-from dynsim.argtypes import layer_sizes, number_list
-from dynsim.checkpoint import CheckpointError
-from dynsim.datasets import DATASETS, DatasetError, load
-from dynsim.fitting import TrainingDivergedError, describe_evaluation, fit
-from dynsim.hopfield import HopfieldNetwork
-from dynsim.log import read_log
-from dynsim.optimizers import SGD, Adam
-from dynsim.phases import SettleOptions, free_phase, nudged_phase
-from dynsim.plots import plot_error_curves, plot_settling
-from dynsim.run_folder import RunFolderError, open_run_log
-from dynsim.schedules import SCHEDULES, make_schedule
+from dynsim.cli.argtypes import layer_sizes, number_list
+from dynsim.training.checkpoint import CheckpointError
+from dynsim.datasets.idx import DATASETS, DatasetError, load
+from dynsim.training.loop import TrainingDivergedError, describe_evaluation, fit
+from dynsim.networks.hopfield import HopfieldNetwork
+from dynsim.io.log import read_log
+from dynsim.training.optimizers import SGD, Adam
+from dynsim.relax.phases import SettleOptions, free_phase, nudged_phase
+from dynsim.plots.training import plot_error_curves
+from dynsim.plots.relaxation import plot_settling
+from dynsim.training.run_folder import RunFolderError, open_run_log
+from dynsim.training.schedules import SCHEDULES, make_schedule
 from dynsim.validation import ValidationError, fail, positive_int, real_scalar
 
 # Every preset is stated in dynsim's units: the cost C = 1/2 ||s_out - y||^2 and the update

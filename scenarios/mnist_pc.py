@@ -59,16 +59,16 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from dynsim.argtypes import choice_list, layer_sizes
-from dynsim.checkpoint import CheckpointError
-from dynsim.datasets import DATASETS, DatasetError, load
-from dynsim.fitting import TrainingDivergedError, fit
-from dynsim.log import TrajectoryLog, read_log
-from dynsim.optimizers import SGD, Adam
-from dynsim.pc import PCNetwork
-from dynsim.pc_learning import pc_gradient, zil_gradient
-from dynsim.phases import SettleOptions
-from dynsim.schedules import SCHEDULES, make_schedule
+from dynsim.cli.argtypes import choice_list, layer_sizes
+from dynsim.training.checkpoint import CheckpointError
+from dynsim.datasets.idx import DATASETS, DatasetError, load
+from dynsim.training.loop import TrainingDivergedError, fit
+from dynsim.io.log import TrajectoryLog, read_log
+from dynsim.training.optimizers import SGD, Adam
+from dynsim.networks.pc import PCNetwork
+from dynsim.learning.predictive_coding import pc_gradient, zil_gradient
+from dynsim.relax.phases import SettleOptions
+from dynsim.training.schedules import SCHEDULES, make_schedule
 from dynsim.validation import ValidationError, fail, positive_int, real_scalar
 
 RULES = ("pc-strict", "pc-fixed-prediction", "pc-zil", "bp")

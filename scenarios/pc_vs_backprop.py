@@ -24,14 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from dynsim.argtypes import number_list
-from dynsim.gradient_plots import plot_error_settling, plot_sweep
-from dynsim.log import TrajectoryLog
-from dynsim.pc import PCNetwork
-from dynsim.pc_learning import pc_gradient
-from dynsim.pc_sweep import PC_GRID_KEYS, error_norms, sweep_pc_updates
-from dynsim.phases import SettleOptions
-from dynsim.plots import plot_energy
+from dynsim.cli.argtypes import number_list
+from dynsim.plots.gradients import plot_error_settling, plot_sweep
+from dynsim.io.log import TrajectoryLog
+from dynsim.networks.pc import PCNetwork
+from dynsim.learning.predictive_coding import pc_gradient
+from dynsim.experiments.pc_sweep import PC_GRID_KEYS, error_norms, sweep_pc_updates
+from dynsim.relax.phases import SettleOptions
+from dynsim.plots.relaxation import plot_energy
 from dynsim.validation import ValidationError, fail
 
 

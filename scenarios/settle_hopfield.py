@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from dynsim.argtypes import layer_sizes
-from dynsim.hopfield import HopfieldNetwork
-from dynsim.log import TrajectoryLog
-from dynsim.phases import SettleOptions, free_phase, nudged_phase
-from dynsim.plots import plot_energy, plot_settling
+from dynsim.cli.argtypes import layer_sizes
+from dynsim.networks.hopfield import HopfieldNetwork
+from dynsim.io.log import TrajectoryLog
+from dynsim.relax.phases import SettleOptions, free_phase, nudged_phase
+from dynsim.plots.relaxation import plot_energy, plot_settling
 from dynsim.validation import ValidationError, fail
 from integrators import METHODS
 

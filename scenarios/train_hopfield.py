@@ -44,14 +44,16 @@ from pathlib import Path
 
 import numpy as np
 
-from dynsim.argtypes import choice_list, layer_sizes
-from dynsim.hopfield import HopfieldNetwork
-from dynsim.log import TrajectoryLog
-from dynsim.optimizers import SGD, Adam
-from dynsim.phases import SettleOptions, free_phase
-from dynsim.plots import plot_decision_regions, plot_settling, plot_training_curves
-from dynsim.tasks import TASKS
-from dynsim.training import RULES, evaluate, gradient_estimate, train
+from dynsim.cli.argtypes import choice_list, layer_sizes
+from dynsim.networks.hopfield import HopfieldNetwork
+from dynsim.io.log import TrajectoryLog
+from dynsim.training.optimizers import SGD, Adam
+from dynsim.relax.phases import SettleOptions, free_phase
+from dynsim.plots.training import plot_decision_regions, plot_training_curves
+from dynsim.plots.relaxation import plot_settling
+from dynsim.datasets.tasks import TASKS
+from dynsim.learning.rules import RULES, gradient_estimate
+from dynsim.training.loop import evaluate, train
 from dynsim.validation import ValidationError, fail, positive_int, real_scalar
 from integrators import METHODS
 

@@ -55,15 +55,16 @@ from pathlib import Path
 
 import numpy as np
 
-from dynsim.argtypes import choice_list, layer_sizes
-from dynsim.compare import gradient_metrics
-from dynsim.log import TrajectoryLog
-from dynsim.optimizers import SGD, Adam
-from dynsim.pc import PCNetwork
-from dynsim.phases import SettleOptions, free_phase
-from dynsim.plots import plot_decision_regions, plot_training_curves
-from dynsim.tasks import TASKS, Task
-from dynsim.training import PC_RULES, evaluate, gradient_estimate, train
+from dynsim.cli.argtypes import choice_list, layer_sizes
+from dynsim.references.compare import gradient_metrics
+from dynsim.io.log import TrajectoryLog
+from dynsim.training.optimizers import SGD, Adam
+from dynsim.networks.pc import PCNetwork
+from dynsim.relax.phases import SettleOptions, free_phase
+from dynsim.plots.training import plot_decision_regions, plot_training_curves
+from dynsim.datasets.tasks import TASKS, Task
+from dynsim.learning.rules import PC_RULES, gradient_estimate
+from dynsim.training.loop import evaluate, train
 from dynsim.validation import ValidationError, fail, positive_int, real_scalar
 from integrators import METHODS
 

@@ -14,8 +14,8 @@ import sys
 
 import numpy as np
 
-from dynsim.log import TrajectoryLog
-from dynsim.phases import PhaseResult
+from dynsim.io.log import TrajectoryLog
+from dynsim.relax.phases import PhaseResult
 from integrators.solve import IntegrationResult, Trajectory
 
 BATCH, N_FREE, POINTS, RECORDED = 4, 20, 50, 3

@@ -7,7 +7,7 @@ import os
 import signal
 from pathlib import Path
 
-from dynsim.log import TrajectoryLog
+from dynsim.io.log import TrajectoryLog
 
 
 def build_parser():

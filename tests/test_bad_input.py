@@ -21,14 +21,18 @@ import pytest
 
 import integrators
 from conftest import LINEAR
-from dynsim import backprop, compare, datasets, estimator_sweep, fitting, learning, memory, pc_learning, pc_sweep
-from dynsim import sweep, tasks, training
-from dynsim.checkpoint import load_checkpoint
-from dynsim.hopfield import HopfieldNetwork
-from dynsim.log import TrajectoryLog, read_log
-from dynsim.optimizers import SGD, Adam
-from dynsim.pc import PCNetwork
-from dynsim.phases import SettleOptions, free_phase, nudged_phase, settle
+from dynsim.cli import sweep
+from dynsim.datasets import idx, tasks
+from dynsim.experiments import estimator_sweep, memory, pc_sweep
+from dynsim.learning import contrastive, predictive_coding, rules
+from dynsim.references import compare, gradients
+from dynsim.training.loop import fit
+from dynsim.training.checkpoint import load_checkpoint
+from dynsim.networks.hopfield import HopfieldNetwork
+from dynsim.io.log import TrajectoryLog, read_log
+from dynsim.training.optimizers import SGD, Adam
+from dynsim.networks.pc import PCNetwork
+from dynsim.relax.phases import SettleOptions, free_phase, nudged_phase, settle
 from dynsim.validation import DynsimError, ValidationError
 from integrators.solve import ArgumentError
 
@@ -289,62 +293,62 @@ CASES = [
     C(lambda e: e.pc.energy(e.x, e.s0[:1]), r"s must have shape", id="pc-energy-s-batch"),
 
     # ------------------------------------------------------------------ learning rules
-    C(lambda e: learning.ep_gradient(e.hop, e.x, e.target, 0.0, options=e.quick), r"beta must be finite",
+    C(lambda e: contrastive.ep_gradient(e.hop, e.x, e.target, 0.0, options=e.quick), r"beta must be finite",
       id="ep-beta-zero"),
-    C(lambda e: learning.ep_gradient(e.hop, e.x, e.target, -0.5, options=e.quick), r"beta must be finite",
+    C(lambda e: contrastive.ep_gradient(e.hop, e.x, e.target, -0.5, options=e.quick), r"beta must be finite",
       id="ep-beta-negative"),
-    C(lambda e: learning.ep_gradient(e.hop, e.x, e.target, "0.5", options=e.quick), r"beta must be a real number",
+    C(lambda e: contrastive.ep_gradient(e.hop, e.x, e.target, "0.5", options=e.quick), r"beta must be a real number",
       id="ep-beta-str"),
-    C(lambda e: learning.ep_gradient(e.hop, e.x, e.target, 0.5, variant="both"), r"variant must be one of",
+    C(lambda e: contrastive.ep_gradient(e.hop, e.x, e.target, 0.5, variant="both"), r"variant must be one of",
       id="ep-variant"),
-    C(lambda e: learning.ep_gradient(e.hop, e.x, None, 0.5), r"target is required", id="ep-target-missing"),
-    C(lambda e: learning.ep_gradient(e.hop, e.x, e.target[:1], 0.5), r"target must have shape",
+    C(lambda e: contrastive.ep_gradient(e.hop, e.x, None, 0.5), r"target is required", id="ep-target-missing"),
+    C(lambda e: contrastive.ep_gradient(e.hop, e.x, e.target[:1], 0.5), r"target must have shape",
       id="ep-target-batch"),
-    C(lambda e: learning.ep_gradient(e.hop, e.x, e.target + NAN, 0.5), r"target must be finite",
+    C(lambda e: contrastive.ep_gradient(e.hop, e.x, e.target + NAN, 0.5), r"target must be finite",
       id="ep-target-nan"),
-    C(lambda e: learning.ep_gradient(e.hop, e.x, e.target, 0.5, free="free"), r"free must be a PhaseResult",
+    C(lambda e: contrastive.ep_gradient(e.hop, e.x, e.target, 0.5, free="free"), r"free must be a PhaseResult",
       id="ep-free-str"),
-    C(lambda e: learning.ep_gradient(e.hop, e.x, e.target, 0.5, options="euler"), r"options must be a SettleOptions",
+    C(lambda e: contrastive.ep_gradient(e.hop, e.x, e.target, 0.5, options="euler"), r"options must be a SettleOptions",
       id="ep-options-str"),
-    C(lambda e: learning.ep_gradient(e.hop, e.x, e.target, 0.5, variant="random", free=e.free, rng=1,
+    C(lambda e: contrastive.ep_gradient(e.hop, e.x, e.target, 0.5, variant="random", free=e.free, rng=1,
                                      nudged_options=e.quick), r"rng",
       id="ep-rng-int"),
-    C(lambda e: learning.chl_gradient(e.hop, e.x, None), r"target is required", id="chl-target-missing"),
-    C(lambda e: learning.chl_gradient(e.hop, e.x[:, :2], e.target), r"x must have shape", id="chl-x-width"),
-    C(lambda e: training.gradient_estimate("hebbian", e.hop, e.x, e.target), r"rule", id="gradient_estimate-rule"),
+    C(lambda e: contrastive.chl_gradient(e.hop, e.x, None), r"target is required", id="chl-target-missing"),
+    C(lambda e: contrastive.chl_gradient(e.hop, e.x[:, :2], e.target), r"x must have shape", id="chl-x-width"),
+    C(lambda e: rules.gradient_estimate("hebbian", e.hop, e.x, e.target), r"rule", id="gradient_estimate-rule"),
 
     # ------------------------------------------------------------------ predictive coding learning
-    C(lambda e: pc_learning.pc_gradient(e.pc, e.x, e.target, variant="loose"), r"variant must be one of",
+    C(lambda e: predictive_coding.pc_gradient(e.pc, e.x, e.target, variant="loose"), r"variant must be one of",
       id="pc_gradient-variant"),
-    C(lambda e: pc_learning.pc_gradient(e.pc, e.x, None), r"target is required", id="pc_gradient-target-missing"),
-    C(lambda e: pc_learning.pc_gradient(e.pc, e.x, e.target[:, :1]), r"target must have shape",
+    C(lambda e: predictive_coding.pc_gradient(e.pc, e.x, None), r"target is required", id="pc_gradient-target-missing"),
+    C(lambda e: predictive_coding.pc_gradient(e.pc, e.x, e.target[:, :1]), r"target must have shape",
       id="pc_gradient-target-shape"),
-    C(lambda e: pc_learning.pc_gradient(e.hop, e.x, e.target), r"network must be a PCNetwork",
+    C(lambda e: predictive_coding.pc_gradient(e.hop, e.x, e.target), r"network must be a PCNetwork",
       id="pc_gradient-network"),
-    C(lambda e: pc_learning.pc_gradient(e.pc, e.x, e.target, rescale="no"), r"rescale",
+    C(lambda e: predictive_coding.pc_gradient(e.pc, e.x, e.target, rescale="no"), r"rescale",
       id="pc_gradient-rescale-str"),
-    C(lambda e: pc_learning.zil_gradient(PCNetwork([3, 4, 2], variances=[1.0, 0.5], seed=0), e.x, e.target),
+    C(lambda e: predictive_coding.zil_gradient(PCNetwork([3, 4, 2], variances=[1.0, 0.5], seed=0), e.x, e.target),
       r"Z-IL needs unit variances", id="zil-variances"),
 
     # ------------------------------------------------------------------ reference gradients
-    C(lambda e: backprop.implicit_gradient(e.pc, e.x, e.target, e.free), r"network must be a HopfieldNetwork",
+    C(lambda e: gradients.implicit_gradient(e.pc, e.x, e.target, e.free), r"network must be a HopfieldNetwork",
       id="implicit-network"),
-    C(lambda e: backprop.implicit_gradient(e.hop, e.x, e.target, e.free, method="lu"), r"method must be",
+    C(lambda e: gradients.implicit_gradient(e.hop, e.x, e.target, e.free, method="lu"), r"method must be",
       id="implicit-method"),
-    C(lambda e: backprop.implicit_gradient(e.hop, e.x, e.target, "free"), r"free",
+    C(lambda e: gradients.implicit_gradient(e.hop, e.x, e.target, "free"), r"free",
       id="implicit-free-str"),
-    C(lambda e: backprop.implicit_gradient(e.hop, e.x, e.target[:1], e.free), r"target must have shape",
+    C(lambda e: gradients.implicit_gradient(e.hop, e.x, e.target[:1], e.free), r"target must have shape",
       id="implicit-target-batch"),
-    C(lambda e: backprop.implicit_gradient(e.hop, e.x, e.target, e.free, residual_tol=-1.0), r"residual_tol",
+    C(lambda e: gradients.implicit_gradient(e.hop, e.x, e.target, e.free, residual_tol=-1.0), r"residual_tol",
       id="implicit-residual_tol"),
-    C(lambda e: backprop.bptt_gradients(e.hop, e.x, e.target, 0, 1, 0.5), r"n_steps must be an integer",
+    C(lambda e: gradients.bptt_gradients(e.hop, e.x, e.target, 0, 1, 0.5), r"n_steps must be an integer",
       id="bptt-n_steps-zero"),
-    C(lambda e: backprop.bptt_gradients(e.hop, e.x, e.target, 5, 6, 0.5), r"truncation must be <= n_steps",
+    C(lambda e: gradients.bptt_gradients(e.hop, e.x, e.target, 5, 6, 0.5), r"truncation must be <= n_steps",
       id="bptt-truncation"),
-    C(lambda e: backprop.bptt_gradients(e.hop, e.x, e.target, 5, 2, 0.0), r"dt must be finite", id="bptt-dt-zero"),
-    C(lambda e: backprop.bptt_gradients(e.hop, e.x, e.target, 5, 2, 0.5, integrator="rk4"),
+    C(lambda e: gradients.bptt_gradients(e.hop, e.x, e.target, 5, 2, 0.0), r"dt must be finite", id="bptt-dt-zero"),
+    C(lambda e: gradients.bptt_gradients(e.hop, e.x, e.target, 5, 2, 0.5, integrator="rk4"),
       r"bptt_gradients integrates with 'euler' or 'projected_euler'", id="bptt-integrator"),
-    C(lambda e: backprop.bptt_gradients(e.hop, e.x, e.target, 5.0, 2, 0.5), r"n_steps must be an integer",
+    C(lambda e: gradients.bptt_gradients(e.hop, e.x, e.target, 5.0, 2, 0.5), r"n_steps must be an integer",
       id="bptt-n_steps-float"),
 
     # ------------------------------------------------------------------ compare
@@ -494,38 +498,38 @@ CASES = [
       id="error_norms-no-trajectory"),
 
     # ------------------------------------------------------------------ datasets, fitting, checkpoints, logs
-    C(lambda e: datasets.load("cifar", data_dir=e.folder, download=False), r"cifar", id="load-name"),
-    C(lambda e: datasets.load("mnist", data_dir=e.folder, download=False, validation_size=-1),
+    C(lambda e: idx.load("cifar", data_dir=e.folder, download=False), r"cifar", id="load-name"),
+    C(lambda e: idx.load("mnist", data_dir=e.folder, download=False, validation_size=-1),
       r"validation_size", id="load-validation_size-negative"),
-    C(lambda e: datasets.load("mnist", data_dir=e.folder, download=False, validation_size=60_000),
+    C(lambda e: idx.load("mnist", data_dir=e.folder, download=False, validation_size=60_000),
       r"validation_size", id="load-validation_size-large"),
-    C(lambda e: datasets.load("mnist", data_dir=e.folder, download=False, validation_size=True),
+    C(lambda e: idx.load("mnist", data_dir=e.folder, download=False, validation_size=True),
       r"validation_size", id="load-validation_size-bool"),
-    C(lambda e: datasets.load("mnist", data_dir=e.folder, download=False, validation_size="10"),
+    C(lambda e: idx.load("mnist", data_dir=e.folder, download=False, validation_size="10"),
       r"validation_size", id="load-validation_size-str"),
-    C(lambda e: datasets.load("mnist", data_dir=e.folder, download=False, dtype=np.int32), r"dtype",
+    C(lambda e: idx.load("mnist", data_dir=e.folder, download=False, dtype=np.int32), r"dtype",
       id="load-dtype"),
-    C(lambda e: datasets.load("mnist", data_dir=e.folder, download=False), r"missing", DynsimError, id="load-missing-files"),
-    C(lambda e: fitting.fit(e.hop, [e.task], "ep-positive", SGD(e.hop, 0.1), 1, 2), r"data must be a dict",
+    C(lambda e: idx.load("mnist", data_dir=e.folder, download=False), r"missing", DynsimError, id="load-missing-files"),
+    C(lambda e: fit(e.hop, [e.task], "ep-positive", SGD(e.hop, 0.1), 1, 2), r"data must be a dict",
       id="fit-data-list"),
-    C(lambda e: fitting.fit(e.hop, {"test": e.task}, "ep-positive", SGD(e.hop, 0.1), 1, 2), r"'train' split",
+    C(lambda e: fit(e.hop, {"test": e.task}, "ep-positive", SGD(e.hop, 0.1), 1, 2), r"'train' split",
       id="fit-data-no-train"),
-    C(lambda e: fitting.fit(e.hop, {"train": (e.x, e.target)}, "ep-positive", SGD(e.hop, 0.1), 1, 2),
-      r"data\['train'\] must be a dynsim.tasks.Task", id="fit-data-tuple"),
-    C(lambda e: fitting.fit(e.hop, {"train": tasks.Task("t", e.x[:, :2], np.array([0, 1]), np.eye(2))},
+    C(lambda e: fit(e.hop, {"train": (e.x, e.target)}, "ep-positive", SGD(e.hop, 0.1), 1, 2),
+      r"data\['train'\] must be a dynsim.datasets.tasks.Task", id="fit-data-tuple"),
+    C(lambda e: fit(e.hop, {"train": tasks.Task("t", e.x[:, :2], np.array([0, 1]), np.eye(2))},
                             "ep-positive", SGD(e.hop, 0.1), 1, 2), r"data\['train'\].x must have shape",
       id="fit-data-x-width"),
-    C(lambda e: fitting.fit(e.hop, {"train": e.task}, "ep-positive", SGD(e.hop, 0.1), -1, 2),
+    C(lambda e: fit(e.hop, {"train": e.task}, "ep-positive", SGD(e.hop, 0.1), -1, 2),
       r"epochs must be an integer", id="fit-epochs"),
-    C(lambda e: fitting.fit(e.hop, {"train": e.task}, "ep-positive", SGD(e.hop, 0.1), 1, 0),
+    C(lambda e: fit(e.hop, {"train": e.task}, "ep-positive", SGD(e.hop, 0.1), 1, 0),
       r"batch_size must be an integer", id="fit-batch_size"),
-    C(lambda e: fitting.fit(e.hop, {"train": e.task}, "ep-positive", SGD(e.hop, 0.1), 1, 2, beta=0.0),
+    C(lambda e: fit(e.hop, {"train": e.task}, "ep-positive", SGD(e.hop, 0.1), 1, 2, beta=0.0),
       r"beta must be finite", id="fit-beta"),
-    C(lambda e: fitting.fit(e.hop, {"train": e.task}, "ep-positive", SGD(e.hop, 0.1), 1, 2, resume=True),
+    C(lambda e: fit(e.hop, {"train": e.task}, "ep-positive", SGD(e.hop, 0.1), 1, 2, resume=True),
       r"resume=True needs a checkpoint", id="fit-resume"),
-    C(lambda e: fitting.fit(e.hop, {"train": e.task}, "hebbian", SGD(e.hop, 0.1), 1, 2, options=e.quick),
+    C(lambda e: fit(e.hop, {"train": e.task}, "hebbian", SGD(e.hop, 0.1), 1, 2, options=e.quick),
       r"rule", id="fit-rule"),
-    C(lambda e: fitting.fit(e.hop, {"train": e.task}, "ep-positive", "sgd", 1, 2, options=e.quick),
+    C(lambda e: fit(e.hop, {"train": e.task}, "ep-positive", "sgd", 1, 2, options=e.quick),
       r"optimizer", id="fit-optimizer-str"),
     C(lambda e: load_checkpoint(e.garbage), r"garbage.h5", DynsimError, id="checkpoint-garbage"),
     C(lambda e: load_checkpoint(e.not_a_log), r"plain.h5 is not a dynsim checkpoint", DynsimError,
@@ -545,7 +549,7 @@ CASES = [
 ]
 
 
-@pytest.mark.filterwarnings("ignore::dynsim.backprop.NotConvergedWarning")  # the short fixture relaxations
+@pytest.mark.filterwarnings("ignore::dynsim.validation.NotConvergedWarning")  # the short fixture relaxations
 @pytest.mark.parametrize("call,pattern,expected", [
     c if len(c.values) == 3 else pytest.param(*c.values, ValidationError, marks=c.marks, id=c.id) for c in CASES])
 def test_bad_argument_is_refused_with_a_message_naming_it(env, call, pattern, expected):
@@ -574,7 +578,7 @@ CLI_CASES = [
 
 @pytest.mark.parametrize("argv,named", CLI_CASES)
 def test_the_command_line_reports_bad_arguments_in_one_line(env, capsys, argv, named):
-    from dynsim.cli import main
+    from dynsim.cli.main import main
 
     code = main([a.format(folder=env.folder) for a in argv])
     err = capsys.readouterr().err

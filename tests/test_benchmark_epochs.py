@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dynsim.datasets import FILES
+from dynsim.datasets.idx import FILES
 
 
 def mnist_dir():
@@ -83,10 +83,10 @@ def _close(torch_values, dynsim_values, rtol=1e-9):
 def test_torch_centered_ep_matches_dynsim_gradient_and_adam_step():
     torch = pytest.importorskip("torch")
     from dynsim.benchmarks.torch_reference import TorchEP
-    from dynsim.hopfield import HopfieldNetwork
-    from dynsim.optimizers import Adam
-    from dynsim.phases import SettleOptions
-    from dynsim.training import gradient_estimate
+    from dynsim.networks.hopfield import HopfieldNetwork
+    from dynsim.training.optimizers import Adam
+    from dynsim.relax.phases import SettleOptions
+    from dynsim.learning.rules import gradient_estimate
 
     rng = np.random.default_rng(3)
     net = HopfieldNetwork.layered([784, 64, 10], activation="hard_sigmoid", seed=2)
@@ -123,9 +123,9 @@ def test_torch_centered_ep_matches_dynsim_gradient_and_adam_step():
 def test_torch_strict_pc_matches_dynsim_gradient():
     torch = pytest.importorskip("torch")
     from dynsim.benchmarks.torch_reference import TorchPC
-    from dynsim.pc import PCNetwork
-    from dynsim.pc_learning import pc_gradient
-    from dynsim.phases import SettleOptions
+    from dynsim.networks.pc import PCNetwork
+    from dynsim.learning.predictive_coding import pc_gradient
+    from dynsim.relax.phases import SettleOptions
 
     rng = np.random.default_rng(4)
     net = PCNetwork([784, 32, 32, 32, 10], activation="gelu", seed=1, init="fan-in")

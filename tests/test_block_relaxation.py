@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from dynsim.block_relaxation import group_colours
-from dynsim.hopfield import HopfieldNetwork
-from dynsim.learning import ep_gradient
-from dynsim.pc import PCNetwork
-from dynsim.phases import SettleOptions, free_phase, nudged_phase, settle
+from dynsim.relax.block_relaxation import group_colours
+from dynsim.networks.hopfield import HopfieldNetwork
+from dynsim.learning.contrastive import ep_gradient
+from dynsim.networks.pc import PCNetwork
+from dynsim.relax.phases import SettleOptions, free_phase, nudged_phase, settle
 from dynsim.validation import ValidationError
 
 SCHEMES = ["fixed_point", "block"]

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from dynsim.log import read_log
-from dynsim.scenario_registry import list_scenarios
+from dynsim.io.log import read_log
+from dynsim.cli.scenarios import list_scenarios
 
 
 def dynsim(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "dynsim.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "dynsim.cli.main", *map(str, args)], capture_output=True, text=True,
                           timeout=600, cwd=cwd)
 
 
@@ -72,7 +72,7 @@ def test_plot_of_a_kind_the_log_does_not_hold_is_a_clear_error(settled, tmp_path
 def test_run_by_path_and_the_installed_entry_point(tmp_path):
     script = Path(__file__).resolve().parents[1] / "scenarios" / "settle_hopfield.py"
     entry = Path(sys.executable).with_name("dynsim")
-    command = [str(entry)] if entry.exists() else [sys.executable, "-m", "dynsim.cli"]
+    command = [str(entry)] if entry.exists() else [sys.executable, "-m", "dynsim.cli.main"]
     proc = subprocess.run(command + ["run", str(script), "--set", "batch=2", "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr

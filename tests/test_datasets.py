@@ -13,8 +13,8 @@ from urllib.error import HTTPError, URLError
 import numpy as np
 import pytest
 
-from dynsim import datasets
-from dynsim.datasets import (DATASETS, FILES, Dataset, DatasetError, Splits, data_root, dataset_folder,
+from dynsim.datasets import idx as datasets
+from dynsim.datasets.idx import (DATASETS, FILES, Dataset, DatasetError, Splits, data_root, dataset_folder,
                              default_data_dir, download_files, file_md5, load, load_folder, read_idx, write_idx)
 from dynsim.validation import DynsimError, ValidationError
 

@@ -7,10 +7,10 @@ import pytest
 
 import integrators
 from conftest import LINEAR
-from dynsim.hopfield import HopfieldNetwork
-from dynsim.learning import ep_gradient
-from dynsim.pc import PCNetwork
-from dynsim.phases import DivergenceSite, SettleOptions, StepRetry, free_phase, locate_divergence, settle
+from dynsim.networks.hopfield import HopfieldNetwork
+from dynsim.learning.contrastive import ep_gradient
+from dynsim.networks.pc import PCNetwork
+from dynsim.relax.phases import DivergenceSite, SettleOptions, StepRetry, free_phase, locate_divergence, settle
 from dynsim.validation import DivergenceError, StepHalvedWarning, ValidationError
 
 
@@ -141,7 +141,7 @@ def test_the_retries_are_in_the_log(tmp_path):
 
     import h5py
 
-    from dynsim.log import TrajectoryLog
+    from dynsim.io.log import TrajectoryLog
 
     net, x, s0 = stiff_pc()
     options = SettleOptions(integrator="euler", dt=0.6, max_steps=1000, retry_smaller_step=3)

@@ -9,13 +9,13 @@ plain formula to rounding.
 import numpy as np
 import pytest
 
-from dynsim import hopfield_kernels
-from dynsim.activations import rho
-from dynsim.hopfield import HopfieldNetwork
-from dynsim.learning import chl_gradient, drive_held, ep_gradient
-from dynsim.pc import PCNetwork
-from dynsim.pc_learning import pc_gradient
-from dynsim.phases import SettleOptions, free_phase, nudged_phase, settle
+from dynsim.networks import hopfield_kernels
+from dynsim.networks.activations import rho
+from dynsim.networks.hopfield import HopfieldNetwork
+from dynsim.learning.contrastive import chl_gradient, drive_held, ep_gradient
+from dynsim.networks.pc import PCNetwork
+from dynsim.learning.predictive_coding import pc_gradient
+from dynsim.relax.phases import SettleOptions, free_phase, nudged_phase, settle
 
 CODES = {"hard_sigmoid": 0, "logistic": 1, "tanh": 2}
 
@@ -229,7 +229,7 @@ def test_pc_gradient_equals_settle_then_read(rng, variant):
 
 
 def test_vectorised_tanh_is_within_a_few_ulp_of_numpy(rng):
-    from dynsim.pc_kernels import phi_and_prime
+    from dynsim.networks.pc_kernels import phi_and_prime
 
     xs = np.concatenate([np.linspace(-25, 25, 200_001), 1e-3 * rng.standard_normal(50_000),
                          rng.standard_normal(50_000), [0.55, -0.55, np.nextafter(0.55, 0), 1e-300, 5e-324, 19.1, 40.0,
@@ -246,7 +246,7 @@ def test_vectorised_tanh_is_within_a_few_ulp_of_numpy(rng):
 
 
 def test_settle_with_the_callers_drive_equals_settle_without(rng):
-    from dynsim.phases import SettleOptions, free_phase
+    from dynsim.relax.phases import SettleOptions, free_phase
     from dynsim.validation import ValidationError
 
     net = HopfieldNetwork.layered([5, 4, 2], activation="logistic", seed=rng)
@@ -260,9 +260,9 @@ def test_settle_with_the_callers_drive_equals_settle_without(rng):
 
 @pytest.mark.parametrize("rule", ["pc-strict", "pc-fixed-prediction"])
 def test_pc_minibatch_shares_the_feedforward_pass_and_gives_the_same_gradient(rng, rule, monkeypatch):
-    from dynsim.pc import PCNetwork
-    from dynsim.pc_learning import pc_gradient
-    from dynsim.training import gradient_estimate
+    from dynsim.networks.pc import PCNetwork
+    from dynsim.learning.predictive_coding import pc_gradient
+    from dynsim.learning.rules import gradient_estimate
 
     net = PCNetwork([6, 7, 5, 3], activation="tanh", seed=4)
     x = rng.random((5, 6))

@@ -5,15 +5,15 @@ import warnings
 import numpy as np
 import pytest
 
-from dynsim.checkpoint import CheckpointError, CheckpointFallbackWarning, load_checkpoint
-from dynsim.fitting import TrainingDivergedError, describe_evaluation, evaluate_split, fit, metric_columns
-from dynsim.hopfield import HopfieldNetwork
-from dynsim.optimizers import SGD, Adam, NonFiniteGradientError
-from dynsim.pc import PCNetwork
-from dynsim.phases import SettleOptions
-from dynsim.tasks import Task, moons
-from dynsim.training import predict
-from dynsim.backprop import NotConvergedWarning
+from dynsim.training.checkpoint import CheckpointError, CheckpointFallbackWarning, load_checkpoint
+from dynsim.training.loop import TrainingDivergedError, describe_evaluation, evaluate_split, fit, metric_columns
+from dynsim.networks.hopfield import HopfieldNetwork
+from dynsim.training.optimizers import SGD, Adam, NonFiniteGradientError
+from dynsim.networks.pc import PCNetwork
+from dynsim.relax.phases import SettleOptions
+from dynsim.datasets.tasks import Task, moons
+from dynsim.training.loop import predict
+from dynsim.validation import NotConvergedWarning
 from dynsim.validation import NotConvergedError, ValidationError
 
 OPTIONS = SettleOptions(integrator="projected_euler", dt=0.5, max_steps=15, stop_at_steady_state=False)
@@ -48,7 +48,7 @@ def test_metrics_rows_and_evaluation_agree_with_a_direct_count(tmp_path):
     assert [r["epoch"] for r in rows] == [0, 1, 2]
     # The logged test error is the error of the final network, counted independently here.
     data = splits()
-    from dynsim.phases import free_phase
+    from dynsim.relax.phases import free_phase
     state = free_phase(net, data["test"].x, options=OPTIONS).state
     wrong = np.mean(predict(state[:, net.output_slice]) != data["test"].labels)
     assert history["test_error"][-1] == pytest.approx(wrong)
@@ -151,7 +151,7 @@ def test_a_checkpoint_with_non_finite_weights_is_refused(tmp_path):
     run(network(), 1, checkpoint=ckpt)
     saved = load_checkpoint(ckpt)
     saved.theta[3] = np.nan
-    from dynsim.checkpoint import save_checkpoint
+    from dynsim.training.checkpoint import save_checkpoint
     save_checkpoint(ckpt, saved)
     with pytest.raises(CheckpointError, match="not all finite"):
         run(network(), 2, checkpoint=ckpt, resume=True)
@@ -252,7 +252,7 @@ def test_compiled_sgd_step_is_the_heavy_ball_formula(rng):
 def test_persistent_evaluation_carries_each_examples_state_and_resumes_exactly(tmp_path):
     # Reference: the same training, with the test split's particles relaxed by hand after every epoch.
     data = splits()
-    from dynsim.phases import free_phase
+    from dynsim.relax.phases import free_phase
     reference_rows = []
     net = network()
     history = run(net, 3, eval_persistent=True, eval_options=OPTIONS, on_epoch=reference_rows.append)
@@ -281,7 +281,7 @@ def test_persistent_evaluation_carries_each_examples_state_and_resumes_exactly(t
 
 
 def test_sgd_with_one_rate_per_block_is_the_per_parameter_formula(rng):
-    from dynsim.optimizers import rate_runs
+    from dynsim.training.optimizers import rate_runs
 
     net = network()
     blocks = net.parameter_blocks()
@@ -321,7 +321,7 @@ def test_unsettled_samples_are_counted_and_reported_as_asked():
     assert 0 < free_unsettled <= 60 and history["nudged_not_converged"][1] > 0
     # Counted independently: a 15-step free phase from each carried particle cannot be replayed here, but from
     # zero on the trained network the count is what _unsettled finds, sample by sample.
-    from dynsim.phases import free_phase
+    from dynsim.relax.phases import free_phase
     net = network()
     free = free_phase(net, data["train"].x, options=OPTIONS)
     expected = int(np.sum(free.integration.residual > free.integration.tolerance))

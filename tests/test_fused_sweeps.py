@@ -1,7 +1,7 @@
 """The fused fixed-point and block sweeps of layered Hopfield networks against the generic sweep loop.
 
-The reference is :func:`dynsim.block_relaxation.relax` with ``fused=False``
-(:func:`dynsim.block_relaxation.relax_batch`, itself checked against the
+The reference is :func:`dynsim.relax.block_relaxation.relax` with ``fused=False``
+(:func:`dynsim.relax.block_relaxation.relax_batch`, itself checked against the
 energy's minimisers in test_block_relaxation): same states to rounding,
 same sweeps, status, divergence site and message, and the energy of the
 final state.
@@ -11,10 +11,10 @@ import warnings
 import numpy as np
 import pytest
 
-from dynsim import block_relaxation
-from dynsim.hopfield import HopfieldNetwork
-from dynsim.learning import chl_gradient, ep_gradient
-from dynsim.phases import SettleOptions, settle
+from dynsim.relax import block_relaxation
+from dynsim.networks.hopfield import HopfieldNetwork
+from dynsim.learning.contrastive import chl_gradient, ep_gradient
+from dynsim.relax.phases import SettleOptions, settle
 
 
 def _both(net, s0, drive, scheme, beta, target, clamp, box, **kw):
@@ -114,7 +114,7 @@ def test_every_phase_of_ep_and_chl_takes_the_fused_loop(rng, monkeypatch, integr
     target = np.eye(3)[rng.integers(0, 3, 5)]
     options = SettleOptions(integrator=integrator, max_steps=15, stop_at_steady_state=False)
     calls = []
-    from dynsim import layered_euler
+    from dynsim.relax import layered_euler
     for module, name in ((layered_euler, "euler_layered"), (block_relaxation, "sweep_layered")):
         kernel = getattr(module, name)
         monkeypatch.setattr(module, name, (lambda k: lambda *a: calls.append(1) or k(*a))(kernel))

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from dynsim.hopfield import HopfieldNetwork
-from dynsim.phases import SettleOptions, free_phase, nudged_phase
+from dynsim.networks.hopfield import HopfieldNetwork
+from dynsim.relax.phases import SettleOptions, free_phase, nudged_phase
 from dynsim.validation import ValidationError
 
 ACTIVATIONS = ["hard_sigmoid", "logistic", "tanh"]
@@ -113,7 +113,7 @@ def test_parameter_gradient_against_central_differences(activation, rng):
 
 
 def test_vector_field_is_minus_the_gradient_of_the_total_energy(rng):
-    from dynsim import hopfield_kernels
+    from dynsim.networks import hopfield_kernels
 
     net = networks("logistic", rng)[0]
     x = rng.uniform(size=(3, net.n_input))
@@ -199,7 +199,7 @@ def test_nudged_equilibrium_balances_energy_and_cost(rng):
 
 
 def test_clamped_output_phase_holds_the_target(rng):
-    from dynsim.phases import settle
+    from dynsim.relax.phases import settle
 
     net = HopfieldNetwork.layered([6, 10, 3], activation="logistic", seed=1)
     x = rng.uniform(size=(2, 6))

@@ -16,10 +16,10 @@ relative).
 import numpy as np
 import pytest
 
-from dynsim import block_relaxation, layered_euler
-from dynsim.hopfield import HopfieldNetwork
-from dynsim.learning import chl_gradient, ep_gradient
-from dynsim.phases import SettleOptions, settle
+from dynsim.relax import block_relaxation, layered_euler
+from dynsim.networks.hopfield import HopfieldNetwork
+from dynsim.learning.contrastive import chl_gradient, ep_gradient
+from dynsim.relax.phases import SettleOptions, settle
 from dynsim.validation import ValidationError
 
 STATE_ATOL = 1e-5

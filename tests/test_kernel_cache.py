@@ -11,7 +11,7 @@ import integrators
 from dynsim import _kernel_cache
 
 # Imports dynsim, runs one small cached kernel, prints where Numba caches.
-PROBE = ("import json, numba, dynsim, numpy as np; from dynsim.activations import rho_and_prime; "
+PROBE = ("import json, numba, dynsim, numpy as np; from dynsim.networks.activations import rho_and_prime; "
          "rho_and_prime(np.ones((1, 3)), 0); print(json.dumps(numba.config.CACHE_DIR))")
 
 
@@ -30,7 +30,7 @@ def test_an_edit_of_any_source_moves_the_cache_to_a_new_folder(tmp_path):
     before = _kernel_cache.source_digest(copies)
     assert before == _kernel_cache.source_digest([Path(dynsim.__file__).parent, Path(integrators.__file__).parent])
     # A change in a file other kernels inline from (the activations) must change the key.
-    activations = copies[0] / "activations.py"
+    activations = copies[0] / "networks" / "activations.py"
     activations.write_text(activations.read_text() + "\n# edited\n")
     assert _kernel_cache.source_digest(copies) != before
 

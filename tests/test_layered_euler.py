@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import integrators
-from dynsim import layered_euler
-from dynsim.hopfield import HopfieldNetwork
-from dynsim.phases import SettleOptions, settle
+from dynsim.relax import layered_euler
+from dynsim.networks.hopfield import HopfieldNetwork
+from dynsim.relax.phases import SettleOptions, settle
 
 
 def _start(net, rng, batch, target, clamp):

@@ -4,14 +4,15 @@ import warnings
 import numpy as np
 import pytest
 
-from dynsim.backprop import NotConvergedWarning, bptt_gradients, implicit_gradient
-from dynsim.compare import gdu_check, gradient_metrics, normalized_rmse
-from dynsim.hopfield import HopfieldNetwork
-from dynsim.learning import chl_gradient, ep_gradient
-from dynsim.optimizers import SGD, Adam, NonFiniteGradientError, learning_rates
-from dynsim.phases import SettleOptions, free_phase
-from dynsim.tasks import moons, two_spirals, xor
-from dynsim.training import train
+from dynsim.validation import NotConvergedWarning
+from dynsim.references.gradients import bptt_gradients, implicit_gradient
+from dynsim.references.compare import gdu_check, gradient_metrics, normalized_rmse
+from dynsim.networks.hopfield import HopfieldNetwork
+from dynsim.learning.contrastive import chl_gradient, ep_gradient
+from dynsim.training.optimizers import SGD, Adam, NonFiniteGradientError, learning_rates
+from dynsim.relax.phases import SettleOptions, free_phase
+from dynsim.datasets.tasks import moons, two_spirals, xor
+from dynsim.training.loop import train
 from dynsim.validation import ValidationError
 
 TIGHT = SettleOptions(integrator="rk4", dt=0.5, atol=1e-11, rtol=1e-11)
@@ -272,7 +273,7 @@ def test_estimates_warn_when_a_phase_stops_short_of_its_steady_state(problem):
 
 
 def test_predictions_count_ties_as_no_decision():
-    from dynsim.training import predict
+    from dynsim.training.loop import predict
 
     out = np.array([[0.2, 0.9], [1.0, 1.0], [0.0, 0.0], [0.7, 0.1]])
     np.testing.assert_array_equal(predict(out), [1, -1, -1, 0])
@@ -288,7 +289,7 @@ def test_a_phase_short_of_its_steady_state_warns_raises_or_passes_as_the_options
     import dataclasses
     import warnings
 
-    from dynsim.backprop import NotConvergedWarning
+    from dynsim.validation import NotConvergedWarning
     from dynsim.validation import NotConvergedError
 
     net = HopfieldNetwork.layered([4, 6, 3], activation="hard_sigmoid", seed=2)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import dynsim
-from dynsim.hopfield import HopfieldNetwork
-from dynsim.log import FORMAT, FORMAT_VERSION, LogFormatError, TrajectoryLog, read_log
-from dynsim.phases import SettleOptions, free_phase, nudged_phase
+from dynsim.networks.hopfield import HopfieldNetwork
+from dynsim.io.log import FORMAT, FORMAT_VERSION, LogFormatError, TrajectoryLog, read_log
+from dynsim.relax.phases import SettleOptions, free_phase, nudged_phase
 from dynsim.validation import DynsimError, ValidationError
 
 SIZES = [6, 8, 3]
@@ -315,9 +315,9 @@ def test_completed_relaxations_survive_a_crash(tmp_path):
     script = textwrap.dedent(f"""
         import os
         import numpy as np
-        from dynsim.hopfield import HopfieldNetwork
-        from dynsim.log import TrajectoryLog
-        from dynsim.phases import SettleOptions, free_phase
+        from dynsim.networks.hopfield import HopfieldNetwork
+        from dynsim.io.log import TrajectoryLog
+        from dynsim.relax.phases import SettleOptions, free_phase
         net = HopfieldNetwork.layered({SIZES!r}, seed=0)
         x = np.random.default_rng(0).uniform(size=(2, {SIZES[0]}))
         free = free_phase(net, x, options=SettleOptions(integrator="rk4", record_every=5))
@@ -336,7 +336,7 @@ def test_completed_relaxations_survive_a_crash(tmp_path):
 
 
 def test_tables_whole_and_row_by_row(tmp_path):
-    from dynsim.log import TrajectoryLog, read_log
+    from dynsim.io.log import TrajectoryLog, read_log
     from dynsim.validation import ValidationError
 
     path = tmp_path / "tables.h5"

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import crash_writer as W
-from dynsim.log import LogBusyError, LogFormatError, TrajectoryLog, read_log
+from dynsim.io.log import LogBusyError, LogFormatError, TrajectoryLog, read_log
 from dynsim.validation import ValidationError
 
 WRITER = Path(__file__).with_name("crash_writer.py")

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from dynsim.pc import PCNetwork
-from dynsim.pc_learning import pc_gradient, zil_gradient
-from dynsim.phases import SettleOptions, free_phase, settle
+from dynsim.networks.pc import PCNetwork
+from dynsim.learning.predictive_coding import pc_gradient, zil_gradient
+from dynsim.relax.phases import SettleOptions, free_phase, settle
 from dynsim.validation import ValidationError
 
 PHI = {"tanh": np.tanh, "logistic": lambda v: 1 / (1 + np.exp(-v)), "relu": lambda v: np.maximum(v, 0),

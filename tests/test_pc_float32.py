@@ -13,10 +13,10 @@ so the difference is the arithmetic alone.
 import numpy as np
 import pytest
 
-from dynsim import pc_fused, pc_learning
-from dynsim.optimizers import SGD, Adam
-from dynsim.pc import PCNetwork
-from dynsim.phases import SettleOptions, settle
+from dynsim.learning import pc_fused, predictive_coding as pc_learning
+from dynsim.training.optimizers import SGD, Adam
+from dynsim.networks.pc import PCNetwork
+from dynsim.relax.phases import SettleOptions, settle
 from dynsim.validation import ValidationError
 
 RTOL, ATOL = 1e-4, 1e-5

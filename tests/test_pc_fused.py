@@ -1,7 +1,7 @@
-"""The fused predictive coding minibatch (dynsim.pc_fused) against the generic path it replaces.
+"""The fused predictive coding minibatch (dynsim.learning.pc_fused) against the generic path it replaces.
 
-The reference is :func:`dynsim.pc_learning.pc_gradient` with the fused path
-switched off: :func:`dynsim.phases.settle` through :func:`integrators.integrate`
+The reference is :func:`dynsim.learning.predictive_coding.pc_gradient` with the fused path
+switched off: :func:`dynsim.relax.phases.settle` through :func:`integrators.integrate`
 with the network's vector field (itself checked against finite differences
 of the energy in test_pc), then :meth:`PCNetwork.energy_grad_params`. Same
 steps, f-evaluations, status and messages; states, energies, residuals and
@@ -11,10 +11,10 @@ hidden errors of the start are exactly 0 here and 0 up to rounding there).
 import numpy as np
 import pytest
 
-from dynsim import pc_fused, pc_learning
-from dynsim.pc import PCNetwork
-from dynsim.phases import SettleOptions, free_phase
-from dynsim.training import gradient_estimate
+from dynsim.learning import pc_fused, predictive_coding as pc_learning
+from dynsim.networks.pc import PCNetwork
+from dynsim.relax.phases import SettleOptions, free_phase
+from dynsim.learning.rules import gradient_estimate
 from dynsim.validation import DivergenceError
 from integrators.status import DIVERGED
 
@@ -140,7 +140,7 @@ def test_the_fused_path_applies_only_where_it_reproduces_the_generic_path():
 def test_the_free_phase_of_training_is_read_off_the_feedforward_pass_as_a_relaxation_reports_it(dtype):
     # The training loop does not relax a PC network's free phase: it starts settled. What it reports must be
     # what a relaxation from the feedforward pass reports.
-    from dynsim.training import _feedforward_phase
+    from dynsim.learning.rules import _feedforward_phase
 
     net = PCNetwork([6, 8, 8, 3], activation="gelu", seed=0, dtype=dtype)
     x = np.random.default_rng(0).uniform(size=(4, 6)).astype(dtype)

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from dynsim.pc import PCNetwork
-from dynsim.pc_learning import pc_gradient
-from dynsim.pc_theory import output_jacobian_gram, predicted_output_bias_error
-from dynsim.phases import SettleOptions
+from dynsim.networks.pc import PCNetwork
+from dynsim.learning.predictive_coding import pc_gradient
+from dynsim.references.pc_theory import output_jacobian_gram, predicted_output_bias_error
+from dynsim.relax.phases import SettleOptions
 
 OPTIONS = SettleOptions(integrator="dopri5", atol=1e-12, rtol=1e-12, max_steps=200000)
 
@@ -19,7 +19,7 @@ def test_gram_against_finite_difference_jacobians(rng):
     net, x, _ = problem(rng, 100.0)
     gram = output_jacobian_gram(net, x[:1])[0]
     # K_l by central differences of the feedforward pass continued from a perturbed hidden layer l.
-    from dynsim.pc import _phi
+    from dynsim.networks.pc import _phi
     L = 4
     xs = [x[:1]]
     for l in range(1, L + 1):

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from dynsim.hopfield import HopfieldNetwork
-from dynsim.log import TrajectoryLog, read_log
-from dynsim.phases import SettleOptions, free_phase, nudged_phase
-from dynsim.plots import plot_decision_regions, plot_energy, plot_settling, plot_training_curves
-from dynsim.training import History
+from dynsim.networks.hopfield import HopfieldNetwork
+from dynsim.io.log import TrajectoryLog, read_log
+from dynsim.relax.phases import SettleOptions, free_phase, nudged_phase
+from dynsim.plots.training import plot_decision_regions, plot_training_curves
+from dynsim.plots.relaxation import plot_energy, plot_settling
+from dynsim.training.loop import History
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -81,7 +82,7 @@ def test_plots_never_import_pyplot(log_path, tmp_path):
     """Plotting from a script must not open a window or switch the global backend."""
     script = textwrap.dedent(f"""
         import sys
-        from dynsim.plots import plot_energy, plot_settling
+        from dynsim.plots.relaxation import plot_energy, plot_settling
         plot_settling({str(log_path)!r}, {str(tmp_path / "a.png")!r})
         plot_energy({str(log_path)!r}, {str(tmp_path / "b.png")!r})
         assert "matplotlib.pyplot" not in sys.modules
@@ -159,7 +160,7 @@ def test_training_figures_never_import_pyplot(tmp_path):
     script = textwrap.dedent(f"""
         import sys
         import numpy as np
-        from dynsim.plots import plot_decision_regions, plot_training_curves
+        from dynsim.plots.training import plot_decision_regions, plot_training_curves
         h = {{"epoch": [0, 1, 2], "loss": [0.5, 0.2, 0.1], "accuracy": [0.5, 0.75, 1.0]}}
         plot_training_curves({{"rule": h}}, {str(tmp_path / "a.png")!r})
         x = np.random.default_rng(0).uniform(size=(10, 2))

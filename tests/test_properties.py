@@ -9,9 +9,9 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dynsim.hopfield import HopfieldNetwork
-from dynsim.pc import PCNetwork
-from dynsim.phases import SettleOptions, free_phase, settle
+from dynsim.networks.hopfield import HopfieldNetwork
+from dynsim.networks.pc import PCNetwork
+from dynsim.relax.phases import SettleOptions, free_phase, settle
 
 PROPERTY = settings(max_examples=25, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])

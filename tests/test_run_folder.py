@@ -6,10 +6,10 @@ import sys
 import numpy as np
 import pytest
 
-from dynsim.hopfield import HopfieldNetwork
-from dynsim.log import TrajectoryLog, read_log
-from dynsim.phases import SettleOptions, free_phase, nudged_phase
-from dynsim.run_folder import RunFolderError, open_run_log, remove_stale_temporaries
+from dynsim.networks.hopfield import HopfieldNetwork
+from dynsim.io.log import TrajectoryLog, read_log
+from dynsim.relax.phases import SettleOptions, free_phase, nudged_phase
+from dynsim.training.run_folder import RunFolderError, open_run_log, remove_stale_temporaries
 
 NET = HopfieldNetwork.layered([3, 5, 2], activation="hard_sigmoid", seed=0)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dynsim.log import read_log
+from dynsim.io.log import read_log
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scenarios" / "train_hopfield.py"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -4,13 +4,13 @@ import math
 import numpy as np
 import pytest
 
-from dynsim.fitting import fit
-from dynsim.hopfield import HopfieldNetwork
-from dynsim.optimizers import SGD, Adam
-from dynsim.phases import SettleOptions
-from dynsim.schedules import Constant, ExponentialPerEpoch, WarmupCosine, make_schedule
-from dynsim.tasks import moons
-from dynsim.training import gradient_estimate
+from dynsim.training.loop import fit
+from dynsim.networks.hopfield import HopfieldNetwork
+from dynsim.training.optimizers import SGD, Adam
+from dynsim.relax.phases import SettleOptions
+from dynsim.training.schedules import Constant, ExponentialPerEpoch, WarmupCosine, make_schedule
+from dynsim.datasets.tasks import moons
+from dynsim.learning.rules import gradient_estimate
 from dynsim.validation import ValidationError
 
 OPTIONS = SettleOptions(integrator="projected_euler", dt=0.5, max_steps=10, stop_at_steady_state=False)
@@ -72,7 +72,7 @@ def test_fit_scales_each_step_by_the_schedule(make_optimizer):
 
 
 def test_a_constant_schedule_resumes_runs_saved_without_one_and_another_schedule_is_refused(tmp_path):
-    from dynsim.checkpoint import CheckpointError
+    from dynsim.training.checkpoint import CheckpointError
 
     train = moons(16, seed=2)
     ckpt = tmp_path / "ckpt.h5"

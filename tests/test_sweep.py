@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dynsim.log import read_log
-from dynsim.scenario_registry import ScenarioError
-from dynsim.sweep import parse_grid
+from dynsim.io.log import read_log
+from dynsim.cli.scenarios import ScenarioError
+from dynsim.cli.sweep import parse_grid
 
 
 def dynsim(*args):
-    return subprocess.run([sys.executable, "-m", "dynsim.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "dynsim.cli.main", *map(str, args)], capture_output=True, text=True,
                           timeout=900)
 
 
@@ -69,9 +69,9 @@ def test_bad_sweeps_exit_with_a_message_and_write_nothing(tmp_path):
 
 def test_a_point_is_read_from_its_log_not_from_another_hdf5_file(tmp_path):
     # A training point holds checkpoint.h5 (sorted first, not a log) beside log.h5.
-    from dynsim.checkpoint import Checkpoint, save_checkpoint
-    from dynsim.log import TrajectoryLog
-    from dynsim.sweep import _log_numbers
+    from dynsim.training.checkpoint import Checkpoint, save_checkpoint
+    from dynsim.io.log import TrajectoryLog
+    from dynsim.cli.sweep import _log_numbers
 
     save_checkpoint(tmp_path / "checkpoint.h5", Checkpoint(epoch=1, theta=np.zeros(3), optimizer={},
                                                            rng_state={}))
@@ -85,7 +85,7 @@ def test_a_point_is_read_from_its_log_not_from_another_hdf5_file(tmp_path):
 def test_a_point_whose_worker_dies_is_reported_and_the_others_finish(tmp_path):
     import dask
 
-    from dynsim.sweep import run_sweep
+    from dynsim.cli.sweep import run_sweep
 
     scenario = str(Path(__file__).with_name("dying_scenario.py"))
     grid = {"value": ["1", "2"], "die": ["0", "1"]}
@@ -103,7 +103,7 @@ def test_a_point_whose_worker_dies_is_reported_and_the_others_finish(tmp_path):
 
 
 def test_a_bogus_metric_or_a_repeated_value_is_refused_before_anything_runs(tmp_path):
-    from dynsim.sweep import run_sweep
+    from dynsim.cli.sweep import run_sweep
 
     scenario = str(Path(__file__).with_name("dying_scenario.py"))
     with pytest.raises(ScenarioError, match="metric must name a summary column"):

@@ -2,7 +2,7 @@
 
 ``python train_for_kill.py OUT EPOCHS`` trains a 2-12-2 hard-sigmoid network
 on moons with EP (random sign, persistent particles) through
-:func:`dynsim.fitting.fit`, with a checkpoint and an HDF5 log in OUT. When
+:func:`dynsim.training.loop`, with a checkpoint and an HDF5 log in OUT. When
 OUT holds a checkpoint it resumes from it, continuing the same log, as the
 MNIST scenario's ``--resume`` does; otherwise it starts afresh (replacing
 the log of a run killed before its first checkpoint).
@@ -10,13 +10,13 @@ the log of a run killed before its first checkpoint).
 import sys
 from pathlib import Path
 
-from dynsim.checkpoint import checkpoint_exists
-from dynsim.fitting import fit
-from dynsim.hopfield import HopfieldNetwork
-from dynsim.optimizers import SGD
-from dynsim.phases import SettleOptions
-from dynsim.run_folder import open_run_log
-from dynsim.tasks import moons
+from dynsim.training.checkpoint import checkpoint_exists
+from dynsim.training.loop import fit
+from dynsim.networks.hopfield import HopfieldNetwork
+from dynsim.training.optimizers import SGD
+from dynsim.relax.phases import SettleOptions
+from dynsim.training.run_folder import open_run_log
+from dynsim.datasets.tasks import moons
 
 OPTIONS = SettleOptions(integrator="projected_euler", dt=0.5, max_steps=15, stop_at_steady_state=False)
 CHECKPOINT_EVERY = 10

@@ -3,7 +3,7 @@
 What is measured
 ----------------
 Three configurations run a fixed number of minibatches through the path
-:func:`dynsim.fitting.fit` takes (:func:`dynsim.training.gradient_estimate`
+:func:`dynsim.training.loop` takes (:func:`dynsim.learning.rules.gradient_estimate`
 then the optimizer step):
 
 (a) Scellier & Bengio (2017): Hopfield 784-500-10, hard sigmoid, 20 free and
@@ -130,7 +130,7 @@ def config_flops(cfg):
 def make_data(n, n_input, n_classes, data_dir, seed):
     """Inputs (n, 784) in [0, 1] and one-hot targets: random, or the first n MNIST training images."""
     if data_dir is not None:
-        from dynsim.datasets import load
+        from dynsim.datasets.idx import load
 
         train = load("mnist", data_dir=data_dir, download=False, validation_size=0).train
         return train.x[:n], train.targets[:n]
@@ -143,10 +143,10 @@ def make_data(n, n_input, n_classes, data_dir, seed):
 # ----------------------------------------------------------------------------- dynsim
 def build_dynsim(cfg, seed):
     """Network, optimizer and settle options of ``cfg``."""
-    from dynsim.hopfield import HopfieldNetwork
-    from dynsim.optimizers import SGD
-    from dynsim.pc import PCNetwork
-    from dynsim.phases import SettleOptions
+    from dynsim.networks.hopfield import HopfieldNetwork
+    from dynsim.training.optimizers import SGD
+    from dynsim.networks.pc import PCNetwork
+    from dynsim.relax.phases import SettleOptions
 
     if cfg.model == "ep":
         net = HopfieldNetwork.layered(list(cfg.sizes), activation=cfg.activation, seed=seed)
@@ -165,7 +165,8 @@ def build_dynsim(cfg, seed):
 
 def time_dynsim(cfg, x, targets, minibatches, repeats, seed):
     """Median seconds per minibatch (total, gradient estimate, optimizer step) over ``repeats`` runs."""
-    from dynsim.training import ParticleStore, gradient_estimate
+    from dynsim.training.loop import ParticleStore
+    from dynsim.learning.rules import gradient_estimate
 
     net, opt, free_opts, nudged_opts = build_dynsim(cfg, seed)
     rng = np.random.default_rng(seed)
@@ -373,7 +374,7 @@ def build_parser():
     p.add_argument("--examples", type=int, default=2000,
                    help="examples the minibatches cycle through (random data, or the first MNIST images)")
     p.add_argument("--data-dir", default=None,
-                   help="folder holding MNIST (its 'mnist' subfolder, see dynsim.datasets.load); default: "
+                   help="folder holding MNIST (its 'mnist' subfolder, see dynsim.datasets.idx.load); default: "
                         "random data of MNIST's shape, nothing downloaded")
     p.add_argument("--matmul-size", type=int, default=2048,
                    help="n of the n x n float64 matrix product that measures the machine's rate (default 2048)")

@@ -10,7 +10,7 @@ What is measured
    projected Euler, Heun and RK4 at a fixed step, adaptive Dormand--Prince
    5(4)) and with ``scipy.integrate.solve_ivp(method="RK45")`` on the
    flattened state (batch * n_free). scipy's right-hand side calls the same
-   compiled vector field (``dynsim.hopfield_kernels.hopfield_vector_field``)
+   compiled vector field (``dynsim.networks.hopfield_kernels.hopfield_vector_field``)
    on the reshaped state, so the comparison measures the integrator, not the
    physics. scipy stops at a terminal event whose value is
    ``max_b(residual_b - (atol + rtol ||s_b||))`` with dynsim's residual
@@ -28,7 +28,7 @@ What is measured
    wall time over ``--repeats`` runs after one warm-up run of the integrator
    call alone (``integrators.integrate`` with the field's arguments built
    beforehand, exactly the work solve_ivp is timed on) and of the whole
-   ``dynsim.phases.free_phase`` (which adds the input drive and the final
+   ``dynsim.relax.phases.free_phase`` (which adds the input drive and the final
    energy), the ratio ``solve_ivp time / dynsim time``, vector-field
    evaluations (each evaluates the whole batch) and the time per evaluation,
    step attempts, status, the largest final residual (and its ratio to the
@@ -106,7 +106,7 @@ NET_SEED = 0
 INPUT_SEED = 1
 ACTIVATIONS = ("hard_sigmoid", "logistic")
 BOX = (0.0, 1.0)
-"""The box of the hard sigmoid, onto which dynsim projects (dynsim.activations.NATURAL_BOUNDS)."""
+"""The box of the hard sigmoid, onto which dynsim projects (dynsim.networks.activations.NATURAL_BOUNDS)."""
 REFERENCE_FACTOR = 1e-3
 """The reference state is settled with atol and rtol this many times smaller than the benchmark's."""
 SAME_EQUILIBRIUM = 1e-2
@@ -140,7 +140,7 @@ def benchmarked_settings(dt):
 # ----------------------------------------------------------------------------- problem
 def build_problem(activation, batch):
     """The network and a batch of inputs, the same for every integrator."""
-    from dynsim.hopfield import HopfieldNetwork
+    from dynsim.networks.hopfield import HopfieldNetwork
 
     net = HopfieldNetwork.layered(list(SIZES), activation=activation, seed=NET_SEED)
     x = np.random.default_rng(INPUT_SEED).uniform(0.0, 1.0, size=(batch, SIZES[0]))
@@ -173,7 +173,7 @@ def steady_gap(s, f, box, atol, rtol):
 
 def field_at(args, s):
     """The compiled Hopfield vector field at ``s`` (batch, n)."""
-    from dynsim.hopfield_kernels import hopfield_vector_field
+    from dynsim.networks.hopfield_kernels import hopfield_vector_field
 
     d = np.empty_like(s)
     hopfield_vector_field(0.0, s, d, args)
@@ -182,7 +182,7 @@ def field_at(args, s):
 
 def field_cost(args, s, min_seconds=0.05):
     """Median wall time of one vector-field evaluation at state ``s``."""
-    from dynsim.hopfield_kernels import hopfield_vector_field
+    from dynsim.networks.hopfield_kernels import hopfield_vector_field
 
     d = np.empty_like(s)
     hopfield_vector_field(0.0, s, d, args)
@@ -197,8 +197,8 @@ def field_cost(args, s, min_seconds=0.05):
 
 # ----------------------------------------------------------------------------- dynsim
 def settle_dynsim(net, x, integrator, dt, atol, rtol, max_steps=200_000):
-    """``dynsim.phases.free_phase`` from s = 0 (input drive, integration, final energy)."""
-    from dynsim.phases import SettleOptions, free_phase
+    """``dynsim.relax.phases.free_phase`` from s = 0 (input drive, integration, final energy)."""
+    from dynsim.relax.phases import SettleOptions, free_phase
 
     options = SettleOptions(integrator=integrator, dt=dt, atol=atol, rtol=rtol, max_steps=max_steps)
     return free_phase(net, x, options=options)
@@ -211,7 +211,7 @@ def integrate_dynsim(net, args, batch, integrator, dt, atol, rtol, max_steps=200
     (with the input drive) are built once, outside the timed call.
     """
     import integrators
-    from dynsim.phases import HOPFIELD_FIELD, SettleOptions
+    from dynsim.relax.phases import HOPFIELD_FIELD, SettleOptions
 
     options = SettleOptions(integrator=integrator, dt=dt, atol=atol, rtol=rtol, max_steps=max_steps)
     box = options.box(net)
@@ -235,7 +235,7 @@ def time_dynsim(net, x, args, integrator, dt, atol, rtol, repeats):
     """Median times of the integrator call and of the whole ``free_phase``; returns (t_int, t_phase, result)."""
     t_int, res = _median_time(lambda: integrate_dynsim(net, args, x.shape[0], integrator, dt, atol, rtol), repeats)
     t_phase, phase = _median_time(lambda: settle_dynsim(net, x, integrator, dt, atol, rtol), repeats)
-    # free_phase takes dynsim.layered_euler's fused loop for (projected) Euler on this layered network: the same
+    # free_phase takes dynsim.relax.layered_euler's fused loop for (projected) Euler on this layered network: the same
     # steps, equal to rounding.
     if phase.integration.nfev != res.nfev or not np.allclose(phase.state, res.y, rtol=1e-12, atol=1e-12):
         raise RuntimeError(f"{integrator}: the bare integrator call and free_phase disagree "
@@ -257,7 +257,7 @@ def settle_solve_ivp(net, x, ivp_rtol, ivp_atol, atol, rtol, time_limit):
     """
     from scipy.integrate import solve_ivp
 
-    from dynsim.hopfield_kernels import hopfield_vector_field
+    from dynsim.networks.hopfield_kernels import hopfield_vector_field
 
     batch, n = x.shape[0], net.n_free
     args = net.kernel_args(net.input_drive(x))
@@ -345,7 +345,7 @@ def compile_child(settings_json):
     """Child process: import dynsim, settle once per integrator, time first and second calls."""
     settings = json.loads(settings_json)
     t0 = time.perf_counter()
-    import dynsim.phases  # noqa: F401  (numba, the package, its kernels' dispatchers)
+    import dynsim.relax.phases  # noqa: F401  (numba, the package, its kernels' dispatchers)
 
     import_time = time.perf_counter() - t0
     net, x = build_problem("hard_sigmoid", settings["batch"])
@@ -577,7 +577,7 @@ def main(argv=None):
             summaries.append(s)
 
     print("\nResults. median ms: the integrator call (integrators.integrate, field arguments and input drive "
-          "built beforehand,\nas for solve_ivp); free_phase ms: the whole dynsim.phases.free_phase (adds the "
+          "built beforehand,\nas for solve_ivp); free_phase ms: the whole dynsim.relax.phases.free_phase (adds the "
           "input drive and the final energy).\nivp/this: solve_ivp median time / this row's median ms; '>': "
           "solve_ivp never reached the steady state, ratio against its capped time.\nus/f-eval: median time / "
           "f-evals (integrator overhead included). max|s-ref|: distance to the tightly settled reference.")

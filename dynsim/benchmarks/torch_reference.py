@@ -6,7 +6,7 @@ Both run in float32 under ``torch.no_grad`` with explicit gradient formulas
 
 - :class:`TorchEP`: centered equilibrium propagation (Laborieux et al.
   2021) on a layered Hopfield network with the hard sigmoid
-  rho(s) = clip(s, 0, 1) and the energy of :mod:`dynsim.hopfield_kernels`,
+  rho(s) = clip(s, 0, 1) and the energy of :mod:`dynsim.networks.hopfield_kernels`,
   E(s) = 1/2 ||s||^2 - sum_l rho(s_l)^T W_l rho(s_{l+1}) - sum_l b_l . rho(s_l)
   (s_0 = x clamped). A relaxation step is projected Euler,
   s <- clip(s + dt (h - s), 0, 1) with the field h = -dE/drho(s), plus

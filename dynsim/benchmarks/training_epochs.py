@@ -3,7 +3,7 @@
 What is measured
 ----------------
 Each setting runs the scenario a user runs (``scenarios/mnist_ep.py`` or
-``scenarios/mnist_pc.py``: :func:`dynsim.fitting.fit` with its rule,
+``scenarios/mnist_pc.py``: :func:`dynsim.training.loop` with its rule,
 optimizer, evaluation, HDF5 log and checkpoint) as a subprocess for one
 epoch, and reads the training seconds of epoch 1 from the ``seconds``
 column of the log it writes (the minibatch loop only); the whole process's
@@ -177,7 +177,7 @@ def _last_line(text):
 
 def run_dynsim(setting, args, work):
     """The scenario for one epoch in a fresh output folder; training seconds read from its log."""
-    from dynsim.log import read_log
+    from dynsim.io.log import read_log
 
     out = Path(tempfile.mkdtemp(prefix=f"{setting.key}-", dir=work))
     cmd = [sys.executable, str(SCENARIOS / setting.scenario), *setting.args, "--epochs", "1", "--out", str(out),
@@ -255,7 +255,7 @@ def run_laborieux(setting, args):
 # ----------------------------------------------------------------------------- data
 def write_data(args, work):
     """The training and test images of the PyTorch and pcx runs as float32 arrays in an .npz; and their origin."""
-    from dynsim.datasets import DatasetError, load
+    from dynsim.datasets.idx import DatasetError, load
 
     n_train = EPOCH_IMAGES if args.train_size is None else args.train_size
     n_test = 10_000 if args.eval_size is None else args.eval_size

@@ -1,0 +1,2 @@
+"""The ``dynsim`` command: scenarios, their parameters, sweeps on Dask."""
+from dynsim.cli.main import main

@@ -1,0 +1,243 @@
+"""The ``dynsim`` command: list and run scenarios, inspect and plot logs.
+
+Every failure the user can fix (an unknown scenario or parameter, a file
+that is not a dynsim log) is reported in one line on stderr with exit
+status 2; nothing is written before the arguments have been checked.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from dynsim._version import __version__
+from dynsim.validation import DynsimError, StepHalvedWarning
+
+log = logging.getLogger("dynsim")
+
+PLOT_KINDS = ("settling", "energy", "gradients", "training")
+
+
+def _cmd_list(args):
+    from dynsim.cli.scenarios import list_scenarios
+
+    scenarios = list_scenarios()
+    width = max(len(s.name) for s in scenarios)
+    for s in scenarios:
+        print(f"{s.name:<{width}}  {s.description}")
+    return 0
+
+
+def _cmd_run(args):
+    from dynsim.cli.scenarios import find_scenario, parse_settings
+
+    scenario = find_scenario(args.scenario)
+    settings = parse_settings(args.set)
+    if args.out is not None:
+        settings["out"] = args.out
+    if args.overwrite:
+        settings["overwrite"] = "true"
+    if args.list_parameters:
+        for p in scenario.parameters():
+            print(p.describe())
+        return 0
+    argv = scenario.argv(settings)
+    log.info("running %s with %s", scenario.name, " ".join(argv) or "its defaults")
+    return scenario.run(argv)
+
+
+def _format_value(value):
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, list) and all(isinstance(v, float) for v in value):
+        shown = [f"{v:.6g}" for v in value[:8]]
+        more = f", ... ({len(value)} values)" if len(value) > 8 else ""
+        return f"[{', '.join(shown)}{more}]"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, tuple)) and len(value) > 8:
+        return f"[{', '.join(map(str, value[:8]))}, ... ({len(value)} values)]"
+    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+
+
+def _cmd_show(args):
+    from dynsim.io.log import read_log
+
+    reader = read_log(args.log)
+    attrs = reader.attrs
+    print(f"{args.log}: dynsim log (format {attrs.get('format_version')}, written by dynsim "
+          f"{attrs.get('dynsim_version')} on {attrs.get('created')})")
+    print("configuration:")
+    for key, value in reader.config.items():
+        print(f"  {key}: {_format_value(value)}")
+    if reader.network:
+        net = reader.network
+        sizes = "-".join(map(str, net.get("group_sizes", [])))
+        print(f"network: {sizes} ({net.get('activation')}), groups {', '.join(net.get('group_names', []))}")
+    print(f"relaxations: {len(reader)}")
+    for k in range(len(reader)):
+        rel = reader.relaxation(k)
+        parts = []
+        for name, phase in rel.phases.items():
+            a = phase.attrs
+            res = np.max(phase.final_residual) if phase.final_residual is not None else float("nan")
+            parts.append(f"{name} {a.get('status_name')} after {a.get('n_steps')} steps "
+                         f"({a.get('nfev')} f-evals, max residual {res:.2e})")
+        print(f"  [{k}] {rel.label}: " + "; ".join(parts))
+    print(f"tables: {len(reader.tables)}")
+    for name in reader.tables:
+        table = reader.table(name)
+        columns = [c for c in table if c != "__attrs__"]
+        rows = len(table[columns[0]]) if columns else 0
+        print(f"  {name}: {rows} rows; columns {', '.join(columns)}")
+        if args.tables:
+            for c in columns:
+                values = np.asarray(table[c])
+                shown = values.tolist() if values.ndim == 1 else f"<{values.shape[1:]} per row>"
+                print(f"    {c}: {_format_value(shown)}")
+    return 0
+
+
+def _cmd_plot(args):
+    from dynsim.plots.gradients import plot_gdu_table, plot_sweep
+    from dynsim.io.log import read_log
+    from dynsim.plots.relaxation import plot_energy, plot_settling
+    from dynsim.plots.training import plot_error_curves, plot_training_curves
+
+    reader = read_log(args.log)
+    out = Path(args.out) if args.out else Path(args.log).with_name(f"{Path(args.log).stem}_{args.kind}.png")
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it, or --out another file")
+    if out.is_dir():
+        raise DynsimError(f"--out {out} is a folder; name a PNG file")
+    if args.kind in ("settling", "energy"):
+        if len(reader) == 0:
+            raise DynsimError(f"{args.log} holds no relaxation to plot; its tables are {reader.tables}")
+        plot = plot_settling if args.kind == "settling" else plot_energy
+        path = plot(reader, out, relaxation=args.relaxation)
+    elif args.kind == "training":
+        names = [t for t in reader.tables if t.startswith("history")]
+        if "epochs" in reader.tables:
+            # The per-epoch table of a dataset run (dynsim.training.loop): error curves of every split.
+            path = plot_error_curves(reader.table("epochs"), out, title=f"training of {Path(args.log).name}")
+        elif names:
+            histories = {n.removeprefix("history_") or n: reader.table(n) for n in names}
+            path = plot_training_curves(histories, out, title=f"training curves of {Path(args.log).name}")
+        else:
+            raise DynsimError(f"{args.log} holds no training history (an 'epochs' table or history* tables); "
+                              f"its tables are {reader.tables}")
+    else:
+        if "sweep" in reader.tables:
+            table = reader.table("sweep")
+            table["blocks"] = table["__attrs__"]["blocks"].split(",")
+            path = plot_sweep(table, out, x="free_steps", metric=args.metric)
+        elif "gdu" in reader.tables:
+            path = plot_gdu_table(reader.table("gdu"), out)
+        else:
+            raise DynsimError(f"{args.log} holds no gradient comparison (a 'sweep' or 'gdu' table); its tables "
+                              f"are {reader.tables}")
+    print(path)
+    return 0
+
+
+def _cmd_sweep(args):
+    from dynsim.cli.sweep import parse_grid, run_sweep
+
+    grid = parse_grid(args.grid)
+    out = Path(args.out) if args.out else Path("runs") / f"sweep_{Path(args.scenario).stem}"
+    start = time.perf_counter()
+    table = run_sweep(args.scenario, grid, out, scheduler=args.scheduler, workers=args.workers, metric=args.metric,
+                      quiet=args.quiet)
+    status = list(table["status"])
+    failed = [(p, e) for p, st, e in zip(table["point"], status, table["error"]) if st != "ok"]
+    print(f"{len(status)} points: {status.count('ok')} completed "
+          f"({int(sum(table['skipped']))} skipped as complete), {len(failed)} failed; "
+          f"{time.perf_counter() - start:.1f} s; summary in {out / 'summary.csv'}, {out / 'summary.h5'}, "
+          f"{out / 'summary.png'}")
+    for point, error in failed:
+        print(f"  failed {point}: {error}")
+    return 1 if failed else 0
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="dynsim", description="Energy-based network simulator: scenarios, logs, plots.")
+    p.add_argument("--version", action="version", version=f"dynsim {__version__}")
+    p.add_argument("--quiet", action="store_true", help="only warnings and errors")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("list", help="the scenarios, one line each")
+    s.set_defaults(func=_cmd_list)
+
+    s = sub.add_parser("run", help="run a scenario by name or path",
+                       description="Run a scenario. Parameters: --set key=value (see --list-parameters).")
+    s.add_argument("scenario", help="scenario name (dynsim list) or path of a scenario script")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="a scenario parameter (repeatable)")
+    s.add_argument("--out", help="output folder")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing log in --out")
+    s.add_argument("--list-parameters", action="store_true", help="print the scenario's parameters and exit")
+    s.set_defaults(func=_cmd_run)
+
+    s = sub.add_parser("show", help="what a log holds: configuration, relaxations, tables")
+    s.add_argument("log", help="a dynsim HDF5 log")
+    s.add_argument("--tables", action="store_true", help="also print the table columns")
+    s.set_defaults(func=_cmd_show)
+
+    s = sub.add_parser("plot", help="draw a figure from a log")
+    s.add_argument("log", help="a dynsim HDF5 log")
+    s.add_argument("--kind", choices=PLOT_KINDS, default="settling")
+    s.add_argument("--relaxation", type=int, default=0, help="which relaxation (settling, energy)")
+    s.add_argument("--metric", default="cosine", choices=["cosine", "relative_error", "sign_agreement",
+                                                           "normalized_rmse"], help="gradients: the metric")
+    s.add_argument("--out", help="PNG to write (default: beside the log)")
+    s.add_argument("--overwrite", action="store_true", help="replace the PNG if it exists")
+    s.set_defaults(func=_cmd_plot)
+
+    s = sub.add_parser("sweep", help="run a scenario over a parameter grid on Dask",
+                       description="Run a scenario at every point of a grid, one Dask task per point; points "
+                                   "already complete are skipped. Example: dynsim sweep settle_hopfield "
+                                   "--grid beta=0.1,0.5,1 integrator=euler,dopri5 seed=0..4")
+    s.add_argument("scenario", help="scenario name or path")
+    s.add_argument("--grid", nargs="+", required=True, metavar="KEY=VALUES",
+                   help="key=v1,v2,... or key=a..b (inclusive integers)")
+    s.add_argument("--scheduler", help="address of an existing Dask scheduler (default: a LocalCluster here)")
+    s.add_argument("--workers", type=int, default=2, help="workers of the LocalCluster")
+    s.add_argument("--metric", help="summary column drawn against each parameter")
+    s.add_argument("--out", help="sweep folder (default runs/sweep_<scenario>)")
+    s.set_defaults(func=_cmd_sweep)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s: %(message)s")
+    for noisy in ("distributed", "tornado", "asyncio"):  # Dask's own chatter: only its errors
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    # A relaxation retried with half the step is reported as a log line, like the run's progress.
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, StepHalvedWarning):
+            log.warning("step halved: %s", message)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        return args.func(args)
+    except (DynsimError, FileNotFoundError, FileExistsError, PermissionError, TimeoutError) as exc:
+        print(f"dynsim {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        warnings.showwarning = shown
+
+
+if __name__ == "__main__":
+    sys.exit(main())

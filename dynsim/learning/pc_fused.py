@@ -1,0 +1,456 @@
+"""The supervised predictive coding update of one minibatch in one compiled call.
+
+:func:`dynsim.learning.predictive_coding.pc_gradient` takes this path when the inference
+is fixed-step Euler without a box, trajectory recording or a time limit
+(:func:`applies`): the regime of the papers and of pcx (a few small steps
+from the feedforward pass). One call of :func:`pc_minibatch` does what the
+generic path does in a dozen calls and allocations: f(x_0) of the input,
+the feedforward pass (unless the caller has it), clamps the output to the
+target, runs the Euler inference with the generic driver's bookkeeping
+(:func:`integrators.integrate`: same steps, same f-evaluations, the same
+steady-state stop, the same divergence tests with the step and sample where
+they fire, the residual of the final state), and reads the energy and the
+parameter gradient -dF/dtheta at the final state. It gives the generic
+path's states, energies and gradients to rounding (the matrix products are
+ordered differently) and its status, counts and messages exactly.
+
+Why a second path: at batch 128 on 784-128-128-128-10 a relaxation step is
+three 128 x 128 products and elementwise work on ~3 * 10^4 numbers. The
+generic driver's step allocates the errors, the activations and the field
+afresh and makes about ten passes over the state; the Python around it
+(validation, phase results, a second feedforward pass for the update) cost
+as much again. Here
+
+1. every layer's state, activations, errors, field and back-projected error
+   is a C-contiguous (batch, n_l) block of a flat buffer, allocated once per
+   (batch size, dtype) and kept on the network across minibatches
+   (:func:`workspace`), so BLAS reads and writes them without copies;
+2. the prediction of layer l, f(x_{l-1}) W_l, and the error fed back to it,
+   (p_{l+1} eps_{l+1}) W_{l+1}^T, are written into those blocks by np.dot;
+   mu_1 (the input's prediction) is constant: the drive's first block;
+3. one pass per layer forms the error, the field, the per-sample sums of the
+   divergence and steady-state tests, and after the step the new state.
+
+On divergence (or whatever the generic driver would report as one) the
+caller runs the generic path again, which then gives the exact report, the
+layer and unit, and the retries with a smaller step.
+
+References
+----------
+.. [1] J. C. R. Whittington, R. Bogacz, "An Approximation of the Error
+       Backpropagation Algorithm in a Predictive Coding Network with Local
+       Hebbian Synaptic Plasticity", Neural Computation 29(5) (2017).
+.. [2] B. Millidge, A. Tschantz, C. L. Buckley, "Predictive Coding
+       Approximates Backprop along Arbitrary Computation Graphs",
+       Neural Computation 34(6) (2022) (the fixed-prediction variant).
+.. [3] L. Pinchetti et al., "Benchmarking Predictive Coding Networks -- Made
+       Simple", ICLR (2025) (the 5 x 0.05 Euler regime).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from dynsim.networks.pc import PCNetwork
+from dynsim.networks.pc_kernels import phi_into
+from integrators.solve import finish_result
+from integrators.status import CONVERGED, DIVERGED, STEP_LIMIT
+
+__all__ = ["applies", "workspace", "pc_minibatch", "run"]
+
+_RUNNING = 99
+_MAX_WORKSPACES = 4
+"""Workspaces kept per network (an epoch uses two batch sizes: the full minibatches and the last one)."""
+
+
+def applies(network, options):
+    """Whether :func:`run` reproduces :func:`dynsim.relax.phases.settle` with ``options`` for ``network``.
+
+    Fixed-step ``'euler'`` with no projection box, no trajectory recording
+    and no time limit (the driver would shorten the last step).
+    """
+    return (isinstance(network, PCNetwork) and options.integrator == "euler" and options.record_every == 0
+            and math.isinf(options.t_max) and options.box(network) is None)
+
+
+# ----------------------------------------------------------------------------- compiled core
+@njit(cache=True)
+def _block(buf, n_batch, free_off, sizes, l):
+    """Layer ``l``'s (batch, n_l) C-contiguous view of a flat layer-blocked buffer."""
+    a = n_batch * free_off[l]
+    return buf[a:a + n_batch * sizes[l]].reshape((n_batch, sizes[l]))
+
+
+@njit(cache=True)
+def _weights(theta, l, sizes, w_off):
+    start = w_off[l]
+    return theta[start:start + sizes[l - 1] * sizes[l]].reshape((sizes[l - 1], sizes[l]))
+
+
+@njit(cache=True, error_model="numpy")
+def _errors_and_field(y, theta, sizes, w_off, b_off, free_off, act, precisions, fixed, start, mu_hat, f, fp, eps,
+                      pe, back, field, f2):
+    """Errors ``eps`` and field ``-dF/dx`` (output held) of the state ``y``; ``f2`` gets sum_j field^2 per sample.
+
+    ``y``, ``mu_hat``, ``f``, ``fp``, ``eps``, ``pe``, ``back`` and ``field``
+    are flat layer-blocked buffers (:func:`_block`). Without ``fixed`` the
+    activations ``f``, ``fp`` of layers 1..L-1 are those of ``y`` (computed
+    here); with it they hold the feedforward pass's, and the predictions are
+    the drive's. The arithmetic is that of
+    :func:`dynsim.networks.pc_kernels.energy_grad_state` and
+    :func:`dynsim.networks.pc_kernels.pc_vector_field`.
+
+    ``start``: ``y`` is the feedforward pass with the output clamped, and
+    ``f``, ``fp`` hold its activations. Its predictions are then the
+    drive's (x_l = mu_l for every hidden layer), so the hidden errors are
+    exactly 0 and only the output's error is fed back: no prediction
+    product, and one back product instead of L - 1. (The generic path
+    computes the same numbers from the products; its hidden errors are 0 up
+    to the rounding of mu_l + b_l - mu_l - b_l.)
+    """
+    L = sizes.shape[0] - 1
+    n_batch = f2.shape[0]
+    f2[:] = 0.0
+    if start:
+        fixed = True
+    if not fixed:
+        for l in range(1, L):
+            phi_into(_block(y, n_batch, free_off, sizes, l), act, _block(f, n_batch, free_off, sizes, l),
+                     _block(fp, n_batch, free_off, sizes, l))
+    for l in range(1, L + 1):
+        n = sizes[l]
+        yl = _block(y, n_batch, free_off, sizes, l)
+        el = _block(eps, n_batch, free_off, sizes, l)
+        ml = _block(mu_hat, n_batch, free_off, sizes, l)
+        if l == 1 or fixed:
+            for i in range(n_batch):
+                ys, es, ms = yl[i], el[i], ml[i]
+                for j in range(n):
+                    es[j] = ys[j] - ms[j]
+        else:
+            # The prediction f(x_{l-1}) W_l into the back buffer of layer l (free until the field pass below).
+            bl = _block(back, n_batch, free_off, sizes, l)
+            np.dot(_block(f, n_batch, free_off, sizes, l - 1), _weights(theta, l, sizes, w_off), bl)
+            b0 = b_off + free_off[l]
+            bias = theta[b0:b0 + n]
+            for i in range(n_batch):
+                ys, es, bs = yl[i], el[i], bl[i]
+                for j in range(n):
+                    es[j] = ys[j] - bs[j] - bias[j]
+    for l in range(1, L):
+        n = sizes[l]
+        pa = _block(pe, n_batch, free_off, sizes, l + 1)
+        ea = _block(eps, n_batch, free_off, sizes, l + 1)
+        p_above = precisions[l + 1]
+        bl = _block(back, n_batch, free_off, sizes, l)
+        if start and l + 1 < L:
+            bl[:, :] = 0.0  # the error above is zero at the start
+        else:
+            for i in range(n_batch):
+                ps, es = pa[i], ea[i]
+                for j in range(sizes[l + 1]):
+                    ps[j] = es[j] * p_above
+            np.dot(pa, _weights(theta, l + 1, sizes, w_off).T, bl)
+        el = _block(eps, n_batch, free_off, sizes, l)
+        fpl = _block(fp, n_batch, free_off, sizes, l)
+        fl = _block(field, n_batch, free_off, sizes, l)
+        p = precisions[l]
+        for i in range(n_batch):
+            es, fps, bs, fs = el[i], fpl[i], bl[i], fl[i]
+            acc = 0.0
+            for j in range(n):
+                g = p * es[j]
+                g = g - fps[j] * bs[j]
+                v = -g
+                fs[j] = v
+                acc += v * v
+            f2[i] += acc
+    # The output is clamped: its field is zero (and adds nothing to the sums).
+    _block(field, n_batch, free_off, sizes, L)[:, :] = 0.0
+
+
+@njit(cache=True)
+def _first_bad(buf, n_batch, free_off, sizes, sums, max_abs):
+    """:func:`integrators._numerics.first_bad_sample` of a layer-blocked buffer whose row sums of squares are ``sums``."""
+    L = sizes.shape[0] - 1
+    limit = max_abs * max_abs
+    for i in range(n_batch):
+        acc = sums[i]
+        if not acc < np.inf:
+            return i
+        if acc <= limit:
+            continue
+        for l in range(1, L + 1):
+            row = _block(buf, n_batch, free_off, sizes, l)[i]
+            for j in range(sizes[l]):
+                if not abs(row[j]) <= max_abs:
+                    return i
+    return -1
+
+
+@njit(cache=True)
+def _row_sums_of_squares(buf, n_batch, free_off, sizes, out):
+    L = sizes.shape[0] - 1
+    out[:] = 0.0
+    for l in range(1, L + 1):
+        b = _block(buf, n_batch, free_off, sizes, l)
+        for i in range(n_batch):
+            row = b[i]
+            acc = 0.0
+            for j in range(sizes[l]):
+                acc += row[j] * row[j]
+            out[i] += acc
+
+
+@njit(cache=True, error_model="numpy")
+def pc_minibatch(x, have_fx, drive, have_drive, target, theta, sizes, w_off, b_off, free_off, act, precisions, fixed,
+                 dt, max_steps, atol, rtol, stop_at_steady_state, max_abs, grad_scale,
+                 fx, fpx, mu_hat, y, y_new, f, fp, eps, pe, back, field, state, grad):
+    """Supervised PC inference by Euler from the feedforward pass, then the update -dF/dtheta.
+
+    Parameters
+    ----------
+    x : ndarray, shape (batch, n_input)
+        Clamped input x_0.
+    have_fx : bool
+        ``fx`` holds f(x_0) already (else computed here).
+    drive : ndarray, shape (batch, n_free)
+        The feedforward predictions mu_hat when ``have_drive``
+        (:meth:`PCNetwork.input_drive`), else computed here (any array then).
+    target : ndarray, shape (batch, n_output)
+        The output is clamped to it.
+    theta, sizes, w_off, b_off, free_off, act, precisions
+        The network as :mod:`dynsim.networks.pc_kernels` stores it.
+    fixed : bool
+        Fixed-prediction inference (predictions and f' at their feedforward values).
+    dt, max_steps, atol, rtol, stop_at_steady_state, max_abs
+        As in :func:`integrators.integrate` (method 'euler').
+    grad_scale : float
+        Factor of the returned gradient (sigma_L^2 with ``rescale``).
+    fx, fpx : ndarray, shape (batch, n_input)
+        f(x_0) (given, or computed here) and workspace.
+    mu_hat, y, y_new, f, fp, eps, pe, back, field : ndarray, shape (batch * n_free,)
+        Workspace, layer-blocked (:func:`_block`).
+    state : ndarray, shape (batch, n_free)
+        Receives the final state.
+    grad : ndarray, shape (n_params,)
+        Receives the gradient estimate grad_scale * dF/dtheta (batch mean).
+
+    Returns
+    -------
+    tuple
+        ``(t, status, steps, nfev, residual, bad_step, bad_sample, energy,
+        cost)``: the first seven as the generic driver's; ``energy`` and
+        ``cost`` (batch,) float64 at the final state.
+    """
+    n_batch = x.shape[0]
+    L = sizes.shape[0] - 1
+    if not have_fx:
+        phi_into(x, act, fx, fpx)
+    if have_drive:
+        for l in range(1, L + 1):
+            o = free_off[l]
+            _block(mu_hat, n_batch, free_off, sizes, l)[:, :] = drive[:, o:o + sizes[l]]
+    else:
+        # dynsim.networks.pc_kernels.feedforward_from_activity, into the blocks.
+        below = fx
+        for l in range(1, L + 1):
+            ml = _block(mu_hat, n_batch, free_off, sizes, l)
+            np.dot(below, _weights(theta, l, sizes, w_off), ml)
+            b0 = b_off + free_off[l]
+            for i in range(n_batch):
+                ms = ml[i]
+                for j in range(sizes[l]):
+                    ms[j] += theta[b0 + j]
+            if l < L:
+                phi_into(ml, act, _block(f, n_batch, free_off, sizes, l), _block(fp, n_batch, free_off, sizes, l))
+                below = _block(f, n_batch, free_off, sizes, l)
+    if have_drive:
+        # The activations of the feedforward pass: those of the start (and of every state with ``fixed``).
+        for l in range(1, L):
+            phi_into(_block(mu_hat, n_batch, free_off, sizes, l), act, _block(f, n_batch, free_off, sizes, l),
+                     _block(fp, n_batch, free_off, sizes, l))
+    # The start: the feedforward pass with the output clamped to the target (dynsim.relax.phases.settle_checked).
+    y[:] = mu_hat
+    _block(y, n_batch, free_off, sizes, L)[:, :] = target
+
+    f2 = np.empty(n_batch)
+    y2 = np.empty(n_batch)
+    residual = np.empty(n_batch)
+    steps = 0
+    nfev = 1
+    bad_step = -1
+    bad_sample = -1
+    status = _RUNNING
+    _errors_and_field(y, theta, sizes, w_off, b_off, free_off, act, precisions, fixed, True, mu_hat, f, fp, eps, pe,
+                      back, field, f2)
+    for i in range(n_batch):
+        residual[i] = np.sqrt(f2[i])
+    bad = _first_bad(field, n_batch, free_off, sizes, f2, max_abs)
+    if bad >= 0:
+        status = DIVERGED
+        bad_step = 0
+        bad_sample = bad
+    while status == _RUNNING:
+        if stop_at_steady_state:
+            _row_sums_of_squares(y, n_batch, free_off, sizes, y2)
+            steady = True
+            for i in range(n_batch):
+                if not residual[i] <= atol + rtol * np.sqrt(y2[i]):
+                    steady = False
+                    break
+            if steady:
+                status = CONVERGED
+                break
+        if steps >= max_steps:
+            status = STEP_LIMIT
+            break
+        # y_new = y + dt * field; the clamped output does not move.
+        y2[:] = 0.0
+        for l in range(1, L + 1):
+            yl = _block(y, n_batch, free_off, sizes, l)
+            nl = _block(y_new, n_batch, free_off, sizes, l)
+            fl = _block(field, n_batch, free_off, sizes, l)
+            for i in range(n_batch):
+                ys, ns, fs = yl[i], nl[i], fl[i]
+                acc = 0.0
+                for j in range(sizes[l]):
+                    ns[j] = ys[j] + dt * fs[j]
+                    v = ns[j]  # as stored (float32 networks: rounded), as the driver's tests read it
+                    acc += v * v
+                y2[i] += acc
+        bad = _first_bad(y_new, n_batch, free_off, sizes, y2, max_abs)
+        if bad >= 0:
+            status = DIVERGED
+            bad_step = steps + 1
+            bad_sample = bad
+            break
+        y, y_new = y_new, y
+        steps += 1
+        _errors_and_field(y, theta, sizes, w_off, b_off, free_off, act, precisions, fixed, False, mu_hat, f, fp, eps,
+                          pe, back, field, f2)
+        nfev += 1
+        bad = _first_bad(field, n_batch, free_off, sizes, f2, max_abs)
+        if bad >= 0:
+            status = DIVERGED
+            bad_step = steps
+            bad_sample = bad
+            break
+        for i in range(n_batch):
+            residual[i] = np.sqrt(f2[i])
+
+    for l in range(1, L + 1):
+        o = free_off[l]
+        state[:, o:o + sizes[l]] = _block(y, n_batch, free_off, sizes, l)
+    # Energy and cost of the final state (eps is of this state: the last field evaluation was there), summed as
+    # dynsim.networks.pc_kernels.energy and NetworkLayout.cost sum them.
+    energy = np.zeros(n_batch)
+    for l in range(1, L + 1):
+        el = _block(eps, n_batch, free_off, sizes, l)
+        for i in range(n_batch):
+            row = el[i]
+            acc = 0.0
+            for j in range(sizes[l]):
+                acc += row[j] * row[j]
+            energy[i] += 0.5 * precisions[l] * acc
+    cost = np.zeros(n_batch)
+    out = _block(y, n_batch, free_off, sizes, L)
+    for i in range(n_batch):
+        acc = 0.0
+        for j in range(sizes[L]):
+            d = out[i, j] - target[i, j]
+            acc += d * d
+        cost[i] = 0.5 * acc
+    if status == DIVERGED:
+        return steps * dt, status, steps, nfev, residual, bad_step, bad_sample, energy, cost
+
+    # dF/dW_l = -p_l f(x_{l-1})^T eps_l / B and dF/db_l = -p_l mean(eps_l)
+    # (dynsim.networks.pc_kernels.energy_grad_params_from_activity); pe holds the scaled errors.
+    for l in range(1, L + 1):
+        n = sizes[l]
+        scale = -precisions[l] / n_batch
+        el = _block(eps, n_batch, free_off, sizes, l)
+        sl = _block(pe, n_batch, free_off, sizes, l)
+        for i in range(n_batch):
+            es, ss = el[i], sl[i]
+            for j in range(n):
+                ss[j] = es[j] * scale
+        below = fx if l == 1 else _block(f, n_batch, free_off, sizes, l - 1)
+        n_w = sizes[l - 1] * n
+        np.dot(below.T, sl, grad[w_off[l]:w_off[l] + n_w].reshape((sizes[l - 1], n)))
+        b0 = b_off + free_off[l]
+        for j in range(n):
+            acc = 0.0
+            for i in range(n_batch):
+                acc += sl[i, j]
+            grad[b0 + j] = acc
+    if grad_scale != 1.0:
+        for k in range(grad.shape[0]):
+            grad[k] = grad[k] * grad_scale
+    return steps * dt, status, steps, nfev, residual, bad_step, bad_sample, energy, cost
+
+
+# ----------------------------------------------------------------------------- Python boundary
+def workspace(network, batch):
+    """The buffers of :func:`pc_minibatch` for ``batch`` samples, allocated once and kept on ``network``.
+
+    Returns
+    -------
+    tuple of ndarray
+        ``(fx, fpx, mu_hat, y, y_new, f, fp, eps, pe, back, field)`` in the
+        network's dtype: two (batch, n_input), nine (batch * n_free,).
+    """
+    key = (int(batch), np.dtype(network.dtype).name)
+    cache = network.__dict__.setdefault("_fused_workspaces", {})
+    ws = cache.get(key)
+    if ws is None:
+        while len(cache) >= _MAX_WORKSPACES:
+            cache.pop(next(iter(cache)))
+        dt = network.dtype
+        flat = batch * network.n_free
+        ws = (np.empty((batch, network.n_input), dtype=dt), np.empty((batch, network.n_input), dtype=dt)) + tuple(
+            np.zeros(flat, dtype=dt) for _ in range(9))
+        cache[key] = ws
+    return ws
+
+
+def run(network, x, target, drive, fixed, options, rescale):
+    """One fused minibatch on checked arguments (see :func:`dynsim.learning.predictive_coding.pc_gradient`).
+
+    Parameters
+    ----------
+    network : PCNetwork
+    x : ndarray, shape (batch, n_input)
+    target : ndarray, shape (batch, n_output)
+    drive : ndarray, shape (batch, n_free) or None
+        All in the network's dtype, C-contiguous, finite (checked by the caller).
+    fixed : bool
+    options : SettleOptions
+        :func:`applies` holds.
+    rescale : bool
+
+    Returns
+    -------
+    (integrators.IntegrationResult, state, energy, cost, gradient)
+        ``state`` (batch, n_free) and ``gradient`` (n_params,) are new arrays
+        in the network's dtype; ``energy`` and ``cost`` (batch,) float64.
+    """
+    batch = x.shape[0]
+    ws = workspace(network, batch)
+    # f(x) of the feedforward pass the caller has just computed (PCNetwork.input_drive), when x is the same.
+    fx = network._input_activity_of(x)
+    ws = (fx,) + ws[1:]
+    state = np.empty((batch, network.n_free), dtype=network.dtype)
+    grad = np.empty(network.n_params, dtype=network.dtype)
+    dt = options.step()
+    grad_scale = float(network.variances[-1]) if rescale else 1.0
+    t, status, steps, nfev, residual, bad_step, bad_sample, energy, cost = pc_minibatch(
+        x, True, x if drive is None else drive, drive is not None, target, network._theta, network._sizes, network._w_off,
+        network._b_off, network._free_off, network._act, network._precisions, bool(fixed), float(dt),
+        int(options.max_steps), float(options.atol), float(options.rtol), bool(options.stop_at_steady_state),
+        float(options.max_abs), grad_scale, *ws, state, grad)
+    result = finish_result(state, t, status, steps, 0, nfev, residual, bad_step, bad_sample, atol=options.atol,
+                           rtol=options.rtol, stop_at_steady_state=options.stop_at_steady_state, method="euler")
+    return result, state, energy, cost, grad
