@@ -29,7 +29,7 @@ from dynsim.plots.gradients import plot_error_settling, plot_sweep
 from dynsim.io.log import TrajectoryLog
 from dynsim.networks.pc import PCNetwork
 from dynsim.learning.predictive_coding import pc_gradient
-from dynsim.experiments.pc_sweep import PC_GRID_KEYS, error_norms, sweep_pc_updates
+from dynsim.experiments.estimator_sweep import PC_GRID_KEYS, error_norms, sweep_pc_updates
 from dynsim.relax.phases import SettleOptions
 from dynsim.plots.relaxation import plot_energy
 from dynsim.validation import ValidationError, fail

@@ -23,7 +23,7 @@ import integrators
 from conftest import LINEAR
 from dynsim.cli import sweep
 from dynsim.datasets import idx, tasks
-from dynsim.experiments import estimator_sweep, memory, pc_sweep
+from dynsim.experiments import estimator_sweep, memory
 from dynsim.learning import contrastive, predictive_coding, rules
 from dynsim.references import compare, gradients
 from dynsim.training.loop import fit
@@ -484,18 +484,24 @@ CASES = [
     C(lambda e: estimator_sweep.sweep_ep_estimates(e.pc, e.x, e.target, {"beta": [0.1]},
                                                    reference=np.zeros(e.pc.n_params)),
       r"network must be a HopfieldNetwork", id="ep_sweep-network"),
-    C(lambda e: pc_sweep.sweep_pc_updates(e.hop, e.x, e.target, {"dt": [0.1]}), r"network must be a PCNetwork",
+    C(lambda e: estimator_sweep.sweep_pc_updates(e.hop, e.x, e.target, {"dt": [0.1]}), r"network must be a PCNetwork",
       id="pc_sweep-network"),
-    C(lambda e: pc_sweep.sweep_pc_updates(e.pc, e.x, e.target, {"speed": [1]}), r"grid: unknown keys",
+    C(lambda e: estimator_sweep.sweep_pc_updates(e.pc, e.x, e.target, {"speed": [1]}), r"grid: unknown keys",
       id="pc_sweep-grid-key"),
-    C(lambda e: pc_sweep.sweep_pc_updates(e.pc, e.x, e.target, {"output_variance": [0.0]}),
+    C(lambda e: estimator_sweep.sweep_pc_updates(e.pc, e.x, e.target, {"output_variance": [0.0]}),
       r"grid\['output_variance'\]", id="pc_sweep-grid-variance"),
-    C(lambda e: pc_sweep.sweep_pc_updates(e.pc, e.x, e.target, {"inference_steps": [2.5]}),
+    C(lambda e: estimator_sweep.sweep_pc_updates(e.pc, e.x, e.target, {"inference_steps": [2.5]}),
       r"grid\['inference_steps'\]", id="pc_sweep-grid-steps"),
-    C(lambda e: pc_sweep.sweep_pc_updates(e.pc, e.x, e.target, {"integrator": ["block"]}),
+    C(lambda e: estimator_sweep.sweep_pc_updates(e.pc, e.x, e.target, {"integrator": ["block"]}),
       r"grid\['integrator'\]", id="pc_sweep-grid-integrator"),
-    C(lambda e: pc_sweep.error_norms(e.pc, e.x, e.free), r"the phase has no recorded trajectory",
+    C(lambda e: estimator_sweep.error_norms(e.pc, e.x, e.free), r"the phase has no recorded trajectory",
       id="error_norms-no-trajectory"),
+    C(lambda e: estimator_sweep.sweep_estimates(object(), e.x, e.target, {}),
+      r"network must be a HopfieldNetwork or a PCNetwork, got object", id="sweep_estimates-network"),
+    C(lambda e: estimator_sweep.sweep_estimates(e.pc, e.x, e.target, {"beta": [0.1]}), r"grid: unknown keys",
+      id="sweep_estimates-pc-grid-key"),
+    C(lambda e: estimator_sweep.sweep_pc_updates(e.pc, e.x, e.target, {"dt": [0.1]}, progress=3),
+      r"progress must be callable", id="pc_sweep-progress"),
 
     # ------------------------------------------------------------------ datasets, fitting, checkpoints, logs
     C(lambda e: idx.load("cifar", data_dir=e.folder, download=False), r"cifar", id="load-name"),

@@ -40,7 +40,7 @@ def plot_sweep(table, out, x="free_steps", metric="cosine", blocks=None, title=N
         Blocks to draw (default: all, 'all' included).
     keys : sequence of str
         The table's setting columns (default: those of the EP sweep; pass
-        :data:`dynsim.experiments.pc_sweep.PC_GRID_KEYS` for predictive coding); lines are
+        :data:`dynsim.experiments.estimator_sweep.PC_GRID_KEYS` for predictive coding); lines are
         drawn per combination of the ones that vary.
     """
     if metric not in _METRIC_LABELS:
@@ -156,7 +156,7 @@ def plot_error_settling(norms, out, title=None):
     Parameters
     ----------
     norms : dict
-        From :func:`dynsim.experiments.pc_sweep.error_norms` (or its logged table): ``t``
+        From :func:`dynsim.experiments.estimator_sweep.error_norms` (or its logged table): ``t``
         and ``eps_<layer>`` of shape (m, n_recorded).
     """
     layers = [k for k in norms if k.startswith("eps_")]
