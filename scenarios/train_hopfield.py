@@ -119,8 +119,9 @@ def relax_with_rule(net, rule, task, idx, beta, options, seed):
     'rbp' has no second phase: its gradient is solved at the free equilibrium.
     """
     # A fixed generator: 'ep-random' draws the same nudge sign before and after training.
-    _, free, phases = gradient_estimate(rule, net, task.x[idx], task.targets[idx], beta, options,
-                                        rng=np.random.default_rng(seed))
+    est = gradient_estimate(rule, net, task.x[idx], task.targets[idx], beta, options,
+                            rng=np.random.default_rng(seed))
+    free, phases = est.free, est.phases
     return [free, *phases.values()]
 
 

@@ -175,7 +175,7 @@ def record_inference(log, rule, net, task, idx, options):
         phases = [free_phase(net, x, target=y, options=dataclasses.replace(recording, max_steps=1))]
     else:
         # The free phase returned here is the feedforward pass, unrecorded: keep the inference only.
-        _, _, extra = gradient_estimate(rule, net, x, y, options=recording)
+        extra = gradient_estimate(rule, net, x, y, options=recording).phases
         phases = [extra["inference"]]
     index = log.record_relaxation(phases, label=f"{rule} after", x=x, target=y)
     traj = phases[-1].integration.trajectory

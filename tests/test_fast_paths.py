@@ -272,7 +272,8 @@ def test_pc_minibatch_shares_the_feedforward_pass_and_gives_the_same_gradient(rn
     calls = []
     feedforward = PCNetwork.input_drive
     monkeypatch.setattr(PCNetwork, "input_drive", lambda self, *a, **k: calls.append(1) or feedforward(self, *a, **k))
-    grad, free, phases = gradient_estimate(rule, net, x, y, options=opts)
+    est = gradient_estimate(rule, net, x, y, options=opts)
+    grad, free, phases = est.gradient, est.free, est.phases
     assert len(calls) == 1
     np.testing.assert_allclose(grad, expected, rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(free.state, net.feedforward(x), rtol=1e-13, atol=1e-15)

@@ -101,10 +101,12 @@ def test_training_takes_the_fused_path_and_gives_the_generic_estimate(rng, monke
     calls = []
     run = pc_fused.run
     monkeypatch.setattr(pc_fused, "run", lambda *a: calls.append(1) or run(*a))
-    grad, free, phases = gradient_estimate("pc-strict", net, x, target, options=options)
+    est = gradient_estimate("pc-strict", net, x, target, options=options)
+    grad, free, phases = est.gradient, est.free, est.phases
     assert calls == [1]
     monkeypatch.setattr(pc_fused, "applies", lambda *a: False)
-    grad_generic, _, phases_generic = gradient_estimate("pc-strict", net, x, target, options=options)
+    est = gradient_estimate("pc-strict", net, x, target, options=options)
+    grad_generic, phases_generic = est.gradient, est.phases
     assert calls == [1]
     np.testing.assert_allclose(grad, grad_generic, rtol=1e-11, atol=1e-14)
     assert phases["inference"].integration.nfev == phases_generic["inference"].integration.nfev == 6
@@ -140,7 +142,7 @@ def test_the_fused_path_applies_only_where_it_reproduces_the_generic_path():
 def test_the_free_phase_of_training_is_read_off_the_feedforward_pass_as_a_relaxation_reports_it(dtype):
     # The training loop does not relax a PC network's free phase: it starts settled. What it reports must be
     # what a relaxation from the feedforward pass reports.
-    from dynsim.learning.rules import _feedforward_phase
+    from dynsim.learning.predictive_coding import feedforward_phase
 
     net = PCNetwork([6, 8, 8, 3], activation="gelu", seed=0, dtype=dtype)
     x = np.random.default_rng(0).uniform(size=(4, 6)).astype(dtype)
@@ -148,7 +150,7 @@ def test_the_free_phase_of_training_is_read_off_the_feedforward_pass_as_a_relaxa
     drive = net.input_drive(x)
     relaxed = free_phase(net, x, target=y, options=SettleOptions(integrator="euler", dt=0.1, max_steps=1),
                          drive=drive)
-    read = _feedforward_phase(net, drive, y)
+    read = feedforward_phase(net, drive, y)
     for name in ("state", "energy", "cost"):
         assert getattr(read, name).dtype == getattr(relaxed, name).dtype
         np.testing.assert_array_equal(getattr(read, name), getattr(relaxed, name))

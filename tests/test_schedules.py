@@ -59,8 +59,8 @@ def test_fit_scales_each_step_by_the_schedule(make_optimizer):
     rng = np.random.default_rng(0)
     for epoch in (1, 2, 3):
         order = rng.permutation(16)
-        grad, _, _ = gradient_estimate("ep-positive", manual, train.x[order], train.targets[order], 0.5, OPTIONS,
-                                       None, rng=rng)
+        grad = gradient_estimate("ep-positive", manual, train.x[order], train.targets[order], 0.5, OPTIONS,
+                                 None, rng=rng).gradient
         opt.lr_scale = 0.5 ** (epoch - 1)
         opt.step(manual.theta, grad)
     np.testing.assert_allclose(net.theta, manual.theta, rtol=1e-12, atol=1e-14)

@@ -180,8 +180,9 @@ def time_dynsim(cfg, x, targets, minibatches, repeats, seed):
             idx = np.arange(lo, lo + cfg.batch)
             s0 = particles.get(idx) if particles is not None else None
             t0 = time.perf_counter()
-            grad, free, _ = gradient_estimate(cfg.rule, net, x[idx], targets[idx], cfg.beta, free_opts,
-                                              nudged_opts, s0=s0, rng=rng)
+            est = gradient_estimate(cfg.rule, net, x[idx], targets[idx], cfg.beta, free_opts,
+                                    nudged_opts, s0=s0, rng=rng)
+            grad, free = est.gradient, est.free
             t1 = time.perf_counter()
             opt.step(net.theta, grad)
             t2 = time.perf_counter()

@@ -264,8 +264,9 @@ def train_memory(network, patterns, rule, optimizer, epochs, corruption, per_pat
         free_steps, second_steps, unsettled_free, unsettled_second = [], [], 0, 0
         for lo in range(0, len(cues), batch_size):
             idx = order[lo:lo + batch_size]
-            grad, free, phases = gradient_estimate(rule, network, cues[idx], clean[idx], beta, options,
-                                                   nudged_options, rng=rng)
+            est = gradient_estimate(rule, network, cues[idx], clean[idx], beta, options,
+                                    nudged_options, rng=rng)
+            grad, free, phases = est.gradient, est.free, est.phases
             optimizer.step(network.theta, grad)
             free_steps.append(free.integration.n_steps)
             second_steps.extend(p.integration.n_steps for p in phases.values())

@@ -1,5 +1,6 @@
 """Learning rules that read updates off settled states: EP in its variants, CHL, predictive coding; one entry point by
 rule name."""
-from dynsim.learning.contrastive import EP_VARIANTS, ContrastiveEstimate, ep_gradient, chl_gradient, drive_held
-from dynsim.learning.predictive_coding import PC_VARIANTS, PCEstimate, pc_gradient, zil_gradient
+from dynsim.learning.estimate import Estimate
+from dynsim.learning.contrastive import EP_VARIANTS, ep_gradient, chl_gradient, drive_held
+from dynsim.learning.predictive_coding import PC_VARIANTS, pc_gradient, zil_gradient, feedforward_phase
 from dynsim.learning.rules import RULES, PC_RULES, gradient_estimate

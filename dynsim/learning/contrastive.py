@@ -34,40 +34,16 @@ References
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 
 import numpy as np
 
+from dynsim.learning.estimate import Estimate
 from dynsim.relax.phases import PhaseResult, SettleOptions, settle_checked
 from dynsim.validation import DivergenceError, ValidationError, real_scalar, report_not_converged
 
-__all__ = ["EP_VARIANTS", "ContrastiveEstimate", "ep_gradient", "chl_gradient", "drive_held"]
+__all__ = ["EP_VARIANTS", "ep_gradient", "chl_gradient", "drive_held"]
 
 EP_VARIANTS = ("positive", "negative", "centered", "random")
-
-
-@dataclass
-class ContrastiveEstimate:
-    """A gradient estimate read off settled states.
-
-    Attributes
-    ----------
-    gradient : ndarray, shape (n_params,)
-        Estimate of dL/dtheta (batch mean).
-    free : PhaseResult
-    phases : dict of str to PhaseResult
-        The second (and third) phases, keyed 'nudged+', 'nudged-' or 'clamped'.
-    rule : str
-        'ep-positive', 'ep-negative', 'ep-centered', 'ep-random' or 'chl'.
-    betas : tuple of float
-        The two nudging strengths contrasted (CHL: (0, nan)).
-    """
-
-    gradient: np.ndarray
-    free: PhaseResult
-    phases: dict = field(default_factory=dict)
-    rule: str = ""
-    betas: tuple = ()
 
 
 def _options(options):
@@ -176,7 +152,7 @@ def ep_gradient(network, x, target, beta, variant="positive", options=None, nudg
 
     Returns
     -------
-    ContrastiveEstimate
+    Estimate
 
     Notes
     -----
@@ -222,7 +198,7 @@ def ep_gradient(network, x, target, beta, variant="positive", options=None, nudg
     lo, hi = sorted(betas)
     gradient = _contrast(network, x, states[lo], states[hi], 1.0 / (hi - lo))
     rule = f"ep-{variant}"
-    return ContrastiveEstimate(gradient=gradient, free=free, phases=phases, rule=rule, betas=(lo, hi))
+    return Estimate(gradient=gradient, free=free, phases=phases, rule=rule, betas=(lo, hi))
 
 
 def chl_gradient(network, x, target, options=None, clamped_options=None, free=None, s0=None):
@@ -241,5 +217,5 @@ def chl_gradient(network, x, target, options=None, clamped_options=None, free=No
     clamped = settle_checked(network, x, free.state, target, 0.0, True, _options(clamped_options), "clamped", drive)
     _check_phase(clamped, clamped_options)
     gradient = _contrast(network, x, free.state, clamped.state, 1.0)
-    return ContrastiveEstimate(gradient=gradient, free=free, phases={"clamped": clamped}, rule="chl",
+    return Estimate(gradient=gradient, free=free, phases={"clamped": clamped}, rule="chl",
                                betas=(0.0, float("nan")))

@@ -31,28 +31,47 @@ References
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from dynsim.learning import pc_fused
+from dynsim.learning.estimate import Estimate
 from dynsim.validation import report_not_converged
 from dynsim.networks.pc import PCNetwork
 from dynsim.relax.phases import PhaseResult, SettleOptions, settle
+from integrators import CONVERGED, IntegrationResult
 from dynsim.validation import DivergenceError, ValidationError, boolean, float_array
 
-__all__ = ["PC_VARIANTS", "PCEstimate", "pc_gradient", "zil_gradient"]
+__all__ = ["PC_VARIANTS", "pc_gradient", "zil_gradient", "feedforward_phase"]
 
 PC_VARIANTS = ("strict", "fixed_prediction")
 
 
-@dataclass
-class PCEstimate:
-    """A predictive coding gradient estimate and the inference that produced it."""
+_FEEDFORWARD_OPTIONS = SettleOptions(integrator="euler")
+"""The settings whose tolerances the feedforward free phase reports (validated once, not per minibatch)."""
 
-    gradient: np.ndarray
-    inference: PhaseResult
-    variant: str
+
+def feedforward_phase(network, drive, target):
+    """The free phase of a PC network as a settled :class:`PhaseResult`, read off its feedforward pass.
+
+    ``drive`` is ``network.input_drive(x)`` (the feedforward pass, shape
+    (batch, n_free)), ``target`` the checked targets (batch, n_output).
+
+    Every prediction error is zero there, so the vector field, the energy and
+    the residual are exactly zero: the phase a relaxation from that start
+    reports after 0 steps (its status, counts and tolerance
+    ``atol + rtol ||s||`` with the default tolerances), without running one.
+    """
+    state = network.initial_state(drive)
+    zeros = np.zeros(state.shape[0], dtype=state.dtype)  # the residuals; energies are summed in float64
+    opts = _FEEDFORWARD_OPTIONS
+    tolerance = opts.atol + opts.rtol * np.linalg.norm(state, axis=1)
+    result = IntegrationResult(
+        y=state, t=0.0, status=CONVERGED, message="steady state reached by every sample after 0 steps (t=0)",
+        n_steps=0, n_accepted=0, n_rejected=0, nfev=1, residual=zeros, tolerance=tolerance, diverged_step=-1,
+        diverged_sample=-1, trajectory=None, method="euler")
+    return PhaseResult(phase="free", beta=0.0, state=state, energy=np.zeros(state.shape[0]),
+                       cost=network.cost(state, target),
+                       integration=result, dt=opts.step())
 
 
 def _check(network, x, target):
@@ -86,8 +105,10 @@ def pc_gradient(network, x, target, variant="strict", options=None, rescale=True
 
     Returns
     -------
-    PCEstimate
-        ``gradient`` (n_params,) and the inference's state in the network's dtype.
+    Estimate
+        ``gradient`` (n_params,) in the network's dtype; ``free`` the
+        feedforward pass; ``phases['inference']`` the inference
+        (``estimate.inference``).
 
     Notes
     -----
@@ -108,6 +129,13 @@ def pc_gradient(network, x, target, variant="strict", options=None, rescale=True
     options = SettleOptions() if options is None else options
     if not isinstance(options, SettleOptions):
         raise ValidationError(f"options must be a SettleOptions, got {type(options).__name__}")
+    # f(x) and the feedforward pass are computed once: for the free phase, the inference and the update.
+    fx = None
+    if drive is None:
+        fx = network.input_activity(x)
+        drive = network.input_drive(x, input_activity=fx)
+    free = feedforward_phase(network, drive, target)
+    rule = "pc-" + variant.replace("_", "-")
     if pc_fused.applies(network, options):
         result, state, energy, cost, gradient = pc_fused.run(network, x, target, drive,
                                                              variant == "fixed_prediction", options, rescale)
@@ -115,15 +143,13 @@ def pc_gradient(network, x, target, variant="strict", options=None, rescale=True
             phase = PhaseResult(phase="inference", beta=0.0, state=state, energy=energy, cost=cost,
                                 integration=result, dt=options.step())
             _check_settled(phase, options)
-            return PCEstimate(gradient=gradient, inference=phase, variant=variant)
+            return Estimate(gradient=gradient, free=free, phases={"inference": phase}, rule=rule)
         # Diverged: the generic path below reports where, as it always has.
     saved = network.fixed_prediction
     network.fixed_prediction = variant == "fixed_prediction"
     try:
-        # f(x) and the feedforward pass are computed once, for the inference and for the update.
-        fx = network.input_activity(x)
-        if drive is None:
-            drive = network.input_drive(x, input_activity=fx)
+        if fx is None:
+            fx = network.input_activity(x)
         phase = settle(network, x, target=target, clamp_output=True, options=options, phase="inference",
                        drive=drive)
         if phase.integration.status_name == "diverged":
@@ -134,7 +160,7 @@ def pc_gradient(network, x, target, variant="strict", options=None, rescale=True
     if rescale:
         gradient = gradient * gradient.dtype.type(network.variances[-1])  # in the network's dtype
     _check_settled(phase, options)
-    return PCEstimate(gradient=gradient, inference=phase, variant=variant)
+    return Estimate(gradient=gradient, free=free, phases={"inference": phase}, rule=rule)
 
 
 def _check_settled(phase, options):
@@ -150,7 +176,7 @@ def zil_gradient(network, x, target):
     """Z-IL: unit Euler inference steps from the feedforward pass, W_l and b_l read at step L - l.
 
     Needs unit precisions in every layer (the exactness argument of Song et
-    al. 2020 assumes them). Returns a :class:`PCEstimate` whose gradient
+    al. 2020 assumes them). Returns an :class:`~dynsim.learning.estimate.Estimate` whose gradient
     equals backprop's.
     """
     x, target = _check(network, x, target)
@@ -173,4 +199,5 @@ def zil_gradient(network, x, target):
                 gradient[blocks[name]] = at_step[blocks[name]]
     finally:
         network.fixed_prediction = saved
-    return PCEstimate(gradient=gradient, inference=phase, variant="z-il")
+    free = feedforward_phase(network, network.input_drive(x), target)
+    return Estimate(gradient=gradient, free=free, phases={"inference": phase}, rule="pc-zil")

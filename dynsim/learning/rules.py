@@ -13,13 +13,13 @@ References
 """
 from __future__ import annotations
 
-import numpy as np
-
 from dynsim.references.gradients import implicit_gradient
 from dynsim.learning.contrastive import EP_VARIANTS, chl_gradient, ep_gradient
-from dynsim.relax.phases import PhaseResult, SettleOptions, free_phase
+from dynsim.learning.estimate import Estimate
+from dynsim.learning.predictive_coding import feedforward_phase, pc_gradient, zil_gradient
+from dynsim.networks.pc import PCNetwork
+from dynsim.relax.phases import free_phase
 from dynsim.validation import ValidationError
-from integrators import CONVERGED, IntegrationResult
 
 __all__ = ["RULES", "PC_RULES", "gradient_estimate"]
 
@@ -30,68 +30,53 @@ PC_RULES = ("pc-strict", "pc-fixed-prediction", "pc-zil", "bp")
 """Rules for predictive coding networks; 'bp' is exact backprop on the feedforward pass."""
 
 
-_FEEDFORWARD_OPTIONS = SettleOptions(integrator="euler")
-"""The settings whose tolerances the feedforward free phase reports (validated once, not per minibatch)."""
-
-
-def _feedforward_phase(network, drive, target):
-    """The free phase of a PC network as a settled :class:`PhaseResult`, read off its feedforward pass.
-
-    Every prediction error is zero there, so the vector field, the energy and
-    the residual are exactly zero: the phase a relaxation from that start
-    reports after 0 steps (its status, counts and tolerance
-    ``atol + rtol ||s||`` with the default tolerances), without running one.
-    """
-    state = network.initial_state(drive)
-    zeros = np.zeros(state.shape[0], dtype=state.dtype)  # the residuals; energies are summed in float64
-    opts = _FEEDFORWARD_OPTIONS
-    tolerance = opts.atol + opts.rtol * np.linalg.norm(state, axis=1)
-    result = IntegrationResult(
-        y=state, t=0.0, status=CONVERGED, message="steady state reached by every sample after 0 steps (t=0)",
-        n_steps=0, n_accepted=0, n_rejected=0, nfev=1, residual=zeros, tolerance=tolerance, diverged_step=-1,
-        diverged_sample=-1, trajectory=None, method="euler")
-    return PhaseResult(phase="free", beta=0.0, state=state, energy=np.zeros(state.shape[0]),
-                       cost=network.cost(state, target),
-                       integration=result, dt=opts.step())
-
-
 def _pc_gradient_estimate(rule, network, x, target, options):
-    from dynsim.learning.predictive_coding import pc_gradient, zil_gradient
-
     if rule not in PC_RULES:
         raise ValidationError(f"rule for a predictive coding network must be one of {list(PC_RULES)}, got {rule!r}")
-    # The feedforward pass is the free equilibrium and the start of the inference: computed once for both.
-    x = network.check_input(x)
-    drive = network.input_drive(x)
-    free = _feedforward_phase(network, drive, network.check_target(target, x.shape[0]))
-    if rule == "bp":
-        return network.backprop_gradient(x, target), free, {}
     if rule == "pc-zil":
-        est = zil_gradient(network, x, target)
-    else:
-        est = pc_gradient(network, x, target, rule[3:].replace("-", "_"), options=options, drive=drive)
-    return est.gradient, free, {"inference": est.inference}
+        return zil_gradient(network, x, target)
+    if rule == "bp":
+        x = network.check_input(x)
+        target = network.check_target(target, x.shape[0])
+        free = feedforward_phase(network, network.input_drive(x), target)
+        return Estimate(gradient=network.backprop_gradient(x, target), free=free, rule="bp")
+    return pc_gradient(network, x, target, rule[3:].replace("-", "_"), options=options)
 
 
 def gradient_estimate(rule, network, x, target, beta=0.5, options=None, nudged_options=None, s0=None, rng=None):
-    """The gradient estimate of ``rule`` on one minibatch; returns ``(gradient, free PhaseResult, phases)``.
+    """The gradient estimate of any rule, by name, on one minibatch.
 
-    For a :class:`dynsim.networks.pc.PCNetwork` the rules are :data:`PC_RULES`; its
-    free phase is the feedforward pass (it starts at its equilibrium) and
-    the inference with the clamped output is returned under 'inference'.
+    Parameters
+    ----------
+    rule : str
+        One of :data:`RULES` for a :class:`~dynsim.networks.hopfield.HopfieldNetwork`,
+        of :data:`PC_RULES` for a :class:`~dynsim.networks.pc.PCNetwork`.
+    network : HopfieldNetwork or PCNetwork
+    x : ndarray, shape (batch, n_input)
+    target : ndarray, shape (batch, n_output)
+    beta : float
+        Nudging strength of the EP rules.
+    options, nudged_options : SettleOptions, optional
+        The free phase's (a PC network's inference's) and the second phase's settings.
+    s0 : ndarray, shape (batch, n_free), optional
+        Start of the free phase (persistent particles); Hopfield rules only.
+    rng : numpy.random.Generator, optional
+        The sign of 'ep-random'.
+
+    Returns
+    -------
+    Estimate
+        ``gradient``, the ``free`` phase (a PC network's feedforward pass:
+        it starts at its equilibrium) and the rule's other ``phases``.
     """
-    from dynsim.networks.pc import PCNetwork
-
     if isinstance(network, PCNetwork):
         return _pc_gradient_estimate(rule, network, x, target, options)
     if rule not in RULES:
         raise ValidationError(f"rule must be one of {list(RULES)}, got {rule!r}")
     if rule.startswith("ep-"):
-        est = ep_gradient(network, x, target, beta, rule[3:], options=options, nudged_options=nudged_options,
-                          s0=s0, rng=rng)
-        return est.gradient, est.free, est.phases
+        return ep_gradient(network, x, target, beta, rule[3:], options=options, nudged_options=nudged_options,
+                           s0=s0, rng=rng)
     if rule == "chl":
-        est = chl_gradient(network, x, target, options=options, clamped_options=nudged_options, s0=s0)
-        return est.gradient, est.free, est.phases
+        return chl_gradient(network, x, target, options=options, clamped_options=nudged_options, s0=s0)
     free = free_phase(network, x, s0=s0, target=target, options=options)
-    return implicit_gradient(network, x, target, free).gradient, free, {}
+    return Estimate(gradient=implicit_gradient(network, x, target, free).gradient, free=free, rule="rbp")

@@ -37,7 +37,8 @@ from dynsim.validation import report_not_converged
 from dynsim.learning.rules import gradient_estimate
 from dynsim.validation import DivergenceError, DynsimError, ValidationError, boolean, positive_int, real_scalar
 
-__all__ = ["fit", "evaluate_split", "describe_evaluation", "TrainingDivergedError", "metric_columns"]
+__all__ = ["fit", "train", "History", "evaluate", "evaluate_split", "predict", "describe_evaluation",
+           "TrainingDivergedError", "metric_columns", "ParticleStore"]
 
 
 class TrainingDivergedError(DynsimError):
@@ -202,7 +203,7 @@ def _check_data(network, data):
 def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options=None, nudged_options=None,
         eval_options=None, persistent=False, seed=0, checkpoint=None, resume=False, fingerprint=None,
         on_epoch=None, max_batches=None, progress=None, lr_schedule=None, eval_persistent=False,
-        eval_train_at_start=False, checkpoint_every=None, checkpoint_minutes=None):
+        eval_train_at_start=False, checkpoint_every=None, checkpoint_minutes=None, step_callback=None):
     """Train ``network`` in place with ``rule`` on ``data['train']``, evaluating the other splits each epoch.
 
     Parameters
@@ -274,6 +275,10 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
         split; the epoch-0 row then has NaN training loss and error. The
         training error of later epochs is always the running error of the
         free phases met during the epoch.
+    step_callback : callable, optional
+        ``step_callback(indices, gradient)`` before each optimizer step, with
+        the minibatch's example indices and its gradient estimate (the
+        parameters are still those the estimate was taken at).
 
     Returns
     -------
@@ -297,6 +302,8 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
         max_batches = positive_int("max_batches", max_batches)
     if resume and checkpoint is None:
         raise ValidationError("resume=True needs a checkpoint path")
+    if step_callback is not None and not callable(step_callback):
+        raise ValidationError(f"step_callback must be callable, got {step_callback!r}")
     if checkpoint_every is not None:
         checkpoint_every = positive_int("checkpoint_every", checkpoint_every)
     if checkpoint_minutes is not None:
@@ -431,8 +438,9 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
             idx = order[b * batch_size:(b + 1) * batch_size]
             s0 = particles.get(idx) if persistent else None
             try:
-                grad, free, phases = gradient_estimate(rule, network, train.x[idx], train.targets[idx], beta,
-                                                       options, nudged_options, s0=s0, rng=rng)
+                est = gradient_estimate(rule, network, train.x[idx], train.targets[idx], beta,
+                                        options, nudged_options, s0=s0, rng=rng)
+                grad, free, phases = est.gradient, est.free, est.phases
             except DivergenceError as exc:
                 raise TrainingDivergedError(
                     f"training diverged at epoch {epoch}, minibatch {b}: {exc}; the parameters are those before "
@@ -446,6 +454,8 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
             if lr_schedule is not None:
                 optimizer.lr_scale = real_scalar("lr_schedule factor", lr_schedule(epoch, b, n_batches, epochs),
                                                  0.0, np.inf, low_open=True, high_open=True)
+            if step_callback is not None:
+                step_callback(idx, grad)
             try:
                 optimizer.step(network.theta, grad)
             except NonFiniteGradientError as exc:
@@ -505,19 +515,16 @@ def predict(output):
 def evaluate(network, x, labels, targets, options=None):
     """Mean cost at the free equilibrium and the accuracy of :func:`predict` (ties count as wrong); a dict.
 
-    A predictive coding network's free equilibrium is its feedforward pass:
-    it is read directly instead of integrating a field that is zero there.
+    :func:`evaluate_split` on one array of examples settled together
+    (a predictive coding network's free equilibrium is its feedforward
+    pass, read directly). Returns ``loss``, ``accuracy``, ``free_steps`` and
+    ``converged`` (every example reached its tolerance).
     """
-    from dynsim.networks.pc import PCNetwork
-
-    if isinstance(network, PCNetwork):
-        state, steps, converged = network.feedforward(x), 0, True
-    else:
-        free = free_phase(network, x, target=targets, options=options)
-        state, steps, converged = free.state, free.integration.n_steps, free.converged
-    out = state[:, network.output_slice]
-    return {"loss": float(network.cost(state, targets).mean()), "accuracy": float(np.mean(predict(out) == labels)),
-            "free_steps": steps, "converged": bool(converged)}
+    x = np.asarray(x)
+    m = evaluate_split(network, Task("evaluation", x, np.asarray(labels), np.asarray(targets)), options,
+                       chunk=max(x.shape[0], 1) if x.ndim else 1)
+    return {"loss": m["loss"], "accuracy": 1.0 - m["error"], "free_steps": m["free_steps"],
+            "converged": m["not_converged"] == 0}
 
 
 class ParticleStore:
@@ -550,14 +557,20 @@ class History:
 
 def train(network, task, rule, optimizer, epochs, batch_size, beta=0.5, options=None, nudged_options=None,
           persistent=False, seed=0, callback=None, step_callback=None, progress=None):
-    """Train ``network`` in place on ``task`` (a :class:`dynsim.datasets.tasks.Task`) with a local rule.
+    """Train ``network`` in place on a small ``task``, evaluating the whole task after every epoch.
+
+    :func:`fit` with ``task`` as its training split and, under the name
+    'task', as its one held-out split: the loss and accuracy of each epoch
+    are those of the free equilibrium of every example after the epoch's
+    updates (not the running figures of the minibatches).
 
     Parameters
     ----------
-    network : HopfieldNetwork
+    network : HopfieldNetwork or PCNetwork
     task : Task
     rule : str
-        One of :data:`RULES`.
+        One of :data:`dynsim.learning.RULES` (Hopfield) or
+        :data:`dynsim.learning.PC_RULES` (predictive coding).
     optimizer : SGD or Adam
     epochs, batch_size : int
     beta : float
@@ -573,60 +586,30 @@ def train(network, task, rule, optimizer, epochs, batch_size, beta=0.5, options=
         :class:`History` field (epoch, loss, accuracy, mean free and nudged
         steps, seconds), e.g. to append it to a log as soon as it exists.
     step_callback : callable, optional
-        ``step_callback(indices, gradient)`` before each optimizer step, with
-        the minibatch's example indices and its gradient estimate (the
-        parameters are still those the estimate was taken at).
+        ``step_callback(indices, gradient)`` before each optimizer step (see :func:`fit`).
     progress : bool or None
-        A progress bar over the epochs with loss, accuracy and examples per
-        second (``None``: only when stderr is a terminal; ``False``: never).
+        Progress bars (``None``: only when stderr is a terminal; ``False``: never).
 
     Returns
     -------
     History
         Loss and accuracy on the task after each epoch (epoch 0: before training).
     """
-    epochs = positive_int("epochs", epochs, minimum=0)
-    batch_size = positive_int("batch_size", batch_size)
-    options = SettleOptions() if options is None else options
-    rng = np.random.default_rng(seed)
-    n = task.x.shape[0]
-    particles = ParticleStore(n, network.n_free) if persistent else None
+    if not isinstance(task, Task):
+        raise ValidationError(f"task must be a dynsim.datasets.Task, got {type(task).__name__}")
+    if callback is not None and not callable(callback):
+        raise ValidationError(f"callback must be callable, got {callback!r}")
     history = History()
 
-    def record(epoch, free_steps, nudged_steps, seconds):
-        metrics = evaluate(network, task.x, task.labels, task.targets, options)
-        history.epoch.append(epoch)
-        history.loss.append(metrics["loss"])
-        history.accuracy.append(metrics["accuracy"])
-        history.free_steps.append(free_steps)
-        history.nudged_steps.append(nudged_steps)
-        history.seconds.append(seconds)
+    def on_epoch(row):
+        entries = {"epoch": int(row["epoch"]), "loss": row["task_loss"], "accuracy": 1.0 - row["task_error"],
+                   "free_steps": row["free_steps"], "nudged_steps": row["nudged_steps"], "seconds": row["seconds"]}
+        for name, value in entries.items():
+            getattr(history, name).append(value)
         if callback is not None:
-            callback(epoch, {name: values[-1] for name, values in vars(history).items()})
+            callback(entries["epoch"], entries)
 
-    record(0, 0.0, 0.0, 0.0)
-    bar = tqdm(total=epochs, desc=rule, unit="epoch", disable=None if progress is None else not progress,
-               leave=False)
-    for epoch in range(1, epochs + 1):
-        start = time.perf_counter()
-        order = rng.permutation(n)
-        free_steps, nudged_steps = [], []
-        for lo in range(0, n, batch_size):
-            idx = order[lo:lo + batch_size]
-            s0 = particles.get(idx) if persistent else None
-            grad, free, phases = gradient_estimate(rule, network, task.x[idx], task.targets[idx], beta, options,
-                                                   nudged_options, s0=s0, rng=rng)
-            if step_callback is not None:
-                step_callback(idx, grad)
-            optimizer.step(network.theta, grad)
-            if persistent:
-                particles.put(idx, free.state)
-            free_steps.append(free.integration.n_steps)
-            nudged_steps.extend(p.integration.n_steps for p in phases.values())
-        seconds = time.perf_counter() - start
-        record(epoch, float(np.mean(free_steps)), float(np.mean(nudged_steps)) if nudged_steps else 0.0, seconds)
-        bar.set_postfix(loss=f"{history.loss[-1]:.3g}", acc=f"{history.accuracy[-1]:.3f}",
-                        ex_per_s=f"{n / max(seconds, 1e-9):.0f}")
-        bar.update()
-    bar.close()
+    fit(network, {"train": task, "task": task}, rule, optimizer, epochs, batch_size, beta=beta, options=options,
+        nudged_options=nudged_options, persistent=persistent, seed=seed, on_epoch=on_epoch, progress=progress,
+        step_callback=step_callback)
     return history
