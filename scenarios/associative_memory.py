@@ -34,13 +34,13 @@ from pathlib import Path
 import numpy as np
 
 from dynsim.cli.argtypes import number_list
-from dynsim.io.log import TrajectoryLog
 from dynsim.experiments.memory import (MAX_CORRUPTION, corrupt, flipped_bits, memory_network, random_patterns, recall,
-                           recall_table, train_memory)
-from dynsim.training.optimizers import SGD, Adam
-from dynsim.relax.phases import SettleOptions
-from dynsim.plots.relaxation import plot_recall
+                                       recall_table, train_memory)
+from dynsim.io.log import TrajectoryLog
 from dynsim.learning.rules import RULES
+from dynsim.plots.relaxation import plot_recall
+from dynsim.relax.phases import SettleOptions
+from dynsim.training.optimizers import SGD, Adam
 from dynsim.validation import ValidationError, fail
 
 

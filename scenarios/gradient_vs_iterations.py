@@ -28,12 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from dynsim.cli.argtypes import choice_list, number_list
-from dynsim.references.compare import gdu_check
 from dynsim.experiments.estimator_sweep import reference_gradient, sweep_ep_estimates
-from dynsim.plots.gradients import plot_gdu, plot_sweep
-from dynsim.networks.hopfield import HopfieldNetwork
-from dynsim.learning.contrastive import EP_VARIANTS, ep_gradient
 from dynsim.io.log import TrajectoryLog
+from dynsim.learning.contrastive import EP_VARIANTS, ep_gradient
+from dynsim.networks.hopfield import HopfieldNetwork
+from dynsim.plots.gradients import plot_gdu, plot_sweep
+from dynsim.references.compare import gdu_check
 from dynsim.relax.phases import SETTLE_METHODS, SettleOptions
 from dynsim.validation import ValidationError, fail
 

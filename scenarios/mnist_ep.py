@@ -76,15 +76,15 @@ from pathlib import Path
 import numpy as np
 
 from dynsim.cli.argtypes import layer_sizes, number_list
-from dynsim.training.checkpoint import CheckpointError
 from dynsim.datasets.idx import DATASETS, DatasetError, load
-from dynsim.training.loop import TrainingDivergedError, describe_evaluation, fit
-from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.io.log import read_log
-from dynsim.training.optimizers import SGD, Adam
-from dynsim.relax.phases import SettleOptions, free_phase, nudged_phase
-from dynsim.plots.training import plot_error_curves
+from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.plots.relaxation import plot_settling
+from dynsim.plots.training import plot_error_curves
+from dynsim.relax.phases import SettleOptions, free_phase, nudged_phase
+from dynsim.training.checkpoint import CheckpointError
+from dynsim.training.loop import TrainingDivergedError, describe_evaluation, fit
+from dynsim.training.optimizers import SGD, Adam
 from dynsim.training.run_folder import RunFolderError, open_run_log
 from dynsim.training.schedules import SCHEDULES, make_schedule
 from dynsim.validation import ValidationError, fail, positive_int, real_scalar

@@ -60,14 +60,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from dynsim.cli.argtypes import choice_list, layer_sizes
-from dynsim.training.checkpoint import CheckpointError
 from dynsim.datasets.idx import DATASETS, DatasetError, load
-from dynsim.training.loop import TrainingDivergedError, fit
 from dynsim.io.log import TrajectoryLog, read_log
-from dynsim.training.optimizers import SGD, Adam
-from dynsim.networks.pc import PCNetwork
 from dynsim.learning.predictive_coding import pc_gradient, zil_gradient
+from dynsim.networks.pc import PCNetwork
 from dynsim.relax.phases import SettleOptions
+from dynsim.training.checkpoint import CheckpointError
+from dynsim.training.loop import TrainingDivergedError, fit
+from dynsim.training.optimizers import SGD, Adam
 from dynsim.training.schedules import SCHEDULES, make_schedule
 from dynsim.validation import ValidationError, fail, positive_int, real_scalar
 

@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from dynsim.cli.argtypes import number_list
-from dynsim.plots.gradients import plot_error_settling, plot_sweep
-from dynsim.io.log import TrajectoryLog
-from dynsim.networks.pc import PCNetwork
-from dynsim.learning.predictive_coding import pc_gradient
 from dynsim.experiments.estimator_sweep import PC_GRID_KEYS, error_norms, sweep_pc_updates
-from dynsim.relax.phases import SettleOptions
+from dynsim.io.log import TrajectoryLog
+from dynsim.learning.predictive_coding import pc_gradient
+from dynsim.networks.pc import PCNetwork
+from dynsim.plots.gradients import plot_error_settling, plot_sweep
 from dynsim.plots.relaxation import plot_energy
+from dynsim.relax.phases import SettleOptions
 from dynsim.validation import ValidationError, fail
 
 

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from dynsim.cli.argtypes import layer_sizes
-from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.io.log import TrajectoryLog
-from dynsim.relax.phases import SettleOptions, free_phase, nudged_phase
+from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.plots.relaxation import plot_energy, plot_settling
+from dynsim.relax.phases import SettleOptions, free_phase, nudged_phase
 from dynsim.validation import ValidationError, fail
 from integrators import METHODS
 

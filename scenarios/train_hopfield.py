@@ -45,15 +45,15 @@ from pathlib import Path
 import numpy as np
 
 from dynsim.cli.argtypes import choice_list, layer_sizes
-from dynsim.networks.hopfield import HopfieldNetwork
-from dynsim.io.log import TrajectoryLog
-from dynsim.training.optimizers import SGD, Adam
-from dynsim.relax.phases import SettleOptions, free_phase
-from dynsim.plots.training import plot_decision_regions, plot_training_curves
-from dynsim.plots.relaxation import plot_settling
 from dynsim.datasets.tasks import TASKS
+from dynsim.io.log import TrajectoryLog
 from dynsim.learning.rules import RULES, gradient_estimate
+from dynsim.networks.hopfield import HopfieldNetwork
+from dynsim.plots.relaxation import plot_settling
+from dynsim.plots.training import plot_decision_regions, plot_training_curves
+from dynsim.relax.phases import SettleOptions, free_phase
 from dynsim.training.loop import evaluate, train
+from dynsim.training.optimizers import SGD, Adam
 from dynsim.validation import ValidationError, fail, positive_int, real_scalar
 from integrators import METHODS
 

@@ -9,8 +9,8 @@ SIGKILL): ``R n`` (n relaxations complete), ``T n`` (n rows of ``epochs``),
 functions of their index, so the test can check every byte it reads back.
 """
 import os
-import time
 import sys
+import time
 
 import numpy as np
 

@@ -20,21 +20,22 @@ import numpy as np
 import pytest
 
 import integrators
-from conftest import LINEAR
 from dynsim.cli import sweep
 from dynsim.datasets import idx, tasks
 from dynsim.experiments import estimator_sweep, memory
-from dynsim.learning import contrastive, predictive_coding, rules
-from dynsim.references import compare, gradients
-from dynsim.training.loop import fit
-from dynsim.training.checkpoint import load_checkpoint
-from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.io.log import TrajectoryLog, read_log
-from dynsim.training.optimizers import SGD, Adam
+from dynsim.learning import contrastive, predictive_coding, rules
+from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.networks.pc import PCNetwork
+from dynsim.references import compare, gradients
 from dynsim.relax.phases import SettleOptions, free_phase, nudged_phase, settle
+from dynsim.training.checkpoint import load_checkpoint
+from dynsim.training.loop import fit
+from dynsim.training.optimizers import SGD, Adam
 from dynsim.validation import DynsimError, ValidationError
 from integrators.solve import ArgumentError
+
+from conftest import LINEAR
 
 NAN = float("nan")
 

@@ -83,10 +83,10 @@ def _close(torch_values, dynsim_values, rtol=1e-9):
 def test_torch_centered_ep_matches_dynsim_gradient_and_adam_step():
     torch = pytest.importorskip("torch")
     from dynsim.benchmarks.torch_reference import TorchEP
-    from dynsim.networks.hopfield import HopfieldNetwork
-    from dynsim.training.optimizers import Adam
-    from dynsim.relax.phases import SettleOptions
     from dynsim.learning.rules import gradient_estimate
+    from dynsim.networks.hopfield import HopfieldNetwork
+    from dynsim.relax.phases import SettleOptions
+    from dynsim.training.optimizers import Adam
 
     rng = np.random.default_rng(3)
     net = HopfieldNetwork.layered([784, 64, 10], activation="hard_sigmoid", seed=2)
@@ -123,8 +123,8 @@ def test_torch_centered_ep_matches_dynsim_gradient_and_adam_step():
 def test_torch_strict_pc_matches_dynsim_gradient():
     torch = pytest.importorskip("torch")
     from dynsim.benchmarks.torch_reference import TorchPC
-    from dynsim.networks.pc import PCNetwork
     from dynsim.learning.predictive_coding import pc_gradient
+    from dynsim.networks.pc import PCNetwork
     from dynsim.relax.phases import SettleOptions
 
     rng = np.random.default_rng(4)

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from dynsim.relax.block_relaxation import group_colours
-from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.learning.contrastive import ep_gradient
+from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.networks.pc import PCNetwork
+from dynsim.relax.block_relaxation import group_colours
 from dynsim.relax.phases import SettleOptions, free_phase, nudged_phase, settle
 from dynsim.validation import ValidationError
 

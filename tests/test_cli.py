@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from dynsim.io.log import read_log
 from dynsim.cli.scenarios import list_scenarios
+from dynsim.io.log import read_log
 
 
 def dynsim(*args, cwd=None):

@@ -15,7 +15,7 @@ import pytest
 
 from dynsim.datasets import idx as datasets
 from dynsim.datasets.idx import (DATASETS, FILES, Dataset, DatasetError, Splits, data_root, dataset_folder,
-                             default_data_dir, download_files, file_md5, load, load_folder, read_idx, write_idx)
+                                 default_data_dir, download_files, file_md5, load, load_folder, read_idx, write_idx)
 from dynsim.validation import DynsimError, ValidationError
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 
 import integrators
-from conftest import LINEAR
-from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.learning.contrastive import ep_gradient
+from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.networks.pc import PCNetwork
 from dynsim.relax.phases import DivergenceSite, SettleOptions, StepRetry, free_phase, locate_divergence, settle
 from dynsim.validation import DivergenceError, StepHalvedWarning, ValidationError
+
+from conftest import LINEAR
 
 
 # ----------------------------------------------------------------------------- runaway norms

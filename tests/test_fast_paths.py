@@ -9,12 +9,12 @@ plain formula to rounding.
 import numpy as np
 import pytest
 
+from dynsim.learning.contrastive import chl_gradient, drive_held, ep_gradient
+from dynsim.learning.predictive_coding import pc_gradient
 from dynsim.networks import hopfield_kernels
 from dynsim.networks.activations import rho
 from dynsim.networks.hopfield import HopfieldNetwork
-from dynsim.learning.contrastive import chl_gradient, drive_held, ep_gradient
 from dynsim.networks.pc import PCNetwork
-from dynsim.learning.predictive_coding import pc_gradient
 from dynsim.relax.phases import SettleOptions, free_phase, nudged_phase, settle
 
 CODES = {"hard_sigmoid": 0, "logistic": 1, "tanh": 2}
@@ -260,9 +260,9 @@ def test_settle_with_the_callers_drive_equals_settle_without(rng):
 
 @pytest.mark.parametrize("rule", ["pc-strict", "pc-fixed-prediction"])
 def test_pc_minibatch_shares_the_feedforward_pass_and_gives_the_same_gradient(rng, rule, monkeypatch):
-    from dynsim.networks.pc import PCNetwork
     from dynsim.learning.predictive_coding import pc_gradient
     from dynsim.learning.rules import gradient_estimate
+    from dynsim.networks.pc import PCNetwork
 
     net = PCNetwork([6, 7, 5, 3], activation="tanh", seed=4)
     x = rng.random((5, 6))
@@ -273,7 +273,7 @@ def test_pc_minibatch_shares_the_feedforward_pass_and_gives_the_same_gradient(rn
     feedforward = PCNetwork.input_drive
     monkeypatch.setattr(PCNetwork, "input_drive", lambda self, *a, **k: calls.append(1) or feedforward(self, *a, **k))
     est = gradient_estimate(rule, net, x, y, options=opts)
-    grad, free, phases = est.gradient, est.free, est.phases
+    grad, free = est.gradient, est.free
     assert len(calls) == 1
     np.testing.assert_allclose(grad, expected, rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(free.state, net.feedforward(x), rtol=1e-13, atol=1e-15)

@@ -5,16 +5,15 @@ import warnings
 import numpy as np
 import pytest
 
-from dynsim.training.checkpoint import CheckpointError, CheckpointFallbackWarning, load_checkpoint
-from dynsim.training.loop import TrainingDivergedError, describe_evaluation, evaluate_split, fit, metric_columns
+from dynsim.datasets.tasks import Task, moons
 from dynsim.networks.hopfield import HopfieldNetwork
-from dynsim.training.optimizers import SGD, Adam, NonFiniteGradientError
 from dynsim.networks.pc import PCNetwork
 from dynsim.relax.phases import SettleOptions
-from dynsim.datasets.tasks import Task, moons
-from dynsim.training.loop import predict
-from dynsim.validation import NotConvergedWarning
-from dynsim.validation import NotConvergedError, ValidationError
+from dynsim.training.checkpoint import CheckpointError, CheckpointFallbackWarning, load_checkpoint
+from dynsim.training.loop import (TrainingDivergedError, describe_evaluation, evaluate_split, fit, metric_columns,
+                                  predict)
+from dynsim.training.optimizers import SGD, Adam, NonFiniteGradientError
+from dynsim.validation import NotConvergedError, NotConvergedWarning, ValidationError
 
 OPTIONS = SettleOptions(integrator="projected_euler", dt=0.5, max_steps=15, stop_at_steady_state=False)
 NUDGED = SettleOptions(integrator="projected_euler", dt=0.5, max_steps=4, stop_at_steady_state=False)

@@ -11,9 +11,9 @@ import warnings
 import numpy as np
 import pytest
 
-from dynsim.relax import block_relaxation
-from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.learning.contrastive import chl_gradient, ep_gradient
+from dynsim.networks.hopfield import HopfieldNetwork
+from dynsim.relax import block_relaxation
 from dynsim.relax.phases import SettleOptions, settle
 
 

@@ -16,9 +16,9 @@ relative).
 import numpy as np
 import pytest
 
-from dynsim.relax import block_relaxation, layered_euler
-from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.learning.contrastive import chl_gradient, ep_gradient
+from dynsim.networks.hopfield import HopfieldNetwork
+from dynsim.relax import block_relaxation, layered_euler
 from dynsim.relax.phases import SettleOptions, settle
 from dynsim.validation import ValidationError
 

@@ -7,8 +7,9 @@ import scipy.integrate
 import scipy.linalg
 
 import integrators
-from conftest import LINEAR, VAN_DER_POL
 from integrators import DOPRI5, drivers_for
+
+from conftest import LINEAR, VAN_DER_POL
 
 SPIRAL = np.array([[-0.5, 1.0], [-1.0, -0.5]])
 Y0 = np.array([[1.0, 0.5]])

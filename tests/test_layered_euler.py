@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import integrators
-from dynsim.relax import layered_euler
 from dynsim.networks.hopfield import HopfieldNetwork
+from dynsim.relax import layered_euler
 from dynsim.relax.phases import SettleOptions, settle
 
 

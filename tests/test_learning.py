@@ -4,16 +4,15 @@ import warnings
 import numpy as np
 import pytest
 
-from dynsim.validation import NotConvergedWarning
-from dynsim.references.gradients import bptt_gradients, implicit_gradient
-from dynsim.references.compare import gdu_check, gradient_metrics, normalized_rmse
-from dynsim.networks.hopfield import HopfieldNetwork
-from dynsim.learning.contrastive import chl_gradient, ep_gradient
-from dynsim.training.optimizers import SGD, Adam, NonFiniteGradientError, learning_rates
-from dynsim.relax.phases import SettleOptions, free_phase
 from dynsim.datasets.tasks import moons, two_spirals, xor
+from dynsim.learning.contrastive import chl_gradient, ep_gradient
+from dynsim.networks.hopfield import HopfieldNetwork
+from dynsim.references.compare import gdu_check, gradient_metrics, normalized_rmse
+from dynsim.references.gradients import bptt_gradients, implicit_gradient
+from dynsim.relax.phases import SettleOptions, free_phase
 from dynsim.training.loop import train
-from dynsim.validation import ValidationError
+from dynsim.training.optimizers import SGD, Adam, NonFiniteGradientError, learning_rates
+from dynsim.validation import NotConvergedWarning, ValidationError
 
 TIGHT = SettleOptions(integrator="rk4", dt=0.5, atol=1e-11, rtol=1e-11)
 
@@ -289,8 +288,7 @@ def test_a_phase_short_of_its_steady_state_warns_raises_or_passes_as_the_options
     import dataclasses
     import warnings
 
-    from dynsim.validation import NotConvergedWarning
-    from dynsim.validation import NotConvergedError
+    from dynsim.validation import NotConvergedError, NotConvergedWarning
 
     net = HopfieldNetwork.layered([4, 6, 3], activation="hard_sigmoid", seed=2)
     x = np.random.default_rng(0).uniform(size=(5, 4))

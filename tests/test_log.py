@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import dynsim
-from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.io.log import FORMAT, FORMAT_VERSION, LogFormatError, TrajectoryLog, read_log
+from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.relax.phases import SettleOptions, free_phase, nudged_phase
 from dynsim.validation import DynsimError, ValidationError
 

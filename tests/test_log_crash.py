@@ -13,10 +13,10 @@ import sys
 import time
 from pathlib import Path
 
+import crash_writer as W
 import numpy as np
 import pytest
 
-import crash_writer as W
 from dynsim.io.log import LogBusyError, LogFormatError, TrajectoryLog, read_log
 from dynsim.validation import ValidationError
 

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from dynsim.networks.pc import PCNetwork
 from dynsim.learning.predictive_coding import pc_gradient, zil_gradient
+from dynsim.networks.pc import PCNetwork
 from dynsim.relax.phases import SettleOptions, free_phase, settle
 from dynsim.validation import ValidationError
 

@@ -13,10 +13,11 @@ so the difference is the arithmetic alone.
 import numpy as np
 import pytest
 
-from dynsim.learning import pc_fused, predictive_coding as pc_learning
-from dynsim.training.optimizers import SGD, Adam
+from dynsim.learning import pc_fused
+from dynsim.learning import predictive_coding as pc_learning
 from dynsim.networks.pc import PCNetwork
 from dynsim.relax.phases import SettleOptions, settle
+from dynsim.training.optimizers import SGD, Adam
 from dynsim.validation import ValidationError
 
 RTOL, ATOL = 1e-4, 1e-5

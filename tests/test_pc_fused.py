@@ -11,10 +11,11 @@ hidden errors of the start are exactly 0 here and 0 up to rounding there).
 import numpy as np
 import pytest
 
-from dynsim.learning import pc_fused, predictive_coding as pc_learning
+from dynsim.learning import pc_fused
+from dynsim.learning import predictive_coding as pc_learning
+from dynsim.learning.rules import gradient_estimate
 from dynsim.networks.pc import PCNetwork
 from dynsim.relax.phases import SettleOptions, free_phase
-from dynsim.learning.rules import gradient_estimate
 from dynsim.validation import DivergenceError
 from integrators.status import DIVERGED
 
@@ -102,7 +103,7 @@ def test_training_takes_the_fused_path_and_gives_the_generic_estimate(rng, monke
     run = pc_fused.run
     monkeypatch.setattr(pc_fused, "run", lambda *a: calls.append(1) or run(*a))
     est = gradient_estimate("pc-strict", net, x, target, options=options)
-    grad, free, phases = est.gradient, est.free, est.phases
+    grad, phases = est.gradient, est.phases
     assert calls == [1]
     monkeypatch.setattr(pc_fused, "applies", lambda *a: False)
     est = gradient_estimate("pc-strict", net, x, target, options=options)

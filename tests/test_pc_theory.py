@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from dynsim.networks.pc import PCNetwork
 from dynsim.learning.predictive_coding import pc_gradient
+from dynsim.networks.pc import PCNetwork
 from dynsim.references.pc_theory import output_jacobian_gram, predicted_output_bias_error
 from dynsim.relax.phases import SettleOptions
 

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.io.log import TrajectoryLog, read_log
-from dynsim.relax.phases import SettleOptions, free_phase, nudged_phase
-from dynsim.plots.training import plot_decision_regions, plot_training_curves
+from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.plots.relaxation import plot_energy, plot_settling
+from dynsim.plots.training import plot_decision_regions, plot_training_curves
+from dynsim.relax.phases import SettleOptions, free_phase, nudged_phase
 from dynsim.training.loop import History
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

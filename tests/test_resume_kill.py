@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dynsim.training.checkpoint import checkpoint_exists, load_checkpoint
 from dynsim.io.log import read_log
+from dynsim.training.checkpoint import checkpoint_exists, load_checkpoint
 
 SCRIPT = Path(__file__).with_name("train_for_kill.py")
 EPOCHS = 30

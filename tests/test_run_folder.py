@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.io.log import TrajectoryLog, read_log
+from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.relax.phases import SettleOptions, free_phase, nudged_phase
 from dynsim.training.run_folder import RunFolderError, open_run_log, remove_stale_temporaries
 

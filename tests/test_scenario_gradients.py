@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from dynsim.experiments.estimator_sweep import sweep_ep_estimates
-from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.io.log import read_log
+from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.validation import ValidationError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scenarios" / "gradient_vs_iterations.py"

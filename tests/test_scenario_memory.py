@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from dynsim.io.log import read_log
 from dynsim.experiments.memory import corrupt, flipped_bits, nearest_pattern, random_patterns, recall_scores
+from dynsim.io.log import read_log
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scenarios" / "associative_memory.py"
 # Small enough for a few seconds once the Numba cache is warm.
@@ -148,10 +148,10 @@ def test_nearest_pattern_and_scores(rng):
 
 
 def test_plot_recall_without_trajectory(tmp_path, rng):
-    from dynsim.io.log import TrajectoryLog
     from dynsim.experiments.memory import memory_network, recall
-    from dynsim.relax.phases import SettleOptions
+    from dynsim.io.log import TrajectoryLog
     from dynsim.plots.relaxation import pattern_shape, plot_recall
+    from dynsim.relax.phases import SettleOptions
 
     net = memory_network(7, 4, seed=0)
     patterns = random_patterns(2, 7, rng, min_distance=2)

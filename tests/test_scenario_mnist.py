@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dynsim.training.checkpoint import load_checkpoint
 from dynsim.io.log import read_log
+from dynsim.training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

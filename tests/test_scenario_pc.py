@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dynsim.experiments.estimator_sweep import sweep_pc_updates
 from dynsim.io.log import read_log
 from dynsim.networks.pc import PCNetwork
-from dynsim.experiments.estimator_sweep import sweep_pc_updates
 from dynsim.validation import ValidationError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scenarios" / "pc_vs_backprop.py"

@@ -4,13 +4,13 @@ import math
 import numpy as np
 import pytest
 
-from dynsim.training.loop import fit
-from dynsim.networks.hopfield import HopfieldNetwork
-from dynsim.training.optimizers import SGD, Adam
-from dynsim.relax.phases import SettleOptions
-from dynsim.training.schedules import Constant, ExponentialPerEpoch, WarmupCosine, make_schedule
 from dynsim.datasets.tasks import moons
 from dynsim.learning.rules import gradient_estimate
+from dynsim.networks.hopfield import HopfieldNetwork
+from dynsim.relax.phases import SettleOptions
+from dynsim.training.loop import fit
+from dynsim.training.optimizers import SGD, Adam
+from dynsim.training.schedules import Constant, ExponentialPerEpoch, WarmupCosine, make_schedule
 from dynsim.validation import ValidationError
 
 OPTIONS = SettleOptions(integrator="projected_euler", dt=0.5, max_steps=10, stop_at_steady_state=False)

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dynsim.io.log import read_log
 from dynsim.cli.scenarios import ScenarioError
 from dynsim.cli.sweep import parse_grid
+from dynsim.io.log import read_log
 
 
 def dynsim(*args):
@@ -69,9 +69,9 @@ def test_bad_sweeps_exit_with_a_message_and_write_nothing(tmp_path):
 
 def test_a_point_is_read_from_its_log_not_from_another_hdf5_file(tmp_path):
     # A training point holds checkpoint.h5 (sorted first, not a log) beside log.h5.
-    from dynsim.training.checkpoint import Checkpoint, save_checkpoint
-    from dynsim.io.log import TrajectoryLog
     from dynsim.cli.sweep import _log_numbers
+    from dynsim.io.log import TrajectoryLog
+    from dynsim.training.checkpoint import Checkpoint, save_checkpoint
 
     save_checkpoint(tmp_path / "checkpoint.h5", Checkpoint(epoch=1, theta=np.zeros(3), optimizer={},
                                                            rng_state={}))

@@ -10,13 +10,13 @@ the log of a run killed before its first checkpoint).
 import sys
 from pathlib import Path
 
+from dynsim.datasets.tasks import moons
+from dynsim.networks.hopfield import HopfieldNetwork
+from dynsim.relax.phases import SettleOptions
 from dynsim.training.checkpoint import checkpoint_exists
 from dynsim.training.loop import fit
-from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.training.optimizers import SGD
-from dynsim.relax.phases import SettleOptions
 from dynsim.training.run_folder import open_run_log
-from dynsim.datasets.tasks import moons
 
 OPTIONS = SettleOptions(integrator="projected_euler", dt=0.5, max_steps=15, stop_at_steady_state=False)
 CHECKPOINT_EVERY = 10

@@ -144,9 +144,9 @@ def make_data(n, n_input, n_classes, data_dir, seed):
 def build_dynsim(cfg, seed):
     """Network, optimizer and settle options of ``cfg``."""
     from dynsim.networks.hopfield import HopfieldNetwork
-    from dynsim.training.optimizers import SGD
     from dynsim.networks.pc import PCNetwork
     from dynsim.relax.phases import SettleOptions
+    from dynsim.training.optimizers import SGD
 
     if cfg.model == "ep":
         net = HopfieldNetwork.layered(list(cfg.sizes), activation=cfg.activation, seed=seed)
@@ -165,8 +165,8 @@ def build_dynsim(cfg, seed):
 
 def time_dynsim(cfg, x, targets, minibatches, repeats, seed):
     """Median seconds per minibatch (total, gradient estimate, optimizer step) over ``repeats`` runs."""
-    from dynsim.training.loop import ParticleStore
     from dynsim.learning.rules import gradient_estimate
+    from dynsim.training.loop import ParticleStore
 
     net, opt, free_opts, nudged_opts = build_dynsim(cfg, seed)
     rng = np.random.default_rng(seed)

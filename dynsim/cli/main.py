@@ -107,8 +107,8 @@ def _cmd_show(args):
 
 
 def _cmd_plot(args):
-    from dynsim.plots.gradients import plot_gdu_table, plot_sweep
     from dynsim.io.log import read_log
+    from dynsim.plots.gradients import plot_gdu_table, plot_sweep
     from dynsim.plots.relaxation import plot_energy, plot_settling
     from dynsim.plots.training import plot_error_curves, plot_training_curves
 

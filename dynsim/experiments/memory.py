@@ -30,9 +30,9 @@ import time
 
 import numpy as np
 
+from dynsim.learning.rules import RULES, gradient_estimate
 from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.relax.phases import SettleOptions, free_phase
-from dynsim.learning.rules import RULES, gradient_estimate
 from dynsim.validation import ValidationError, float_array, positive_int, real_scalar
 
 __all__ = ["GROUP_NAMES", "random_patterns", "flipped_bits", "corrupt", "nearest_pattern", "recall_scores",

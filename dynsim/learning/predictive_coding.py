@@ -35,11 +35,10 @@ import numpy as np
 
 from dynsim.learning import pc_fused
 from dynsim.learning.estimate import Estimate
-from dynsim.validation import report_not_converged
 from dynsim.networks.pc import PCNetwork
 from dynsim.relax.phases import PhaseResult, SettleOptions, settle
+from dynsim.validation import DivergenceError, ValidationError, boolean, float_array, report_not_converged
 from integrators import CONVERGED, IntegrationResult
-from dynsim.validation import DivergenceError, ValidationError, boolean, float_array
 
 __all__ = ["PC_VARIANTS", "pc_gradient", "zil_gradient", "feedforward_phase"]
 

@@ -13,11 +13,11 @@ References
 """
 from __future__ import annotations
 
-from dynsim.references.gradients import implicit_gradient
 from dynsim.learning.contrastive import EP_VARIANTS, chl_gradient, ep_gradient
 from dynsim.learning.estimate import Estimate
 from dynsim.learning.predictive_coding import feedforward_phase, pc_gradient, zil_gradient
 from dynsim.networks.pc import PCNetwork
+from dynsim.references.gradients import implicit_gradient
 from dynsim.relax.phases import free_phase
 from dynsim.validation import ValidationError
 

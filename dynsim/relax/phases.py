@@ -26,11 +26,11 @@ from typing import NamedTuple
 import numpy as np
 
 import integrators
+from dynsim.networks.hopfield import HOPFIELD_FIELD
 from dynsim.relax import block_relaxation, layered_euler
 from dynsim.relax.block_relaxation import RELAXATION_SCHEMES
-from dynsim.networks.hopfield import HOPFIELD_FIELD
-from integrators.solve import evaluate_field
 from dynsim.validation import StepHalvedWarning, ValidationError, boolean, float_array, positive_int, real_scalar
+from integrators.solve import evaluate_field
 
 __all__ = ["SETTLE_METHODS", "NOT_CONVERGED_ACTIONS", "SettleOptions", "PhaseResult", "DivergenceSite", "StepRetry", "locate_divergence",
            "free_phase", "nudged_phase", "settle", "settle_checked", "HOPFIELD_FIELD"]

@@ -29,13 +29,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
+from dynsim.datasets.tasks import Task
+from dynsim.learning.rules import gradient_estimate
+from dynsim.relax.phases import SettleOptions, free_phase
 from dynsim.training.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from dynsim.training.optimizers import NonFiniteGradientError
-from dynsim.relax.phases import SettleOptions, free_phase
-from dynsim.datasets.tasks import Task
-from dynsim.validation import report_not_converged
-from dynsim.learning.rules import gradient_estimate
-from dynsim.validation import DivergenceError, DynsimError, ValidationError, boolean, positive_int, real_scalar
+from dynsim.validation import (DivergenceError, DynsimError, ValidationError, boolean, positive_int, real_scalar,
+                               report_not_converged)
 
 __all__ = ["fit", "train", "History", "evaluate", "evaluate_split", "predict", "describe_evaluation",
            "TrainingDivergedError", "metric_columns", "ParticleStore"]

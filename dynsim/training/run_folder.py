@@ -22,8 +22,8 @@ import os
 import re
 from pathlib import Path
 
-from dynsim.training.checkpoint import checkpoint_exists, previous_path
 from dynsim.io.log import LogFormatError, TrajectoryLog, read_log
+from dynsim.training.checkpoint import checkpoint_exists, previous_path
 from dynsim.validation import DynsimError
 
 __all__ = ["RunFolderError", "open_run_log", "remove_stale_temporaries"]
