@@ -1,4 +1,4 @@
-"""MNIST / Fashion-MNIST readers: IDX format, checksums, folder resolution, download fallback.
+"""MNIST / Fashion-MNIST readers: IDX format, checksums, folder resolution, download fallback; Task images.
 
 No test touches the network: every download goes through a patched ``urlopen``.
 Tests on the real data run when ``shared/data`` lies beside the repository,
@@ -16,6 +16,7 @@ import pytest
 from dynsim.datasets import idx as datasets
 from dynsim.datasets.idx import (DATASETS, FILES, Dataset, DatasetError, Splits, data_root, dataset_folder,
                                  default_data_dir, download_files, file_md5, load, load_folder, read_idx, write_idx)
+from dynsim.datasets.tasks import Task, moons, xor
 from dynsim.validation import DynsimError, ValidationError
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -235,6 +236,89 @@ def test_load_folder_validation_size_range(tiny):
         load_folder(folder, md5, validation_size=N_TRAIN)
 
 
+def test_load_folder_gives_images_in_row_major_order(tmp_path):
+    """Pixel (r, c) of an IDX image is x[r * 28 + c]; images() shows it at [0, r, c], without a copy."""
+    arrays = tiny_arrays()
+    train_images = arrays[datasets.TRAIN_IMAGES]
+    train_images[:] = 0
+    r, c = 3, 17  # off the diagonal: a transposed layout would put it at (17, 3)
+    train_images[0, r, c] = 255
+    train_images[1, c, r] = 51
+    for fname, arr in arrays.items():
+        write_idx(tmp_path / fname, arr)
+    task = load_folder(tmp_path, None, validation_size=0).train
+    assert task.image_shape == (1, 28, 28)
+    assert task.x[0, r * 28 + c] == 1.0 and task.x[0].sum() == 1.0
+    assert task.x[1, c * 28 + r] == 51 / 255
+    images = task.images()
+    assert images.shape == (N_TRAIN, 1, 28, 28)
+    assert images[0, 0, r, c] == 1.0 and images[0, 0, c, r] == 0.0
+    np.testing.assert_array_equal(images[:, 0], train_images / 255.0)
+    assert np.shares_memory(images, task.x)
+    images[2, 0, 0, 0] = 0.5  # a view: writes go to x
+    assert task.x[2, 0] == 0.5
+
+
+def test_every_split_carries_the_image_shape(tiny):
+    folder, _, md5 = tiny
+    splits = load_folder(folder, md5, validation_size=0, dtype=np.float32)
+    assert {splits.train.image_shape, splits.validation.image_shape, splits.test.image_shape} == {(1, 28, 28)}
+    assert splits.validation.images().shape == (0, 1, 28, 28)  # empty split: no error
+    parts = splits.as_dict(train_size=4, eval_size=3)
+    assert parts["train"].image_shape == parts["test"].image_shape == (1, 28, 28)
+    assert parts["train"].images().shape == (4, 1, 28, 28)
+    assert parts["test"].images().shape == (3, 1, 28, 28)
+
+
+# --------------------------------------------------------------------------- Task.image_shape and images()
+
+def test_task_positional_construction_has_no_image_shape():
+    task = Task("t", np.zeros((2, 3)), np.array([0, 1]), np.eye(2))
+    assert task.image_shape is None
+    assert xor().image_shape is None and moons(n=10).image_shape is None
+
+
+def test_images_without_image_shape_names_the_task():
+    with pytest.raises(ValidationError, match=r"task 'moons' has no image shape"):
+        moons(n=10).images()
+
+
+def test_astype_keeps_the_image_shape():
+    x = np.arange(2 * 12, dtype=np.float64).reshape(2, 12) / 24
+    task = Task("img", x, np.array([0, 1]), np.eye(2), (3, 2, 2))
+    single = task.astype(np.float32)
+    assert single is not task and single.x.dtype == np.float32 and single.image_shape == (3, 2, 2)
+    np.testing.assert_array_equal(single.images(), x.reshape(2, 3, 2, 2).astype(np.float32))
+    assert task.astype(np.float64) is task
+
+
+def test_image_shape_is_normalised_and_checked():
+    x = np.zeros((4, 12))
+    labels, targets = np.zeros(4, np.int64), np.zeros((4, 2))
+    assert Task("t", x, labels, targets, [np.int64(3), 2, 2]).image_shape == (3, 2, 2)
+    with pytest.raises(ValidationError, match=r"task 't': image_shape \(3, 2, 3\) holds 18 values per example, "
+                                              r"but x has shape \(4, 12\); expected \(n, 18\)"):
+        Task("t", x, labels, targets, (3, 2, 3))
+    for bad in [(12,), (1, 3, 4, 1), (0, 3, 4), (1, 3, 4.0), (True, 3, 4), "abc", 12]:
+        with pytest.raises(ValidationError, match=r"task 't': image_shape must be None or 3 positive integers"):
+            Task("t", x, labels, targets, bad)
+
+
+def test_images_checks_x_again_and_never_copies():
+    x = np.arange(48.0).reshape(4, 12)
+    task = Task("t", x, np.zeros(4, np.int64), np.zeros((4, 2)), (3, 2, 2))
+    assert np.shares_memory(task.images(), x)
+    task.x = np.zeros((4, 13))  # replaced after construction
+    with pytest.raises(ValidationError, match=r"image_shape \(3, 2, 2\) holds 12 values"):
+        task.images()
+    # Fortran order and strided rows: still views, with the values in (C, H, W) order.
+    for other in (np.asfortranarray(x), np.repeat(x, 2, axis=0)[::2]):
+        task.x = other
+        images = task.images()
+        assert np.shares_memory(images, other)
+        np.testing.assert_array_equal(images, x.reshape(4, 3, 2, 2))
+
+
 # --------------------------------------------------------------------------- argument checks of load
 
 @pytest.mark.parametrize("bad", [60000, -1, 2.5, True, "10"])
@@ -245,8 +329,30 @@ def test_load_validation_size_range(tmp_path, offline, bad):
 
 
 def test_load_unknown_name_lists_the_datasets(tmp_path):
-    with pytest.raises(ValidationError, match="'fashion-mnist', 'mnist'; got 'cifar10'"):
-        load("cifar10", data_dir=tmp_path)
+    with pytest.raises(ValidationError, match="'cifar10', 'fashion-mnist', 'mnist'; got 'cifar100'"):
+        load("cifar100", data_dir=tmp_path)
+    with pytest.raises(ValidationError, match="name must be one of"):
+        dataset_folder("svhn", tmp_path)
+
+
+@pytest.mark.parametrize("bad", [None, 1, "yes"])
+def test_load_rejects_a_non_bool_download(tmp_path, offline, bad):
+    with pytest.raises(ValidationError, match=r"download must be True or False"):
+        load("mnist", data_dir=tmp_path, download=bad)
+    assert offline == []
+
+
+def test_load_rejects_a_bad_data_dir(offline):
+    with pytest.raises(ValidationError, match=r"data_dir must be None, a str or a path-like object; got 3"):
+        load("mnist", data_dir=3)
+    with pytest.raises(ValidationError, match=r"data_dir must be"):
+        data_root(["data"])
+
+
+def test_the_idx_registry_holds_only_the_idx_datasets():
+    """The MNIST scenarios offer DATASETS as --dataset choices; CIFAR-10 is in NAMES only."""
+    assert sorted(DATASETS) == ["fashion-mnist", "mnist"]
+    assert datasets.NAMES == ("cifar10", "fashion-mnist", "mnist")
 
 
 def test_load_rejects_integer_dtype(tmp_path):
@@ -435,6 +541,32 @@ def test_real_data_label_counts(real):
     else:
         np.testing.assert_array_equal(train_counts, np.full(10, 6000))
         np.testing.assert_array_equal(np.bincount(splits.test.labels), np.full(10, 1000))
+
+
+def raw_idx_images(path):
+    """The images of a gzip IDX file parsed here from the bytes, independently of read_idx."""
+    raw = gzip.decompress(path.read_bytes())
+    n, rows, cols = (int.from_bytes(raw[i:i + 4], "big") for i in (4, 8, 12))
+    return np.frombuffer(raw, np.uint8, offset=16).reshape(n, rows, cols)
+
+
+def test_real_data_images_are_the_idx_images(real):
+    """images() shows each digit as the IDX file stores it; x is that image row-major (pixel (r, c) at r*28 + c)."""
+    name, dtype, splits = real
+    train = raw_idx_images(SHARED_DATA / name / datasets.TRAIN_IMAGES)
+    test = raw_idx_images(SHARED_DATA / name / datasets.TEST_IMAGES)
+    for task in (splits.train, splits.validation, splits.test):
+        assert task.image_shape == (1, 28, 28)
+        assert np.shares_memory(task.images(), task.x)
+    for k in (0, 1, 49999):
+        np.testing.assert_array_equal(splits.train.images()[k, 0], (train[k] / 255).astype(dtype))
+    np.testing.assert_array_equal(splits.validation.images()[-1, 0], (train[-1] / 255).astype(dtype))
+    np.testing.assert_array_equal(splits.test.images()[:, 0], (test / 255).astype(dtype))
+    # One off-diagonal inked pixel of the first training image, found in the raw bytes.
+    rows, cols = np.nonzero((train[0] > 0) & ~np.eye(28, dtype=bool))
+    r, c = int(rows[0]), int(cols[0])
+    assert train[0, r, c] != train[0, c, r]  # so a transposed layout would fail
+    assert splits.train.x[0, r * 28 + c] == dtype(train[0, r, c] / 255)
 
 
 def test_real_data_validation_is_the_last_10000_training_images(real):

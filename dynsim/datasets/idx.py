@@ -1,4 +1,4 @@
-"""MNIST and Fashion-MNIST from their original IDX gzip files.
+"""MNIST and Fashion-MNIST from their original IDX gzip files; :func:`load`, the entry point for every data set.
 
 Each data set is the four files its publisher distributes
 (``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``,
@@ -28,7 +28,13 @@ files to place by hand and the folder to place them in.
 The loader returns Scellier & Bengio's split [3]_: the first 50,000 training
 images for training, the last 10,000 for validation, and the 10,000 test
 images, each as a :class:`dynsim.datasets.tasks.Task` with pixels scaled to [0, 1]
-(the range of the clamped hard-sigmoid input units).
+(the range of the clamped hard-sigmoid input units), kept flat (n, 784) in
+row-major order (pixel (r, c) at index ``r * 28 + c``), with
+``image_shape == (1, 28, 28)``.
+
+:func:`load` also takes ``"cifar10"``, which it hands to
+:func:`dynsim.datasets.cifar.load_cifar10` (that module reuses the folder
+look-up and checksum helpers of this one).
 
 References
 ----------
@@ -42,6 +48,7 @@ References
 """
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import logging
@@ -60,7 +67,7 @@ from dynsim._version import __version__
 from dynsim.datasets.tasks import Task
 from dynsim.validation import DynsimError, ValidationError, float_dtype, positive_int
 
-__all__ = ["Dataset", "DATASETS", "DatasetError", "Splits", "FILES", "ENV_VAR", "default_data_dir",
+__all__ = ["Dataset", "DATASETS", "NAMES", "DatasetError", "Splits", "FILES", "ENV_VAR", "default_data_dir",
            "data_root", "dataset_folder", "file_md5", "verify_md5", "read_idx", "write_idx",
            "download_files", "load_folder", "load"]
 
@@ -139,6 +146,11 @@ DATASETS = {
     ),
 }
 
+# Every name load() takes. DATASETS holds only the IDX data sets: the MNIST
+# scenarios offer its keys as --dataset choices and build 784-input networks.
+CIFAR10 = "cifar10"
+NAMES = tuple(sorted((*DATASETS, CIFAR10)))
+
 # Checksum -> (data set, file): lets a mismatch say "this is MNIST's file",
 # the likely mistake since both data sets use the same file names.
 _KNOWN_MD5 = {md5: (ds.name, fname) for ds in DATASETS.values() for fname, md5 in ds.md5.items()}
@@ -151,8 +163,10 @@ class Splits:
     Attributes
     ----------
     train, validation, test : Task
-        ``x`` ndarray, shape (n, 784) in [0, 1]; ``labels`` int64 ndarray,
-        shape (n,); ``targets`` one-hot ndarray, shape (n, 10).
+        ``x`` ndarray, shape (n, C * H * W) in [0, 1] (784 for MNIST and
+        Fashion-MNIST, 3072 for CIFAR-10); ``labels`` int64 ndarray, shape
+        (n,); ``targets`` one-hot ndarray, shape (n, 10); ``image_shape``
+        ``(C, H, W)``: (1, 28, 28) or (3, 32, 32).
     """
 
     train: Task
@@ -174,7 +188,8 @@ class Splits:
             if n is None:
                 return task
             n = positive_int("train_size" if task is self.train else "eval_size", n)
-            return Task(task.name, task.x[:n], task.labels[:n], task.targets[:n])
+            # replace() keeps the other fields, image_shape among them.
+            return dataclasses.replace(task, x=task.x[:n], labels=task.labels[:n], targets=task.targets[:n])
 
         out = {"train": first(self.train, train_size), "validation": first(self.validation, eval_size),
                "test": first(self.test, eval_size)}
@@ -215,7 +230,14 @@ def data_root(data_dir=None):
     Returns
     -------
     Path
+
+    Raises
+    ------
+    ValidationError
+        ``data_dir`` is neither None, a str nor a path-like object.
     """
+    if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
+        raise ValidationError(f"data_dir must be None, a str or a path-like object; got {data_dir!r}")
     if data_dir is not None:
         return Path(data_dir).expanduser()
     env = os.environ.get(ENV_VAR, "").strip()
@@ -224,20 +246,21 @@ def data_root(data_dir=None):
     return default_data_dir()
 
 
-def _check_name(name):
-    if not isinstance(name, str) or name not in DATASETS:
-        known = ", ".join(repr(k) for k in sorted(DATASETS))
+def _check_name(name, names=DATASETS):
+    if not isinstance(name, str) or name not in names:
+        known = ", ".join(repr(k) for k in sorted(names))
         raise ValidationError(f"name must be one of {known}; got {name!r}")
-    return DATASETS[name]
+    return DATASETS.get(name)
 
 
 def dataset_folder(name, data_dir=None):
-    """The folder holding (or to hold) the four files of data set ``name``.
+    """The folder holding (or to hold) the files of data set ``name``.
 
     Parameters
     ----------
     name : str
-        A key of :data:`DATASETS`.
+        One of :data:`NAMES`: a key of :data:`DATASETS`, or ``"cifar10"``
+        (see :func:`dynsim.datasets.cifar.cifar10_folder`).
     data_dir : str or Path, optional
         Data folder; see :func:`data_root`.
 
@@ -245,9 +268,14 @@ def dataset_folder(name, data_dir=None):
     -------
     Path
         ``<data folder>/<name>``, or the data folder itself when that
-        subfolder does not exist and all four files lie in the data folder.
+        subfolder does not exist and all the data set's files (the four
+        :data:`FILES` for an IDX data set) lie in the data folder.
     """
-    _check_name(name)
+    _check_name(name, NAMES)
+    if name == CIFAR10:
+        from dynsim.datasets import cifar  # here, not at the top: cifar imports this module
+
+        return cifar.cifar10_folder(data_dir)
     root = data_root(data_dir)
     sub = root / name
     if not sub.is_dir() and all((root / f).is_file() for f in FILES):
@@ -509,14 +537,15 @@ def _check_validation_size(value, n_train):
     return int(value)
 
 
-def _as_task(name, images, labels, dtype, n_classes):
+def _as_task(name, images, labels, dtype, n_classes, image_shape):
+    """A Task from uint8 ``images`` (n, ...) holding n * prod(image_shape) values in (C, H, W) order."""
     n = images.shape[0]
     # Explicit width: reshape(0, -1) is ambiguous and fails for an empty validation set.
-    x = images.reshape(n, int(np.prod(images.shape[1:]))).astype(dtype)
+    x = images.reshape(n, int(np.prod(image_shape))).astype(dtype)
     x /= 255  # in place: the float copy is the big array (376 MB for MNIST in float64)
     targets = np.zeros((n, n_classes), dtype)
     targets[np.arange(n), labels] = 1
-    return Task(name, x, labels.astype(np.int64), targets)
+    return Task(name, x, labels.astype(np.int64), targets, tuple(image_shape))
 
 
 def load_folder(folder, md5=None, *, name="idx", validation_size=10000, dtype=np.float64, n_classes=10):
@@ -544,9 +573,10 @@ def load_folder(folder, md5=None, *, name="idx", validation_size=10000, dtype=np
     Returns
     -------
     Splits
-        ``x`` ndarray, shape (n, rows * cols), values ``pixel / 255``;
-        ``labels`` int64 ndarray, shape (n,); ``targets`` one-hot ndarray,
-        shape (n, n_classes).
+        ``x`` ndarray, shape (n, rows * cols), values ``pixel / 255``, each
+        image flat in row-major order (pixel (r, c) at ``r * cols + c``);
+        ``image_shape`` (1, rows, cols); ``labels`` int64 ndarray, shape
+        (n,); ``targets`` one-hot ndarray, shape (n, n_classes).
 
     Raises
     ------
@@ -598,47 +628,57 @@ def load_folder(folder, md5=None, *, name="idx", validation_size=10000, dtype=np
 
     train_images, train_labels = sets["train"]
     cut = n_train - validation_size
+    # One grey channel; the IDX array is row-major (n, rows, cols), so the flat
+    # rows of x are the images in (C, H, W) order as they are.
+    shape = (1, *train_images.shape[1:])
     return Splits(
-        train=_as_task(f"{name}-train", train_images[:cut], train_labels[:cut], dtype, n_classes),
-        validation=_as_task(f"{name}-validation", train_images[cut:], train_labels[cut:], dtype, n_classes),
-        test=_as_task(f"{name}-test", *sets["test"], dtype, n_classes),
+        train=_as_task(f"{name}-train", train_images[:cut], train_labels[:cut], dtype, n_classes, shape),
+        validation=_as_task(f"{name}-validation", train_images[cut:], train_labels[cut:], dtype, n_classes, shape),
+        test=_as_task(f"{name}-test", *sets["test"], dtype, n_classes, shape),
     )
 
 
-def load(name, data_dir=None, download=True, validation_size=10000, dtype=np.float64):
-    """MNIST or Fashion-MNIST as training, validation and test sets.
+def load(name, data_dir=None, download=True, validation_size=None, dtype=np.float64):
+    """MNIST, Fashion-MNIST or CIFAR-10 as training, validation and test sets.
 
     Parameters
     ----------
-    name : {'mnist', 'fashion-mnist'}
-        A key of :data:`DATASETS`.
+    name : {'mnist', 'fashion-mnist', 'cifar10'}
+        One of :data:`NAMES`. ``'cifar10'`` is handed to
+        :func:`dynsim.datasets.cifar.load_cifar10`.
     data_dir : str or Path, optional
         Data folder; default ``$DYNSIM_DATA``, else the checkout's ``data/``,
         else ``~/.cache/dynsim/data``. The files are looked for in its
         subfolder ``name`` (see :func:`dataset_folder`).
     download : bool
         Download missing files from the publishers' mirrors. Files already
-        there are never replaced.
-    validation_size : int
-        Last training images held out for validation, in [0, 59999]
-        (10,000 in Scellier & Bengio's split; 0 gives an empty validation set).
+        there are never replaced. CIFAR-10 is never downloaded: without its
+        files the error says where to get them, whatever ``download`` says.
+    validation_size : int, optional
+        Last training images held out for validation: by default 10,000 for
+        MNIST and Fashion-MNIST (Scellier & Bengio's split), in [0, 59999];
+        5,000 for CIFAR-10, in [0, 49999]. 0 gives an empty validation set.
     dtype : floating dtype
         dtype of ``x`` and ``targets``; float32 halves the memory (MNIST's
-        70,000 images take 439 MB in float64).
+        70,000 images take 439 MB in float64, CIFAR-10's 60,000 take 1.5 GB).
 
     Returns
     -------
     Splits
-        ``train`` (first 60,000 - ``validation_size`` training images),
+        ``train`` (the first n_train - ``validation_size`` training images),
         ``validation`` (the rest of them) and ``test`` (the 10,000 test
-        images). ``x`` ndarray, shape (n, 784), pixel / 255 in [0, 1];
+        images). ``x`` ndarray, shape (n, C * H * W), pixel / 255 in [0, 1],
+        flat in (C, H, W) order: (n, 784) with ``image_shape == (1, 28, 28)``
+        for MNIST and Fashion-MNIST (n_train 60,000), (n, 3072) with
+        ``image_shape == (3, 32, 32)`` for CIFAR-10 (n_train 50,000);
         ``labels`` int64 ndarray, shape (n,); ``targets`` one-hot ndarray,
         shape (n, 10).
 
     Raises
     ------
     ValidationError
-        Unknown ``name``, ``validation_size`` out of range or a non-float ``dtype``.
+        Unknown ``name``, a non-bool ``download``, ``validation_size`` out of
+        range, a non-float ``dtype`` or a bad ``data_dir``.
     DatasetError
         Files missing (and not downloadable), corrupt or not the published
         ones; the message names the file and the fix.
@@ -654,10 +694,21 @@ def load(name, data_dir=None, download=True, validation_size=10000, dtype=np.flo
     .. [3] B. Scellier, Y. Bengio, "Equilibrium Propagation: Bridging the Gap
            between Energy-Based Models and Backpropagation", Front. Comput.
            Neurosci. 11:24 (2017). (The 50,000 / 10,000 / 10,000 split.)
+    .. [4] A. Krizhevsky, "Learning Multiple Layers of Features from Tiny
+           Images", technical report, University of Toronto (2009). (CIFAR-10)
     """
-    ds = _check_name(name)
+    _check_name(name, NAMES)
+    if not isinstance(download, (bool, np.bool_)):
+        raise ValidationError(f"download must be True or False; got {download!r}")
+    if name == CIFAR10:
+        from dynsim.datasets import cifar  # here, not at the top: cifar imports this module
+
+        if validation_size is None:
+            return cifar.load_cifar10(data_dir, dtype=dtype)
+        return cifar.load_cifar10(data_dir, validation_size=validation_size, dtype=dtype)
+    ds = DATASETS[name]
     # Arguments are checked before any file is touched or downloaded.
-    validation_size = _check_validation_size(validation_size, ds.n_train)
+    validation_size = _check_validation_size(10000 if validation_size is None else validation_size, ds.n_train)
     float_dtype(dtype)
     folder = dataset_folder(name, data_dir)
     missing = [f for f in FILES if not (folder / f).is_file()]

@@ -1,10 +1,11 @@
-"""Small classification tasks generated in code (no download): XOR, moons, two spirals.
+"""The :class:`Task` container, and small classification tasks generated in code (no download).
 
-Each returns inputs scaled to [0, 1] (the range of clamped hard-sigmoid
-units), integer labels and one-hot targets.
+The toy tasks (XOR, moons, two spirals) return inputs scaled to [0, 1] (the
+range of clamped hard-sigmoid units), integer labels and one-hot targets.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,24 +17,89 @@ __all__ = ["Task", "xor", "moons", "two_spirals", "TASKS"]
 
 @dataclass
 class Task:
-    """Inputs x (n, d) in [0, 1], labels (n,), one-hot targets (n, n_classes)."""
+    """A labelled set of examples, kept flat; image data sets also carry the image shape.
+
+    Attributes
+    ----------
+    name : str
+    x : ndarray, shape (n, d)
+        Inputs in [0, 1], one example per row. Image examples are stored
+        flat in (C, H, W) order (channel planes one after the other, each
+        row-major): the layout dense networks, training and checkpoints use.
+    labels : ndarray, shape (n,)
+        Integer class of each example.
+    targets : ndarray, shape (n, n_classes)
+        One-hot targets.
+    image_shape : tuple of 3 int, or None
+        ``(C, H, W)`` of one example when the examples are images, with
+        ``C * H * W == d``; ``None`` for data that are not images.
+        :meth:`images` gives the (n, C, H, W) view of ``x``.
+    """
 
     name: str
     x: np.ndarray
     labels: np.ndarray
     targets: np.ndarray
+    # Last and optional: every positional Task(name, x, labels, targets) keeps working.
+    image_shape: tuple | None = None
+
+    def __post_init__(self):
+        if self.image_shape is not None:
+            self.image_shape = _image_shape(self.name, self.image_shape, np.shape(self.x))
+
+    def images(self):
+        """The inputs as images: ``x`` seen as (n, C, H, W), without a copy.
+
+        Returns
+        -------
+        ndarray, shape (n, C, H, W)
+            A view of ``x``: writing into it writes into ``x``. Pixel
+            ``(c, r, col)`` of example ``i`` is ``x[i, (c * H + r) * W + col]``.
+
+        Raises
+        ------
+        ValidationError
+            The task has no image shape, or ``x`` (replaced since the task
+            was made) no longer matches it.
+        """
+        if self.image_shape is None:
+            raise ValidationError(f"task {self.name!r} has no image shape (image_shape is None): its examples "
+                                  f"are flat vectors, shape {np.shape(self.x)}; images() needs a task made "
+                                  f"with image_shape=(C, H, W), e.g. from dynsim.datasets.idx.load")
+        # Checked again here: x is a plain attribute and may have been replaced since construction.
+        shape = _image_shape(self.name, self.image_shape, np.shape(self.x))
+        # Splitting the one axis of width C*H*W into (C, H, W) is always
+        # possible on the strides, whatever x's memory order: a view, never a copy.
+        return self.x.reshape(self.x.shape[0], *shape)
 
     def astype(self, dtype):
         """The same task with inputs and targets of floating-point type ``dtype`` (labels unchanged).
 
         A network of that dtype then takes its minibatches without a
-        conversion per call. Returns ``self`` when nothing changes.
+        conversion per call. Returns ``self`` when nothing changes; the
+        image shape is kept.
         """
         dtype = float_dtype(dtype)
         if self.x.dtype == dtype and self.targets.dtype == dtype:
             return self
-        return Task(self.name, np.ascontiguousarray(self.x, dtype=dtype), self.labels,
-                    np.ascontiguousarray(self.targets, dtype=dtype))
+        # replace() carries every other field (image_shape, and any added later).
+        return dataclasses.replace(self, x=np.ascontiguousarray(self.x, dtype=dtype),
+                                   targets=np.ascontiguousarray(self.targets, dtype=dtype))
+
+
+def _image_shape(name, value, x_shape):
+    """``value`` as a tuple of 3 positive ints whose product is the width of ``x``; ValidationError otherwise."""
+    bad = (isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 3
+           or any(isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1 for v in value))
+    if bad:
+        raise ValidationError(f"task {name!r}: image_shape must be None or 3 positive integers (C, H, W); "
+                              f"got {value!r}")
+    shape = tuple(int(v) for v in value)
+    size = shape[0] * shape[1] * shape[2]
+    if len(x_shape) != 2 or x_shape[1] != size:
+        raise ValidationError(f"task {name!r}: image_shape {shape} holds {size} values per example, but x has "
+                              f"shape {tuple(x_shape)}; expected (n, {size})")
+    return shape
 
 
 def _rng(seed):
