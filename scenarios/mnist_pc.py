@@ -12,7 +12,10 @@ to the target and reads the local Hebbian update (Whittington & Bogacz
 2017); 'pc-zil' is Z-IL (Song et al. 2020: L - 1 unit steps, each layer's
 update read at its own step), which equals backprop by construction; 'bp'
 is backprop on the feedforward pass, which is also the network's
-prediction for every rule.
+prediction for every rule. 'fa' and 'dfa' are feedback alignment
+(Lillicrap et al. 2016) and direct feedback alignment (Nokland 2016): the
+output error reaches the hidden layers through fixed random matrices
+instead of the transposed forward weights.
 
 The default inference is pcx's regime: a few small steps (5 x 0.05) from
 the feedforward pass. Each step carries the output error one layer further
@@ -31,8 +34,12 @@ training, 10,000 validation, 10,000 test images. Written to ``--out``:
   train / validation / test error, mean inference steps, seconds, examples
   per second; epoch 0 before training) and, after training, one inference
   relaxation of a few test images with its whole trajectory;
+- per rule but 'bp' a table ``alignment_<rule>``: after every epoch, the
+  angle in degrees between the rule's update and backprop's, per weight
+  matrix, on the first 1,000 held-out images (Lillicrap et al. 2016, Fig. 2);
 - ``checkpoint_<rule>.h5`` after every epoch (``--resume`` continues);
-- ``errors.png``: test error of each rule against epoch, with pcx's figures.
+- ``errors.png``: test error of each rule against epoch, with pcx's figures;
+- ``alignment.png``: the angles against epoch, one panel per weight matrix.
 
 It prints one line per epoch and a final table with the paper's numbers
 (pcx, MNIST: PC 98.42 % / BP 98.46 %; Fashion-MNIST: 89.88 % / 89.83 %). ::
@@ -47,6 +54,10 @@ References
        Hebbian Synaptic Plasticity", Neural Computation 29(5) (2017).
 .. [2] L. Pinchetti et al., "Benchmarking Predictive Coding Networks -- Made
        Simple", ICLR (2025) (pcx; the 784-128-128-128-10 benchmark).
+.. [3] T. P. Lillicrap et al., "Random synaptic feedback weights support error
+       backpropagation for deep learning", Nature Communications 7:13276 (2016).
+.. [4] A. Nokland, "Direct Feedback Alignment Provides Learning in Deep Neural
+       Networks", NeurIPS (2016).
 """
 from __future__ import annotations
 
@@ -62,8 +73,10 @@ from matplotlib.figure import Figure
 from dynsim.cli.argtypes import choice_list, layer_sizes
 from dynsim.datasets.idx import DATASETS, DatasetError, load
 from dynsim.io.log import TrajectoryLog, read_log
+from dynsim.learning import gradient_estimate
 from dynsim.learning.predictive_coding import pc_gradient, zil_gradient
 from dynsim.networks.pc import PCNetwork
+from dynsim.references import alignment_angles
 from dynsim.relax.phases import SettleOptions
 from dynsim.training.checkpoint import CheckpointError
 from dynsim.training.loop import TrainingDivergedError, fit
@@ -71,12 +84,14 @@ from dynsim.training.optimizers import SGD, Adam
 from dynsim.training.schedules import SCHEDULES, make_schedule
 from dynsim.validation import ValidationError, fail, positive_int, real_scalar
 
-RULES = ("pc-strict", "pc-fixed-prediction", "pc-zil", "bp")
+RULES = ("pc-strict", "pc-fixed-prediction", "pc-zil", "bp", "fa", "dfa")
 PAPER = {"mnist": {"pc": 0.9842, "bp": 0.9846}, "fashion-mnist": {"pc": 0.8988, "bp": 0.8983}}
 """Test accuracies of the pcx benchmark (784-128-128-128-10), PC and backprop."""
 TARGET = {"mnist": 0.982, "fashion-mnist": 0.890}
 """Accuracy the issue asks of PC on each data set."""
 RECORDED_IMAGES = 4
+ALIGNMENT_IMAGES = 1000
+"""Held-out images on which each rule's update is compared with backprop's after every epoch."""
 
 
 def build_parser():
@@ -166,6 +181,29 @@ def plot_test_errors(histories, dataset, out, title):
     return out
 
 
+def plot_alignment(tables, out, title):
+    """Angle between each rule's update and backprop's against epoch, one panel per weight matrix."""
+    blocks = [name for name in next(iter(tables.values())) if name.startswith("W_")]
+    fig = Figure(figsize=(4.0 * len(blocks), 4.0), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(blocks), sharey=True))
+    for ax, block in zip(axes, blocks):
+        for k, (rule, table) in enumerate(tables.items()):
+            order = np.argsort(table["epoch"])
+            ax.plot(table["epoch"][order], table[block][order], marker="o", ms=3, color=f"C{k}", label=rule)
+        ax.axhline(90.0, color="k", lw=0.8, ls=":")
+        ax.set_title(block, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("angle to backprop's update (degrees)")
+    axes[0].set_ylim(0.0, 120.0)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(out, dpi=120)
+    return out
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     dtype = np.float32 if args.dtype == "float32" else np.float64
@@ -219,14 +257,23 @@ def main(argv=None):
                                                          ("validation_size", 10000), ("dtype", "float64"))
                         if config[k] != neutral})
     schedule = make_schedule(args.schedule)
+    held_out = data.get("validation") or data["test"]
+    probe_x, probe_t = held_out.x[:ALIGNMENT_IMAGES], held_out.targets[:ALIGNMENT_IMAGES]
     histories = {}
     with log:
         for rule in args.rules:
             net = make_network(rule, sizes, args.activation, theta0, args.output_variance, dtype)
             optimizer = (Adam if args.optimizer == "adam" else SGD)(net, args.lr)
 
-            def on_epoch(row, rule=rule):
+            def on_epoch(row, rule=rule, net=net):
                 if int(row["epoch"]) not in logged[rule]:
+                    if rule != "bp" and not row["replayed"]:
+                        # The network as it is after this epoch; replayed rows (on --resume) have no such network.
+                        estimate = gradient_estimate(rule, net, probe_x, probe_t, options=options,
+                                                     feedback_seed=args.seed)
+                        angles = alignment_angles(net, estimate.gradient, net.backprop_gradient(probe_x, probe_t))
+                        log.append_row(f"alignment_{rule}", {"epoch": int(row["epoch"]), **{
+                            name: angle for name, angle in angles.items() if name.startswith("W_")}})
                     log.append_row(f"epochs_{rule}", {k: v for k, v in row.items() if k != "replayed"})
                     logged[rule].add(int(row["epoch"]))
                 if not row["replayed"]:
@@ -244,7 +291,7 @@ def main(argv=None):
                                       progress=False if args.quiet else None, lr_schedule=schedule)
             except (TrainingDivergedError, CheckpointError) as exc:
                 fail(f"{exc}")
-            if rule != "bp":
+            if rule.startswith("pc-"):  # the rules that relax: their inference, recorded
                 idx = slice(0, RECORDED_IMAGES)
                 if rule == "pc-zil":  # its own inference: L - 1 unit steps, recorded
                     est = zil_gradient(net, data["test"].x[idx], data["test"].targets[idx])
@@ -258,6 +305,11 @@ def main(argv=None):
              f"({args.schedule}), "
              f"batch {args.batch_size}, inference {args.inference_steps} x dt={args.dt:g}")
     figure = plot_test_errors(histories, args.dataset, args.out / "errors.png", title)
+    with read_log(log_path) as reader:
+        alignment = {rule: reader.table(f"alignment_{rule}") for rule in args.rules
+                     if f"alignment_{rule}" in reader.tables}
+    if alignment:
+        print(f"alignment figure: {plot_alignment(alignment, args.out / 'alignment.png', title)}")
     print(f"\n{title}")
     print(f"{'rule':<22}{'train acc':>10}{'val acc':>10}{'test acc':>10}{'best test':>11}{'seconds':>9}")
     for rule, h in histories.items():

@@ -19,15 +19,15 @@ def test_gram_against_finite_difference_jacobians(rng):
     net, x, _ = problem(rng, 100.0)
     gram = output_jacobian_gram(net, x[:1])[0]
     # K_l by central differences of the feedforward pass continued from a perturbed hidden layer l.
-    from dynsim.networks.pc import _phi
+    from dynsim.networks.pc import activation_and_derivative
     L = 4
     xs = [x[:1]]
     for l in range(1, L + 1):
-        xs.append(_phi(xs[-1], "tanh")[0] @ net.weights(l) + net.biases(l))
+        xs.append(activation_and_derivative(xs[-1], "tanh")[0] @ net.weights(l) + net.biases(l))
 
     def output_from(l, h):
         for m in range(l + 1, L + 1):
-            h = _phi(h, "tanh")[0] @ net.weights(m) + net.biases(m)
+            h = activation_and_derivative(h, "tanh")[0] @ net.weights(m) + net.biases(m)
         return h[0]
 
     expected = np.zeros((3, 3))

@@ -104,3 +104,21 @@ def test_pc_scenario_trains_pc_and_backprop_from_the_same_start(tmp_path):
         assert tables[rule]["test_loss"][0] == tables["bp"]["test_loss"][0]
         assert tables[rule]["train_loss"][1] != tables["bp"]["train_loss"][1]
     assert (out / "errors.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_pc_scenario_logs_how_far_feedback_alignment_lies_from_backprop(tmp_path):
+    out = tmp_path / "fa"
+    proc = run("mnist_pc.py", "--rules", "fa,dfa,bp", "--epochs", "2", "--train-size", "256", "--eval-size", "100",
+               "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    with read_log(out / "log.h5") as log:
+        assert "alignment_bp" not in log.tables and log.n_relaxations == 0  # no rule here relaxes
+        for rule in ("fa", "dfa"):
+            table = log.table(f"alignment_{rule}")
+            assert list(table["epoch"]) == [0, 1, 2]
+            hidden = [table[name] for name in ("W_input_layer_1", "W_layer_1_layer_2", "W_layer_2_layer_3")]
+            # Random feedback: the hidden layers' updates start far from backprop's; the output layer's is backprop's.
+            assert all(np.all((angle > 45.0) & (angle < 135.0)) for angle in hidden)
+            assert np.all(table["W_layer_3_output"] < 1e-3)
+            assert log.table(f"epochs_{rule}")["test_loss"][0] == log.table("epochs_bp")["test_loss"][0]
+    assert (out / "alignment.png").read_bytes()[:8] == PNG_MAGIC

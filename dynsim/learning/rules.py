@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dynsim.learning.contrastive import EP_VARIANTS, chl_gradient, ep_gradient
 from dynsim.learning.estimate import Estimate
+from dynsim.learning.feedback_alignment import FEEDBACK_KINDS, feedback_alignment_gradient
 from dynsim.learning.predictive_coding import feedforward_phase, pc_gradient, zil_gradient
 from dynsim.networks.pc import PCNetwork
 from dynsim.references.gradients import implicit_gradient
@@ -26,15 +27,18 @@ __all__ = ["RULES", "PC_RULES", "gradient_estimate"]
 RULES = tuple(f"ep-{v}" for v in EP_VARIANTS) + ("chl", "rbp")
 """Rules for Hopfield networks; 'rbp' is the recurrent-backprop baseline."""
 
-PC_RULES = ("pc-strict", "pc-fixed-prediction", "pc-zil", "bp")
-"""Rules for predictive coding networks; 'bp' is exact backprop on the feedforward pass."""
+PC_RULES = ("pc-strict", "pc-fixed-prediction", "pc-zil", "bp", "fa", "dfa")
+"""Rules for predictive coding networks (and their feedforward pass): 'bp' is exact backprop on it, 'fa' and 'dfa'
+feedback alignment and direct feedback alignment (:mod:`dynsim.learning.feedback_alignment`)."""
 
 
-def _pc_gradient_estimate(rule, network, x, target, options):
+def _pc_gradient_estimate(rule, network, x, target, options, feedback_seed):
     if rule not in PC_RULES:
         raise ValidationError(f"rule for a predictive coding network must be one of {list(PC_RULES)}, got {rule!r}")
     if rule == "pc-zil":
         return zil_gradient(network, x, target)
+    if rule in FEEDBACK_KINDS:
+        return feedback_alignment_gradient(network, x, target, rule, feedback_seed)
     if rule == "bp":
         x = network.check_input(x)
         target = network.check_target(target, x.shape[0])
@@ -43,7 +47,8 @@ def _pc_gradient_estimate(rule, network, x, target, options):
     return pc_gradient(network, x, target, rule[3:].replace("-", "_"), options=options)
 
 
-def gradient_estimate(rule, network, x, target, beta=0.5, options=None, nudged_options=None, s0=None, rng=None):
+def gradient_estimate(rule, network, x, target, beta=0.5, options=None, nudged_options=None, s0=None, rng=None,
+                      feedback_seed=0):
     """The gradient estimate of any rule, by name, on one minibatch.
 
     Parameters
@@ -62,6 +67,9 @@ def gradient_estimate(rule, network, x, target, beta=0.5, options=None, nudged_o
         Start of the free phase (persistent particles); Hopfield rules only.
     rng : numpy.random.Generator, optional
         The sign of 'ep-random'.
+    feedback_seed : int
+        The seed of the fixed random feedback of 'fa' and 'dfa' (the same
+        seed, the same feedback matrices for a given network).
 
     Returns
     -------
@@ -70,7 +78,7 @@ def gradient_estimate(rule, network, x, target, beta=0.5, options=None, nudged_o
         it starts at its equilibrium) and the rule's other ``phases``.
     """
     if isinstance(network, PCNetwork):
-        return _pc_gradient_estimate(rule, network, x, target, options)
+        return _pc_gradient_estimate(rule, network, x, target, options, feedback_seed)
     if rule not in RULES:
         raise ValidationError(f"rule must be one of {list(RULES)}, got {rule!r}")
     if rule.startswith("ep-"):

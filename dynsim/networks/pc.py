@@ -25,14 +25,19 @@ from dynsim.networks.activations import PC_ACTIVATIONS, activation_code
 from dynsim.networks.layout import NetworkLayout
 from dynsim.validation import ValidationError, boolean, float_array, float_dtype, random_generator
 
-__all__ = ["PCNetwork", "PC_FIELD"]
+__all__ = ["PCNetwork", "PC_FIELD", "activation_and_derivative"]
 
 PC_FIELD = integrators.VectorField("dynsim.networks.pc_kernels", "pc_vector_field", dependencies=("dynsim.networks.activations",))
 """The compiled vector field of :class:`PCNetwork`."""
 
 
-def _phi(x, activation):
-    """numpy activation and derivative (the independent reference of :meth:`PCNetwork.backprop_gradient`)."""
+def activation_and_derivative(x, activation):
+    """f(x) and f'(x) in plain numpy, elementwise; a pair of arrays of ``x``'s shape.
+
+    Written independently of the compiled kernels: the reference of
+    :meth:`PCNetwork.backprop_gradient`, and the feedforward rules' (e.g.
+    feedback alignment) way to the derivatives of a whole layer at once.
+    """
     if activation == "tanh":
         t = np.tanh(x)
         return t, 1 - t ** 2
@@ -300,14 +305,14 @@ class PCNetwork(NetworkLayout):
         L = len(self.group_sizes) - 1
         acts = [x]
         for l in range(1, L + 1):
-            f_below, _ = _phi(acts[-1], self.activation)
+            f_below, _ = activation_and_derivative(acts[-1], self.activation)
             acts.append(f_below @ self.weights(l) + self.biases(l))
         grad = np.zeros(self.n_params)
         blocks = self.parameter_blocks()
         names = list(blocks)
         delta = (acts[-1] - target) / x.shape[0]
         for l in range(L, 0, -1):
-            f_below, fp_below = _phi(acts[l - 1], self.activation)
+            f_below, fp_below = activation_and_derivative(acts[l - 1], self.activation)
             grad[blocks[names[l - 1]]] = (f_below.T @ delta).ravel()
             grad[blocks[names[L + l - 1]]] = delta.sum(0)
             delta = (delta @ self.weights(l).T) * fp_below

@@ -33,7 +33,7 @@ from dynsim.references.gradients import bptt_gradients
 from dynsim.relax.phases import SettleOptions, settle
 from dynsim.validation import ValidationError, float_array, positive_int, real_scalar
 
-__all__ = ["gradient_metrics", "normalized_rmse", "GDUResult", "gdu_check", "ep_step_updates"]
+__all__ = ["gradient_metrics", "alignment_angles", "normalized_rmse", "GDUResult", "gdu_check", "ep_step_updates"]
 
 
 def _check_network(network):
@@ -81,6 +81,28 @@ def gradient_metrics(network, estimate, reference):
             "reference_norm": float(nr),
         }
     return out
+
+
+def alignment_angles(network, estimate, reference):
+    """Angle in degrees between an update and the reference gradient, per block (and 'all').
+
+    Lillicrap et al. (2016, Fig. 2) follow it during training: 90 degrees is
+    an update unrelated to backprop's, 0 is backprop's direction; an update
+    within 90 degrees of the gradient still descends the loss.
+
+    Parameters
+    ----------
+    network : HopfieldNetwork or PCNetwork
+        Defines the blocks.
+    estimate, reference : ndarray, shape (n_params,)
+
+    Returns
+    -------
+    dict of str to float
+        ``{block: angle}``; NaN where either block is zero.
+    """
+    metrics = gradient_metrics(network, estimate, reference)
+    return {name: float(np.degrees(np.arccos(np.clip(m["cosine"], -1.0, 1.0)))) for name, m in metrics.items()}
 
 
 def normalized_rmse(network, estimate_steps, reference_steps, floor=1e-12):

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dynsim.networks.pc import PCNetwork, _phi
+from dynsim.networks.pc import PCNetwork, activation_and_derivative
 from dynsim.validation import ValidationError
 
 __all__ = ["output_jacobian_gram", "predicted_output_bias_error"]
@@ -57,14 +57,14 @@ def output_jacobian_gram(network, x):
     L = len(network.group_sizes) - 1
     xs = [x]
     for l in range(1, L + 1):
-        xs.append(_phi(xs[-1], network.activation)[0] @ network.weights(l) + network.biases(l))
+        xs.append(activation_and_derivative(xs[-1], network.activation)[0] @ network.weights(l) + network.biases(l))
     variances = network.variances
     n_out = network.group_sizes[-1]
     gram = np.zeros((x.shape[0], n_out, n_out))
     # Back from the output: M_l = d y_hat / d x_l as a (batch, n_l, n_L) stack, M_{L-1} = f'(x_{L-1}) W_L.
     M = None
     for l in range(L - 1, 0, -1):
-        fp = _phi(xs[l], network.activation)[1]
+        fp = activation_and_derivative(xs[l], network.activation)[1]
         step = fp[:, :, None] * network.weights(l + 1)[None]  # d x_{l+1} / d x_l, (batch, n_l, n_{l+1})
         M = step if M is None else np.einsum("bij,bjk->bik", step, M)
         gram += variances[l - 1] * np.einsum("bik,bil->bkl", M, M)

@@ -231,7 +231,8 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
     persistent : bool
         Start each example's free phase from its last free equilibrium.
     seed : int
-        Seeds the shuffling and the random sign of 'ep-random'.
+        Seeds the shuffling and the random sign of 'ep-random', and is the
+        seed of the fixed feedback matrices of 'fa' and 'dfa'.
     checkpoint : str or Path, optional
         Written atomically after every epoch (epoch 0 included), and within
         epochs as ``checkpoint_every`` / ``checkpoint_minutes`` ask.
@@ -439,7 +440,7 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
             s0 = particles.get(idx) if persistent else None
             try:
                 est = gradient_estimate(rule, network, train.x[idx], train.targets[idx], beta,
-                                        options, nudged_options, s0=s0, rng=rng)
+                                        options, nudged_options, s0=s0, rng=rng, feedback_seed=seed)
                 grad, free, phases = est.gradient, est.free, est.phases
             except DivergenceError as exc:
                 raise TrainingDivergedError(
