@@ -72,15 +72,16 @@ from matplotlib.figure import Figure
 
 from dynsim.cli.argtypes import choice_list, layer_sizes
 from dynsim.datasets.idx import DATASETS, DatasetError, load
-from dynsim.io.log import TrajectoryLog, read_log
+from dynsim.io.log import read_log
 from dynsim.learning import gradient_estimate
 from dynsim.learning.predictive_coding import pc_gradient, zil_gradient
 from dynsim.networks.pc import PCNetwork
 from dynsim.references import alignment_angles
 from dynsim.relax.phases import SettleOptions
-from dynsim.training.checkpoint import CheckpointError
+from dynsim.training.checkpoint import CheckpointError, checkpoint_exists
 from dynsim.training.loop import TrainingDivergedError, fit
 from dynsim.training.optimizers import SGD, Adam
+from dynsim.training.run_folder import RunFolderError, open_run_log
 from dynsim.training.schedules import SCHEDULES, make_schedule
 from dynsim.validation import ValidationError, fail, positive_int, real_scalar
 
@@ -233,22 +234,13 @@ def main(argv=None):
     log_path = args.out / "log.h5"
     checkpoints = {rule: args.out / f"checkpoint_{rule}.h5" for rule in args.rules}
     try:
-        if args.resume:
-            if not log_path.exists():
-                fail(f"--resume: no run in {args.out}; run without --resume to start")
-            with read_log(log_path) as reader:
-                logged = {rule: set(reader.table(f"epochs_{rule}")["epoch"].astype(int))
-                          if f"epochs_{rule}" in reader.tables else set() for rule in args.rules}
-            log = TrajectoryLog.reopen(log_path, network=template)
-        else:
-            if any(p.exists() for p in checkpoints.values()) and not args.overwrite:
-                fail(f"{args.out} holds a run: pass --resume to continue it or --overwrite")
-            log = TrajectoryLog(log_path, config, network=template, overwrite=args.overwrite)
-            for p in checkpoints.values():
-                p.unlink(missing_ok=True)
-            logged = {rule: set() for rule in args.rules}
-    except FileExistsError as exc:
+        # Each rule trains its own network into the one log: a checkpoint and an epoch table per rule.
+        log, logged, _ = open_run_log(args.out, config, network=template, resume=args.resume,
+                                      overwrite=args.overwrite,
+                                      runs={path.name: f"epochs_{rule}" for rule, path in checkpoints.items()})
+    except (FileExistsError, RunFolderError) as exc:
         fail(f"{exc}")
+    logged = {rule: logged[f"epochs_{rule}"] for rule in args.rules}
 
     fingerprint = {k: config[k] for k in ("dataset", "activation", "inference_steps", "dt", "output_variance",
                                           "optimizer", "lr", "max_batches")}
@@ -283,7 +275,7 @@ def main(argv=None):
                           f"  {row['seconds']:6.1f} s  {row['examples_per_s']:.0f} ex/s", flush=True)
 
             ckpt = checkpoints[rule]
-            resume = args.resume and ckpt.exists()
+            resume = args.resume and checkpoint_exists(ckpt)
             try:
                 histories[rule] = fit(net, data, rule, optimizer, args.epochs, args.batch_size, options=options,
                                       seed=args.seed, checkpoint=ckpt, resume=resume, fingerprint=fingerprint,

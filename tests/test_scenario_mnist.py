@@ -81,6 +81,27 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
             assert np.array_equal(log.table("epochs")[column], ref.table("epochs")[column], equal_nan=True)
 
 
+def test_pc_run_resumes_rule_by_rule_and_refuses_to_discard_a_run(tmp_path):
+    # A constant rate: a whole-run schedule (the default) depends on --epochs, which the resumed run extends.
+    pc_smoke = ("--rules", "fa,bp", "--train-size", "200", "--eval-size", "50", "--schedule", "constant", "--quiet")
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert run("mnist_pc.py", "--epochs", "2", "--out", str(whole), *pc_smoke).returncode == 0
+    assert run("mnist_pc.py", "--epochs", "1", "--out", str(split), *pc_smoke).returncode == 0
+    stale = split / ".checkpoint_bp.h5.999999999.abc.tmp"  # left by a writer that no longer runs
+    stale.write_bytes(b"partial")
+    refused = run("mnist_pc.py", "--epochs", "2", "--out", str(split), *pc_smoke)
+    assert refused.returncode == 2 and "--resume" in refused.stderr and "checkpoint_fa.h5" in refused.stderr
+    assert not stale.exists() and "removed .checkpoint_bp.h5" in refused.stdout  # garbage whatever happens next
+    resumed = run("mnist_pc.py", "--epochs", "2", "--out", str(split), "--resume", *pc_smoke)
+    assert resumed.returncode == 0, resumed.stderr
+    for rule in ("fa", "bp"):
+        a, b = load_checkpoint(whole / f"checkpoint_{rule}.h5"), load_checkpoint(split / f"checkpoint_{rule}.h5")
+        assert a.epoch == b.epoch == 2 and np.array_equal(a.theta, b.theta)
+        with read_log(split / "log.h5") as log, read_log(whole / "log.h5") as ref:
+            assert log.table(f"epochs_{rule}")["epoch"].tolist() == [0, 1, 2]
+            assert np.array_equal(log.table(f"epochs_{rule}")["test_error"], ref.table(f"epochs_{rule}")["test_error"])
+
+
 def test_missing_data_is_a_clear_error(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "scenarios" / "mnist_ep.py"), "--data-dir", str(tmp_path),
                            "--no-download", "--out", str(tmp_path / "out")], capture_output=True, text=True,

@@ -73,15 +73,14 @@ def remove_stale_temporaries(folder, names=("log.h5", "checkpoint.h5")):
     return removed
 
 
-def _epochs_logged(log_path):
-    """Epochs committed to the log's ``epochs`` table (empty for a log that holds none)."""
+def _epochs_logged(log_path, tables=("epochs",)):
+    """Epochs committed to each of the log's epoch tables: ``{table: set of int}`` (empty sets where none)."""
     with read_log(log_path) as reader:
-        if "epochs" not in reader.tables:
-            return set()
-        return set(reader.table("epochs")["epoch"].astype(int).tolist())
+        return {table: set(reader.table(table)["epoch"].astype(int).tolist()) if table in reader.tables else set()
+                for table in tables}
 
 
-def open_run_log(out, config, network=None, resume=False, overwrite=False, say=print):
+def open_run_log(out, config, network=None, resume=False, overwrite=False, say=print, runs=None):
     """Open the log of a run in folder ``out`` as the folder's state and the user's choice say.
 
     Parameters
@@ -96,14 +95,19 @@ def open_run_log(out, config, network=None, resume=False, overwrite=False, say=p
         ``--resume`` and ``--overwrite`` of the scenario.
     say : callable
         Receives one line when the folder's state changes what happens.
+    runs : dict of str to str, optional
+        For a folder that trains several networks one after the other into
+        one log (e.g. one per rule): each checkpoint's file name and the
+        name of its epoch table. Default ``{'checkpoint.h5': 'epochs'}``.
 
     Returns
     -------
     log : TrajectoryLog
-    logged_epochs : set of int
-        Epochs the log already holds (a resumed run appends only the others).
+    logged_epochs : set of int, or dict of str to set of int
+        Epochs the log already holds (a resumed run appends only the
+        others); with ``runs``, one set per epoch table.
     resume : bool
-        Whether the run continues from the checkpoint (False when a run
+        Whether the run continues from its checkpoints (False when a run
         stopped before its first checkpoint starts again).
 
     Raises
@@ -113,34 +117,41 @@ def open_run_log(out, config, network=None, resume=False, overwrite=False, say=p
         run and neither ``resume`` nor ``overwrite``.
     """
     out = Path(out)
-    log_path, ckpt_path = out / "log.h5", out / "checkpoint.h5"
-    for path in remove_stale_temporaries(out):
+    several = runs is not None
+    runs = {"checkpoint.h5": "epochs"} if runs is None else dict(runs)
+    log_path = out / "log.h5"
+    ckpt_paths = [out / name for name in runs]
+    tables = tuple(runs.values())
+    any_checkpoint = any(checkpoint_exists(path) for path in ckpt_paths)
+    names = ", ".join(runs)
+    for path in remove_stale_temporaries(out, ("log.h5", *runs)):
         say(f"removed {path.name}, left by a run that was stopped while writing it")
     unfinished = False
-    if log_path.exists() and not checkpoint_exists(ckpt_path) and not overwrite:
+    if log_path.exists() and not any_checkpoint and not overwrite:
         try:
-            unfinished = not _epochs_logged(log_path)
+            unfinished = not any(_epochs_logged(log_path, tables).values())
         except LogFormatError:
             unfinished = False
         if not unfinished:
-            raise RunFolderError(f"{out} holds a log with epochs but no checkpoint.h5 to continue from; pass "
+            raise RunFolderError(f"{out} holds a log with epochs but no {names} to continue from; pass "
                                  "--overwrite to start again, or --out another folder")
-    if resume and not checkpoint_exists(ckpt_path):
+    if resume and not any_checkpoint:
         if not unfinished:
-            raise RunFolderError(f"--resume: no run to continue in {out} (no checkpoint.h5); run without --resume "
+            raise RunFolderError(f"--resume: no run to continue in {out} (no {names}); run without --resume "
                                  "to start")
         say(f"{out}: the run was stopped before its first checkpoint; starting it again")
         resume = False
     elif unfinished:
         say(f"{out}: replacing the log of a run stopped before its first checkpoint")
     if resume:
-        logged = _epochs_logged(log_path)
-        return TrajectoryLog.reopen(log_path, network=network), logged, True
-    if checkpoint_exists(ckpt_path) and not overwrite:
-        raise RunFolderError(f"{out} holds a run (checkpoint.h5): pass --resume to continue it or --overwrite to "
+        logged = _epochs_logged(log_path, tables)
+        return TrajectoryLog.reopen(log_path, network=network), logged if several else logged["epochs"], True
+    if any_checkpoint and not overwrite:
+        raise RunFolderError(f"{out} holds a run ({names}): pass --resume to continue it or --overwrite to "
                              "start again")
     log = TrajectoryLog(log_path, config, network=network, overwrite=overwrite or unfinished)
     if overwrite:
-        ckpt_path.unlink(missing_ok=True)
-        previous_path(ckpt_path).unlink(missing_ok=True)
-    return log, set(), False
+        for path in ckpt_paths:
+            path.unlink(missing_ok=True)
+            previous_path(path).unlink(missing_ok=True)
+    return log, {table: set() for table in tables} if several else set(), False
