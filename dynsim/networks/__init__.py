@@ -1,5 +1,7 @@
-"""Network descriptions and their compiled kernels: the continuous Hopfield network, predictive coding networks,
-activations."""
+"""Network descriptions and their compiled kernels: the continuous Hopfield network (dense, or described as groups
+and couplings with convolutions and pooling), predictive coding networks, activations."""
 from dynsim.networks.layout import NetworkLayout
 from dynsim.networks.hopfield import HopfieldNetwork, HOPFIELD_FIELD
 from dynsim.networks.pc import PCNetwork, PC_FIELD
+from dynsim.networks.architecture import Architecture, Conv, Dense, Group
+from dynsim.networks.conv_hopfield import ConvHopfieldNetwork

@@ -35,8 +35,10 @@ from integrators.solve import evaluate_field
 __all__ = ["SETTLE_METHODS", "NOT_CONVERGED_ACTIONS", "SettleOptions", "PhaseResult", "DivergenceSite", "StepRetry", "locate_divergence",
            "free_phase", "nudged_phase", "settle", "settle_checked", "HOPFIELD_FIELD"]
 
-_NETWORK_INTERFACE = ("vector_field", "natural_box", "initial_state", "input_drive", "kernel_args",
-                      "energy_from_drive", "cost", "check_input", "check_state", "check_target", "locate_unit")
+_NETWORK_INTERFACE = ("natural_box", "initial_state", "input_drive", "energy_from_drive", "cost", "check_input",
+                      "check_state", "check_target", "locate_unit")
+"""What settle asks of every network; and either a compiled field for the integrators or its own relaxation."""
+_FIELD_INTERFACE = ("vector_field", "kernel_args")
 
 DEFAULT_DT = {"euler": 0.1, "projected_euler": 0.5, "heun": 0.2, "rk4": 0.5}
 """Default steps of the fixed-step methods (0.5 for projected Euler: Scellier & Bengio's epsilon)."""
@@ -410,8 +412,11 @@ def settle(network, x, s0=None, target=None, beta=0.0, clamp_output=False, optio
     PhaseResult
     """
     missing = [name for name in _NETWORK_INTERFACE if not hasattr(network, name)]
+    if not hasattr(network, "relax_with_energy"):
+        missing += [name for name in _FIELD_INTERFACE if not hasattr(network, name)]
     if missing:
-        raise ValidationError(f"network must be a HopfieldNetwork or a PCNetwork, got {type(network).__name__} "
+        raise ValidationError(f"network must be a HopfieldNetwork, ConvHopfieldNetwork or PCNetwork, got "
+                              f"{type(network).__name__} "
                               f"(it lacks {', '.join(missing)})")
     options = SettleOptions() if options is None else options
     if not isinstance(options, SettleOptions):
@@ -456,8 +461,10 @@ def settle_checked(network, x, s0, target, beta, clamp_output, options, phase, d
     if samples is not None and any(not 0 <= i < batch for i in samples):
         raise ValidationError(f"record_samples must lie in [0, {batch - 1}], got {list(samples)}")
 
-    box = options.box(network)
     record = None if samples is None else np.array(samples, dtype=np.int64)
+    if hasattr(network, "relax_with_energy"):
+        return _settle_own_scheme(network, x, s0, target, beta, clamp_output, options, phase, drive, record)
+    box = options.box(network)
     args = network.kernel_args(drive, beta, target, clamp_output)
     dt, max_steps, retries = options.step(), options.max_steps, []
     while True:
@@ -500,19 +507,47 @@ def settle_checked(network, x, s0, target, beta, clamp_output, options, phase, d
     if energy is None:
         energy = network.energy_from_drive(result.y, drive)
     cost = None if target is None else network.cost(result.y, target)
-    traj_e = traj_c = None
-    if result.trajectory is not None:
-        traj = result.trajectory
-        m, r, n = traj.y.shape
-        flat = traj.y.reshape(m * r, n)
-        drives = np.repeat(drive[traj.samples][None], m, axis=0).reshape(m * r, n)
-        traj_e = network.energy_from_drive(flat, drives).reshape(m, r)
-        if target is not None:
-            ys = np.repeat(target[traj.samples][None], m, axis=0).reshape(m * r, -1)
-            traj_c = network.cost(flat, ys).reshape(m, r)
+    traj_e, traj_c = _trajectory_figures(network, result, drive, target)
     return PhaseResult(phase=phase, beta=beta, state=result.y, energy=energy, cost=cost,
                        integration=result, trajectory_energy=traj_e, trajectory_cost=traj_c, dt=dt,
                        divergence=site, retries=retries)
+
+
+def _trajectory_figures(network, result, drive, target):
+    """Energy and cost along a recorded trajectory, each (m, n_recorded); None where not recorded."""
+    if result.trajectory is None:
+        return None, None
+    traj = result.trajectory
+    m, r, n = traj.y.shape
+    flat = traj.y.reshape(m * r, n)
+    drives = np.repeat(drive[traj.samples][None], m, axis=0).reshape(m * r, n)
+    energy = network.energy_from_drive(flat, drives).reshape(m, r)
+    cost = None
+    if target is not None:
+        ys = np.repeat(target[traj.samples][None], m, axis=0).reshape(m * r, -1)
+        cost = network.cost(flat, ys).reshape(m, r)
+    return energy, cost
+
+
+def _settle_own_scheme(network, x, s0, target, beta, clamp_output, options, phase, drive, record):
+    """A network that relaxes itself (a convolutional Hopfield network): its own compiled sweeps.
+
+    Such a network has no compiled vector field for the ODE integrators,
+    only the relaxation schemes of the EP literature; each group is projected
+    onto its own activation's box unless ``options`` say otherwise.
+    """
+    if not options.is_relaxation_scheme:
+        raise ValidationError(f"integrator {options.integrator!r}: a {type(network).__name__} relaxes with the "
+                              f"relaxation schemes {list(block_relaxation.RELAXATION_SCHEMES)} only")
+    box = (options.bounds if options.bounds is not None else "natural") if options.project else None
+    result, energy = network.relax_with_energy(
+        s0, drive, options.integrator, beta, target, clamp_output, max_steps=options.max_steps, atol=options.atol,
+        rtol=options.rtol, stop_at_steady_state=options.stop_at_steady_state, box=box, max_abs=options.max_abs,
+        record_every=options.record_every, record_samples=record)
+    cost = None if target is None else network.cost(result.y, target)
+    traj_e, traj_c = _trajectory_figures(network, result, drive, target)
+    return PhaseResult(phase=phase, beta=beta, state=result.y, energy=energy, cost=cost, integration=result,
+                       trajectory_energy=traj_e, trajectory_cost=traj_c, dt=options.step())
 
 
 def free_phase(network, x, s0=None, target=None, options=None, drive=None):

@@ -1,0 +1,1156 @@
+"""The convolutional Hopfield network of Laborieux et al. (2021), built from an :class:`Architecture`.
+
+A :class:`ConvHopfieldNetwork` gives the groups and couplings of an
+:class:`~dynsim.networks.architecture.Architecture` the energy
+
+    E(s) = 1/2 sum_g ||s_g||^2 - sum_c <rho(s_post(c)), K_c(rho(s_pre(c)))> - sum_g <b_g, rho(s_g)>
+
+per sample, with ``K_c(a) = a W_c`` for a :class:`~dynsim.networks.architecture.Dense`
+coupling and ``K_c(a) = pool(conv(a, W_c))`` for a
+:class:`~dynsim.networks.architecture.Conv` coupling, a per-channel bias
+shared by every position of its maps, and the input group clamped to
+``rho_input(x)`` (as :class:`~dynsim.networks.hopfield.HopfieldNetwork` applies
+its activation to the input). It has the interface the relaxation and
+learning code use for dense Hopfield networks: a flat free state ``s``
+(batch, n_free) holding the free groups one after the other, each in
+(C, H, W) order; one flat parameter vector ``theta``; an input drive (the
+biases and the input's couplings) computed once per minibatch.
+
+Local field and relaxation
+--------------------------
+With ``a_g = rho(s_g)``, the local field ``h_g = -dE/da_g`` of a free group is
+
+    h_g = d_g + sum_{c: post = g} K_c(a_pre) + sum_{c: pre = g} J_c^T a_post,
+
+``d_g`` the drive (bias plus the couplings from the input) and ``J_c`` the
+Jacobian of ``K_c`` at ``a_pre``: ``W_c^T`` (dense), or the transposed
+convolution after the pooling's backward pass (max pooling routes to each
+window's winner at the current ``a_pre``). Since ``K_c`` is positively
+homogeneous (``J_c a = K_c(a)``, also for max pooling),
+``E = 1/2 ||s||^2 - 1/2 <a, h + d>``, and ``dE/ds = s - rho'(s) h``.
+
+:meth:`ConvHopfieldNetwork.relax_with_energy` runs the relaxation schemes
+of :mod:`dynsim.relax.block_relaxation` on this network, with the same update,
+steady-state test, statuses and result: a group update is
+
+    hidden groups:        s_g   <- P( rho'(s_g) h_g )
+    nudged output group:  s_out <- P( (rho'(s_out) h_out + beta y) / (1 + beta) )
+
+(P the projection onto the group's box), which for the hard sigmoid is
+Laborieux et al.'s ``s <- rho(dPhi/ds)``, each group set to rho of its total
+input; ``fixed_point`` updates every group from the same state, ``block``
+the groups of odd depth, then those of even depth, each half reading the
+other's newest values (Scellier et al. 2023).
+
+References
+----------
+.. [1] A. Laborieux, M. Ernoult, B. Scellier, Y. Bengio, J. Grollier,
+       D. Querlioz, "Scaling Equilibrium Propagation to Deep ConvNets by
+       Drastically Reducing Its Gradient Estimator Bias", Front. Neurosci.
+       15:633674 (2021).
+.. [2] M. Ernoult, J. Grollier, D. Querlioz, Y. Bengio, B. Scellier,
+       "Updates of Equilibrium Prop Match Gradients of Backprop Through Time
+       in an RNN with Static Input", NeurIPS 2019 (the convolutional
+       primitive function with pooling).
+.. [3] B. Scellier, Y. Bengio, "Equilibrium Propagation: Bridging the Gap
+       between Energy-Based Models and Backpropagation", Front. Comput.
+       Neurosci. 11:24 (2017).
+.. [4] B. Scellier, M. Ernoult, J. Kendall, S. Kumar, "Energy-based learning
+       algorithms for analog computing: a comparative study", NeurIPS 2023
+       (asynchronous block updates).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from dynsim.networks import conv_kernels as ck
+from dynsim.networks.activations import NATURAL_BOUNDS, activation_code, unit_rho_and_prime
+from dynsim.networks.architecture import Architecture
+from dynsim.networks.layout import NetworkLayout
+from dynsim.validation import (ValidationError, boolean, float_array, float_dtype, positive_int, random_generator,
+                               real_scalar)
+from integrators import CONVERGED, DIVERGED, STEP_LIMIT, IntegrationResult, Trajectory
+
+__all__ = ["ConvHopfieldNetwork", "CONV_RELAXATION_SCHEMES"]
+
+CONV_RELAXATION_SCHEMES = ("fixed_point", "block")
+"""The relaxation schemes :meth:`ConvHopfieldNetwork.relax_with_energy` runs (those of the dense network)."""
+
+_CACHED_BATCH_SIZES = 4
+"""Batch sizes whose buffers a network keeps (training, last partial minibatch, evaluation)."""
+
+
+# ----------------------------------------------------------------------------- compiled helpers
+# Each takes one group's (batch, n_g) C-contiguous block and checks nothing. Sums run over 1-D row views
+# (fixed strides) in float64 accumulators, so that the loops vectorise whatever the dtype.
+
+@njit(cache=True)
+def _activate_into(s, act, r, rp):
+    """r = rho(s), rp = rho'(s) for one group."""
+    n_batch, m = s.shape
+    for i in range(n_batch):
+        si, ri, rpi = s[i], r[i], rp[i]
+        for j in range(m):
+            ri[j], rpi[j] = unit_rho_and_prime(si[j], act)
+
+
+@njit(cache=True)
+def _copy_into(src, dst):
+    """dst = src (same shape, both C-contiguous)."""
+    s = src.reshape(src.size)
+    d = dst.reshape(dst.size)
+    for k in range(d.size):
+        d[k] = s[k]
+
+
+@njit(cache=True)
+def _add_into(dst, src):
+    """dst += src (same shape, both C-contiguous)."""
+    s = src.reshape(src.size)
+    d = dst.reshape(dst.size)
+    for k in range(d.size):
+        d[k] += s[k]
+
+
+@njit(cache=True, fastmath={"reassoc"})
+def _group_sums(s, r, rp, h, d, target, nudge, keep, lo, hi, project, max_abs, en, y2, f2, res2, f_over):
+    """One group's share of the per-sample tests, at a state whose local field ``h`` is current.
+
+    The vector field ``f = keep (rho'(s) h - s - nudge (s - y))`` (``keep`` 0
+    for a group held fixed), the projected residual (a component pinned at a
+    bound by a field pointing out of the box does not count, as in
+    :func:`integrators._numerics.steady_residual`), the energy
+    ``1/2 s^2 - 1/2 rho(s) (h + d)``, ``||s||^2`` and the divergence counts,
+    each added to its (batch,) accumulator. ``target`` is only read when
+    ``nudge`` is not 0.
+    """
+    n_batch, m = s.shape
+    for i in range(n_batch):
+        e_acc = 0.0
+        y_acc = 0.0
+        f_acc = 0.0
+        r_acc = 0.0
+        over = 0
+        si, ri, rpi, hi_, di, ti = s[i], r[i], rp[i], h[i], d[i], target[i]
+        for j in range(m):
+            v = si[j]
+            e_acc += v * v - ri[j] * (hi_[j] + di[j])
+            y_acc += v * v
+            f = keep * (rpi[j] * hi_[j] - v - nudge * (v - ti[j]))
+            f_acc += f * f
+            over += abs(f) > max_abs
+            pinned = project & (((v <= lo) & (f < 0.0)) | ((v >= hi) & (f > 0.0)))
+            r_acc += 0.0 if pinned else f * f
+        en[i] += 0.5 * e_acc
+        y2[i] += y_acc
+        f2[i] += f_acc
+        res2[i] += r_acc
+        f_over[i] += over
+
+
+@njit(cache=True, fastmath={"reassoc"})
+def _update_into(rp, h, target, nudged, beta, scale, lo, hi, project, max_abs, out, yn2, yn_over):
+    """``out = P(rho'(s) h)``, or ``P((rho'(s) h + beta y) scale)`` on the nudged output; sums of the divergence test.
+
+    The expressions of :func:`dynsim.relax.block_relaxation._update_groups`
+    (``scale = 1 / (1 + beta)``, the outputs' curvature).
+    """
+    n_batch, m = out.shape
+    for i in range(n_batch):
+        acc = 0.0
+        over = 0
+        rpi, hi_, ti, oi = rp[i], h[i], target[i], out[i]
+        for j in range(m):
+            if nudged:
+                v = (rpi[j] * hi_[j] + beta * ti[j]) * scale
+            else:
+                v = rpi[j] * hi_[j]
+            if project:
+                v = min(max(v, lo), hi)
+            oi[j] = v
+            acc += v * v
+            over += abs(v) > max_abs
+        yn2[i] += acc
+        yn_over[i] += over
+
+
+@njit(cache=True, fastmath={"reassoc"})
+def _held_into(s, out, max_abs, yn2, yn_over):
+    """A group held where it is (a clamped output): copied into ``out``, with its sums of the divergence test."""
+    n_batch, m = s.shape
+    for i in range(n_batch):
+        acc = 0.0
+        over = 0
+        si, oi = s[i], out[i]
+        for j in range(m):
+            v = si[j]
+            oi[j] = v
+            acc += v * v
+            over += abs(v) > max_abs
+        yn2[i] += acc
+        yn_over[i] += over
+
+
+@njit(cache=True, fastmath={"reassoc"})
+def _own_energy_into(s, r, d, en):
+    """en[b] += sum_j 1/2 s^2 - rho(s) d: a group's quadratic term, bias and input couplings."""
+    n_batch, m = s.shape
+    for i in range(n_batch):
+        acc = 0.0
+        si, ri, di = s[i], r[i], d[i]
+        for j in range(m):
+            acc += 0.5 * si[j] * si[j] - ri[j] * di[j]
+        en[i] += acc
+
+
+@njit(cache=True, fastmath={"reassoc"})
+def _rowdot_subtract(a, b, en):
+    """en[b] -= <a[b], b[b]>: a coupling's energy from its post activity and the drive it receives."""
+    n_batch, m = a.shape
+    for i in range(n_batch):
+        acc = 0.0
+        ai, bi = a[i], b[i]
+        for j in range(m):
+            acc += ai[j] * bi[j]
+        en[i] -= acc
+
+
+@njit(cache=True)
+def _verdict(res2, y2, f2, f_over, atol, rtol, limit, residual):
+    """Residual norms into ``residual``; (first diverged sample or -1, whether every sample is steady).
+
+    A sample diverged when its field is non-finite or above ``max_abs``
+    (``limit = max_abs^2``); it is steady when ``||f|| <= atol + rtol ||s||``
+    (the integrators' test).
+    """
+    bad = -1
+    steady = True
+    for i in range(res2.shape[0]):
+        residual[i] = np.sqrt(res2[i])
+        if bad < 0 and (not (f2[i] < np.inf) or (f2[i] > limit and f_over[i] > 0.0)):
+            bad = i
+        if not residual[i] <= atol + rtol * np.sqrt(y2[i]):
+            steady = False
+    return bad, steady
+
+
+@njit(cache=True)
+def _first_diverged(yn2, yn_over, limit):
+    """First sample whose new state is non-finite or above ``max_abs`` (``limit = max_abs^2``), or -1."""
+    for i in range(yn2.shape[0]):
+        if not (yn2[i] < np.inf) or (yn2[i] > limit and yn_over[i] > 0.0):
+            return i
+    return -1
+
+
+# ----------------------------------------------------------------------------- couplings at run time
+class _DenseLink:
+    """A :class:`~dynsim.networks.architecture.Dense` coupling: its block of ``theta`` and its products.
+
+    ``forward_into`` writes ``K(a) = a W`` into the post group's buffer,
+    ``transpose_into`` ``J^T g = g W^T`` into the pre group's,
+    ``weight_grad_into`` ``a^T g`` (summed over the batch) into a block of a
+    gradient. Arrays are (batch, n) views of group buffers; the 4-D views
+    are accepted and ignored, so both link kinds share one call signature.
+    """
+
+    pool_max = False
+
+    def __init__(self, index, coupling, pre, post, block):
+        self.index, self.coupling, self.pre, self.post = index, coupling, pre, post
+        self.start, self.stop, self.shape = block.start, block.stop, block.shape
+
+    def scratch(self, n_batch, dtype):
+        return None
+
+    def forward_into(self, theta, a2, a4, out2, out4, scratch):
+        np.dot(a2, theta[self.start:self.stop].reshape(self.shape), out=out2)
+
+    def transpose_into(self, theta, g2, g4, out2, out4, scratch):
+        np.dot(g2, theta[self.start:self.stop].reshape(self.shape).T, out=out2)
+
+    def weight_grad_into(self, theta, a2, a4, g2, g4, scratch, post4, out):
+        np.dot(a2.T, g2, out=out.reshape(self.shape))
+
+
+class _ConvLink:
+    """A :class:`~dynsim.networks.architecture.Conv` coupling: geometry, workspaces and the kernels of
+    :mod:`dynsim.networks.conv_kernels`.
+
+    The batch-independent workspaces (padded sample, unfolded fields, one
+    sample's weight gradient) are allocated once per network; ``scratch``
+    gives the batch-sized ones (the convolution before pooling, the max
+    pooling's winners), kept with the network's buffers for a batch size.
+    """
+
+    def __init__(self, index, coupling, pre_group, post_group, pre, post, block, dtype):
+        self.index, self.coupling, self.pre, self.post = index, coupling, pre, post
+        self.start, self.stop, self.shape = block.start, block.stop, block.shape
+        self.stride, self.pad = coupling.stride, coupling.padding
+        self.pool = ck.POOLS["none" if coupling.pool is None else coupling.pool]
+        self.pool_max = self.pool == ck.POOL_MAX
+        self.pool_k = coupling.pool_size if coupling.pool is not None else 1
+        self.pool_stride = coupling.pool_step if coupling.pool is not None else 1
+        kh, kw = coupling.kernel
+        _, H, W = pre_group.shape
+        self.conv_shape = (post_group.shape[0], (H + 2 * self.pad - kh) // self.stride + 1,
+                           (W + 2 * self.pad - kw) // self.stride + 1)
+        self.post_shape = post_group.shape
+        self.ws = ck.conv_workspace(pre_group.shape, self.shape, self.stride, self.pad, dtype)
+
+    def scratch(self, n_batch, dtype):
+        # Without pooling the kernels never touch these two: one-element stand-ins keep the argument types.
+        conv_shape = (n_batch,) + self.conv_shape if self.pool != ck.POOL_NONE else (1, 1, 1, 1)
+        arg_shape = (n_batch,) + self.post_shape if self.pool_max else (1, 1, 1, 1)
+        return np.empty(conv_shape, dtype=dtype), np.zeros(arg_shape, dtype=np.int64)
+
+    def forward_into(self, theta, a2, a4, out2, out4, scratch):
+        conv_out, argmax = scratch
+        ck.conv_pool_into(a4, theta[self.start:self.stop].reshape(self.shape), self.stride, self.pad, self.pool,
+                          self.pool_k, self.pool_stride, self.ws.padded, self.ws.cols, conv_out, argmax, out4)
+
+    def transpose_into(self, theta, g2, g4, out2, out4, scratch):
+        # The convolution before pooling is no longer needed once pooled: it serves as the unpooling buffer.
+        conv_out, argmax = scratch
+        ck.conv_pool_transpose_into(g4, theta[self.start:self.stop].reshape(self.shape), self.stride, self.pad,
+                                    self.pool, self.pool_k, self.pool_stride, argmax, self.ws.padded, self.ws.cols,
+                                    conv_out, out4)
+
+    def weight_grad_into(self, theta, a2, a4, g2, g4, scratch, post4, out):
+        """``sum_b corr(a_b, unpool(g_b))`` into ``out``; the winners are found at ``a`` first (into ``post4``)."""
+        conv_out, argmax = scratch
+        if self.pool_max:
+            self.forward_into(theta, a2, a4, None, post4, scratch)
+        ck.conv_pool_weight_grad_into(a4, g4, self.stride, self.pad, self.pool, self.pool_k, self.pool_stride,
+                                      argmax, self.ws.padded, self.ws.cols, conv_out, self.ws.prod,
+                                      out.reshape(self.shape))
+
+
+class _Buffers:
+    """Everything a batch size needs, allocated once and reused across calls and minibatches.
+
+    Each role (``y`` the state, ``y_new`` the next one, ``r`` = rho(s),
+    ``rp`` = rho'(s), ``h`` the local field, ``d`` the drive, ``t`` one
+    coupling's contribution) is one flat array with the free groups' blocks
+    one after the other, each C-contiguous: ``v2[role][g]`` sees group g as
+    (batch, n_g), ``v4[role][g]`` as (batch, C, H, W) (or (batch, n)).
+    """
+
+    ROLES = ("y", "y_new", "r", "rp", "h", "d", "t")
+
+    def __init__(self, net, n_batch):
+        dtype = net.dtype
+        self.n_batch = n_batch
+        self.v2, self.v4 = {}, {}
+        for role in self.ROLES:
+            flat = np.empty(n_batch * net.n_free, dtype=dtype)
+            v2, v4 = [None], [None]
+            for g in range(1, len(net.group_sizes)):
+                start = n_batch * int(net._free_off[g])
+                block = flat[start:start + n_batch * net.group_sizes[g]]
+                v2.append(block.reshape(n_batch, net.group_sizes[g]))
+                v4.append(block.reshape((n_batch,) + net.group_shapes[g]))
+            self.v2[role], self.v4[role] = v2, v4
+        self.scratch = [link.scratch(n_batch, dtype) for link in net._links]
+        self.sums = {k: np.zeros(n_batch) for k in ("en", "y2", "f2", "res2", "f_over", "yn2", "yn_over")}
+
+
+# ----------------------------------------------------------------------------- the network
+class ConvHopfieldNetwork(NetworkLayout):
+    """Hopfield network over groups of units and feature maps, coupled densely or by convolution and pooling.
+
+    Parameters
+    ----------
+    architecture : Architecture
+        Groups (the first clamped, the last the output) and couplings.
+    theta : ndarray, shape (n_params,), optional
+        Parameters in the layout of :meth:`Architecture.parameter_layout`;
+        by default :meth:`Architecture.initial_theta` of ``seed``.
+    seed : int or numpy.random.Generator, optional
+        Random source of the default initialisation.
+    dtype : {numpy.float32, numpy.float64}
+        Floating-point type of the parameters and of every state, drive,
+        energy and gradient (default float32: the convolutions run about
+        twice as fast as in float64; the gradient checks use float64).
+        Arrays handed to the public methods are converted to it once.
+
+    Attributes
+    ----------
+    architecture : Architecture
+    group_names : tuple of str
+    group_shapes : tuple of tuple
+        (n,) or (C, H, W) per group.
+    group_sizes : tuple of int
+        Units per group (C H W for maps); the free state holds groups 1..G-1
+        side by side, each in (C, H, W) order.
+    activations : tuple of str
+        Activation of each group.
+    n_params : int
+
+    Notes
+    -----
+    A free state's layout matches :meth:`dynsim.datasets.tasks.Task.images`
+    (examples flat in (C, H, W) order), so image tasks feed the network as
+    they are, and logs, checkpoints, persistent particles and the learning
+    rules see the same (batch, n_free) arrays as with dense networks.
+
+    References
+    ----------
+    .. [1] A. Laborieux et al., "Scaling Equilibrium Propagation to Deep ConvNets by Drastically Reducing Its
+           Gradient Estimator Bias", Front. Neurosci. 15:633674 (2021).
+    .. [2] B. Scellier, Y. Bengio, "Equilibrium Propagation", Front. Comput. Neurosci. 11:24 (2017).
+    """
+
+    def __init__(self, architecture, theta=None, seed=None, dtype=np.float32):
+        if not isinstance(architecture, Architecture):
+            raise ValidationError(f"architecture must be an Architecture, got {type(architecture).__name__}")
+        self.dtype = float_dtype(dtype)
+        self.architecture = architecture
+        groups = architecture.groups
+        self.group_names = tuple(g.name for g in groups)
+        self.group_shapes = tuple(g.shape for g in groups)
+        self.group_sizes = tuple(g.size for g in groups)
+        self.activations = tuple(g.activation for g in groups)
+        self._acts = tuple(activation_code(a) for a in self.activations)
+        G = len(groups)
+        free_off = np.zeros(G, dtype=np.int64)
+        free_off[1:] = np.concatenate(([0], np.cumsum(self.group_sizes[1:-1])))
+        self._free_off = free_off
+        self._layout = architecture.parameter_layout()
+        self.n_params = architecture.n_params
+        weight_blocks = {b.index: b for b in self._layout if b.kind == "weight"}
+        self._bias_blocks = {b.index: b for b in self._layout if b.kind == "bias"}
+        links = []
+        for k, c in enumerate(architecture.couplings):
+            a, b = architecture.group_index[c.pre], architecture.group_index[c.post]
+            if c.kind == "dense":
+                links.append(_DenseLink(k, c, a, b, weight_blocks[k]))
+            else:
+                links.append(_ConvLink(k, c, groups[a], groups[b], a, b, weight_blocks[k], self.dtype))
+        self._links = tuple(links)
+        self._input_links = tuple(link for link in links if link.pre == 0)
+        self._free_links = tuple(link for link in links if link.pre != 0)
+        self._buffer_cache = {}
+        self._colours = None
+        if theta is None:
+            theta = architecture.initial_theta(random_generator("seed", seed), self.dtype)
+        self.theta = theta
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def theta(self):
+        """Flat parameter vector, shape (n_params,): weight blocks in coupling order, then biases in group order."""
+        return self._theta
+
+    @theta.setter
+    def theta(self, value):
+        self._theta = float_array("theta", value, shape=(self.n_params,), dtype=self.dtype)
+
+    def parameter_blocks(self):
+        """Named slices of :attr:`theta`: ``{'W_<pre>_<post>': slice, ..., 'b_<group>': slice}``, in layout order.
+
+        The unit of per-layer metrics and learning rates.
+        """
+        return {b.name: b.slice for b in self._layout}
+
+    def layer_of_block(self):
+        """The free group each parameter block feeds: ``{block name: group index}``.
+
+        A weight block belongs to the deeper of its two groups (its post
+        group in a feedforward stack: Scellier & Bengio's per-layer rates,
+        as :meth:`HopfieldNetwork.layer_of_block`), a bias to its own group.
+        """
+        layers = {}
+        for b in self._layout:
+            if b.kind == "weight":
+                link = self._links[b.index]
+                layers[b.name] = max(link.pre, link.post)
+            else:
+                layers[b.name] = b.index
+        return layers
+
+    def _block(self, name):
+        for b in self._layout:
+            if b.name == name:
+                return self._theta[b.start:b.stop].reshape(b.shape)
+        raise ValidationError(f"unknown parameter block {name!r}; the blocks are {[b.name for b in self._layout]}")
+
+    def weights(self, c):
+        """View of the weights of coupling ``c`` (index or name) into :attr:`theta`.
+
+        Shape (n_pre, n_post) for a dense coupling, (C_post, C_pre, kh, kw)
+        for a convolution.
+        """
+        names = [link.coupling.name for link in self._links]
+        if isinstance(c, str):
+            if c not in names:
+                raise ValidationError(f"unknown coupling {c!r}; the couplings are {names}")
+            c = names.index(c)
+        if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, np.integer)) or not 0 <= c < len(names):
+            raise ValidationError(f"c must be a coupling name or an index in [0, {len(names) - 1}], got {c!r}")
+        link = self._links[int(c)]
+        return self._theta[link.start:link.stop].reshape(link.shape)
+
+    def biases(self, g):
+        """View of the biases of free group ``g`` (index or name) into :attr:`theta`: (C,) for maps, (n,) for units."""
+        if isinstance(g, str):
+            self.architecture.group(g)  # a ValidationError naming the groups when unknown
+            g = self.architecture.group_index[g]
+        G = len(self.group_sizes)
+        if isinstance(g, (bool, np.bool_)) or not isinstance(g, (int, np.integer)) or not 1 <= g < G:
+            raise ValidationError(f"g must be a free group name or an index in [1, {len(self.group_sizes) - 1}], "
+                                  f"got {g!r}")
+        if int(g) not in self._bias_blocks:
+            raise ValidationError(f"group {self.group_names[g]} has no bias (Group(..., bias=False))")
+        b = self._bias_blocks[int(g)]
+        return self._theta[b.start:b.stop]
+
+    # ------------------------------------------------------------------ description
+    @property
+    def activation(self):
+        """The free groups' activation when they share one, else the tuple of every group's."""
+        free = set(self.activations[1:])
+        return free.pop() if len(free) == 1 else self.activations
+
+    @property
+    def natural_box(self):
+        """(0, 1) when every free group is a hard sigmoid, else None.
+
+        :meth:`relax_with_energy` with ``box='natural'`` projects each group
+        onto its own activation's box instead, which also serves networks that
+        mix activations.
+        """
+        boxes = {NATURAL_BOUNDS.get(a) for a in self.activations[1:]}
+        return boxes.pop() if len(boxes) == 1 else None
+
+    def describe(self):
+        """Plain dict describing the network (for logs and run files).
+
+        The keys the dense network's description has (``group_sizes``,
+        ``group_names``, ``activation``, ``connections`` as [pre, post] group
+        indices per coupling, ``n_params``, ``dtype``), plus the
+        architecture's ``groups`` and ``couplings`` with their shapes and
+        geometry.
+        """
+        activation = self.activation
+        return {"kind": "conv_hopfield", **self.architecture.describe(), "group_sizes": list(self.group_sizes),
+                "group_names": list(self.group_names),
+                "activation": activation if isinstance(activation, str) else list(activation),
+                "connections": [[link.pre, link.post] for link in self._links], "n_params": self.n_params,
+                "dtype": self.dtype.name}
+
+    def group_states(self, s):
+        """The free state as ``{group name: view of shape (batch, *shape)}`` (feature maps as (batch, C, H, W)).
+
+        Parameters
+        ----------
+        s : ndarray, shape (batch, n_free)
+        """
+        s = np.asarray(s)
+        if s.ndim != 2 or s.shape[1] != self.n_free:
+            raise ValidationError(f"s must have shape (batch, {self.n_free}), got {s.shape}")
+        return {name: v.reshape((s.shape[0],) + self.group_shapes[g])
+                for g, (name, v) in enumerate(self.split_state(s).items(), start=1)}
+
+    # ------------------------------------------------------------------ buffers
+    def _buffers(self, n_batch):
+        buf = self._buffer_cache.get(n_batch)
+        if buf is None:
+            if len(self._buffer_cache) >= _CACHED_BATCH_SIZES:
+                self._buffer_cache.pop(next(iter(self._buffer_cache)))
+            buf = self._buffer_cache[n_batch] = _Buffers(self, n_batch)
+        return buf
+
+    def _load(self, buf, s, drive=None):
+        """Copy the flat state (and drive) into the group buffers; rho and rho' of every free group."""
+        for g in range(1, len(self.group_sizes)):
+            cols = slice(int(self._free_off[g]), int(self._free_off[g]) + self.group_sizes[g])
+            np.copyto(buf.v2["y"][g], s[:, cols])
+            if drive is not None:
+                np.copyto(buf.v2["d"][g], drive[:, cols])
+            _activate_into(buf.v2["y"][g], self._acts[g], buf.v2["r"][g], buf.v2["rp"][g])
+
+    def _flat(self, views):
+        """Gather per-group (batch, n_g) views into one (batch, n_free) array."""
+        n_batch = views[1].shape[0]
+        out = np.empty((n_batch, self.n_free), dtype=self.dtype)
+        for g in range(1, len(self.group_sizes)):
+            o = int(self._free_off[g])
+            out[:, o:o + self.group_sizes[g]] = views[g]
+        return out
+
+    def _fields(self, buf, theta, selected, version, link_version):
+        """Local fields ``h_g = d_g + sum of the couplings' contributions`` of the groups in ``selected``.
+
+        Every contribution into a selected group is computed from the
+        current activities. The forward products come first: with max
+        pooling they record the winners at the current presynaptic activity,
+        which the transposed products then route through. A winner record
+        older than its group's last move (``link_version`` behind
+        ``version``) is refreshed before use.
+        """
+        v2, v4 = buf.v2, buf.v4
+        for g in selected:
+            _copy_into(v2["d"][g], v2["h"][g])
+        for link in self._free_links:
+            if link.post in selected:
+                link.forward_into(theta, v2["r"][link.pre], v4["r"][link.pre], v2["t"][link.post],
+                                  v4["t"][link.post], buf.scratch[link.index])
+                link_version[link.index] = version[link.pre]
+                _add_into(v2["h"][link.post], v2["t"][link.post])
+        for link in self._free_links:
+            if link.pre in selected:
+                if link.pool_max and link_version[link.index] != version[link.pre]:
+                    link.forward_into(theta, v2["r"][link.pre], v4["r"][link.pre], v2["t"][link.post],
+                                      v4["t"][link.post], buf.scratch[link.index])
+                    link_version[link.index] = version[link.pre]
+                link.transpose_into(theta, v2["r"][link.post], v4["r"][link.post], v2["t"][link.pre],
+                                    v4["t"][link.pre], buf.scratch[link.index])
+                _add_into(v2["h"][link.pre], v2["t"][link.pre])
+
+    def _rho_input(self, x):
+        """rho of the clamped input, shape (batch, n_input), and its (batch, *input_shape) view."""
+        rx = np.empty_like(x)
+        _activate_into(x, self._acts[0], rx, np.empty_like(x))
+        return rx, rx.reshape((x.shape[0],) + self.group_shapes[0])
+
+    # ------------------------------------------------------------------ energy
+    def initial_state(self, drive):
+        """Relaxations start from zero (Scellier & Bengio 2017; Laborieux et al. 2021)."""
+        return np.zeros_like(drive)
+
+    def input_drive(self, x):
+        """Biases plus the clamped input's couplings, shape (batch, n_free); constant during a relaxation.
+
+        Parameters
+        ----------
+        x : ndarray, shape (batch, n_input)
+            Examples flat in (C, H, W) order (:attr:`dynsim.datasets.tasks.Task.x`).
+
+        Returns
+        -------
+        ndarray, shape (batch, n_free)
+        """
+        x = self.check_input(x)
+        n_batch = x.shape[0]
+        buf = self._buffers(n_batch)
+        rx2, rx4 = self._rho_input(x)
+        theta = self._theta
+        for g in range(1, len(self.group_sizes)):
+            dg = buf.v4["d"][g]
+            b = self._bias_blocks.get(g)
+            if b is None:
+                dg[...] = 0.0
+            elif len(self.group_shapes[g]) == 3:
+                dg[...] = theta[b.start:b.stop][None, :, None, None]
+            else:
+                dg[...] = theta[b.start:b.stop][None, :]
+            for link in self._input_links:
+                if link.post == g:
+                    link.forward_into(theta, rx2, rx4, buf.v2["t"][g], buf.v4["t"][g], buf.scratch[link.index])
+                    _add_into(buf.v2["d"][g], buf.v2["t"][g])
+        return self._flat(buf.v2["d"])
+
+    def _checked_drive(self, drive, s):
+        return float_array("drive", drive, shape=s.shape, dtype=self.dtype)
+
+    def energy(self, x, s):
+        """Energy E(s; x) per sample, shape (batch,).
+
+        Parameters
+        ----------
+        x : ndarray, shape (batch, n_input)
+        s : ndarray, shape (batch, n_free)
+        """
+        x = self.check_input(x)
+        s = self.check_state(s, x.shape[0])
+        return self.energy_from_drive(s, self.input_drive(x))
+
+    def energy_from_drive(self, s, drive):
+        """Energy per sample from an input drive already computed (:meth:`input_drive`), shape (batch,).
+
+        ``1/2 ||s||^2 - <rho(s), drive> - sum_c <rho(s_post), K_c(rho(s_pre))>``
+        over the couplings between free groups, accumulated in float64.
+        """
+        s = self.check_state(s)
+        drive = self._checked_drive(drive, s)
+        buf = self._buffers(s.shape[0])
+        self._load(buf, s, drive)
+        en = np.zeros(s.shape[0])
+        v2, v4 = buf.v2, buf.v4
+        for g in range(1, len(self.group_sizes)):
+            _own_energy_into(v2["y"][g], v2["r"][g], v2["d"][g], en)
+        for link in self._free_links:
+            link.forward_into(self._theta, v2["r"][link.pre], v4["r"][link.pre], v2["t"][link.post],
+                              v4["t"][link.post], buf.scratch[link.index])
+            _rowdot_subtract(v2["r"][link.post], v2["t"][link.post], en)
+        return en.astype(self.dtype)
+
+    def _field_of_state(self, s, drive):
+        buf = self._buffers(s.shape[0])
+        self._load(buf, s, drive)
+        G = len(self.group_sizes)
+        self._fields(buf, self._theta, set(range(1, G)), [0] * G, [-1] * len(self._links))
+        return buf
+
+    def local_field(self, x, s, drive=None):
+        """The local field ``h = -dE/d rho(s)`` of every free unit, shape (batch, n_free).
+
+        Each group's total input: its bias, the couplings from below and
+        above (with max pooling, routed through the winners at the current
+        state). At a fixed point of the relaxation of a hard-sigmoid network,
+        ``s = rho(h)``.
+
+        Parameters
+        ----------
+        x : ndarray, shape (batch, n_input)
+        s : ndarray, shape (batch, n_free)
+        drive : ndarray, shape (batch, n_free), optional
+            :meth:`input_drive` of ``x`` when the caller has it.
+        """
+        x = self.check_input(x)
+        s = self.check_state(s, x.shape[0])
+        drive = self.input_drive(x) if drive is None else self._checked_drive(drive, s)
+        return self._flat(self._field_of_state(s, drive).v2["h"])
+
+    def energy_grad_state(self, x, s, drive=None):
+        """dE/ds = s - rho'(s) h, shape (batch, n_free).
+
+        ``drive`` (from :meth:`input_drive`) saves recomputing the input's
+        convolutions when many states of one input are evaluated.
+        """
+        x = self.check_input(x)
+        s = self.check_state(s, x.shape[0])
+        drive = self.input_drive(x) if drive is None else self._checked_drive(drive, s)
+        buf = self._field_of_state(s, drive)
+        v2 = buf.v2
+        return self._flat([None] + [v2["y"][g] - v2["rp"][g] * v2["h"][g] for g in range(1, len(self.group_sizes))])
+
+    def _weight_grads(self, buf, theta, link, a2, a4, g2, g4, out):
+        link.weight_grad_into(theta, a2, a4, g2, g4, buf.scratch[link.index], buf.v4["t"][link.post], out)
+
+    def _bias_grad_into(self, g, act2, act4, out):
+        """``out`` = ``act`` summed over the batch (and the positions of a map), in float64 first."""
+        if len(self.group_shapes[g]) == 3:
+            ck.channel_sum_into(act4, out)
+        else:
+            out[:] = act2.sum(axis=0, dtype=np.float64)
+
+    def energy_grad_params(self, x, s):
+        """Gradient of the batch-mean energy with respect to :attr:`theta`, shape (n_params,).
+
+        dE/dW = -rho(s_pre)^T rho(s_post) / B for a dense block,
+        -sum_b corr(rho(s_pre_b), unpool(rho(s_post_b))) / B for a
+        convolution (max pooling routed through the winners at rho(s_pre)),
+        dE/db = -rho(s) / B summed over the batch (and over the positions of
+        a map). The quantity equilibrium propagation contrasts between two
+        settled states, with the batch convention of
+        :meth:`HopfieldNetwork.energy_grad_params` (a mean).
+
+        Parameters
+        ----------
+        x : ndarray, shape (batch, n_input)
+        s : ndarray, shape (batch, n_free)
+        """
+        x = self.check_input(x)
+        s = self.check_state(s, x.shape[0])
+        n_batch = x.shape[0]
+        buf = self._buffers(n_batch)
+        self._load(buf, s)
+        rx2, rx4 = self._rho_input(x)
+        theta = self._theta
+        grad = np.empty(self.n_params, dtype=self.dtype)
+        scale = self.dtype.type(-1.0 / n_batch)
+        v2, v4 = buf.v2, buf.v4
+        for link in self._links:
+            a2, a4 = (rx2, rx4) if link.pre == 0 else (v2["r"][link.pre], v4["r"][link.pre])
+            out = grad[link.start:link.stop]
+            self._weight_grads(buf, theta, link, a2, a4, v2["r"][link.post], v4["r"][link.post], out)
+            out *= scale
+        for g, b in self._bias_blocks.items():
+            out = grad[b.start:b.stop]
+            self._bias_grad_into(g, v2["r"][g], v4["r"][g], out)
+            out *= scale
+        return grad
+
+    def energy_grad_params_difference(self, x, s_a, s_b, scale=1.0):
+        """``scale * (dE/dtheta(s_b) - dE/dtheta(s_a))`` for two states of the same input, shape (n_params,).
+
+        Equals ``scale * (energy_grad_params(x, s_b) - energy_grad_params(x, s_a))``
+        to rounding. The couplings from the clamped input (the largest
+        convolutions of an image network) take one weight-gradient product
+        with ``rho(s_b) - rho(s_a)`` instead of two: the input, and so its
+        pooling winners, are the same in both states, and the gradient is
+        linear in the post activity. The other couplings take two.
+
+        Parameters
+        ----------
+        x : ndarray, shape (batch, n_input)
+        s_a, s_b : ndarray, shape (batch, n_free)
+        scale : float
+            E.g. 1 / (beta_2 - beta_1).
+        """
+        x = self.check_input(x)
+        s_a = self.check_state(s_a, x.shape[0], name="s_a")
+        s_b = self.check_state(s_b, x.shape[0], name="s_b")
+        scale = real_scalar("scale", scale)
+        n_batch = x.shape[0]
+        buf = self._buffers(n_batch)
+        v2, v4 = buf.v2, buf.v4
+        G = len(self.group_sizes)
+        # rho(s_a) kept in the field buffer, rho(s_b) in r, their difference in y_new.
+        self._load(buf, s_a)
+        for g in range(1, G):
+            _copy_into(v2["r"][g], v2["h"][g])
+        self._load(buf, s_b)
+        for g in range(1, G):
+            np.subtract(v2["r"][g], v2["h"][g], out=v2["y_new"][g])
+        rx2, rx4 = self._rho_input(x)
+        theta = self._theta
+        k = self.dtype.type(-scale / n_batch)
+        grad = np.empty(self.n_params, dtype=self.dtype)
+        for link in self._links:
+            out = grad[link.start:link.stop]
+            if link.pre == 0:
+                self._weight_grads(buf, theta, link, rx2, rx4, v2["y_new"][link.post], v4["y_new"][link.post], out)
+            else:
+                self._weight_grads(buf, theta, link, v2["r"][link.pre], v4["r"][link.pre], v2["r"][link.post],
+                                   v4["r"][link.post], out)
+                other = np.empty_like(out)
+                self._weight_grads(buf, theta, link, v2["h"][link.pre], v4["h"][link.pre], v2["h"][link.post],
+                                   v4["h"][link.post], other)
+                out -= other
+            out *= k
+        for g, b in self._bias_blocks.items():
+            out = grad[b.start:b.stop]
+            self._bias_grad_into(g, v2["y_new"][g], v4["y_new"][g], out)
+            out *= k
+        return grad
+
+    # ------------------------------------------------------------------ relaxation
+    def _group_colours(self):
+        """Two-colour the free groups by their couplings: ``{group: 1 (first half) or 0 (second half)}``.
+
+        Each connected set of free groups takes the parity of its
+        lowest-numbered group for that group (in a stack, a group's colour is
+        the parity of its depth, as :func:`dynsim.relax.block_relaxation.group_colours`).
+        """
+        if self._colours is not None:
+            return self._colours
+        G = len(self.group_sizes)
+        neighbours = {g: [] for g in range(1, G)}
+        for link in self._free_links:
+            neighbours[link.pre].append((link.post, link))
+            neighbours[link.post].append((link.pre, link))
+        colour = {}
+        for root in range(1, G):
+            if root in colour:
+                continue
+            colour[root] = root % 2
+            queue = [root]
+            while queue:
+                g = queue.pop(0)
+                for k, link in neighbours[g]:
+                    if k not in colour:
+                        colour[k] = 1 - colour[g]
+                        queue.append(k)
+                    elif colour[k] == colour[g]:
+                        c = link.coupling
+                        raise ValidationError(
+                            f"scheme 'block' updates the free groups in two halves without couplings inside a "
+                            f"half, but coupling {c.name} ({c.pre} -> {c.post}) closes an odd cycle of couplings "
+                            "among the free groups; use 'fixed_point'")
+        self._colours = colour
+        return colour
+
+    def _halves(self, scheme, clamp_output):
+        """Masks of the groups each half-sweep updates, shapes (G,) and (G,) (as block_relaxation.update_halves)."""
+        G = len(self.group_sizes)
+        first = np.zeros(G, dtype=bool)
+        second = np.zeros(G, dtype=bool)
+        if scheme == "fixed_point":
+            first[1:] = True
+        else:
+            for g, c in self._group_colours().items():
+                (first if c == 1 else second)[g] = True
+        if clamp_output:
+            first[G - 1] = second[G - 1] = False
+        return first, second
+
+    def _group_boxes(self, box):
+        """Per free group ``(project, lo, hi)`` from ``box``: 'natural', None or (low, high)."""
+        real = self.dtype.type
+        out = [None]
+        for g in range(1, len(self.group_sizes)):
+            b = NATURAL_BOUNDS.get(self.activations[g]) if isinstance(box, str) else box
+            out.append((False, real(-np.inf), real(np.inf)) if b is None else (True, real(b[0]), real(b[1])))
+        return out
+
+    def _check_box(self, box):
+        if isinstance(box, str):
+            if box != "natural":
+                raise ValidationError(f"box must be 'natural', None or a pair (low, high), got {box!r}")
+            return box
+        if box is None:
+            return None
+        try:
+            lo, hi = box
+        except (TypeError, ValueError):
+            raise ValidationError(f"box must be 'natural', None or a pair (low, high), got {box!r}") from None
+        lo = real_scalar("box[0]", lo, low=-np.inf)
+        hi = real_scalar("box[1]", hi)
+        if not lo < hi:
+            raise ValidationError(f"box must be (low, high) with low < high, got {box!r}")
+        return (lo, hi)
+
+    def relax(self, s0, drive, scheme, beta=0.0, target=None, clamp_output=False, **options):
+        """:meth:`relax_with_energy` without the energy: the :class:`integrators.IntegrationResult` only."""
+        return self.relax_with_energy(s0, drive, scheme, beta, target, clamp_output, **options)[0]
+
+    def relax_with_energy(self, s0, drive, scheme, beta=0.0, target=None, clamp_output=False, *, max_steps=100_000,
+                          atol=1e-6, rtol=1e-6, stop_at_steady_state=True, box="natural", max_abs=1e6,
+                          record_every=0, record_samples=None):
+        """Relax a batch of states by fixed-point or block sweeps; the result and the final energy.
+
+        The schemes, steady-state test, statuses, counts and messages of
+        :func:`dynsim.relax.block_relaxation.relax_with_energy` for dense
+        networks. One sweep updates every free group once (in one half, or
+        two), costing one evaluation of the local field: a forward and a
+        transposed product per coupling between free groups. With max
+        pooling, a group of the second half that feeds a max-pooled coupling
+        has its field computed again at the top of each sweep (its pooling
+        winners moved with it), one more transposed product per such
+        coupling.
+
+        Parameters
+        ----------
+        s0 : ndarray, shape (batch, n_free)
+            Starting states (projected onto the box).
+        drive : ndarray, shape (batch, n_free)
+            :meth:`input_drive` of the clamped input.
+        scheme : {'fixed_point', 'block'}
+            ``fixed_point`` updates every free group from the same state
+            (Laborieux et al. 2021); ``block`` the groups of odd depth, then
+            those of even depth, each half reading the other's newest values
+            (Scellier et al. 2023); it needs couplings among the free groups
+            without odd cycles.
+        beta : float
+            Nudging strength, > -1 (the outputs' curvature 1 + beta).
+        target : ndarray, shape (batch, n_output), optional
+            Needed when ``beta != 0`` or ``clamp_output``.
+        clamp_output : bool
+            Hold the outputs where ``s0`` has them (contrastive Hebbian
+            learning's clamped phase).
+        max_steps : int
+            Sweep limit.
+        atol, rtol : float
+            Steady state when every sample has ``||ds/dt|| <= atol + rtol ||s||``,
+            ``ds/dt = -dF/ds`` projected as the integrators do.
+        stop_at_steady_state : bool
+            False runs exactly ``max_steps`` sweeps (the fixed iteration counts
+            of the EP papers).
+        box : 'natural', None or (float, float)
+            Projection: ``'natural'`` projects each group onto its
+            activation's box ([0, 1] for the hard sigmoid, none for the smooth
+            ones), None projects nothing, a pair projects every group onto it.
+        max_abs : float
+            A state or field value above this magnitude counts as divergence.
+        record_every : int
+            Keep every that many sweeps (0: none); ``t`` counts sweeps.
+        record_samples : sequence of int, optional
+            Batch indices to record (default: all).
+
+        Returns
+        -------
+        (integrators.IntegrationResult, ndarray of shape (batch,))
+            ``n_steps`` sweeps, ``nfev`` field evaluations (one per sweep
+            plus the initial one), ``t`` the number of sweeps; and the
+            energy E (not E + beta C) of the final state, of the network's dtype.
+
+        References
+        ----------
+        .. [1] A. Laborieux et al., "Scaling Equilibrium Propagation to Deep ConvNets by Drastically Reducing Its
+               Gradient Estimator Bias", Front. Neurosci. 15:633674 (2021).
+        .. [2] B. Scellier et al., "Energy-based learning algorithms for analog computing: a comparative study",
+               NeurIPS 2023.
+        """
+        # ---- validation, once
+        if scheme not in CONV_RELAXATION_SCHEMES:
+            raise ValidationError(f"scheme must be one of {list(CONV_RELAXATION_SCHEMES)}, got {scheme!r}")
+        s0 = self.check_state(s0, name="s0")
+        n_batch = s0.shape[0]
+        drive = self._checked_drive(drive, s0)
+        beta = real_scalar("beta", beta)
+        clamp_output = boolean("clamp_output", clamp_output)
+        if target is None:
+            if beta != 0.0 or clamp_output:
+                raise ValidationError("target is required for a nudged or clamped relaxation (beta != 0 or "
+                                      "clamp_output)")
+            target = np.zeros((n_batch, self.n_output), dtype=self.dtype)
+        else:
+            target = self.check_target(target, n_batch)
+        if not clamp_output and not beta > -1.0:
+            raise ValidationError(f"the relaxation scheme {scheme!r} divides by the outputs' curvature 1 + beta, "
+                                  f"which must be positive: beta must be > -1, got {beta}")
+        max_steps = positive_int("max_steps", max_steps, 0)
+        atol = real_scalar("atol", atol, 0.0)
+        rtol = real_scalar("rtol", rtol, 0.0)
+        stop_at_steady_state = boolean("stop_at_steady_state", stop_at_steady_state)
+        boxes = self._group_boxes(self._check_box(box))
+        if isinstance(max_abs, (bool, np.bool_, str)) or np.ndim(max_abs) != 0 or not float(max_abs) > 0:
+            raise ValidationError(f"max_abs must be a real number > 0 (inf: only non-finite values count), "
+                                  f"got {max_abs!r}")
+        max_abs = float(max_abs)
+        record_every = positive_int("record_every", record_every, 0)
+        samples = np.arange(n_batch) if record_samples is None else np.asarray(record_samples)
+        if samples.ndim != 1 or samples.size == 0 or not np.issubdtype(samples.dtype, np.integer) \
+                or samples.min() < 0 or samples.max() >= n_batch:
+            raise ValidationError(f"record_samples must be batch indices in [0, {n_batch - 1}], got {record_samples!r}")
+        first, second = self._halves(scheme, clamp_output)
+        return self._relax(s0, drive, scheme, beta, target, first, second, max_steps, atol, rtol,
+                           stop_at_steady_state, boxes, max_abs, record_every, samples.astype(np.int64))
+
+    def _relax(self, s0, drive, scheme, beta, target, first, second, max_steps, atol, rtol, stop_at_steady_state,
+               boxes, max_abs, record_every, samples):
+        """The sweeps of :meth:`relax_with_energy` on checked arguments (the loop of block_relaxation.relax_batch)."""
+        G = len(self.group_sizes)
+        out_g = G - 1
+        n_batch = s0.shape[0]
+        real = self.dtype.type
+        beta_r = real(beta)
+        scale = real(1.0) / (real(1.0) + beta_r)
+        zero, one = real(0.0), real(1.0)
+        theta = self._theta
+        buf = self._buffers(n_batch)
+        v2 = buf.v2
+        free = range(1, G)
+        for g in free:
+            o = int(self._free_off[g])
+            project, lo, hi = boxes[g]
+            y = v2["y"][g]
+            np.copyto(y, s0[:, o:o + self.group_sizes[g]])
+            if project:
+                np.clip(y, lo, hi, out=y)
+            np.copyto(v2["d"][g], drive[:, o:o + self.group_sizes[g]])
+            _activate_into(y, self._acts[g], v2["r"][g], v2["rp"][g])
+        target = np.ascontiguousarray(target, dtype=self.dtype)
+        moving = [bool(first[g] or second[g]) for g in range(G)]
+        first_set = {g for g in free if first[g]}
+        second_set = {g for g in free if second[g]}
+        has_second = bool(second_set)
+        # Fields recomputed at the top of a sweep: the first half's, the held groups' (the energy needs them) and
+        # those of second-half groups whose field depends on their own state (pre of a max-pooled coupling).
+        top = set(first_set) | {g for g in free if not moving[g]}
+        top |= {link.pre for link in self._free_links if link.pool_max and link.pre in second_set}
+        every = set(free)
+        version = [0] * G
+        link_version = [-1] * len(self._links)
+        sums = buf.sums
+        en, y2, f2, res2, f_over, yn2, yn_over = (sums[k] for k in ("en", "y2", "f2", "res2", "f_over", "yn2",
+                                                                   "yn_over"))
+        limit = max_abs * max_abs
+        rec_t, rec_y, rec_res = [], [], []
+
+        def record(step, residual):
+            rows = np.empty((samples.size, self.n_free), dtype=self.dtype)
+            for g in free:
+                o = int(self._free_off[g])
+                rows[:, o:o + self.group_sizes[g]] = v2["y"][g][samples]
+            rec_t.append(float(step))
+            rec_y.append(rows)
+            rec_res.append(residual[samples].copy())
+
+        self._fields(buf, theta, every, version, link_version)
+        steps, status, bad_step, bad_sample, last_recorded = 0, None, -1, -1, -1
+        residual = np.zeros(n_batch)
+        while status is None:
+            if steps > 0:
+                self._fields(buf, theta, top, version, link_version)
+            for acc in (en, y2, f2, res2, f_over):
+                acc[:] = 0.0
+            for g in free:
+                project, lo, hi = boxes[g]
+                nudge = beta_r if (g == out_g and moving[g]) else zero
+                tg = target if g == out_g else v2["y"][g]
+                _group_sums(v2["y"][g], v2["r"][g], v2["rp"][g], v2["h"][g], v2["d"][g], tg, nudge,
+                            one if moving[g] else zero, lo, hi, project, max_abs, en, y2, f2, res2, f_over)
+            bad, steady = _verdict(res2, y2, f2, f_over, atol, rtol, limit, residual)
+            if record_every > 0 and (steps == 0 or steps % record_every == 0):
+                record(steps, residual)
+                last_recorded = steps
+            if bad >= 0:
+                status, bad_step, bad_sample = DIVERGED, steps, int(bad)
+                break
+            if stop_at_steady_state and steady:
+                status = CONVERGED
+                break
+            if steps >= max_steps:
+                status = STEP_LIMIT
+                break
+            yn2[:] = 0.0
+            yn_over[:] = 0.0
+            for g in free:
+                project, lo, hi = boxes[g]
+                if first[g]:
+                    tg = target if g == out_g else v2["y"][g]
+                    _update_into(v2["rp"][g], v2["h"][g], tg, g == out_g and beta != 0.0, beta_r, scale, lo, hi,
+                                 project, max_abs, v2["y_new"][g], yn2, yn_over)
+                elif not moving[g]:
+                    _held_into(v2["y"][g], v2["y_new"][g], max_abs, yn2, yn_over)
+            if has_second:
+                for g in first_set:
+                    _activate_into(v2["y_new"][g], self._acts[g], v2["r"][g], v2["rp"][g])
+                    version[g] += 1
+                self._fields(buf, theta, second_set, version, link_version)
+                for g in second_set:
+                    project, lo, hi = boxes[g]
+                    tg = target if g == out_g else v2["y"][g]
+                    _update_into(v2["rp"][g], v2["h"][g], tg, g == out_g and beta != 0.0, beta_r, scale, lo, hi,
+                                 project, max_abs, v2["y_new"][g], yn2, yn_over)
+            bad = _first_diverged(yn2, yn_over, limit)
+            if bad >= 0:
+                # `y` keeps the last good state.
+                status, bad_step, bad_sample = DIVERGED, steps + 1, int(bad)
+                break
+            # The new state becomes the state: swap the two roles' views, no copy.
+            for views in (buf.v2, buf.v4):
+                views["y"], views["y_new"] = views["y_new"], views["y"]
+            steps += 1
+            for g in (second_set if has_second else first_set):
+                _activate_into(v2["y"][g], self._acts[g], v2["r"][g], v2["rp"][g])
+                version[g] += 1
+
+        if record_every > 0 and last_recorded != steps and status != DIVERGED:
+            record(steps, residual)
+        y = self._flat(v2["y"])
+        energy = en.astype(self.dtype)
+        with np.errstate(over="ignore"):
+            tolerance = atol + rtol * np.linalg.norm(y.astype(np.float64), axis=1)
+        trajectory = None
+        if record_every > 0:
+            trajectory = Trajectory(t=np.array(rec_t), y=np.stack(rec_y), residual=np.stack(rec_res),
+                                    samples=samples)
+        result = IntegrationResult(
+            y=y, t=float(steps), status=int(status),
+            message=_message(status, steps, residual, tolerance, bad_step, bad_sample, stop_at_steady_state),
+            n_steps=int(steps), n_accepted=int(steps), n_rejected=0, nfev=int(steps) + 1, residual=residual.copy(),
+            tolerance=tolerance, diverged_step=int(bad_step), diverged_sample=int(bad_sample),
+            trajectory=trajectory, method=scheme)
+        return result, energy
+
+
+def _message(status, steps, residual, tolerance, bad_step, bad_sample, stop_at_steady_state):
+    """The result's message, worded as the dense network's relaxation schemes word it."""
+    if status == CONVERGED:
+        return f"steady state reached by every sample after {steps} sweeps"
+    if status == STEP_LIMIT:
+        if not stop_at_steady_state:
+            return f"step limit reached after {steps} sweeps"
+        with np.errstate(all="ignore"):
+            worst = int(np.nanargmax(residual / np.maximum(tolerance, np.finfo(float).tiny))) \
+                if np.isfinite(residual).any() else 0
+        return (f"step limit reached after {steps} sweeps; largest residual {residual[worst]:.3e} "
+                f"(sample {worst}) against tolerance {tolerance[worst]:.3e}")
+    return (f"diverged at sweep {bad_step} in sample {bad_sample}: a state or vector field value became "
+            "non-finite or exceeded max_abs; y holds the last finite state")
