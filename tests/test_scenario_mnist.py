@@ -29,10 +29,11 @@ def run(script, *args):
                           capture_output=True, text=True, timeout=600, env=env)
 
 
-@pytest.mark.parametrize("preset", ["sb-1h", "sb-2h", "sb-3h", "centered-1h"])
+@pytest.mark.parametrize("preset", ["sb-1h", "sb-2h", "sb-3h", "centered-1h", "lab-conv"])
 def test_each_ep_preset_runs(tmp_path, preset):
     # The deep presets' iteration counts are cut so that the smoke run stays short; the structure is the preset's.
     cut = ("--free-steps", "20", "--nudged-steps", "4") if preset in ("sb-2h", "sb-3h") else ()
+    cut = ("--free-steps", "4", "--nudged-steps", "2") if preset == "lab-conv" else cut
     out = tmp_path / preset
     proc = run("mnist_ep.py", "--preset", preset, "--epochs", "1", "--out", str(out), *cut, *SMOKE)
     assert proc.returncode == 0, proc.stderr
