@@ -51,6 +51,30 @@ def test_each_ep_preset_runs(tmp_path, preset):
         assert (out / png).read_bytes()[:8] == PNG_MAGIC
 
 
+def test_the_conv_preset_starts_where_ep_gets_a_signal(mnist_splits):
+    # At the default initial scale the conv net's outputs start saturated at 1, every one tied, and EP's nudged
+    # states equal the free ones: no update, ever. The preset's half scale leaves the outputs inside their range.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mnist_ep_for_test", ROOT / "scenarios" / "mnist_ep.py")
+    scenario = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scenario)
+    from dynsim.relax import SettleOptions, free_phase
+
+    x = mnist_splits.train.x[:100].astype(np.float32)
+    tied = {}
+    for gain in (None, 0.5):
+        args = scenario.build_parser().parse_args(["--preset", "lab-conv", "--dtype", "float32"])
+        scenario.resolve(args)
+        args.init_gain = gain
+        net = scenario.build_network(args)
+        out = free_phase(net, x, options=SettleOptions(integrator="block", max_steps=30,
+                                                       stop_at_steady_state=False)).state[:, net.output_slice]
+        tied[gain] = float(np.mean((out == out.max(axis=1, keepdims=True)).sum(axis=1) > 1))
+    assert args.init_gain == 0.5 == scenario.PRESETS["lab-conv"]["init_gain"]
+    assert tied[None] > 0.9 and tied[0.5] < 0.1, tied
+
+
 def test_steady_state_evaluation_is_an_option(tmp_path):
     out = tmp_path / "steady"
     proc = run("mnist_ep.py", "--epochs", "1", "--evaluation", "steady-state", "--eval-steps", "60",
