@@ -15,11 +15,16 @@ Presets reproduce the published configurations:
   pooling, 10 outputs), centered EP with block sweeps (30 free / 10 + 10 nudged), Adam 5e-4, batch 100,
   initial parameters at half the default scale;
 - ``dhn-1h``: Scellier 2024's one-hidden-layer network (1.79 % test error):
-  784-1024-10, centered EP with beta = 0.2, 15 block sweeps (odd layers,
-  then even ones) per phase, SGD at 0.05 times 0.99 per epoch, minibatch
-  16, weights uniform in +-0.7/sqrt(fan-in), 100 epochs; unlike the
-  original, the output units are clipped like the others and training uses
-  the 50,000-image split.
+  784-1024-10 with a linear output layer, centered EP with beta = 0.2, 15
+  block sweeps (odd layers, then even ones) per phase, SGD at 0.05 times
+  0.99 per epoch, minibatch 16, weights uniform in +-0.7/sqrt(fan-in), 100
+  epochs; unlike the original, training uses the 50,000-image split. The
+  output's energy is 1/2 ||s||^2 - s.(W rho(h) + b), so its free equilibrium
+  is its field and the nudged one (field + beta y) / (1 + beta);
+  ``--output-activation hard_sigmoid`` clips it like the other layers;
+- ``dhn-2h``, ``dhn-3h``: the same with two and three hidden layers of 1024
+  (1.65 % each): 50 and 100 free block sweeps, 20 and 10 nudged, per-layer
+  rates 0.2, 0.05, 0.01 (, 0.002).
 
 The betas and rates of the presets are in dynsim's units (cost
 1/2 ||y - s_out||^2); the comment above ``PRESETS`` converts Scellier &
@@ -112,7 +117,7 @@ PRESETS = {
     "centered-1h": dict(hidden=[1024], rule="ep-centered", integrator="projected_euler", free_steps=40,
                         nudged_steps=12, dt=0.5, beta=1.0, lr=[0.1, 0.05], batch_size=20, epochs=30,
                         persistent=True, paper="Scellier 2024 (1 hidden layer, EP): test 1.79 %", reference=0.018),
-    # Scellier 2024's DHN-1H, but with a hard-sigmoid (not linear) output layer and the 50,000-image training split.
+    # Scellier 2024's DHN-1H (linear output layer), with the 50,000-image training split.
     # The structure of Laborieux et al.'s MNIST conv net (1-32-64, 5x5 kernels, 2x2 max pooling, 10 outputs, beta 0.4,
     # Adam, minibatch 100); block sweeps instead of their 200 synchronous free iterations (Scellier et al. 2023 credit
     # block updates for most of their speed-up), and the rate, iteration counts and the initial weights' scale (0.5
@@ -123,14 +128,26 @@ PRESETS = {
                      paper="Ernoult et al. 2019 (conv net, EP): test about 1.0 %", reference=0.010),
     "dhn-1h": dict(hidden=[1024], rule="ep-centered", integrator="block", free_steps=15, nudged_steps=15, dt=1.0,
                    beta=0.2, lr=[0.05, 0.05], batch_size=16, epochs=100, persistent=False, init_gain=0.7,
-                   schedule="exponential", eval_steps=100,
+                   schedule="exponential", eval_steps=100, output_activation="linear",
                    paper="Scellier 2024 (DHN-1H, centered EP): test 1.79 %", reference=0.018),
+    # DHN-2H and DHN-3H of the same script: the free phase runs the inference minimiser's iterations (50, 100), the
+    # nudged phases the training minimiser's (20, 10); per-layer rates as there (weights and biases alike).
+    "dhn-2h": dict(hidden=[1024, 1024], rule="ep-centered", integrator="block", free_steps=50, nudged_steps=20,
+                   dt=1.0, beta=0.2, lr=[0.2, 0.05, 0.01], batch_size=16, epochs=100, persistent=False,
+                   init_gain=0.7, schedule="exponential", eval_steps=500, output_activation="linear",
+                   paper="Scellier 2024 (DHN-2H, centered EP): test 1.65 %", reference=0.0165),
+    "dhn-3h": dict(hidden=[1024, 1024, 1024], rule="ep-centered", integrator="block", free_steps=100,
+                   nudged_steps=10, dt=1.0, beta=0.2, lr=[0.2, 0.05, 0.01, 0.002], batch_size=16, epochs=100,
+                   persistent=False, init_gain=0.7, schedule="exponential", eval_steps=1000,
+                   output_activation="linear", paper="Scellier 2024 (DHN-3H, centered EP): test 1.65 %",
+                   reference=0.0165),
 }
 RECORDED_IMAGES = 4
 """Test images whose free and nudged relaxations are logged every ``--record-every`` epochs."""
 RULES = ("ep-random", "ep-positive", "ep-negative", "ep-centered", "chl")
 INTEGRATORS = ("projected_euler", "euler", "heun", "rk4", "dopri5", "fixed_point", "block")
 EVALUATIONS = ("training", "steady-state")
+OUTPUT_ACTIVATIONS = ("hard_sigmoid", "linear", "logistic", "tanh")
 
 
 def build_parser():
@@ -159,6 +176,9 @@ def build_parser():
     p.add_argument("--init-gain", type=float, default=None,
                    help="weights uniform in +-gain/sqrt(fan-in) instead of Glorot's; for the conv preset, the default "
                         "initial parameters times gain (preset)")
+    p.add_argument("--output-activation", default=None, choices=OUTPUT_ACTIVATIONS,
+                   help="activation of the output layer of a layered network (preset; hard_sigmoid): 'linear' "
+                        "is Scellier 2024's output, which cannot die at 0 as a clipped unit can")
     p.add_argument("--batch-size", type=int, default=None, help="minibatch size (preset)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (preset)")
     p.add_argument("--no-persistent", action="store_true",
@@ -204,7 +224,8 @@ def resolve(args):
                 "epochs"):
         if getattr(args, key) is None:
             setattr(args, key, preset[key])
-    for key, default in (("schedule", "constant"), ("init_gain", None), ("eval_steps", None), ("optimizer", "sgd")):
+    for key, default in (("schedule", "constant"), ("init_gain", None), ("eval_steps", None), ("optimizer", "sgd"),
+                         ("output_activation", "hard_sigmoid")):
         if getattr(args, key) is None:
             setattr(args, key, preset.get(key, default))
     if args.init_gain is not None:
@@ -235,6 +256,9 @@ def resolve(args):
     args.eval_persistent = args.evaluation == "training" and (args.persistent or args.eval_persistent)
     if "conv" in preset and args.hidden:
         raise ValidationError(f"--hidden: preset {args.preset!r} is a convolutional network; its layers are fixed")
+    if "conv" in preset and args.output_activation != "hard_sigmoid":
+        raise ValidationError(f"--output-activation: preset {args.preset!r} is a convolutional network with a "
+                              "hard-sigmoid output; only layered networks take another")
     layers = len(preset["conv"]["channels"]) + 1 if "conv" in preset else len(args.hidden) + 1
     if len(args.lr) != layers:
         raise ValidationError(f"--lr needs one rate per layer ({layers}), got {len(args.lr)}")
@@ -271,7 +295,8 @@ def build_network(args):
     conv = PRESETS[args.preset].get("conv")
     if conv is None:
         return HopfieldNetwork.layered([784, *args.hidden, 10], activation="hard_sigmoid", seed=args.seed,
-                                       init_gain=args.init_gain, dtype=args.dtype)
+                                       init_gain=args.init_gain, dtype=args.dtype,
+                                       output_activation=args.output_activation)
     arch = Architecture.conv_stack((1, 28, 28), conv["channels"], conv["kernels"], conv["pools"], fc=[10])
     net = ConvHopfieldNetwork(arch, seed=args.seed, dtype=args.dtype)
     if args.init_gain is not None:
@@ -298,7 +323,8 @@ def main(argv=None):
         fail(f"{exc}")
 
     config = {"scenario": "mnist_ep", "preset": args.preset, "dataset": args.dataset, "sizes": sizes,
-              "activation": "hard_sigmoid", "rule": args.rule, "integrator": args.integrator,
+              "activation": "hard_sigmoid", "output_activation": args.output_activation, "rule": args.rule,
+              "integrator": args.integrator,
               "free_steps": args.free_steps, "nudged_steps": args.nudged_steps, "dt": args.dt, "beta": args.beta,
               "lr": args.lr, "optimizer": args.optimizer, "batch_size": args.batch_size, "epochs": args.epochs,
               "persistent": args.persistent, "eval_steps": args.eval_steps, "seed": args.seed,
@@ -316,7 +342,8 @@ def main(argv=None):
     # The steady-state evaluation was the only one before --evaluation existed.
     fingerprint.update({k: config[k] for k, neutral in (("schedule", "constant"), ("init_gain", None),
                                                          ("eval_persistent", False), ("evaluation", "steady-state"),
-                                                         ("eval_train_at_start", False), ("dtype", "float64"))
+                                                         ("eval_train_at_start", False), ("dtype", "float64"),
+                                                         ("output_activation", "hard_sigmoid"))
                         if config[k] != neutral})
     try:
         log, logged_epochs, args.resume = open_run_log(args.out, config, network=net, resume=args.resume,

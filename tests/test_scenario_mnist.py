@@ -29,10 +29,10 @@ def run(script, *args):
                           capture_output=True, text=True, timeout=600, env=env)
 
 
-@pytest.mark.parametrize("preset", ["sb-1h", "sb-2h", "sb-3h", "centered-1h", "lab-conv"])
+@pytest.mark.parametrize("preset", ["sb-1h", "sb-2h", "sb-3h", "centered-1h", "lab-conv", "dhn-2h"])
 def test_each_ep_preset_runs(tmp_path, preset):
     # The deep presets' iteration counts are cut so that the smoke run stays short; the structure is the preset's.
-    cut = ("--free-steps", "20", "--nudged-steps", "4") if preset in ("sb-2h", "sb-3h") else ()
+    cut = ("--free-steps", "20", "--nudged-steps", "4") if preset in ("sb-2h", "sb-3h", "dhn-2h") else ()
     cut = ("--free-steps", "4", "--nudged-steps", "2") if preset == "lab-conv" else cut
     out = tmp_path / preset
     proc = run("mnist_ep.py", "--preset", preset, "--epochs", "1", "--out", str(out), *cut, *SMOKE)
@@ -47,6 +47,10 @@ def test_each_ep_preset_runs(tmp_path, preset):
         assert log.config["evaluation"] == "training"
         assert f"{log.config['free_steps']} steps" in log.config["evaluation_method"]
         assert np.isnan(table["train_error"][0]) and np.isfinite(table["train_error"][1])
+        if preset.startswith("dhn"):
+            # Scellier 2024's linear output group, end to end: in the log's network and its recorded states.
+            assert log.network["activation"] == ["hard_sigmoid", "hard_sigmoid", "hard_sigmoid", "linear"]
+            assert log.config["output_activation"] == "linear"
     for png in ("errors.png", "settling_first.png", "settling_last.png"):
         assert (out / png).read_bytes()[:8] == PNG_MAGIC
 

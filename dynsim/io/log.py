@@ -365,7 +365,9 @@ class TrajectoryLog:
             g = f.create_group("network")
             g.attrs["group_sizes"] = np.asarray(desc["group_sizes"], dtype=np.int64)
             g.attrs["group_names"] = [str(n) for n in desc["group_names"]]
-            g.attrs["activation"] = str(desc["activation"])
+            # One name, or one per group (stored as a JSON list, read back as a list).
+            act = desc["activation"]
+            g.attrs["activation"] = act if isinstance(act, str) else json.dumps(list(act))
             g.attrs["connections"] = json.dumps(desc["connections"])
             if "n_params" in desc:
                 g.attrs["n_params"] = int(desc["n_params"])
@@ -818,8 +820,9 @@ class LogReader:
     tables : list of str
         Names of the tables (:meth:`table`).
     network : dict or None
-        ``group_sizes``, ``group_names``, ``activation``, ``connections``
-        (and ``n_params``) when the log has a network.
+        ``group_sizes``, ``group_names``, ``activation`` (a name, or a list
+        of one per group), ``connections`` (and ``n_params``) when the log
+        has a network.
     live : bool
         True when the file is marked as open by a SWMR writer: a run still
         going, or one that was killed.
@@ -918,6 +921,8 @@ class LogReader:
             net = _attrs(f["network"])
             if "connections" in net:
                 net["connections"] = json.loads(net["connections"])
+            if str(net.get("activation", "")).startswith("["):
+                net["activation"] = json.loads(net["activation"])
             if "group_sizes" in net:
                 net["group_sizes"] = [int(n) for n in net["group_sizes"]]
             self.network = net

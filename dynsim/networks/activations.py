@@ -13,13 +13,19 @@ LOGISTIC = 1
 TANH = 2
 RELU = 3
 GELU = 4
+LINEAR = 5
 GELU_C = 0.7978845608028654  # sqrt(2 / pi)
 GELU_A = 0.044715
 
-ACTIVATIONS = {"hard_sigmoid": HARD_SIGMOID, "logistic": LOGISTIC, "tanh": TANH}
-"""Activation names accepted by the Hopfield networks, and their codes."""
+ACTIVATIONS = {"hard_sigmoid": HARD_SIGMOID, "logistic": LOGISTIC, "tanh": TANH, "linear": LINEAR}
+"""Activation names accepted by the groups of Hopfield networks, and their codes.
 
-PC_ACTIVATIONS = {**ACTIVATIONS, "relu": RELU, "gelu": GELU}
+``linear`` (rho(s) = s) serves output groups (Scellier 2024's deep Hopfield
+networks): the energy's 1/2 ||s||^2 keeps such a group's terms a convex
+quadratic, bounded below, as long as it is not coupled to itself or to
+another free linear group (the networks refuse those couplings)."""
+
+PC_ACTIVATIONS = {"hard_sigmoid": HARD_SIGMOID, "logistic": LOGISTIC, "tanh": TANH, "relu": RELU, "gelu": GELU}
 """Activations of predictive coding networks (ReLU and GELU have no place in the Hopfield energy's rho).
 
 GELU is the tanh form of Hendrycks & Gimpel (2016), x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))),
@@ -51,6 +57,8 @@ def rho(s, act):
                 out[i, j] = min(max(v, 0.0), 1.0)
             elif act == LOGISTIC:
                 out[i, j] = 1.0 / (1.0 + np.exp(-v))
+            elif act == LINEAR:
+                out[i, j] = v
             else:
                 out[i, j] = np.tanh(v)
     return out
@@ -74,6 +82,8 @@ def rho_prime(s, act):
             elif act == LOGISTIC:
                 e = 1.0 / (1.0 + np.exp(-v))
                 out[i, j] = e * (1.0 - e)
+            elif act == LINEAR:
+                out[i, j] = 1.0
             else:
                 th = np.tanh(v)
                 out[i, j] = 1.0 - th * th
@@ -82,12 +92,12 @@ def rho_prime(s, act):
 
 @njit(cache=True)
 def rho_second(s, act):
-    """Second derivative rho''(s) elementwise (0 for the piecewise-linear hard sigmoid)."""
+    """Second derivative rho''(s) elementwise (0 for the piecewise-linear hard sigmoid and the identity)."""
     out = np.empty(s.shape, dtype=s.dtype)
     for i in range(s.shape[0]):
         for j in range(s.shape[1]):
             v = s[i, j]
-            if act == HARD_SIGMOID:
+            if act == HARD_SIGMOID or act == LINEAR:
                 out[i, j] = 0.0
             elif act == LOGISTIC:
                 e = 1.0 / (1.0 + np.exp(-v))
@@ -111,8 +121,22 @@ def unit_rho_and_prime(v, act):
     if act == LOGISTIC:
         e = 1.0 / (1.0 + np.exp(-v))
         return e, e * (1.0 - e)
+    if act == LINEAR:
+        return v, 1.0
     th = np.tanh(v)
     return th, 1.0 - th * th
+
+
+@njit(cache=True, inline="always")
+def unit_rho_second(v, act):
+    """rho''(v) of one unit, for the Hopfield activations (what :func:`rho_second` computes entrywise)."""
+    if act == HARD_SIGMOID or act == LINEAR or act == RELU:
+        return 0.0 * v
+    if act == LOGISTIC:
+        e = 1.0 / (1.0 + np.exp(-v))
+        return e * (1.0 - e) * (1.0 - 2.0 * e)
+    th = np.tanh(v)
+    return -2.0 * th * (1.0 - th * th)
 
 
 @njit(cache=True)

@@ -349,6 +349,10 @@ class Architecture:
                 raise ValidationError(f"{where}: groups {c.pre} and {c.post} are already coupled by "
                                       f"{pairs[pair]}; one coupling per pair of groups")
             pairs[pair] = name
+            if a >= 1 and self.groups[a].activation == "linear" and self.groups[b].activation == "linear":
+                raise ValidationError(f"{where}: both groups are free and linear; the energy 1/2 ||s||^2 - "
+                                      "s_pre W s_post is then unbounded below for large enough W: give one of "
+                                      "them a bounded activation")
             if c.kind == "conv":
                 self._check_conv(c, where)
             resolved.append(c)

@@ -20,7 +20,7 @@ import numpy as np
 
 import integrators
 from dynsim.networks import hopfield_kernels as K
-from dynsim.networks.activations import NATURAL_BOUNDS, activation_code, rho, rho_prime, rho_second
+from dynsim.networks.activations import ACTIVATIONS, NATURAL_BOUNDS, activation_code
 from dynsim.networks.layout import NetworkLayout
 from dynsim.validation import ValidationError, float_array, float_dtype, random_generator, real_scalar
 
@@ -43,7 +43,15 @@ class HopfieldNetwork(NetworkLayout):
         Coupled group pairs ``(a, b)`` with ``a <= b``; ``(a, a)`` is a
         symmetric coupling within group ``a`` (zero diagonal). The input
         group cannot couple to itself (a constant energy term).
-    activation : {'hard_sigmoid', 'logistic', 'tanh'}
+    activation : str or sequence of str
+        ``'hard_sigmoid'``, ``'logistic'``, ``'tanh'`` or ``'linear'``: one
+        name for every group, or one per group, input first (e.g.
+        ``['hard_sigmoid', 'hard_sigmoid', 'linear']`` for the linear output of
+        Scellier 2024's deep Hopfield networks). A linear group's energy
+        terms, 1/2 ||s||^2 minus its couplings and bias, are a convex
+        quadratic and bounded below only while it is coupled to groups whose
+        rho is bounded or clamped: a free linear group may therefore not be
+        coupled to itself or to another free linear group.
     theta : ndarray, shape (n_params,), optional
         Parameters; by default Glorot-uniform weights and zero biases.
     seed : int or numpy.random.Generator, optional
@@ -101,8 +109,16 @@ class HopfieldNetwork(NetworkLayout):
             conns.append((a, b))
         if not conns:
             raise ValidationError("connections must not be empty")
-        self.activation = activation
-        self._act = activation_code(activation)
+        self.activations = _group_activations(activation, G)
+        self.activation = self.activations[0] if len(set(self.activations)) == 1 else self.activations
+        self._acts = np.array([activation_code(a) for a in self.activations], dtype=np.int64)
+        for a, b in conns:
+            if a >= 1 and self.activations[a] == "linear" and self.activations[b] == "linear":
+                what = "to itself" if a == b else f"to group {b}, also linear"
+                raise ValidationError(
+                    f"activation: free group {a} is linear and coupled {what}; the energy 1/2 ||s||^2 - "
+                    "rho(s_a) W rho(s_b) is then unbounded below for large enough W; give one of the two a "
+                    "bounded activation")
         self.group_sizes = tuple(int(n) for n in sizes)
         self.connections = tuple(conns)
         if group_names is None:
@@ -131,10 +147,13 @@ class HopfieldNetwork(NetworkLayout):
 
     # ----------------------------------------------------------------- construction
     @classmethod
-    def layered(cls, sizes, activation="hard_sigmoid", seed=None, theta=None, init_gain=None, dtype=np.float64):
+    def layered(cls, sizes, activation="hard_sigmoid", seed=None, theta=None, init_gain=None, dtype=np.float64,
+                output_activation=None):
         """Layered network: ``sizes = [n_input, n_hidden_1, ..., n_output]``, layer k coupled to k+1.
 
-        ``dtype`` (float64 or float32) as in :class:`HopfieldNetwork`.
+        ``activation`` and ``dtype`` (float64 or float32) as in
+        :class:`HopfieldNetwork`; ``output_activation`` (e.g. ``'linear'``)
+        replaces the output layer's activation.
 
         >>> net = HopfieldNetwork.layered([784, 500, 10], seed=0)
         >>> fast = HopfieldNetwork.layered([784, 500, 10], seed=0, dtype=np.float32)
@@ -142,6 +161,9 @@ class HopfieldNetwork(NetworkLayout):
         if not isinstance(sizes, (list, tuple, np.ndarray)):
             raise ValidationError(f"sizes must be a sequence of layer sizes, input first, got {sizes!r}")
         sizes = list(sizes)
+        if output_activation is not None:
+            activation = list(_group_activations(activation, len(sizes)))
+            activation[-1] = output_activation
         return cls(sizes, [(k, k + 1) for k in range(len(sizes) - 1)], activation, theta=theta, seed=seed,
                    init_gain=init_gain, dtype=dtype)
 
@@ -280,14 +302,29 @@ class HopfieldNetwork(NetworkLayout):
     def describe(self):
         """Plain dict describing the architecture (for logs)."""
         return {"group_sizes": list(self.group_sizes), "group_names": list(self.group_names),
-                "connections": [list(c) for c in self.connections], "activation": self.activation,
+                "connections": [list(c) for c in self.connections],
+                "activation": self.activation if isinstance(self.activation, str) else list(self.activation),
                 "n_params": self.n_params, "dtype": self.dtype.name}
 
     # ----------------------------------------------------------------- energy
     @property
     def natural_box(self):
-        """Box the states live in ([0, 1] for the hard sigmoid), or None."""
-        return NATURAL_BOUNDS.get(self.activation)
+        """Box the states live in: ([0, 1] for the hard sigmoid), or None.
+
+        With one activation, a pair of floats (or None); with several, a pair
+        of per-unit bounds, shape (n_free,) each, -inf/inf for the units of
+        groups without a box (None if no group has one).
+        """
+        boxes = [NATURAL_BOUNDS.get(a) for a in self.activations[1:]]
+        if len(set(boxes)) == 1:
+            return boxes[0]
+        lower = np.full(self.n_free, -np.inf)
+        upper = np.full(self.n_free, np.inf)
+        for g, box in enumerate(boxes, start=1):
+            if box is not None:
+                cols = slice(self._free_off[g], self._free_off[g] + self.group_sizes[g])
+                lower[cols], upper[cols] = box
+        return lower, upper
 
     def initial_state(self, drive):
         """Relaxations start from zero (Scellier & Bengio 2017)."""
@@ -297,14 +334,14 @@ class HopfieldNetwork(NetworkLayout):
         """Biases plus the clamped input's projection, shape (batch, n_free); constant in a relaxation."""
         x = self.check_input(x)
         return K.input_drive(x, self._theta, self._sizes, self._free_off, self._pre, self._post,
-                             self._w_off, self._b_off, self._act)
+                             self._w_off, self._b_off, self._acts)
 
     def kernel_args(self, drive, beta=0.0, target=None, clamp_output=False):
         """The ``args`` tuple of :func:`dynsim.networks.hopfield_kernels.hopfield_vector_field`."""
         if target is None:
             target = np.zeros((drive.shape[0], self.n_output), dtype=self.dtype)
         return (self._theta, self._sizes, self._free_off, self._pre, self._post, self._w_off,
-                self._act, drive, float(beta), target, bool(clamp_output))
+                self._acts, drive, float(beta), target, bool(clamp_output))
 
     def energy(self, x, s):
         """Energy E(s; x) per sample, shape (batch,)."""
@@ -322,7 +359,7 @@ class HopfieldNetwork(NetworkLayout):
         s = self.check_state(s)
         drive = float_array("drive", drive, shape=s.shape, dtype=self.dtype)
         return K.energy(s, self._theta, self._sizes, self._free_off, self._pre, self._post,
-                        self._w_off, self._act, drive)
+                        self._w_off, self._acts, drive)
 
     def energy_grad_state(self, x, s, drive=None):
         """dE/ds, shape (batch, n_free).
@@ -335,7 +372,7 @@ class HopfieldNetwork(NetworkLayout):
         drive = self.input_drive(x) if drive is None else float_array("drive", drive, shape=s.shape,
                                                                       dtype=self.dtype)
         return K.energy_grad_state(s, self._theta, self._sizes, self._free_off, self._pre, self._post,
-                                   self._w_off, self._act, drive)
+                                   self._w_off, self._acts, drive)
 
     def energy_grad_params(self, x, s):
         """Gradient of the batch-mean energy with respect to :attr:`theta`, shape (n_params,).
@@ -347,7 +384,7 @@ class HopfieldNetwork(NetworkLayout):
         x = self.check_input(x)
         s = self.check_state(s, x.shape[0])
         return K.energy_grad_params(x, s, self._theta, self._sizes, self._free_off, self._pre,
-                                    self._post, self._w_off, self._b_off, self._act)
+                                    self._post, self._w_off, self._b_off, self._acts)
 
     def energy_grad_params_difference(self, x, s_a, s_b, scale=1.0):
         """``scale * (dE/dtheta(s_b) - dE/dtheta(s_a))`` for two states of the same input, shape (n_params,).
@@ -370,7 +407,7 @@ class HopfieldNetwork(NetworkLayout):
         s_b = self.check_state(s_b, x.shape[0])
         return K.energy_grad_params_difference(x, s_a, s_b, float(scale), self._theta, self._sizes,
                                                self._free_off, self._pre, self._post, self._w_off, self._b_off,
-                                               self._act)
+                                               self._acts)
 
     def energy_hvp(self, x, s, v, drive=None):
         """Hessian-vector products d^2E/ds^2 v per sample, shape (batch, n_free); ``drive`` as above."""
@@ -380,7 +417,7 @@ class HopfieldNetwork(NetworkLayout):
         drive = self.input_drive(x) if drive is None else float_array("drive", drive, shape=s.shape,
                                                                       dtype=self.dtype)
         return K.energy_hvp(s, v, self._theta, self._sizes, self._free_off, self._pre, self._post,
-                            self._w_off, self._act, drive)
+                            self._w_off, self._acts, drive)
 
     def energy_hessian(self, x, s):
         """Dense Hessians d^2E/ds^2 per sample, shape (batch, n_free, n_free).
@@ -393,11 +430,10 @@ class HopfieldNetwork(NetworkLayout):
         n = self.n_free
         W = self.dense_weights()[self.n_input:, self.n_input:]
         drive = self.input_drive(x)
-        h = K.local_field(rho(s, self._act), self._theta, self._sizes, self._free_off, self._pre,
-                          self._post, self._w_off, drive)
-        rp = rho_prime(s, self._act)
+        r, rp = K.group_rho_and_prime(s, self._acts, self._sizes, self._free_off)
+        h = K.local_field(r, self._theta, self._sizes, self._free_off, self._pre, self._post, self._w_off, drive)
         H = -rp[:, :, None] * W[None] * rp[:, None, :]
-        H[:, np.arange(n), np.arange(n)] += 1.0 - rho_second(s, self._act) * h
+        H[:, np.arange(n), np.arange(n)] += 1.0 - K.group_rho_second(s, self._acts, self._sizes, self._free_off) * h
         return H
 
     def energy_grad_params_directional(self, x, s, v):
@@ -406,4 +442,24 @@ class HopfieldNetwork(NetworkLayout):
         s = self.check_state(s, x.shape[0])
         v = float_array("v", v, shape=s.shape, dtype=self.dtype)
         return K.energy_grad_params_directional(x, s, v, self._theta, self._sizes, self._free_off,
-                                                self._pre, self._post, self._w_off, self._b_off, self._act)
+                                                self._pre, self._post, self._w_off, self._b_off, self._acts)
+
+
+def _group_activations(activation, n_groups):
+    """One activation name per group from a name or a sequence of ``n_groups`` names; ValidationError otherwise."""
+    if isinstance(activation, str):
+        activation_code(activation)  # the one-name message
+        names = [activation] * n_groups
+    else:
+        try:
+            names = list(activation)
+        except TypeError:
+            raise ValidationError(f"activation must be a name or a sequence of {n_groups} names (one per group, "
+                                  f"input first), got {activation!r}") from None
+        if len(names) != n_groups:
+            raise ValidationError(f"activation must name one activation per group: {n_groups} names, input first, "
+                                  f"got {len(names)}")
+    for g, name in enumerate(names):
+        if not isinstance(name, str) or name not in ACTIVATIONS:
+            raise ValidationError(f"activation of group {g} must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return tuple(names)

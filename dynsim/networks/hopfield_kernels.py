@@ -18,6 +18,10 @@ Energy (Scellier & Bengio 2017, Eq. 1), over the free state given the clamped in
     E(s) = 1/2 ||s||^2 - sum_{c, pre != post} rho(s_pre)^T W_c rho(s_post)
            - 1/2 sum_{c, pre == post} rho(s_pre)^T W_c rho(s_pre) - b . rho(s)
 
+Each group has its own activation: ``acts`` (G,) holds the codes of
+:mod:`dynsim.networks.activations`, ``acts[0]`` the input's, and rho, rho', rho''
+act groupwise (:func:`group_rho_and_prime` and its siblings).
+
 Terms of the clamped units alone (1/2 ||x||^2) are constant and dropped. With
 the local field ``h = -dE/drho(s)``, ``dE/ds = s - rho'(s) * h`` and
 ``E = 1/2 ||s||^2 - 1/2 rho(s) . (h + d)``, where ``d`` (the "drive") holds
@@ -32,7 +36,46 @@ References
 import numpy as np
 from numba import njit
 
-from dynsim.networks.activations import rho, rho_and_prime, rho_prime, rho_second
+from dynsim.networks.activations import rho, unit_rho_and_prime, unit_rho_second
+
+
+@njit(cache=True)
+def group_rho_and_prime(s, acts, sizes, free_off):
+    """rho(s) and rho'(s) of a free state, each group with its own activation; two arrays (batch, n_free)."""
+    r = np.empty(s.shape, dtype=s.dtype)
+    rp = np.empty(s.shape, dtype=s.dtype)
+    for g in range(1, sizes.shape[0]):
+        o = free_off[g]
+        act = acts[g]
+        for i in range(s.shape[0]):
+            for j in range(o, o + sizes[g]):
+                r[i, j], rp[i, j] = unit_rho_and_prime(s[i, j], act)
+    return r, rp
+
+
+@njit(cache=True)
+def group_rho(s, acts, sizes, free_off):
+    """rho(s) of a free state, groupwise, shape (batch, n_free)."""
+    return group_rho_and_prime(s, acts, sizes, free_off)[0]
+
+
+@njit(cache=True)
+def group_rho_prime(s, acts, sizes, free_off):
+    """rho'(s) of a free state, groupwise, shape (batch, n_free)."""
+    return group_rho_and_prime(s, acts, sizes, free_off)[1]
+
+
+@njit(cache=True)
+def group_rho_second(s, acts, sizes, free_off):
+    """rho''(s) of a free state, groupwise, shape (batch, n_free)."""
+    out = np.empty(s.shape, dtype=s.dtype)
+    for g in range(1, sizes.shape[0]):
+        o = free_off[g]
+        act = acts[g]
+        for i in range(s.shape[0]):
+            for j in range(o, o + sizes[g]):
+                out[i, j] = unit_rho_second(s[i, j], act)
+    return out
 
 
 @njit(cache=True)
@@ -56,7 +99,7 @@ def _product(a, W):
 
 
 @njit(cache=True)
-def input_drive(x, theta, sizes, free_off, pre, post, w_off, b_off, act):
+def input_drive(x, theta, sizes, free_off, pre, post, w_off, b_off, acts):
     """Constant part of the local field: biases plus rho(x) W for input connections.
 
     Parameters
@@ -73,7 +116,7 @@ def input_drive(x, theta, sizes, free_off, pre, post, w_off, b_off, act):
     drive = np.empty((n_batch, n_free), dtype=x.dtype)
     for i in range(n_batch):
         drive[i, :] = theta[b_off:b_off + n_free]
-    rx = rho(x, act)
+    rx = rho(x, acts[0])
     for c in range(pre.shape[0]):
         if pre[c] == 0:
             b = post[c]
@@ -158,9 +201,9 @@ def local_field(r, theta, sizes, free_off, pre, post, w_off, drive):
 
 
 @njit(cache=True)
-def energy(s, theta, sizes, free_off, pre, post, w_off, act, drive):
+def energy(s, theta, sizes, free_off, pre, post, w_off, acts, drive):
     """Energy per sample, shape (batch,)."""
-    r = rho(s, act)
+    r = group_rho(s, acts, sizes, free_off)
     h = local_field(r, theta, sizes, free_off, pre, post, w_off, drive)
     n_batch, n = s.shape
     out = np.empty(n_batch, dtype=s.dtype)
@@ -173,10 +216,11 @@ def energy(s, theta, sizes, free_off, pre, post, w_off, act, drive):
 
 
 @njit(cache=True)
-def energy_grad_state(s, theta, sizes, free_off, pre, post, w_off, act, drive):
+def energy_grad_state(s, theta, sizes, free_off, pre, post, w_off, acts, drive):
     """dE/ds = s - rho'(s) * h, shape (batch, n_free)."""
-    h = local_field(rho(s, act), theta, sizes, free_off, pre, post, w_off, drive)
-    return s - rho_prime(s, act) * h
+    r, rp = group_rho_and_prime(s, acts, sizes, free_off)
+    h = local_field(r, theta, sizes, free_off, pre, post, w_off, drive)
+    return s - rp * h
 
 
 @njit(cache=True)
@@ -226,7 +270,7 @@ def _store_bias_gradient(grad, b_off, dr, scale):
 
 
 @njit(cache=True)
-def energy_grad_params(x, s, theta, sizes, free_off, pre, post, w_off, b_off, act):
+def energy_grad_params(x, s, theta, sizes, free_off, pre, post, w_off, b_off, acts):
     """Gradient of the batch-mean energy with respect to ``theta``, shape (n_params,).
 
     dE/dW_c = -rho(s_pre)^T rho(s_post) for blocks between groups and
@@ -236,8 +280,8 @@ def energy_grad_params(x, s, theta, sizes, free_off, pre, post, w_off, b_off, ac
     """
     n_batch = s.shape[0]
     grad = np.empty(theta.shape[0], dtype=theta.dtype)
-    r = rho(s, act)
-    rx = rho(x, act)
+    r = group_rho(s, acts, sizes, free_off)
+    rx = rho(x, acts[0])
     scale = -1.0 / n_batch
     for c in range(pre.shape[0]):
         a = pre[c]
@@ -268,7 +312,7 @@ def _stack(top, bottom, sign):
 
 
 @njit(cache=True)
-def energy_grad_params_difference(x, s_a, s_b, scale, theta, sizes, free_off, pre, post, w_off, b_off, act):
+def energy_grad_params_difference(x, s_a, s_b, scale, theta, sizes, free_off, pre, post, w_off, b_off, acts):
     """``scale * (dE/dtheta(s_b) - dE/dtheta(s_a))`` for two states of one input, shape (n_params,).
 
     What equilibrium propagation and contrastive Hebbian learning read off
@@ -281,10 +325,10 @@ def energy_grad_params_difference(x, s_a, s_b, scale, theta, sizes, free_off, pr
     """
     n_batch = s_a.shape[0]
     grad = np.empty(theta.shape[0], dtype=theta.dtype)
-    r_a = rho(s_a, act)
-    r_b = rho(s_b, act)
+    r_a = group_rho(s_a, acts, sizes, free_off)
+    r_b = group_rho(s_b, acts, sizes, free_off)
     diff = r_b - r_a
-    rx = rho(x, act)
+    rx = rho(x, acts[0])
     k = -scale / n_batch
     for c in range(pre.shape[0]):
         a = pre[c]
@@ -302,22 +346,21 @@ def energy_grad_params_difference(x, s_a, s_b, scale, theta, sizes, free_off, pr
 
 
 @njit(cache=True)
-def energy_hvp(s, v, theta, sizes, free_off, pre, post, w_off, act, drive):
+def energy_hvp(s, v, theta, sizes, free_off, pre, post, w_off, acts, drive):
     """Hessian-vector products of E per sample: ``(d^2E/ds^2)_b v_b``, shape (batch, n_free).
 
     With dE/ds = s - rho'(s) h(rho(s)) and h linear in rho(s) (coupling part
     ``W_ff rho(s)``): H v = v - rho''(s) h v - rho'(s) (W_ff (rho'(s) v)).
     """
-    r = rho(s, act)
-    rp = rho_prime(s, act)
+    r, rp = group_rho_and_prime(s, acts, sizes, free_off)
     h = local_field(r, theta, sizes, free_off, pre, post, w_off, drive)
     zero = np.zeros_like(drive)
     coupled = local_field(rp * v, theta, sizes, free_off, pre, post, w_off, zero)
-    return v - rho_second(s, act) * h * v - rp * coupled
+    return v - group_rho_second(s, acts, sizes, free_off) * h * v - rp * coupled
 
 
 @njit(cache=True)
-def energy_grad_params_directional(x, s, v, theta, sizes, free_off, pre, post, w_off, b_off, act):
+def energy_grad_params_directional(x, s, v, theta, sizes, free_off, pre, post, w_off, b_off, acts):
     """Derivative of the batch-mean dE/dtheta along per-sample state directions ``v``.
 
     Returns ``(1/B) sum_b d/de [dE_b/dtheta (s_b + e v_b)]`` at e = 0, shape
@@ -329,9 +372,9 @@ def energy_grad_params_directional(x, s, v, theta, sizes, free_off, pre, post, w
     """
     n_batch = s.shape[0]
     grad = np.empty(theta.shape[0], dtype=theta.dtype)
-    r = rho(s, act)
-    dr = rho_prime(s, act) * v
-    rx = rho(x, act)
+    r, rp = group_rho_and_prime(s, acts, sizes, free_off)
+    dr = rp * v
+    rx = rho(x, acts[0])
     scale = -1.0 / n_batch
     for c in range(pre.shape[0]):
         a = pre[c]
@@ -354,13 +397,13 @@ def energy_grad_params_directional(x, s, v, theta, sizes, free_off, pre, post, w
 def hopfield_vector_field(t, s, dsdt, args):
     """ds/dt = -dF/ds with F = E + beta * C, C = 1/2 ||s_out - target||^2.
 
-    ``args = (theta, sizes, free_off, pre, post, w_off, act, drive, beta,
+    ``args = (theta, sizes, free_off, pre, post, w_off, acts, drive, beta,
     target, clamp_output)``; ``target`` has shape (batch, n_output). With
     ``clamp_output`` the output units do not move (contrastive Hebbian
     learning's clamped phase, Movellan 1991).
     """
-    theta, sizes, free_off, pre, post, w_off, act, drive, beta, target, clamp_output = args
-    r, rp = rho_and_prime(s, act)
+    theta, sizes, free_off, pre, post, w_off, acts, drive, beta, target, clamp_output = args
+    r, rp = group_rho_and_prime(s, acts, sizes, free_off)
     # The local field is accumulated in dsdt itself: a step allocates no field array.
     local_field_into(r, theta, sizes, free_off, pre, post, w_off, drive, dsdt)
     n_batch, n = s.shape

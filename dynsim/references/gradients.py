@@ -234,12 +234,15 @@ def bptt_gradients(network, x, target, n_steps, truncation, dt, s0=None, integra
     batch = x.shape[0]
     target = network.check_target(target, batch)
     s = np.zeros((batch, network.n_free)) if s0 is None else network.check_state(s0, batch)
+    natural = isinstance(box, str) and box == "auto"
     box = _box(network, box)
     if integrator == "projected_euler" and box is None:
         raise ValidationError("projected_euler needs a box: the activation has none; pass box=(low, high)")
 
+    # The natural box may be per unit (groups with different activations): the relaxation then takes it from the
+    # network itself.
     options = SettleOptions(integrator=integrator, dt=dt, stop_at_steady_state=False, max_abs=np.inf,
-                            bounds=box, project=box is not None)
+                            bounds=None if natural else box, project=box is not None)
     if T > K:
         s = settle(network, x, s0=s, options=replace(options, max_steps=T - K)).state
     last = settle(network, x, s0=s, options=replace(options, max_steps=K, record_every=1))

@@ -63,10 +63,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from dynsim.networks.activations import rho_and_prime
 from dynsim.networks.hopfield import HopfieldNetwork
-from dynsim.networks.hopfield_kernels import local_field_of_groups
-from dynsim.relax.layered_euler import _activations, _split, is_layered
+from dynsim.networks.hopfield_kernels import group_rho_and_prime, local_field_of_groups
+from dynsim.relax.layered_euler import _activations, _split, group_box, is_layered
 from dynsim.validation import ValidationError
 from integrators import CONVERGED, DIVERGED, STEP_LIMIT, IntegrationResult, Trajectory
 from integrators._numerics import all_steady, first_bad_sample, open_recording, record, steady_residual
@@ -81,24 +80,12 @@ _RUNNING = 99
 
 # ----------------------------------------------------------------------------- compiled core
 @njit(cache=True)
-def _refresh_activations(s, act, sizes, free_off, selected, r, rp):
-    """rho(s) and rho'(s) of the selected groups, written into ``r`` and ``rp``."""
-    every = True
-    for g in range(1, sizes.shape[0]):
-        every = every and selected[g]
-    if every:
-        # One pass over the whole state: no column copies.
-        rg, rpg = rho_and_prime(s, act)
-        r[:, :] = rg
-        rp[:, :] = rpg
-        return
+def _refresh_activations(s, acts, sizes, free_off, selected, r, rp):
+    """rho(s) and rho'(s) of the selected groups (each with its activation ``acts[g]``), into ``r`` and ``rp``."""
     for g in range(1, sizes.shape[0]):
         if selected[g]:
             o = free_off[g]
-            m = sizes[g]
-            rg, rpg = rho_and_prime(np.ascontiguousarray(s[:, o:o + m]), act)
-            r[:, o:o + m] = rg
-            rp[:, o:o + m] = rpg
+            _activations(s[:, o:o + sizes[g]], acts[g], r[:, o:o + sizes[g]], rp[:, o:o + sizes[g]])
 
 
 @njit(cache=True)
@@ -152,7 +139,7 @@ def _update_groups(s, rp, h, sizes, free_off, selected, beta, target, lower, upp
 
 
 @njit(cache=True)
-def relax_batch(s0, theta, sizes, free_off, pre, post, w_off, act, drive, beta, target,
+def relax_batch(s0, theta, sizes, free_off, pre, post, w_off, acts, drive, beta, target,
                 first, second, max_steps, atol, rtol, stop_at_steady_state, lower, upper, project, max_abs,
                 record_every, record_samples):
     """Sweep a batch of Hopfield states to a steady state or the step limit.
@@ -161,7 +148,7 @@ def relax_batch(s0, theta, sizes, free_off, pre, post, w_off, act, drive, beta, 
     ----------
     s0 : ndarray, shape (batch, n_free)
         Starting states (inside the box when ``project``).
-    theta, sizes, free_off, pre, post, w_off, act
+    theta, sizes, free_off, pre, post, w_off, acts
         The network (see :mod:`dynsim.networks.hopfield_kernels`).
     drive : ndarray, shape (batch, n_free)
         Biases plus the input's projection, computed once per relaxation.
@@ -193,7 +180,7 @@ def relax_batch(s0, theta, sizes, free_off, pre, post, w_off, act, drive, beta, 
     n_batch, n = s0.shape
     y = s0.copy()
     y_new = np.empty_like(y)
-    r, rp = rho_and_prime(y, act)
+    r, rp = group_rho_and_prime(y, acts, sizes, free_off)
     h = np.empty_like(y)
     f = np.empty_like(y)
     residual = np.empty(n_batch, dtype=np.float64)
@@ -236,7 +223,7 @@ def relax_batch(s0, theta, sizes, free_off, pre, post, w_off, act, drive, beta, 
         y_new[:, :] = y
         _update_groups(y, rp, h, sizes, free_off, first, beta, target, lower, upper, project, y_new)
         if has_second:
-            _refresh_activations(y_new, act, sizes, free_off, first, r, rp)
+            _refresh_activations(y_new, acts, sizes, free_off, first, r, rp)
             local_field_of_groups(r, theta, sizes, free_off, pre, post, w_off, drive, second, h)
             _update_groups(y_new, rp, h, sizes, free_off, second, beta, target, lower, upper, project, y_new)
         bad = first_bad_sample(y_new, max_abs)
@@ -248,7 +235,7 @@ def relax_batch(s0, theta, sizes, free_off, pre, post, w_off, act, drive, beta, 
             break
         y, y_new = y_new, y
         steps += 1
-        _refresh_activations(y, act, sizes, free_off, second if has_second else first, r, rp)
+        _refresh_activations(y, acts, sizes, free_off, second if has_second else first, r, rp)
 
     if record_every > 0 and last_recorded != steps and status != DIVERGED:
         rec_t, rec_y, rec_res, n_rec = record(rec_t, rec_y, rec_res, n_rec, float(steps), y, residual,
@@ -358,7 +345,7 @@ def _couplings(theta, sizes, w_off, r, below, above, selected):
 
 
 @njit(cache=True)
-def sweep_layered(y0, theta, sizes, free_off, w_off, act, drive, beta, target, first, second, max_steps, atol,
+def sweep_layered(y0, theta, sizes, free_off, w_off, acts, drive, beta, target, first, second, max_steps, atol,
                   rtol, stop_at_steady_state, lo, hi, project, max_abs):
     """Fixed-point or block sweeps of a layered Hopfield network in one compiled loop.
 
@@ -373,7 +360,7 @@ def sweep_layered(y0, theta, sizes, free_off, w_off, act, drive, beta, target, f
     ----------
     y0 : ndarray, shape (batch, n_free)
         Start, inside the box when ``project``.
-    theta, sizes, free_off, w_off, act
+    theta, sizes, free_off, w_off, acts
         The network (see :mod:`dynsim.networks.hopfield_kernels`).
     drive : ndarray, shape (batch, n_free)
         Biases plus the input's projection (constant).
@@ -384,8 +371,8 @@ def sweep_layered(y0, theta, sizes, free_off, w_off, act, drive, beta, target, f
         As in :func:`relax_batch` (:func:`update_halves`).
     max_steps, atol, rtol, stop_at_steady_state, max_abs
         As in :func:`relax_batch`.
-    lo, hi : float
-        The box of every unit (scalars of the arrays' dtype); ``project`` whether to clip to it.
+    lo, hi : ndarray, shape (G,)
+        The box of each group's units (in the arrays' dtype); ``project`` whether to clip to it.
 
     Returns
     -------
@@ -415,7 +402,7 @@ def sweep_layered(y0, theta, sizes, free_off, w_off, act, drive, beta, target, f
     top = np.zeros(G, dtype=np.bool_)
     has_second = False
     for g in range(1, G):
-        _activations(y[g], act, r[g], rp[g])
+        _activations(y[g], acts[g], r[g], rp[g])
         below[g][:, :] = 0.0
         above[g][:, :] = 0.0
         top[g] = first[g] or not second[g]
@@ -455,8 +442,8 @@ def sweep_layered(y0, theta, sizes, free_off, w_off, act, drive, beta, target, f
             nudge = beta if (g == out_g and moving) else zero
             keep = one if moving else zero
             tg = target if g == out_g else drive  # any (batch, >= n_g) array when nudge is 0
-            _sweep_field(y[g], r[g], rp[g], below[g], above[g], h[g], drive, free_off[g], tg, nudge, keep, lo, hi,
-                         max_abs, en, y2, f2, res2, f_over)
+            _sweep_field(y[g], r[g], rp[g], below[g], above[g], h[g], drive, free_off[g], tg, nudge, keep, lo[g],
+                         hi[g], max_abs, en, y2, f2, res2, f_over)
         all_steady = True
         bad = -1
         for i in range(n_batch):
@@ -482,14 +469,14 @@ def sweep_layered(y0, theta, sizes, free_off, w_off, act, drive, beta, target, f
         for g in range(1, G):
             if first[g]:
                 tg = target if g == out_g else drive
-                _sweep_update(rp[g], h[g], y_new[g], tg, g == out_g and beta != 0.0, beta, scale, lo, hi, project,
-                              max_abs, yn2, yn_over)
+                _sweep_update(rp[g], h[g], y_new[g], tg, g == out_g and beta != 0.0, beta, scale, lo[g], hi[g],
+                              project, max_abs, yn2, yn_over)
             elif not second[g]:
                 _held_sums(y[g], y_new[g], max_abs, yn2, yn_over)
         if has_second:
             for g in range(1, G):
                 if first[g]:
-                    _activations(y_new[g], act, r[g], rp[g])
+                    _activations(y_new[g], acts[g], r[g], rp[g])
             _couplings(theta, sizes, w_off, r, below, above, second)
             for g in range(1, G):
                 if second[g]:
@@ -500,8 +487,8 @@ def sweep_layered(y0, theta, sizes, free_off, w_off, act, drive, beta, target, f
                         for j in range(m):
                             hs[j] = ds[j] + bs[j] + as_[j]
                     tg = target if g == out_g else drive
-                    _sweep_update(rp[g], h[g], y_new[g], tg, g == out_g and beta != 0.0, beta, scale, lo, hi,
-                                  project, max_abs, yn2, yn_over)
+                    _sweep_update(rp[g], h[g], y_new[g], tg, g == out_g and beta != 0.0, beta, scale, lo[g],
+                                  hi[g], project, max_abs, yn2, yn_over)
         for i in range(n_batch):
             if not (yn2[i] < np.inf) or (yn2[i] > limit and yn_over[i] > 0.0):
                 # `y` keeps the last good state.
@@ -515,7 +502,7 @@ def sweep_layered(y0, theta, sizes, free_off, w_off, act, drive, beta, target, f
         steps += 1
         for g in range(1, G):
             if second[g] if has_second else first[g]:
-                _activations(y[g], act, r[g], rp[g])
+                _activations(y[g], acts[g], r[g], rp[g])
 
     out = np.empty((n_batch, n), dtype=y0.dtype)
     for g in range(1, G):
@@ -524,9 +511,11 @@ def sweep_layered(y0, theta, sizes, free_off, w_off, act, drive, beta, target, f
 
 
 # ----------------------------------------------------------------------------- Python boundary
-def fused_applies(network, record_every=0):
-    """Whether :func:`relax` runs the fused loop :func:`sweep_layered`: a layered Hopfield network, nothing recorded."""
-    return record_every == 0 and isinstance(network, HopfieldNetwork) and is_layered(network)
+def fused_applies(network, record_every=0, box=None):
+    """Whether :func:`relax` runs the fused loop :func:`sweep_layered`: a layered Hopfield network, nothing recorded,
+    a box the same within each group."""
+    return (record_every == 0 and isinstance(network, HopfieldNetwork) and is_layered(network)
+            and group_box(network, box) is not None)
 
 
 def group_colours(network):
@@ -653,8 +642,8 @@ def relax(network, s0, drive, scheme, beta=0.0, target=None, clamp_output=False,
         ``ds/dt = -dF/ds`` projected as the integrators do.
     stop_at_steady_state : bool
         False runs exactly ``max_steps`` sweeps.
-    box : (float, float), optional
-        Projection box (None: no projection).
+    box : (float, float) or (ndarray, ndarray), optional
+        Projection box (None: no projection), for every unit or per unit (n_free,) each.
     max_abs : float
     record_every : int
         Keep every that many sweeps (0: none); ``t`` counts sweeps.
@@ -698,30 +687,34 @@ def relax_with_energy(network, s0, drive, scheme, beta=0.0, target=None, clamp_o
             f"the relaxation scheme {scheme!r} divides by the outputs' curvature 1 + beta, which must be "
             f"positive: beta must be > -1, got {beta}")
     n_batch = s0.shape[0]
-    (theta, sizes, free_off, pre, post, w_off, act, drive, beta, target, _clamp) = network.kernel_args(
+    (theta, sizes, free_off, pre, post, w_off, acts, drive, beta, target, _clamp) = network.kernel_args(
         drive, beta, target, clamp_output)
     dtype = network.dtype
     real = dtype.type
     n = s0.shape[1]
     project = box is not None
-    lo, hi = (real(box[0]), real(box[1])) if project else (real(-np.inf), real(np.inf))
+    if project:
+        lower = np.ascontiguousarray(np.broadcast_to(np.asarray(box[0], dtype=dtype), (n,)))
+        upper = np.ascontiguousarray(np.broadcast_to(np.asarray(box[1], dtype=dtype), (n,)))
+    else:
+        lower = np.full(n, -np.inf, dtype=dtype)
+        upper = np.full(n, np.inf, dtype=dtype)
     y0 = np.ascontiguousarray(s0, dtype=dtype)
     if project:
-        y0 = np.clip(y0, lo, hi)
+        y0 = np.clip(y0, lower, upper)
     drive = np.ascontiguousarray(drive, dtype=dtype)
     target = np.ascontiguousarray(target, dtype=dtype)
     energy = None
     trajectory = None
-    if fused and fused_applies(network, record_every):
+    if fused and fused_applies(network, record_every, box):
+        lo, hi = group_box(network, box)
         y, status, steps, residual, bad_step, bad_sample, energy = sweep_layered(
-            y0, theta, sizes, free_off, w_off, act, drive, real(beta), target, first, second, int(max_steps),
+            y0, theta, sizes, free_off, w_off, acts, drive, real(beta), target, first, second, int(max_steps),
             float(atol), float(rtol), bool(stop_at_steady_state), lo, hi, project, float(max_abs))
     else:
-        lower = np.full(n, lo, dtype=dtype)
-        upper = np.full(n, hi, dtype=dtype)
         samples = (np.arange(n_batch, dtype=np.int64) if record_samples is None
                    else np.ascontiguousarray(record_samples, dtype=np.int64))
-        out = relax_batch(y0, theta, sizes, free_off, pre, post, w_off, act, drive, beta, target, first, second,
+        out = relax_batch(y0, theta, sizes, free_off, pre, post, w_off, acts, drive, beta, target, first, second,
                           int(max_steps), float(atol), float(rtol), bool(stop_at_steady_state), lower, upper,
                           project, float(max_abs), int(record_every), samples)
         y, status, steps, residual, bad_step, bad_sample, rec_t, rec_y, rec_res, n_rec = out

@@ -65,10 +65,39 @@ def is_layered(network):
     return G >= 2 and tuple(network.connections) == tuple((g, g + 1) for g in range(G - 1))
 
 
-def applies(network, method, t_max, record_every):
+def applies(network, method, t_max, record_every, box=None):
     """Whether :func:`relax` reproduces ``integrators.integrate(method=...)`` for these settings."""
     return (method in FUSED_METHODS and math.isinf(t_max) and record_every == 0
-            and isinstance(network, HopfieldNetwork) and is_layered(network))
+            and isinstance(network, HopfieldNetwork) and is_layered(network) and group_box(network, box) is not None)
+
+
+def group_box(network, box):
+    """The projection box per group, ``(lo, hi)`` of shape (G,) each in the network's dtype, or None.
+
+    ``box`` is None (no projection: infinite bounds), a pair of floats (the
+    same for every unit) or a pair of per-unit bounds (n_free,). The fused
+    loops bound each group by scalars (which keeps their passes vectorised),
+    so per-unit bounds that differ within a group give None: the generic
+    path then serves them.
+    """
+    G = len(network.group_sizes)
+    real = network.dtype.type
+    lo = np.full(G, -np.inf, dtype=network.dtype)
+    hi = np.full(G, np.inf, dtype=network.dtype)
+    if box is None:
+        return lo, hi
+    if np.ndim(box[0]) == 0 and np.ndim(box[1]) == 0:
+        lo[:] = real(box[0])
+        hi[:] = real(box[1])
+        return lo, hi
+    lower = np.broadcast_to(np.asarray(box[0], dtype=network.dtype), (network.n_free,))
+    upper = np.broadcast_to(np.asarray(box[1], dtype=network.dtype), (network.n_free,))
+    for g in range(1, G):
+        cols = slice(network._free_off[g], network._free_off[g] + network.group_sizes[g])
+        if (lower[cols] != lower[cols][0]).any() or (upper[cols] != upper[cols][0]).any():
+            return None
+        lo[g], hi[g] = lower[cols][0], upper[cols][0]
+    return lo, hi
 
 
 # ----------------------------------------------------------------------------- compiled core
@@ -161,7 +190,7 @@ def _split(y, sizes, free_off):
 
 
 @njit(cache=True)
-def euler_layered(y0, theta, sizes, free_off, w_off, act, drive, beta, target, clamp_output,
+def euler_layered(y0, theta, sizes, free_off, w_off, acts, drive, beta, target, clamp_output,
                   dt, max_steps, atol, rtol, stop_at_steady_state, lo, hi, max_abs):
     """(Projected) Euler relaxation of a layered Hopfield network.
 
@@ -169,21 +198,22 @@ def euler_layered(y0, theta, sizes, free_off, w_off, act, drive, beta, target, c
     ----------
     y0 : ndarray, shape (batch, n_free)
         Start (projected onto ``[lo, hi]`` here).
-    theta, sizes, free_off, w_off, act
+    theta, sizes, free_off, w_off, acts
         The network as :mod:`dynsim.networks.hopfield_kernels` stores it; connection
         ``c`` couples group ``c`` to group ``c + 1``.
     drive : ndarray, shape (batch, n_free)
         Biases plus the input's projection (constant).
     beta : float
         Nudging strength; ``target`` (batch, n_output) the output's target.
-        The arrays share one dtype (float64 or float32); ``beta``, ``dt``,
-        ``lo`` and ``hi`` are scalars of that dtype.
+        The arrays share one dtype (float64 or float32); ``beta`` and ``dt``
+        are scalars of that dtype.
     clamp_output : bool
         Hold the output units (their field is zero).
     dt, max_steps, atol, rtol, stop_at_steady_state, max_abs
         As in :func:`integrators.integrate`.
-    lo, hi : float
-        The box every unit is projected onto (-inf, inf: none).
+    lo, hi : ndarray, shape (G,)
+        The box each group's units are projected onto (-inf, inf: none), in
+        the arrays' dtype.
 
     Returns
     -------
@@ -196,18 +226,20 @@ def euler_layered(y0, theta, sizes, free_off, w_off, act, drive, beta, target, c
     y = _split(y0, sizes, free_off)
     for g in range(1, G):
         # The start projected onto the box (a no-op for infinite bounds), as integrators.integrate does.
+        lo_g = lo[g]
+        hi_g = hi[g]
         for i in range(n_batch):
             row = y[g][i]
             for j in range(sizes[g]):
                 v = row[j]
-                row[j] = lo if v < lo else (hi if v > hi else v)
+                row[j] = lo_g if v < lo_g else (hi_g if v > hi_g else v)
     y_new = _split(y0, sizes, free_off)
     r = _split(y0, sizes, free_off)
     rp = _split(y0, sizes, free_off)
     below = _split(y0, sizes, free_off)
     above = _split(y0, sizes, free_off)
     for g in range(1, G):
-        _activations(y[g], act, r[g], rp[g])
+        _activations(y[g], acts[g], r[g], rp[g])
         above[g][:, :] = 0.0
         below[g][:, :] = 0.0
     residual = np.empty(n_batch, dtype=np.float64)
@@ -258,8 +290,8 @@ def euler_layered(y0, theta, sizes, free_off, w_off, act, drive, beta, target, c
             keep = zero if (g == out_g and clamp_output) else one
             tg = target if g == out_g else drive  # any (batch, >= n_g) array when nudge is 0
             _field_step(y[g], y_new[g], r[g], rp[g], below[g], above[g], drive, o, tg, nudge, keep, dt,
-                        lo, hi, max_abs, en, y2, f2, res2, yn2, f_over, yn_over)
-            _activations(y_new[g], act, r[g], rp[g])
+                        lo[g], hi[g], max_abs, en, y2, f2, res2, yn2, f_over, yn_over)
+            _activations(y_new[g], acts[g], r[g], rp[g])
         all_steady = True
         for i in range(n_batch):
             residual[i] = np.sqrt(res2[i])
@@ -323,8 +355,9 @@ def relax(network, s0, drive, method, beta=0.0, target=None, clamp_output=False,
     max_steps : int
     atol, rtol, stop_at_steady_state, max_abs
         As in :func:`integrators.integrate`.
-    box : (float, float), optional
-        Projection box (None: no projection).
+    box : (float, float) or (ndarray, ndarray), optional
+        Projection box (None: no projection): bounds for every unit, or per
+        unit (n_free,) and then the same within each group (:func:`group_box`).
 
     Returns
     -------
@@ -332,16 +365,15 @@ def relax(network, s0, drive, method, beta=0.0, target=None, clamp_output=False,
         The integration result, as ``integrators.integrate`` reports it, and
         the energy of its final state.
     """
-    (theta, sizes, free_off, _pre, _post, w_off, act, drive, beta, target, clamp_output) = network.kernel_args(
+    (theta, sizes, free_off, _pre, _post, w_off, acts, drive, beta, target, clamp_output) = network.kernel_args(
         drive, beta, target, clamp_output)
     # Arrays and the scalars of the per-unit arithmetic in the network's dtype: with float32 the pass then
     # stays in single precision (a float64 scalar would promote every unit's arithmetic to float64).
     real = network.dtype.type
-    project = box is not None
-    lo, hi = (real(box[0]), real(box[1])) if project else (real(-np.inf), real(np.inf))
+    lo, hi = group_box(network, box)
     y0 = np.ascontiguousarray(s0, dtype=network.dtype)  # projected onto [lo, hi] by the kernel, as integrate() does
     y, t, status, steps, nfev, residual, bad_step, bad_sample, energy = euler_layered(
-        y0, theta, sizes, free_off, w_off, act, np.ascontiguousarray(drive, dtype=network.dtype), real(beta),
+        y0, theta, sizes, free_off, w_off, acts, np.ascontiguousarray(drive, dtype=network.dtype), real(beta),
         np.ascontiguousarray(target, dtype=network.dtype), clamp_output, real(dt), int(max_steps), float(atol),
         float(rtol), bool(stop_at_steady_state), lo, hi, float(max_abs))
     result = finish_result(y, t, status, steps, 0, nfev, residual, bad_step, bad_sample, atol=atol, rtol=rtol,

@@ -475,7 +475,7 @@ def settle_checked(network, x, s0, target, beta, clamp_output, options, phase, d
                 network, s0, drive, options.integrator, beta, target, clamp_output, max_steps=max_steps,
                 atol=options.atol, rtol=options.rtol, stop_at_steady_state=options.stop_at_steady_state, box=box,
                 max_abs=options.max_abs, record_every=options.record_every, record_samples=record)
-        elif layered_euler.applies(network, options.integrator, options.t_max, options.record_every):
+        elif layered_euler.applies(network, options.integrator, options.t_max, options.record_every, box):
             # Same steps, same stopping rules, one compiled loop (and the final energy with it).
             result, energy = layered_euler.relax(
                 network, s0, drive, options.integrator, beta, target, clamp_output, dt=dt, max_steps=max_steps,
