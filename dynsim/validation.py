@@ -1,8 +1,13 @@
 """Boundary checks shared by dynsim's public functions: one clear message per bad argument."""
 from __future__ import annotations
 
+import errno as _errno
+import functools
+import os
 import sys
+import tempfile
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -36,6 +41,167 @@ def fail(message):
     """
     print(f"error: {message}", file=sys.stderr, flush=True)
     raise UsageExit(message)
+
+
+class WriteError(DynsimError, OSError):
+    """A file or folder could not be written (a full disk, a read-only folder, ...); the message names it.
+
+    An ``OSError`` as well, so code that handles failed writes catches it;
+    ``errno`` is that of the failed call where it is known.
+    """
+
+    def __init__(self, message, errno=None):
+        super().__init__(message)
+        self.errno = errno
+
+
+def reports_write_errors(main):
+    """Decorate a scenario's ``main(argv)``: a :class:`WriteError` met anywhere in the run ends it with :func:`fail`.
+
+    A full disk or a read-only folder found while a log, a checkpoint or a
+    figure is written then ends the run with one line naming the file and
+    the cause, exit status 2, instead of a traceback.
+    """
+    @functools.wraps(main)
+    def wrapped(argv=None):
+        try:
+            return main(argv)
+        except WriteError as exc:
+            fail(f"{exc}")
+    return wrapped
+
+
+def os_reason(exc):
+    """The operating system's words for a failed call (``'No space left on device'``), without the path."""
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def writable_folder(name, folder, create=True, min_free_bytes=1 << 20):
+    """``folder`` as a Path, once a file could be created there and some space is free; created if asked.
+
+    Checked before a run writes anything there, so that a read-only or full
+    file system ends the run at once, not at its first log or checkpoint.
+
+    Parameters
+    ----------
+    name : str
+        The argument, e.g. ``'--out'``, named in the message.
+    folder : str or os.PathLike
+    create : bool
+        Create ``folder`` (and its parents). Otherwise nothing is left
+        behind: a missing folder is checked through its nearest existing
+        parent, where it would be created.
+    min_free_bytes : int
+        Refuse a file system with less free space than this (default 1 MiB).
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    ValidationError
+        ``folder`` names an existing file, or a folder inside one.
+    WriteError
+        The folder cannot be created or written to (read-only file system,
+        no permission), or its file system is (nearly) full.
+    """
+    if not isinstance(folder, (str, os.PathLike)) or not str(folder):
+        raise ValidationError(f"{name} must be a folder path, got {folder!r}")
+    folder = Path(folder)
+    base = next((part for part in (folder, *folder.parents) if part.exists()), Path("."))
+    if not base.is_dir():
+        where = "is a file" if base == folder else f"is inside {base}, which is a file"
+        raise ValidationError(f"{name} {folder} {where}: name a folder")
+    try:
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+            base = folder
+        fd, probe = tempfile.mkstemp(dir=base, prefix=".dynsim-write-check.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise WriteError(f"{name} {folder} cannot be written: {os_reason(exc)}", getattr(exc, "errno", None)) \
+            from None
+    try:
+        stat = os.statvfs(base)
+    except (OSError, AttributeError):  # no statvfs (Windows): the first failed write says so instead
+        return folder
+    free = stat.f_bavail * stat.f_frsize
+    if free < min_free_bytes:
+        raise WriteError(f"{name} {folder}: its file system is full ({format_bytes(free)} free); free some space "
+                         "or choose another folder", _errno.ENOSPC)
+    return folder
+
+
+def format_bytes(n):
+    """``n`` bytes in words: ``'3.2 GiB'``."""
+    n = float(n)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def available_memory():
+    """Bytes of memory a new allocation can take: ``MemAvailable`` of /proc/meminfo, else free physical memory.
+
+    Returns None where neither is known.
+    """
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(name, n_bytes, what):
+    """Refuse, before anything is allocated, a size whose arrays would not fit in the memory available.
+
+    Parameters
+    ----------
+    name : str
+        The argument (or arguments) that set the size, named in the message.
+    n_bytes : int or float
+        Estimated bytes of the arrays ``name`` asks for.
+    what : str
+        What those arrays are, in words (``'persistent particles of 60000
+        examples x 510 units'``).
+
+    Returns
+    -------
+    int
+        ``n_bytes``.
+
+    Raises
+    ------
+    ValidationError
+        ``n_bytes`` exceeds :func:`available_memory`; the message gives both.
+    """
+    available = available_memory()
+    if available is not None and n_bytes > available:
+        raise ValidationError(f"{name}: {what} would need about {format_bytes(n_bytes)}, more than the "
+                              f"{format_bytes(available)} of memory available; choose a smaller size")
+    return int(n_bytes)
+
+
+def layered_bytes(sizes, batch=0, itemsize=8, copies=4, state_copies=8):
+    """Estimated bytes of a layered network of ``sizes`` and a batch of ``batch`` states, for :func:`check_memory`.
+
+    ``copies`` arrays of the parameters (the parameters, their gradient,
+    optimizer moments) and ``state_copies`` arrays of the states of every
+    unit per example (free and nudged states, integrator stages, fields).
+    Python ints: no overflow, however large the sizes.
+    """
+    sizes = [int(v) for v in sizes]
+    params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    return (copies * params + state_copies * int(batch) * sum(sizes)) * int(itemsize)
 
 
 class NotConvergedError(DynsimError):

@@ -41,7 +41,8 @@ from dynsim.learning.rules import RULES
 from dynsim.plots.relaxation import plot_recall
 from dynsim.relax.phases import SettleOptions
 from dynsim.training.optimizers import SGD, Adam
-from dynsim.validation import ValidationError, fail
+from dynsim.validation import (ValidationError, check_memory, fail, positive_int, real_scalar,
+                              reports_write_errors, writable_folder)
 
 
 def build_parser():
@@ -82,11 +83,14 @@ def print_summary(table):
         print(f"{head:>12}{'':3}{bits}{'':3}{exact}{'':3}{table['unsettled'][k]:>7d}/{table['cues'][k]}")
 
 
+@reports_write_errors
 def main(argv=None):
     args = build_parser().parse_args(argv)
     log_path = args.out / "memory.h5"
-    rng = np.random.default_rng(args.seed)
     try:
+        positive_int("--seed", args.seed, minimum=0)
+        real_scalar("--lr", args.lr, 0.0, np.inf, low_open=True, high_open=True)
+        real_scalar("--dt", args.dt, 0.0, np.inf, low_open=True, high_open=True)
         for name in ("patterns", "units", "epochs", "per_pattern", "batch_size", "trials"):
             if getattr(args, name) < (0 if name == "epochs" else 1):
                 raise ValidationError(f"--{name.replace('_', '-')} must be >= {0 if name == 'epochs' else 1}, "
@@ -101,6 +105,12 @@ def main(argv=None):
                                   f"unless dt (1 + beta) < 2; lower --beta or --dt")
         options = SettleOptions(integrator="projected_euler", dt=args.dt, atol=1e-4, rtol=1e-4,
                                 max_steps=args.max_steps)
+        # Every pair of groups is coupled: about n^2 weights for n = 2 units + hidden, in 4 copies (weights,
+        # gradient, optimizer moments), and 8 states per cue of a minibatch.
+        n = 2 * args.units + max(args.hidden, 0)
+        check_memory("--units and --hidden", (4 * n * n + 8 * args.batch_size * n) * 8,
+                     f"a fully coupled network of {n} units")
+        rng = np.random.default_rng(args.seed)
         net = memory_network(args.units, args.hidden, seed=rng)
         optimizer = (Adam if args.optimizer == "adam" else SGD)(net, args.lr)
         patterns = random_patterns(args.patterns, args.units, rng)
@@ -109,6 +119,10 @@ def main(argv=None):
     if log_path.exists() and not args.overwrite:
         # Checked before training: the log is written only at the end.
         fail(f"log file {str(log_path)!r} already exists; pass --overwrite to replace it")
+    try:
+        writable_folder("--out", args.out)  # before training, as the log's existence: it is written at the end
+    except ValidationError as exc:
+        fail(f"{exc}")
 
     if args.rule in ("ep-negative", "ep-centered", "ep-random") and args.beta >= 1:
         # Nudged by -beta, an output unit obeys ds/dt = rho'(s) h + (beta - 1) s - beta y.

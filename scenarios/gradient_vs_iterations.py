@@ -35,7 +35,8 @@ from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.plots.gradients import plot_gdu, plot_sweep
 from dynsim.references.compare import gdu_check
 from dynsim.relax.phases import SETTLE_METHODS, SettleOptions
-from dynsim.validation import ValidationError, fail
+from dynsim.validation import (ValidationError, check_memory, fail, layered_bytes, positive_int, real_scalar,
+                              reports_write_errors, writable_folder)
 
 
 def build_parser():
@@ -59,11 +60,28 @@ def build_parser():
     return p
 
 
+@reports_write_errors
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    rng = np.random.default_rng(args.seed)
     try:
-        sizes = [int(v) for v in args.sizes.split("-")]
+        positive_int("--seed", args.seed, minimum=0)
+        try:
+            sizes = [int(v) for v in args.sizes.split("-")]
+        except ValueError:
+            raise ValidationError(f"--sizes must look like 10-20-15-4 (integers joined by '-'), got {args.sizes!r}") \
+                from None
+        # Every value of the sweep and of the GDU check, before the log exists.
+        for beta in args.betas:
+            real_scalar("--betas value", beta, 0.0, np.inf, low_open=True, high_open=True)
+        real_scalar("--dt", args.dt, 0.0, np.inf, low_open=True, high_open=True)
+        real_scalar("--gdu-beta", args.gdu_beta, nonzero=True)
+        positive_int("--gdu-free-steps", args.gdu_free_steps)
+        positive_int("--gdu-nudged-steps", args.gdu_nudged_steps)
+        if args.batch < 1:
+            raise ValidationError(f"--batch must be >= 1, got {args.batch}")
+        check_memory("--sizes and --batch", layered_bytes(sizes, args.batch),
+                     f"a {args.sizes} network with a batch of {args.batch}")
+        rng = np.random.default_rng(args.seed)
         net = HopfieldNetwork.layered(sizes, activation=args.activation, seed=rng)
         if args.activation == "hard_sigmoid":
             # Small positive biases keep units off the lower bound, where EP and backprop both read zero.
@@ -84,8 +102,9 @@ def main(argv=None):
               "gdu_beta": args.gdu_beta, "gdu_free_steps": args.gdu_free_steps,
               "gdu_nudged_steps": args.gdu_nudged_steps, "dt": args.dt}
     try:
+        writable_folder("--out", args.out)
         log = TrajectoryLog(args.out / "gradients.h5", config, network=net, overwrite=args.overwrite)
-    except FileExistsError as exc:
+    except (FileExistsError, ValidationError) as exc:
         fail(f"{exc}")
     with log:
         reference, free = reference_gradient(net, x, target)

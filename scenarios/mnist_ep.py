@@ -95,7 +95,8 @@ from dynsim.training.loop import TrainingDivergedError, describe_evaluation, fit
 from dynsim.training.optimizers import SGD, Adam
 from dynsim.training.run_folder import RunFolderError, open_run_log
 from dynsim.training.schedules import SCHEDULES, make_schedule
-from dynsim.validation import ValidationError, fail, positive_int, real_scalar
+from dynsim.validation import (ValidationError, WriteError, check_memory, fail, layered_bytes, positive_int,
+                              real_scalar, reports_write_errors, writable_folder)
 
 # Every preset is stated in dynsim's units: the cost C = 1/2 ||s_out - y||^2 and the update
 # lr * (dE/dtheta(s_lo) - dE/dtheta(s_hi)) / (beta_hi - beta_lo). Scellier & Bengio's code uses C = ||s_out - y||^2
@@ -147,6 +148,8 @@ RECORDED_IMAGES = 4
 RULES = ("ep-random", "ep-positive", "ep-negative", "ep-centered", "chl")
 INTEGRATORS = ("projected_euler", "euler", "heun", "rk4", "dopri5", "fixed_point", "block")
 EVALUATIONS = ("training", "steady-state")
+VALIDATION_IMAGES = 10000
+"""The last training images form the validation split (and the test split has as many)."""
 OUTPUT_ACTIVATIONS = ("hard_sigmoid", "linear", "logistic", "tanh")
 
 
@@ -244,6 +247,15 @@ def resolve(args):
     for name in ("train_size", "eval_size", "max_batches"):
         if getattr(args, name) is not None:
             positive_int("--" + name.replace("_", "-"), getattr(args, name))
+    positive_int("--seed", args.seed, minimum=0)
+    # Scellier & Bengio's split: 50,000 training, 10,000 validation and 10,000 test images.
+    n_train = DATASETS[args.dataset].n_train - VALIDATION_IMAGES
+    if args.train_size is not None and args.train_size > n_train:
+        raise ValidationError(f"--train-size must be at most {n_train} (the training split of "
+                              f"{args.dataset}), got {args.train_size}")
+    if args.eval_size is not None and args.eval_size > VALIDATION_IMAGES:
+        raise ValidationError(f"--eval-size must be at most {VALIDATION_IMAGES} (the validation and test "
+                              f"splits), got {args.eval_size}")
     if args.resume and args.overwrite:
         raise ValidationError("--resume and --overwrite exclude each other")
     if args.checkpoint_every is not None:
@@ -262,6 +274,17 @@ def resolve(args):
     layers = len(preset["conv"]["channels"]) + 1 if "conv" in preset else len(args.hidden) + 1
     if len(args.lr) != layers:
         raise ValidationError(f"--lr needs one rate per layer ({layers}), got {len(args.lr)}")
+    if "conv" not in preset:
+        itemsize = np.dtype(args.dtype).itemsize
+        sizes = [784, *args.hidden, 10]
+        batch = min(args.batch_size, args.train_size or n_train)
+        # The network's parameters, gradient and optimizer state, the phases' states, the images and, with
+        # persistent particles, one free state per training image.
+        particles = (args.train_size or n_train) * sum(sizes[1:]) * itemsize if args.persistent else 0
+        check_memory("--hidden and --batch-size", layered_bytes(sizes, batch, itemsize, copies=5) + particles
+                     + DATASETS[args.dataset].n_train * 1.2 * (784 + 10) * itemsize,
+                     f"a {'-'.join(map(str, sizes))} network trained on minibatches of {batch} {args.dataset} "
+                     f"images in {args.dtype}")
 
 
 def settle_options(args):
@@ -306,10 +329,12 @@ def build_network(args):
     return net
 
 
+@reports_write_errors  # a full disk or a read-only folder met during the run: one line naming the file
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         resolve(args)
+        writable_folder("--out", args.out, create=False)  # a read-only or full --out fails before the data load
         # In the network's dtype from the start: no conversion per minibatch.
         splits = load(args.dataset, data_dir=args.data_dir, download=not args.no_download, dtype=args.dtype)
         data = splits.as_dict(args.train_size, args.eval_size)
@@ -319,7 +344,7 @@ def main(argv=None):
         optimizer = (SGD if args.optimizer == "sgd" else Adam)(net, args.lr)
         free_opts, nudged_opts, eval_opts, steady_opts = settle_options(args)
         free_opts.box(net)
-    except (ValidationError, DatasetError) as exc:
+    except (ValidationError, DatasetError, WriteError) as exc:
         fail(f"{exc}")
 
     config = {"scenario": "mnist_ep", "preset": args.preset, "dataset": args.dataset, "sizes": sizes,

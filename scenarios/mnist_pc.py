@@ -67,7 +67,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from dynsim.cli.argtypes import choice_list, layer_sizes
@@ -83,7 +82,9 @@ from dynsim.training.loop import TrainingDivergedError, fit
 from dynsim.training.optimizers import SGD, Adam
 from dynsim.training.run_folder import RunFolderError, open_run_log
 from dynsim.training.schedules import SCHEDULES, make_schedule
-from dynsim.validation import ValidationError, fail, positive_int, real_scalar
+from dynsim.plots._figure import save_figure
+from dynsim.validation import (ValidationError, WriteError, check_memory, fail, layered_bytes, positive_int,
+                              real_scalar, reports_write_errors, writable_folder)
 
 RULES = ("pc-strict", "pc-fixed-prediction", "pc-zil", "bp", "fa", "dfa")
 PAPER = {"mnist": {"pc": 0.9842, "bp": 0.9846}, "fashion-mnist": {"pc": 0.8988, "bp": 0.8983}}
@@ -93,6 +94,8 @@ TARGET = {"mnist": 0.982, "fashion-mnist": 0.890}
 RECORDED_IMAGES = 4
 ALIGNMENT_IMAGES = 1000
 """Held-out images on which each rule's update is compared with backprop's after every epoch."""
+N_TEST = 10000
+"""Test images of MNIST and Fashion-MNIST."""
 
 
 def build_parser():
@@ -142,17 +145,39 @@ def build_parser():
 
 
 def check_options(args):
+    """Every option checked before anything is loaded or written, sizes against the data set and the memory."""
     positive_int("--inference-steps", args.inference_steps)
     positive_int("--batch-size", args.batch_size)
     positive_int("--epochs", args.epochs, minimum=0)
+    positive_int("--seed", args.seed, minimum=0)
     real_scalar("--dt", args.dt, 0.0, np.inf, low_open=True, high_open=True)
     real_scalar("--lr", args.lr, 0.0, np.inf, low_open=True, high_open=True)
     real_scalar("--output-variance", args.output_variance, 0.0, np.inf, low_open=True, high_open=True)
     for name in ("train_size", "eval_size", "max_batches"):
         if getattr(args, name) is not None:
             positive_int("--" + name.replace("_", "-"), getattr(args, name))
+    n_images = DATASETS[args.dataset].n_train
+    validation = args.validation_size
+    if isinstance(validation, bool) or not 0 <= validation <= n_images - 1:
+        raise ValidationError(f"--validation-size must be an integer in [0, {n_images - 1}] (the {n_images} "
+                              f"training images keep at least one for training), got {validation}")
+    n_train = n_images - validation
+    if args.train_size is not None and args.train_size > n_train:
+        raise ValidationError(f"--train-size must be at most {n_train} (the training images left after "
+                              f"--validation-size {validation}), got {args.train_size}")
+    n_eval = min(validation, N_TEST) if validation else N_TEST
+    if args.eval_size is not None and args.eval_size > n_eval:
+        raise ValidationError(f"--eval-size must be at most {n_eval} (the images of the smaller held-out split), "
+                              f"got {args.eval_size}")
     if args.resume and args.overwrite:
         raise ValidationError("--resume and --overwrite exclude each other")
+    itemsize = np.dtype(args.dtype).itemsize
+    batch = min(args.batch_size, args.train_size or n_train)
+    # The images in memory, and per rule's network its parameters, gradient, optimizer moments, feedback and start.
+    check_memory("--hidden and --batch-size", layered_bytes([784, *args.hidden, 10], batch, itemsize, copies=6)
+                 + (n_images + N_TEST) * (784 + 10) * itemsize,
+                 f"a {'-'.join(map(str, [784, *args.hidden, 10]))} network trained on minibatches of {batch} "
+                 f"{args.dataset} images in {args.dtype}")
 
 
 def make_network(rule, sizes, activation, theta, output_variance, dtype=np.float64):
@@ -176,10 +201,7 @@ def plot_test_errors(histories, dataset, out, title):
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=10)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    fig.savefig(out, dpi=120)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_alignment(tables, out, title):
@@ -199,17 +221,16 @@ def plot_alignment(tables, out, title):
     axes[0].set_ylim(0.0, 120.0)
     axes[0].legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    fig.savefig(out, dpi=120)
-    return out
+    return save_figure(fig, out)
 
 
+@reports_write_errors  # a full disk or a read-only folder met during the run: one line naming the file
 def main(argv=None):
     args = build_parser().parse_args(argv)
     dtype = np.float32 if args.dtype == "float32" else np.float64
     try:
         check_options(args)
+        writable_folder("--out", args.out, create=False)  # a read-only or full --out fails before the data load
         # In the network's dtype from the start: no conversion per minibatch.
         splits = load(args.dataset, data_dir=args.data_dir, download=not args.no_download,
                       validation_size=args.validation_size, dtype=dtype)
@@ -221,7 +242,7 @@ def main(argv=None):
         options = SettleOptions(integrator="euler", dt=args.dt, max_steps=args.inference_steps,
                                 stop_at_steady_state=False)
         (Adam if args.optimizer == "adam" else SGD)(template, args.lr)
-    except (ValidationError, DatasetError) as exc:
+    except (ValidationError, DatasetError, WriteError) as exc:
         fail(f"{exc}")
 
     config = {"scenario": "mnist_pc", "dataset": args.dataset, "sizes": sizes, "activation": args.activation,

@@ -32,7 +32,8 @@ from dynsim.networks.pc import PCNetwork
 from dynsim.plots.gradients import plot_error_settling, plot_sweep
 from dynsim.plots.relaxation import plot_energy
 from dynsim.relax.phases import SettleOptions
-from dynsim.validation import ValidationError, fail
+from dynsim.validation import (ValidationError, check_memory, fail, layered_bytes, positive_int,
+                              reports_write_errors, writable_folder)
 
 
 def build_parser():
@@ -53,16 +54,26 @@ def build_parser():
     return p
 
 
+@reports_write_errors
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    rng = np.random.default_rng(args.seed)
     try:
-        sizes = [int(v) for v in args.sizes.split("-")]
-        net = PCNetwork(sizes, activation=args.activation, seed=rng)
+        positive_int("--seed", args.seed, minimum=0)
+        try:
+            sizes = [int(v) for v in args.sizes.split("-")]
+        except ValueError:
+            raise ValidationError("--sizes must look like 20-32-32-32-10 (integers joined by '-'), "
+                                  f"got {args.sizes!r}") from None
         if args.batch < 1:
             raise ValidationError(f"--batch must be >= 1, got {args.batch}")
-        if min(args.steps) < 1 or min(args.output_variances) <= 0 or min(args.euler_steps) <= 0 or args.dt <= 0:
-            raise ValidationError("--steps, --output-variances, --euler-steps and --dt must be positive")
+        values = [*args.steps, *args.output_variances, *args.euler_steps, args.dt]
+        if min(args.steps) < 1 or not all(np.isfinite(v) and v > 0 for v in values):
+            raise ValidationError("--steps, --output-variances, --euler-steps and --dt must be positive and finite, "
+                                  f"got {args.steps}, {args.output_variances}, {args.euler_steps} and {args.dt}")
+        check_memory("--sizes and --batch", layered_bytes(sizes, args.batch),
+                     f"a {args.sizes} network with a batch of {args.batch}")
+        rng = np.random.default_rng(args.seed)
+        net = PCNetwork(sizes, activation=args.activation, seed=rng)
     except (ValueError, ValidationError) as exc:
         fail(f"{exc}")
     x = rng.uniform(-1, 1, size=(args.batch, sizes[0]))
@@ -71,8 +82,9 @@ def main(argv=None):
               "seed": args.seed, "steps": args.steps, "dt": args.dt, "output_variances": args.output_variances,
               "euler_steps": args.euler_steps}
     try:
+        writable_folder("--out", args.out)
         log = TrajectoryLog(args.out / "pc.h5", config, network=net, overwrite=args.overwrite)
-    except FileExistsError as exc:
+    except (FileExistsError, ValidationError) as exc:
         fail(f"{exc}")
 
     L = len(sizes) - 1

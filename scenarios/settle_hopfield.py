@@ -27,7 +27,8 @@ from dynsim.io.log import TrajectoryLog
 from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.plots.relaxation import plot_energy, plot_settling
 from dynsim.relax.phases import SettleOptions, free_phase, nudged_phase
-from dynsim.validation import ValidationError, fail
+from dynsim.validation import (ValidationError, check_memory, fail, layered_bytes, positive_int, real_scalar,
+                              reports_write_errors, writable_folder)
 from integrators import METHODS
 
 
@@ -52,10 +53,18 @@ def build_parser():
     return p
 
 
+@reports_write_errors
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.batch < 1:
         fail("--batch must be >= 1")
+    try:
+        positive_int("--seed", args.seed, minimum=0)
+        real_scalar("--beta", args.beta)  # finite; zero is refused below, with its reason
+        check_memory("--sizes and --batch", layered_bytes(args.sizes, args.batch),
+                     f"a {'-'.join(map(str, args.sizes))} network with a batch of {args.batch}")
+    except ValidationError as exc:
+        fail(f"{exc}")
     rng = np.random.default_rng(args.seed)
     try:
         net = HopfieldNetwork.layered(args.sizes, activation=args.activation, seed=rng)
@@ -71,7 +80,10 @@ def main(argv=None):
 
     config = {"scenario": "settle_hopfield", "sizes": args.sizes, "activation": args.activation,
               "beta": args.beta, "batch": args.batch, "seed": args.seed, **options.describe()}
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        writable_folder("--out", args.out)
+    except ValidationError as exc:
+        fail(f"{exc}")
     log_path = args.out / "settle.h5"
     try:
         log = TrajectoryLog(log_path, config, network=net, overwrite=args.overwrite)

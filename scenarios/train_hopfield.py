@@ -54,7 +54,8 @@ from dynsim.plots.training import plot_decision_regions, plot_training_curves
 from dynsim.relax.phases import SettleOptions, free_phase
 from dynsim.training.loop import evaluate, train
 from dynsim.training.optimizers import SGD, Adam
-from dynsim.validation import ValidationError, fail, positive_int, real_scalar
+from dynsim.validation import (ValidationError, check_memory, fail, layered_bytes, positive_int, real_scalar,
+                              reports_write_errors, writable_folder)
 from integrators import METHODS
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}
@@ -96,6 +97,9 @@ def check_options(args):
     real_scalar("--bias", args.bias)
     if any(r.startswith("ep-") for r in args.rules):
         real_scalar("--beta", args.beta, 0.0, np.inf, low_open=True, high_open=True)
+    # The generated tasks have 2 inputs and 2 classes.
+    check_memory("--hidden and --batch-size", layered_bytes([2, *args.hidden, 2], args.batch_size),
+                 f"a {'-'.join(map(str, [2, *args.hidden, 2]))} network with minibatches of {args.batch_size}")
     if args.settling == "first":
         args.settling = args.rules[:1]
     elif args.settling == "all":
@@ -154,6 +158,7 @@ def print_summary(title, summary):
               + (f"{summary['test_accuracy'][k]:>10.3f}" if test else ""))
 
 
+@reports_write_errors
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
@@ -180,8 +185,9 @@ def main(argv=None):
               "bias": args.bias, "seed": args.seed, "recorded_samples": idx, **options.describe()}
     log_path = args.out / "train.h5"
     try:
+        writable_folder("--out", args.out)
         log = TrajectoryLog(log_path, config, network=template, overwrite=args.overwrite)
-    except FileExistsError as exc:
+    except (FileExistsError, ValidationError) as exc:
         fail(f"{exc}")
 
     histories, networks, wall, relaxations = {}, {}, {}, {}

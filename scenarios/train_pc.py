@@ -65,7 +65,8 @@ from dynsim.references.compare import gradient_metrics
 from dynsim.relax.phases import SettleOptions, free_phase
 from dynsim.training.loop import evaluate, train
 from dynsim.training.optimizers import SGD, Adam
-from dynsim.validation import ValidationError, fail, positive_int, real_scalar
+from dynsim.validation import (ValidationError, check_memory, fail, layered_bytes, positive_int, real_scalar,
+                              reports_write_errors, writable_folder)
 from integrators import METHODS
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}
@@ -120,6 +121,8 @@ def check_options(args):
         real_scalar("--tol", args.tol, 0.0, np.inf, low_open=True, high_open=True)
     if args.integrator == "projected_euler":
         raise ValidationError("--integrator projected_euler needs a box; predictive coding states are unbounded")
+    check_memory("--sizes and --batch-size", layered_bytes(args.sizes, args.batch_size),
+                 f"a {'-'.join(map(str, args.sizes))} network with minibatches of {args.batch_size}")
 
 
 def make_task(name, n_samples, seed, symmetric):
@@ -200,6 +203,7 @@ def print_summary(title, summary):
     print("rel err, cosine: the last minibatch's update against the backprop gradient at the same parameters")
 
 
+@reports_write_errors
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
@@ -226,8 +230,9 @@ def main(argv=None):
               "recorded_samples": idx, **options.describe()}
     log_path = args.out / "train_pc.h5"
     try:
+        writable_folder("--out", args.out)
         log = TrajectoryLog(log_path, config, network=template, overwrite=args.overwrite)
-    except FileExistsError as exc:
+    except (FileExistsError, ValidationError) as exc:
         fail(f"{exc}")
 
     # A second draw of the same distribution: the training accuracy alone cannot show overfitting.

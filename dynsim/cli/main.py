@@ -7,6 +7,7 @@ status 2; nothing is written before the arguments have been checked.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import sys
@@ -17,11 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from dynsim._version import __version__
-from dynsim.validation import DynsimError, StepHalvedWarning
+from dynsim.validation import DynsimError, StepHalvedWarning, ValidationError, os_reason, writable_folder
 
 log = logging.getLogger("dynsim")
 
 PLOT_KINDS = ("settling", "energy", "gradients", "training")
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO}
+"""Causes of a failed write that the user fixes (space, permissions), reported in one line."""
 
 
 def _cmd_list(args):
@@ -114,13 +117,19 @@ def _cmd_plot(args):
 
     reader = read_log(args.log)
     out = Path(args.out) if args.out else Path(args.log).with_name(f"{Path(args.log).stem}_{args.kind}.png")
+    if out.is_dir():
+        raise ValidationError(f"--out {out} is a folder; name a PNG file")
+    if out.suffix.lower() != ".png":
+        raise ValidationError(f"--out must name a .png file (the figure is a PNG), got {str(out)!r}")
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it, or --out another file")
-    if out.is_dir():
-        raise DynsimError(f"--out {out} is a folder; name a PNG file")
+    writable_folder("--out", out.parent, create=False)  # before the figure is drawn: a read-only or full folder
     if args.kind in ("settling", "energy"):
         if len(reader) == 0:
             raise DynsimError(f"{args.log} holds no relaxation to plot; its tables are {reader.tables}")
+        if not -len(reader) <= args.relaxation < len(reader):
+            raise ValidationError(f"--relaxation must be in [{-len(reader)}, {len(reader) - 1}] ({args.log} holds "
+                                  f"{len(reader)} relaxations; negative counts from the last), got {args.relaxation}")
         plot = plot_settling if args.kind == "settling" else plot_energy
         path = plot(reader, out, relaxation=args.relaxation)
     elif args.kind == "training":
@@ -234,6 +243,13 @@ def main(argv=None):
         return args.func(args)
     except (DynsimError, FileNotFoundError, FileExistsError, PermissionError, TimeoutError) as exc:
         print(f"dynsim {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in _WRITE_ERRNOS:
+            raise
+        # A write that failed where no dynsim code expected it (a scenario's own file): the path and the cause.
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"dynsim {args.command}: error: cannot write{where}: {os_reason(exc)}", file=sys.stderr)
         return 2
     finally:
         warnings.showwarning = shown

@@ -32,6 +32,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dynsim.cli.scenarios import ScenarioError, find_scenario
+from dynsim.validation import WriteError, os_reason, writable_folder
 
 __all__ = ["parse_grid", "grid_points", "run_sweep", "POINT_FILE"]
 
@@ -248,25 +249,32 @@ def _write_summary(out, rows, grid, scenario_name):
     table = {c: [row.get(c, "" if c in ("error", "status", "point") or c in grid else np.nan) for row in rows]
              for c in columns}
     fd, tmp = tempfile.mkstemp(dir=out, suffix=".csv.tmp")
-    with os.fdopen(fd, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(columns)
-        writer.writerows(zip(*table.values()))
-    os.replace(tmp, out / "summary.csv")
+    try:
+        with os.fdopen(fd, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(columns)
+            writer.writerows(zip(*table.values()))
+        os.replace(tmp, out / "summary.csv")
+    finally:
+        Path(tmp).unlink(missing_ok=True)
     h5_tmp = out / "summary.h5.tmp"
     h5_tmp.unlink(missing_ok=True)
-    with TrajectoryLog(h5_tmp, {"sweep": scenario_name, "grid": grid}) as summary:
-        numeric = {c: v for c, v in table.items() if c not in grid and c not in ("point", "status", "error")}
-        summary.record_table("summary", {"point": table["point"], "status": table["status"],
-                                         "error": table["error"], **{k: table[k] for k in grid},
-                                         **{k: np.asarray(v, dtype=float) for k, v in numeric.items()}})
-    os.replace(h5_tmp, out / "summary.h5")
+    try:
+        with TrajectoryLog(h5_tmp, {"sweep": scenario_name, "grid": grid}) as summary:
+            numeric = {c: v for c, v in table.items() if c not in grid and c not in ("point", "status", "error")}
+            summary.record_table("summary", {"point": table["point"], "status": table["status"],
+                                             "error": table["error"], **{k: table[k] for k in grid},
+                                             **{k: np.asarray(v, dtype=float) for k, v in numeric.items()}})
+        os.replace(h5_tmp, out / "summary.h5")
+    finally:
+        h5_tmp.unlink(missing_ok=True)
     return table
 
 
 def _plot_summary(table, grid, metric, out):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+
+    from dynsim.plots._figure import save_figure
 
     keys = list(grid)
     fig = Figure(figsize=(4.0 * len(keys), 3.4), layout="constrained")
@@ -288,9 +296,7 @@ def _plot_summary(table, grid, metric, out):
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{metric} against each swept parameter", fontsize=11)
-    FigureCanvasAgg(fig)
-    fig.savefig(out / "summary.png", dpi=120)
-    return out / "summary.png"
+    return save_figure(fig, out / "summary.png")
 
 
 def run_sweep(scenario, grid, out, scheduler=None, workers=2, metric=None, quiet=False):
@@ -321,16 +327,19 @@ def run_sweep(scenario, grid, out, scheduler=None, workers=2, metric=None, quiet
     _check_metric(metric, grid)
     out = Path(out)
     parser = scenario.parser()
+
+    def rejected(message):  # argparse's error(), as one line of ours instead of its usage text and exit
+        raise ScenarioError(f"grid point {settings} is rejected by {scenario.name}'s parameters: {message}")
+
+    parser.error = rejected
     points = []
     for settings in grid_points(grid):
         folder = out / "points" / _point_name(settings)
         argv = scenario.argv({**settings, "out": str(folder), "overwrite": "true"})
-        try:
-            parser.parse_args(argv)  # the scenario's own validation, before anything runs
-        except SystemExit:
-            raise ScenarioError(f"grid point {settings} is rejected by {scenario.name}'s parameters "
-                                "(see the message above)") from None
+        parser.parse_args(argv)  # the scenario's own validation, before anything runs
         points.append((settings, folder, argv))
+    # Before any point runs: a sweep folder that cannot be written would fail every point, then the summary.
+    writable_folder("--out", out)
     done = [p for p in points if (p[1] / POINT_FILE).exists()]
     todo = [p for p in points if not (p[1] / POINT_FILE).exists()]
     log.info("%s: %d points, %d complete already, %d to run", scenario.name, len(points), len(done), len(todo))
@@ -379,7 +388,13 @@ def run_sweep(scenario, grid, out, scheduler=None, workers=2, metric=None, quiet
                              f" ({row['error']})" if row["error"] else "")
             bar.close()
     ordered = [rows[str(folder)] for _, folder, _ in points]
-    table = _write_summary(out, ordered, grid, scenario.name)
+    try:
+        table = _write_summary(out, ordered, grid, scenario.name)
+    except OSError as exc:
+        if isinstance(exc, WriteError):
+            raise
+        raise WriteError(f"cannot write the summary in {out}: {os_reason(exc)}; the points' own logs are kept, "
+                         "and running the sweep again writes it", getattr(exc, "errno", None)) from None
     numbers = [c for c in table if c not in grid and c not in ("point", "status", "error", "skipped", "seconds")]
     metric = metric or (numbers[0] if numbers else "seconds")
     if metric not in table:

@@ -65,7 +65,7 @@ import numpy as np
 
 from dynsim._version import __version__
 from dynsim.datasets.tasks import Task
-from dynsim.validation import DynsimError, ValidationError, float_dtype, positive_int
+from dynsim.validation import DynsimError, ValidationError, check_memory, float_dtype, positive_int
 
 __all__ = ["Dataset", "DATASETS", "NAMES", "DatasetError", "Splits", "FILES", "ENV_VAR", "default_data_dir",
            "data_root", "dataset_folder", "file_md5", "verify_md5", "read_idx", "write_idx",
@@ -182,12 +182,17 @@ class Splits:
         ----------
         train_size, eval_size : int, optional
             Keep only the first examples of the training split, and of the
-            validation and test splits (smoke runs).
+            validation and test splits (smoke runs); at most the split's
+            size (a larger one is refused, not silently cut).
         """
         def first(task, n):
             if n is None:
                 return task
-            n = positive_int("train_size" if task is self.train else "eval_size", n)
+            name = "train_size" if task is self.train else "eval_size"
+            n = positive_int(name, n)
+            if n > task.x.shape[0] and (task is self.train or task.x.shape[0] > 0):
+                raise ValidationError(f"{name} must be at most {task.x.shape[0]} (the {task.name!r} split's "
+                                      f"size), got {n}")
             # replace() keeps the other fields, image_shape among them.
             return dataclasses.replace(task, x=task.x[:n], labels=task.labels[:n], targets=task.targets[:n])
 
@@ -234,12 +239,15 @@ def data_root(data_dir=None):
     Raises
     ------
     ValidationError
-        ``data_dir`` is neither None, a str nor a path-like object.
+        ``data_dir`` is neither None, a str nor a path-like object, or names a file.
     """
     if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
         raise ValidationError(f"data_dir must be None, a str or a path-like object; got {data_dir!r}")
     if data_dir is not None:
-        return Path(data_dir).expanduser()
+        root = Path(data_dir).expanduser()
+        if root.exists() and not root.is_dir():
+            raise ValidationError(f"data_dir {str(root)!r} is a file; name the folder that holds the data sets")
+        return root
     env = os.environ.get(ENV_VAR, "").strip()
     if env:
         return Path(env).expanduser()
@@ -628,6 +636,10 @@ def load_folder(folder, md5=None, *, name="idx", validation_size=10000, dtype=np
 
     train_images, train_labels = sets["train"]
     cut = n_train - validation_size
+    n_all = n_train + arrays[TEST_IMAGES].shape[0]
+    width = int(np.prod(train_images.shape[1:]))
+    check_memory("dtype", n_all * (width + n_classes) * np.dtype(dtype).itemsize,
+                 f"{n_all} images of {width} pixels in {np.dtype(dtype).name}")
     # One grey channel; the IDX array is row-major (n, rows, cols), so the flat
     # rows of x are the images in (C, H, W) order as they are.
     shape = (1, *train_images.shape[1:])

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dynsim.validation import ValidationError, float_dtype, positive_int, real_scalar
+from dynsim.validation import ValidationError, check_memory, float_dtype, positive_int, real_scalar
 
 __all__ = ["Task", "xor", "moons", "two_spirals", "TASKS"]
 
@@ -110,6 +110,10 @@ def _rng(seed):
     raise ValidationError(f"seed must be None, an integer >= 0 or a numpy.random.Generator, got {seed!r}")
 
 
+_TASK_BYTES_PER_POINT = 8 * 16
+"""Memory a generated point takes while its task is built: its coordinates, label, one-hot target, temporaries."""
+
+
 def _task(name, x, labels, n_classes=2):
     lo, hi = x.min(0), x.max(0)
     x = (x - lo) / np.where(hi > lo, hi - lo, 1.0)
@@ -125,6 +129,7 @@ def xor():
 def moons(n=200, noise=0.1, seed=0):
     """Two interleaving half circles with Gaussian noise, ``n`` points in all."""
     n = positive_int("n", n, minimum=2)
+    check_memory("n", _TASK_BYTES_PER_POINT * n, f"{n} points")
     noise = real_scalar("noise", noise, 0.0, np.inf, high_open=True)
     rng = _rng(seed)
     n0 = n // 2
@@ -138,6 +143,7 @@ def moons(n=200, noise=0.1, seed=0):
 def two_spirals(n=200, turns=1.5, noise=0.05, seed=0):
     """Two interleaved spirals of ``turns`` turns, ``n`` points in all."""
     n = positive_int("n", n, minimum=2)
+    check_memory("n", _TASK_BYTES_PER_POINT * n, f"{n} points")
     turns = real_scalar("turns", turns, 0.0, np.inf, low_open=True, high_open=True)
     noise = real_scalar("noise", noise, 0.0, np.inf, high_open=True)
     rng = _rng(seed)

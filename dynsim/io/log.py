@@ -83,11 +83,14 @@ Examples
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
+import errno
 import functools
 import json
 import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,7 +100,7 @@ import numpy as np
 
 import dynsim
 from dynsim.io.file_lock import LogBusyError, RecordLock
-from dynsim.validation import DynsimError, ValidationError, positive_int
+from dynsim.validation import DynsimError, ValidationError, WriteError, format_bytes, os_reason, positive_int
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "LogBusyError", "LogFormatError", "LogNotFoundError", "TrajectoryLog", "LogReader", "Relaxation",
            "PhaseRecord", "read_log"]
@@ -221,8 +224,59 @@ def _open_swmr_writer(path):
     fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
     fapl.set_fclose_degree(h5py.h5f.CLOSE_STRONG)
     fapl.set_libver_bounds(h5py.h5f.LIBVER_LATEST, h5py.h5f.LIBVER_LATEST)
+    # No raw-data chunk cache: every write reaches the file in the call that makes it, so a failed write (a full
+    # disk) raises there. With the cache, HDF5 writes a dataset's chunks when the dataset is closed; a failure
+    # there is only printed (h5py cannot raise from a destructor), leaves the dataset half closed, and the next
+    # flush of the file crashes the process (segmentation fault, measured with HDF5 2.0). Each record is flushed
+    # at once anyway, so the cache saved little.
+    mdc_nelmts, _, _, w0 = fapl.get_cache()
+    fapl.set_cache(mdc_nelmts, 0, 0, w0)
     fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDWR | h5py.h5f.ACC_SWMR_WRITE, fapl=fapl)
     return h5py.File(fid)
+
+
+_HDF5_ERRNO = re.compile(r"errno = (\d+), error message = '([^']*)'")
+
+
+def _write_failure(exc):
+    """(reason in words, errno or None) of a failed HDF5 or OS write."""
+    found = _HDF5_ERRNO.search(str(exc))
+    if found:
+        return found.group(2), int(found.group(1))
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror, exc.errno
+    return (str(exc).splitlines() or [type(exc).__name__])[0], getattr(exc, "errno", None)
+
+
+def _recorded_end(path):
+    """End of file recorded in the superblock of an HDF5 file (format version 2 or 3, which the log writes)."""
+    with open(path, "rb") as f:
+        head = f.read(48)
+    if len(head) < 12 or head[:8] != b"\x89HDF\r\n\x1a\n" or head[8] not in (2, 3):
+        return None
+    width = head[9]  # size of offsets: the base address, the extension address, then the end of file
+    start = 12 + 2 * width
+    return int.from_bytes(head[start:start + width], "little") if len(head) >= start + width else None
+
+
+def _extend_to_recorded_end(path):
+    """Pad a log cut short by a failed write (a full disk) with zeros up to the end its superblock records.
+
+    HDF5 records the new end of the file before it extends the file; when the
+    extension fails the file is shorter than its superblock says and HDF5
+    refuses to open it. The missing bytes were never part of a committed
+    record: zeros restore a file that opens, with every committed record.
+    Extending makes a sparse file, which needs no free space on most file
+    systems. Returns True when the file was extended.
+    """
+    try:
+        end = _recorded_end(path)
+        if end is not None and os.path.getsize(path) < end:
+            os.truncate(path, end)
+            return True
+    except OSError:
+        pass
+    return False
 
 
 def _recover_killed_log(path):
@@ -240,9 +294,20 @@ def _recover_killed_log(path):
                 h5py.File(tmp, "w", libver="latest", track_order=True) as dst:
             for key, value in src.attrs.items():
                 dst.attrs[key] = value
+            committed = _read_commits(src)
             for name in src:
-                src.copy(src[name], dst, name=name)
-            before = _read_commits(src)
+                if committed is not None and name in (_RELAXATIONS, _TABLES):
+                    # Committed records only: a record cut off by the kill (or by a full disk) may point past the
+                    # end of the file, and stays invisible anyway.
+                    keep = committed[0] if name == _RELAXATIONS else list(committed[1])
+                    group = dst.create_group(name, track_order=True if name == _RELAXATIONS else None)
+                    for key, value in src[name].attrs.items():
+                        group.attrs[key] = value
+                    for member in keep:
+                        src.copy(src[name][member], group, name=member)
+                else:
+                    src.copy(src[name], dst, name=name)
+            before = committed
             after = _read_commits(dst)
         if before != after:
             raise OSError(f"the copy of {str(path)!r} lost committed records")
@@ -268,13 +333,72 @@ def _read_commits(f):
 
 
 def _one_record(method):
-    """Run a writer's record method under the log's exclusive lock (see :mod:`dynsim.io.file_lock`)."""
+    """Run a writer's record method under the log's exclusive lock (see :mod:`dynsim.io.file_lock`).
+
+    A write that fails (a full disk, an I/O error) ends the log: the file is
+    closed as far as HDF5 can, and :class:`dynsim.validation.WriteError`
+    names the file and the cause; the records committed before stay readable.
+    """
     @functools.wraps(method)
     def locked(self, *args, **kwargs):
         self._check_open()
         with self._lock.held():
-            return method(self, *args, **kwargs)
+            outermost = not self._recording
+            self._recording = True
+            try:
+                if outermost:
+                    self._reserve(_payload_bytes((args, kwargs)), method.__name__)
+                return method(self, *args, **kwargs)
+            except DynsimError:
+                raise
+            except (OSError, RuntimeError) as exc:
+                raise self._abandon(exc, f"recording {method.__name__}") from None
+            finally:
+                if outermost:
+                    self._recording = False
     return locked
+
+
+RESERVE_BYTES = 1 << 20
+"""Space checked for past the log's end before each record, on top of twice the record's own arrays."""
+
+
+def _payload_bytes(obj, depth=6, seen=None):
+    """Bytes of the arrays in ``obj`` (containers and objects' attributes followed ``depth`` levels): an upper bound."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen or depth < 0:
+        return 0
+    seen.add(id(obj))
+    if isinstance(obj, np.ndarray):
+        return int(obj.nbytes)
+    if isinstance(obj, (int, float, np.generic)):
+        return 8
+    if isinstance(obj, (str, bytes)):
+        return len(obj)
+    if isinstance(obj, dict):
+        items = obj.values()
+    elif isinstance(obj, (list, tuple, set)):
+        if len(obj) > 64 and isinstance(next(iter(obj)), (int, float, np.generic)):
+            return 8 * len(obj)  # a column of numbers: no need to visit each
+        items = obj
+    elif hasattr(obj, "__dict__"):
+        items = vars(obj).values()
+    else:
+        return 0
+    return sum(_payload_bytes(item, depth - 1, seen) for item in items)
+
+
+def _allocate(fd, offset, length):
+    """Allocate ``length`` bytes of ``fd`` from ``offset`` (``posix_fallocate``); False where it is not supported."""
+    if not hasattr(os, "posix_fallocate"):
+        return False
+    try:
+        os.posix_fallocate(fd, offset, length)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL, errno.ENODEV):
+            return False
+        raise
+    return True
 
 
 class TrajectoryLog:
@@ -316,21 +440,40 @@ class TrajectoryLog:
                 f"log file {str(self.path)!r} already exists; pass overwrite=True (--overwrite) to replace it")
         self.network = network
         self._file = None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = None
         # The header goes to a temporary file first: the log's own name only ever holds a complete
         # header, then a file in SWMR mode, so no kill leaves a file that readers refuse.
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
-            with h5py.File(tmp, "w", libver="latest") as f:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # In memory, then written in one piece: a full disk fails a plain write here, never inside HDF5.
+            with h5py.File(tmp, "w", libver="latest", driver="core", backing_store=False) as f:
                 self._write_header(f, config, config_json, network)
+                f.flush()
+                image = f.id.get_file_image()
+            with open(tmp, "wb") as handle:
+                handle.write(image)
             self._move_into_place(tmp, overwrite)
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            raise WriteError(f"cannot write the log {str(self.path)!r}: {os_reason(exc)}",
+                             getattr(exc, "errno", None)) from None
         finally:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
         self._lock = RecordLock(self.path, writer=True)
-        with self._lock.held():
-            self._file = _open_swmr_writer(self.path)
+        try:
+            with self._lock.held():
+                self._file = _open_swmr_writer(self.path)
+        except (OSError, RuntimeError) as exc:
+            self._lock.close()
+            reason, number = _write_failure(exc)
+            raise WriteError(f"cannot open the log {str(self.path)!r} for writing: {reason}", number) from None
         self._count = 0
         self._rows = {}
+        self._recording = False
+        self._space_fd = None
 
     def _move_into_place(self, tmp, overwrite):
         if overwrite:
@@ -397,6 +540,7 @@ class TrajectoryLog:
         cut off by the kill, which stay invisible) is copied into a new file
         that replaces it atomically, so a resumed run continues the same log.
         """
+        _extend_to_recorded_end(path)  # a log cut short by a full disk opens again, with its committed records
         reader = LogReader(path)  # validates the format
         if reader.attrs.get("format_version", 1) < 2:
             raise LogFormatError(f"{str(reader.path)!r} has format_version {reader.attrs.get('format_version')}; "
@@ -419,12 +563,15 @@ class TrajectoryLog:
                 self._lock = RecordLock(self.path, writer=True)
                 with self._lock.held():
                     self._file = _open_swmr_writer(self.path)
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:
             if self._lock is not None:
                 self._lock.close()
-            raise OSError(f"cannot reopen {str(self.path)!r} for writing: {exc}") from None
+            reason, number = _write_failure(exc)
+            raise WriteError(f"cannot reopen {str(self.path)!r} for writing: {reason}", number) from None
         self._count = reader.n_relaxations
         self._rows = dict(reader._table_rows)
+        self._recording = False
+        self._space_fd = None
         return self
 
     # context manager -------------------------------------------------------
@@ -436,13 +583,74 @@ class TrajectoryLog:
         return False
 
     def close(self):
-        """Close the file (a second call does nothing)."""
+        """Close the file (a second call does nothing).
+
+        Raises
+        ------
+        WriteError
+            The last flush failed (a full disk); the committed records stay readable.
+        """
         if self._file is not None and self._file.id.valid:
             with self._lock.held():
-                self._file.close()
+                try:
+                    self._file.close()
+                except (OSError, RuntimeError) as exc:
+                    raise self._abandon(exc, "closing") from None
         self._file = None
+        self._close_space_fd()
         if getattr(self, "_lock", None) is not None:
             self._lock.close()
+
+    def _reserve(self, payload, doing):
+        """Check that the space a record needs can be allocated, before HDF5 writes any of it.
+
+        The space is allocated past the file's end (``posix_fallocate``, which
+        a full disk, a quota or a file-size limit refuses) and given back at
+        once. When it cannot be had, nothing of the record is written: the log
+        is closed as it is, complete, and :class:`WriteError` says why. A
+        disk filled by another process between the check and the write, or a
+        file system without ``posix_fallocate``, is met at the first failed
+        write instead (see :meth:`_abandon`).
+        """
+        need = RESERVE_BYTES + 2 * payload
+        try:
+            if self._space_fd is None:
+                self._space_fd = os.open(self.path, os.O_RDWR)
+            size = os.fstat(self._space_fd).st_size
+            if _allocate(self._space_fd, size, need):
+                os.ftruncate(self._space_fd, size)
+        except OSError as exc:
+            number = getattr(exc, "errno", None)
+            self._close_space_fd()
+            with contextlib.suppress(Exception):
+                self._file.close()
+            self._file = None
+            self._lock.close()
+            self._failure = WriteError(
+                f"cannot write to the log {str(self.path)!r} ({doing}): {os_reason(exc)}, no room for the next "
+                f"record ({format_bytes(need)} asked for it); the log is closed with every record before it", number)
+            raise self._failure from None
+
+    def _close_space_fd(self):
+        if getattr(self, "_space_fd", None) is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._space_fd)
+            self._space_fd = None
+
+    def _abandon(self, exc, doing):
+        """After a failed write: close what HDF5 can, repair the file's end, and return the error to raise."""
+        reason, number = _write_failure(exc)
+        file, self._file = self._file, None
+        if file is not None:
+            with contextlib.suppress(Exception):  # HDF5 cannot flush what it could not write: the close may fail
+                file.close()
+        self._close_space_fd()
+        _extend_to_recorded_end(self.path)
+        if self._lock is not None:
+            self._lock.close()
+        self._failure = WriteError(f"writing the log {str(self.path)!r} failed ({doing}): {reason}; the log is "
+                                   "closed, and what it recorded before stays readable", number)
+        return self._failure
 
     @property
     def closed(self):
@@ -464,6 +672,9 @@ class TrajectoryLog:
 
     def _check_open(self):
         if self._file is None:
+            if getattr(self, "_failure", None) is not None:
+                raise WriteError(f"the log {str(self.path)!r} was closed after a failed write: {self._failure}",
+                                 self._failure.errno)
             raise ValueError(f"log file {str(self.path)!r} is closed")
 
     # recording -------------------------------------------------------------
@@ -866,14 +1077,20 @@ class LogReader:
                         f"it is closed, or `h5clear -s` clears the mark: {first}") from None
                 raise LogFormatError(f"{str(self.path)!r} cannot be opened as HDF5 (truncated or damaged?): "
                                      f"{exc}") from None
+        if "truncated" in message.lower():
+            end = _recorded_end(self.path)
+            if end is not None and os.path.getsize(self.path) < end:
+                raise LogFormatError(
+                    f"{str(self.path)!r} is {os.path.getsize(self.path)} bytes long but its HDF5 header records "
+                    f"{end}: a write was cut short (a full disk?) or the file was copied in part; continuing the "
+                    "run (TrajectoryLog.reopen, --resume) once there is space repairs it") from None
+            raise LogFormatError(f"{str(self.path)!r} is truncated (shorter than its HDF5 superblock says; a "
+                                 f"copy cut short?): {message}") from None
         if "lock" in message.lower():
             # HDF5 locks a file a non-SWMR writer holds open (a version 1 writer, or another program).
             raise OSError(f"{str(self.path)!r} is locked: a writer still has it open "
                           f"(close it first, or set HDF5_USE_FILE_LOCKING=FALSE to read it meanwhile); "
                           f"{message}") from None
-        if "truncated" in message.lower():
-            raise LogFormatError(f"{str(self.path)!r} is truncated (shorter than its HDF5 superblock says; a "
-                                 f"copy cut short?): {message}") from None
         raise LogFormatError(f"{str(self.path)!r} cannot be opened as HDF5 (truncated or damaged?): "
                              f"{message}") from None
 

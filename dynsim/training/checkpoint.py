@@ -27,10 +27,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from dynsim.validation import DynsimError
+from dynsim.validation import DynsimError, WriteError, os_reason
 
-__all__ = ["Checkpoint", "CheckpointError", "CheckpointFallbackWarning", "save_checkpoint", "load_checkpoint",
-           "previous_path", "checkpoint_exists"]
+__all__ = ["Checkpoint", "CheckpointError", "CheckpointWriteError", "CheckpointFallbackWarning", "save_checkpoint",
+           "load_checkpoint", "previous_path", "checkpoint_exists", "check_fingerprint"]
 
 FORMAT = "dynsim-checkpoint"
 VERSION = 1
@@ -38,6 +38,14 @@ VERSION = 1
 
 class CheckpointError(DynsimError):
     """A checkpoint is missing, unreadable or belongs to another configuration."""
+
+
+class CheckpointWriteError(CheckpointError, WriteError):
+    """A checkpoint could not be written (a full disk, a read-only folder); the previous one is kept.
+
+    Both a :class:`CheckpointError` and a :class:`dynsim.validation.WriteError`
+    (an ``OSError``), so either handler catches it.
+    """
 
 
 class CheckpointFallbackWarning(RuntimeWarning):
@@ -99,45 +107,67 @@ class Checkpoint:
 
 
 def save_checkpoint(path, checkpoint):
-    """Write ``checkpoint`` to ``path`` atomically (temporary file, fsync, rename)."""
+    """Write ``checkpoint`` to ``path`` atomically (temporary file, fsync, rename).
+
+    The HDF5 file is built in memory and written with one plain write, so a
+    full disk or a read-only folder fails an ordinary system call, never a
+    write inside HDF5 (which can leave the library in a state that crashes
+    the process later). The memory this takes is the checkpoint's size.
+
+    Raises
+    ------
+    CheckpointWriteError
+        The checkpoint could not be written (a full disk, a read-only
+        folder); the message names the file. The previous checkpoint, if
+        any, is left as it was, and no temporary file is left behind.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The process id in the name lets the next run remove what a killed writer left (dynsim.training.run_folder).
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
-    os.close(fd)
+    with h5py.File(f"{path.name}.image", "w", driver="core", backing_store=False) as f:
+        f.attrs["format"] = FORMAT
+        f.attrs["version"] = VERSION
+        f.attrs["epoch"] = int(checkpoint.epoch)
+        f.attrs["rng_state"] = json.dumps(checkpoint.rng_state)
+        f.attrs["fingerprint"] = json.dumps(checkpoint.fingerprint, sort_keys=True)
+        f.create_dataset("theta", data=np.asarray(checkpoint.theta, dtype=float))
+        if checkpoint.particles is not None:
+            f.create_dataset("particles", data=checkpoint.particles)
+        opt = f.create_group("optimizer")
+        for key, value in checkpoint.optimizer.items():
+            opt.create_dataset(key, data=np.asarray(value))
+        if checkpoint.eval_particles:
+            ev = f.create_group("eval_particles")
+            for key, value in checkpoint.eval_particles.items():
+                ev.create_dataset(key, data=np.asarray(value))
+        hist = f.create_group("history")
+        for key, values in checkpoint.history.items():
+            hist.create_dataset(key, data=np.asarray(values, dtype=float))
+        if checkpoint.partial is not None:
+            part = f.create_group("partial")
+            for key, value in checkpoint.partial.items():
+                part.create_dataset(key, data=np.asarray(value))
+        f.flush()
+        image = f.id.get_file_image()
+    tmp = None
     try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT
-            f.attrs["version"] = VERSION
-            f.attrs["epoch"] = int(checkpoint.epoch)
-            f.attrs["rng_state"] = json.dumps(checkpoint.rng_state)
-            f.attrs["fingerprint"] = json.dumps(checkpoint.fingerprint, sort_keys=True)
-            f.create_dataset("theta", data=np.asarray(checkpoint.theta, dtype=float))
-            if checkpoint.particles is not None:
-                f.create_dataset("particles", data=checkpoint.particles)
-            opt = f.create_group("optimizer")
-            for key, value in checkpoint.optimizer.items():
-                opt.create_dataset(key, data=np.asarray(value))
-            if checkpoint.eval_particles:
-                ev = f.create_group("eval_particles")
-                for key, value in checkpoint.eval_particles.items():
-                    ev.create_dataset(key, data=np.asarray(value))
-            hist = f.create_group("history")
-            for key, values in checkpoint.history.items():
-                hist.create_dataset(key, data=np.asarray(values, dtype=float))
-            if checkpoint.partial is not None:
-                part = f.create_group("partial")
-                for key, value in checkpoint.partial.items():
-                    part.create_dataset(key, data=np.asarray(value))
-        with open(tmp, "rb+") as handle:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The process id in the name lets the next run remove what a killed writer left (dynsim.training.run_folder).
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(image)
+            handle.flush()
             os.fsync(handle.fileno())
         if path.exists():
             # A kill between the two renames leaves the previous checkpoint, which load_checkpoint falls back to.
             os.replace(path, previous_path(path))
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            kept = next((p for p in (path, previous_path(path)) if p.exists()), None)
+            raise CheckpointWriteError(f"cannot write the checkpoint {path}: {os_reason(exc)}; "
+                             + (f"the previous checkpoint {kept.name} is kept" if kept else "no checkpoint is kept"),
+                             exc.errno) from None
         raise
     return path
 
@@ -196,12 +226,26 @@ def load_checkpoint(path, fingerprint=None):
         where = "mid-epoch " + str(ckpt.epoch + 1) if ckpt.partial is not None else f"after epoch {ckpt.epoch}"
         warnings.warn(f"{exc}; resuming from the previous checkpoint {prev.name} ({where}) instead",
                       CheckpointFallbackWarning, stacklevel=2)
-    saved = ckpt.fingerprint
     if fingerprint is not None:
-        expected = json.loads(json.dumps(fingerprint, sort_keys=True))
-        differ = sorted(k for k in set(expected) | set(saved) if expected.get(k) != saved.get(k))
-        if differ:
-            detail = ", ".join(f"{k}: saved {saved.get(k)!r}, now {expected.get(k)!r}" for k in differ)
-            raise CheckpointError(f"checkpoint {path} was saved by a different configuration ({detail}); "
-                                  "resume with the same settings or start a new run")
+        check_fingerprint(path, ckpt.fingerprint, fingerprint)
     return ckpt
+
+
+def check_fingerprint(path, saved, fingerprint):
+    """Refuse, with a :class:`CheckpointError` naming the keys, a checkpoint saved by another configuration.
+
+    Parameters
+    ----------
+    path : str or Path
+        The checkpoint, named in the message.
+    saved : dict
+        Its fingerprint (``Checkpoint.fingerprint``).
+    fingerprint : dict
+        The resuming run's.
+    """
+    expected = json.loads(json.dumps(fingerprint, sort_keys=True))
+    differ = sorted(k for k in set(expected) | set(saved) if expected.get(k) != saved.get(k))
+    if differ:
+        detail = ", ".join(f"{k}: saved {saved.get(k)!r}, now {expected.get(k)!r}" for k in differ)
+        raise CheckpointError(f"checkpoint {path} was saved by a different configuration ({detail}); "
+                              "resume with the same settings or start a new run")

@@ -32,10 +32,11 @@ from tqdm.auto import tqdm
 from dynsim.datasets.tasks import Task
 from dynsim.learning.rules import gradient_estimate
 from dynsim.relax.phases import SettleOptions, free_phase
-from dynsim.training.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from dynsim.training.checkpoint import (Checkpoint, CheckpointError, check_fingerprint, load_checkpoint,
+                                       save_checkpoint)
 from dynsim.training.optimizers import NonFiniteGradientError
-from dynsim.validation import (DivergenceError, DynsimError, ValidationError, boolean, positive_int, real_scalar,
-                               report_not_converged)
+from dynsim.validation import (DivergenceError, DynsimError, ValidationError, boolean, check_memory, positive_int,
+                               real_scalar, report_not_converged)
 
 __all__ = ["fit", "train", "History", "evaluate", "evaluate_split", "predict", "describe_evaluation",
            "TrainingDivergedError", "metric_columns", "ParticleStore"]
@@ -255,7 +256,11 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
         ``lr_schedule(epoch, batch, n_batches, epochs)`` gives the factor set
         as ``optimizer.lr_scale`` before each step (:mod:`dynsim.training.schedules`);
         its ``describe()`` joins the checkpoint's fingerprint. Default: the
-        rates as given.
+        rates as given. A schedule whose factors depend on the total number
+        of epochs (``spans_run``, e.g. warm-up then cosine; a callable
+        without that attribute counts as one) also stamps ``epochs``, and a
+        resume with another ``epochs`` is refused: it would train the epochs
+        already done and the rest on different schedules.
     eval_persistent : bool
         Evaluate the held-out splits from persistent particles, one per
         example, carried from epoch to epoch (with ``eval_options``, e.g.
@@ -331,10 +336,21 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
             and lr_schedule.describe() != {"schedule": "constant"}:
         # A constant schedule is the rates as given: not stamped, so checkpoints from before schedules still resume.
         stamp["lr_schedule"] = lr_schedule.describe()
+    if lr_schedule is not None and getattr(lr_schedule, "spans_run", True):
+        stamp["schedule_epochs"] = epochs
     stamp.update(fingerprint or {})
 
     rng = np.random.default_rng(seed)
     dtype = getattr(network, "dtype", np.float64)  # states are kept in the network's precision
+    itemsize = np.dtype(dtype).itemsize
+    width = int(network.n_free) + int(network.n_input)
+    # A minibatch's states: free and nudged phases, integrator stages, fields, the inputs (8 arrays, generously).
+    check_memory("batch_size", 8 * min(batch_size, n) * width * itemsize,
+                 f"minibatches of {min(batch_size, n)} examples of {width} units")
+    if eval_persistent:
+        n_held = sum(task.x.shape[0] for task in held_out.values())
+        check_memory("eval_persistent", n_held * int(network.n_free) * itemsize,
+                     f"evaluation particles of {n_held} held-out examples x {network.n_free} units")
     particles = ParticleStore(n, network.n_free, dtype) if persistent else None
     eval_particles = ({name: np.zeros((task.x.shape[0], network.n_free), dtype) for name, task in held_out.items()}
                       if eval_persistent else None)
@@ -383,7 +399,20 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
 
     partial = None
     if resume:
-        ckpt = load_checkpoint(checkpoint, stamp)
+        ckpt = load_checkpoint(checkpoint)
+        started = ckpt.fingerprint.get("schedule_epochs")
+        if "schedule_epochs" in stamp and started is not None and started != epochs:
+            name = (lr_schedule.describe().get("schedule") if hasattr(lr_schedule, "describe")
+                    else type(lr_schedule).__name__)
+            raise CheckpointError(
+                f"epochs (--epochs) {epochs} differs from the {started} the run in {checkpoint} was started with: "
+                f"its learning-rate schedule ({name}) spans the whole run, so the epochs already trained followed "
+                f"a {started}-epoch schedule and the result would not be that of an uninterrupted {epochs}-epoch "
+                f"run; resume with --epochs {started}, or start a new run (a constant or exponential schedule "
+                "can be extended)")
+        if "schedule_epochs" not in ckpt.fingerprint:  # saved before schedules stamped their total
+            stamp.pop("schedule_epochs", None)
+        check_fingerprint(checkpoint, ckpt.fingerprint, stamp)
         if ckpt.theta.shape != network.theta.shape or not np.isfinite(ckpt.theta).all():
             raise CheckpointError(f"checkpoint {checkpoint} holds {ckpt.theta.size} parameters"
                                   f"{'' if np.isfinite(ckpt.theta).all() else ', not all finite'}; the network "
@@ -532,6 +561,10 @@ class ParticleStore:
     """Persistent particles: each training example's last free equilibrium, reused as its next start."""
 
     def __init__(self, n_examples, n_free, dtype=np.float64):
+        n_examples = positive_int("n_examples", n_examples, minimum=0)
+        n_free = positive_int("n_free", n_free)
+        check_memory("n_examples", n_examples * n_free * np.dtype(dtype).itemsize,
+                     f"persistent particles of {n_examples} examples x {n_free} units")
         self.states = np.zeros((n_examples, n_free), dtype=dtype)
 
     def get(self, indices):

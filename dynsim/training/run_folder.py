@@ -14,7 +14,10 @@ discard:
   again, with or without ``resume``, and says so;
 - temporary files a killed writer left (``.log.h5.<pid>.tmp``,
   ``.checkpoint.h5.<pid>.<random>.tmp``) are removed when their process no
-  longer runs.
+  longer runs;
+- a folder that cannot be written (read-only, no permission, a full file
+  system) or a path that names a file is refused before anything is
+  written, with a :class:`RunFolderError` naming it.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from pathlib import Path
 
 from dynsim.io.log import LogFormatError, TrajectoryLog, read_log
 from dynsim.training.checkpoint import checkpoint_exists, previous_path
-from dynsim.validation import DynsimError
+from dynsim.validation import DynsimError, ValidationError, WriteError, writable_folder
 
 __all__ = ["RunFolderError", "open_run_log", "remove_stale_temporaries"]
 
@@ -113,10 +116,14 @@ def open_run_log(out, config, network=None, resume=False, overwrite=False, say=p
     Raises
     ------
     RunFolderError
-        ``resume`` without anything to continue, or a folder that holds a
-        run and neither ``resume`` nor ``overwrite``.
+        ``resume`` without anything to continue, a folder that holds a run
+        and neither ``resume`` nor ``overwrite``, or a folder that cannot be
+        written (read-only, full, a file): the message names it.
     """
-    out = Path(out)
+    try:
+        out = writable_folder("--out", out)
+    except (ValidationError, WriteError) as exc:
+        raise RunFolderError(str(exc)) from None
     several = runs is not None
     runs = {"checkpoint.h5": "epochs"} if runs is None else dict(runs)
     log_path = out / "log.h5"
@@ -145,11 +152,18 @@ def open_run_log(out, config, network=None, resume=False, overwrite=False, say=p
         say(f"{out}: replacing the log of a run stopped before its first checkpoint")
     if resume:
         logged = _epochs_logged(log_path, tables)
-        return TrajectoryLog.reopen(log_path, network=network), logged if several else logged["epochs"], True
+        try:
+            log = TrajectoryLog.reopen(log_path, network=network)
+        except WriteError as exc:
+            raise RunFolderError(str(exc)) from None
+        return log, logged if several else logged["epochs"], True
     if any_checkpoint and not overwrite:
         raise RunFolderError(f"{out} holds a run ({names}): pass --resume to continue it or --overwrite to "
                              "start again")
-    log = TrajectoryLog(log_path, config, network=network, overwrite=overwrite or unfinished)
+    try:
+        log = TrajectoryLog(log_path, config, network=network, overwrite=overwrite or unfinished)
+    except WriteError as exc:
+        raise RunFolderError(str(exc)) from None
     if overwrite:
         for path in ckpt_paths:
             path.unlink(missing_ok=True)

@@ -4,7 +4,11 @@ A schedule is called as ``schedule(epoch, batch, n_batches, epochs)`` with
 ``epoch`` counted from 1 and ``batch`` from 0, and returns the factor
 (> 0) that :func:`dynsim.training.loop` sets as the optimizer's ``lr_scale``
 before that minibatch's step. Schedules hold no state: a resumed run gets
-the factors an uninterrupted one would have had.
+the factors an uninterrupted one would have had, as long as the total
+``epochs`` is the same. A schedule whose factors depend on that total says
+so with ``spans_run = True`` (:class:`WarmupCosine`): :func:`dynsim.training.loop.fit`
+then refuses to resume its run with another number of epochs, which would
+change the rates of the epochs already trained.
 
 References
 ----------
@@ -29,6 +33,9 @@ __all__ = ["Constant", "WarmupCosine", "ExponentialPerEpoch", "SCHEDULES", "make
 class Constant:
     """Factor 1 throughout."""
 
+    spans_run = False
+    """The factors do not depend on the run's total number of epochs: a run can be extended."""
+
     def __call__(self, epoch, batch, n_batches, epochs):
         return 1.0
 
@@ -45,6 +52,9 @@ class WarmupCosine:
     ``end + (peak - end) (1 + cos(pi (p - warmup) / (1 - warmup))) / 2``.
     The defaults (0.1, 1.1, 0.1) are those of the pcx benchmarks.
     """
+
+    spans_run = True
+    """The factors depend on the total number of epochs: a run cannot be extended without changing them."""
 
     warmup: float = 0.1
     peak: float = 1.1
@@ -69,6 +79,9 @@ class WarmupCosine:
 @dataclass(frozen=True)
 class ExponentialPerEpoch:
     """Factor ``gamma ** (epoch - 1)``: the rates shrink by ``gamma`` after each epoch."""
+
+    spans_run = False
+    """The factors do not depend on the run's total number of epochs: a run can be extended."""
 
     gamma: float = 0.99
 
