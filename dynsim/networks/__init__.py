@@ -5,3 +5,4 @@ from dynsim.networks.hopfield import HopfieldNetwork, HOPFIELD_FIELD
 from dynsim.networks.pc import PCNetwork, PC_FIELD
 from dynsim.networks.architecture import Architecture, Conv, Dense, Group
 from dynsim.networks.conv_hopfield import ConvHopfieldNetwork
+from dynsim.networks.vector_field_hopfield import VectorFieldHopfieldNetwork, VF_FIELD, FEEDBACK_MODES

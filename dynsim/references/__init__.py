@@ -4,3 +4,4 @@ from dynsim.references.gradients import (
 )
 from dynsim.references.compare import gradient_metrics, alignment_angles, normalized_rmse, GDUResult, gdu_check, ep_step_updates
 from dynsim.references.pc_theory import output_jacobian_gram, predicted_output_bias_error
+from dynsim.references.vector_field import VFImplicitGradient, VFAlignment, vf_implicit_gradient, vf_ep_limit, vf_alignment
