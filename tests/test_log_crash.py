@@ -271,14 +271,21 @@ def test_log_of_a_killed_writer_is_recovered_and_continued(tmp_path):
         assert proc.wait(timeout=30) == -signal.SIGKILL
         proc.stderr.close()
         n_rel, n_rows, sweeps = reported(progress)
+        # The kill may fall between a record's commit and the writer's report of it: the log then holds one
+        # record more than reported, and the run continues after what the log holds (appending after the
+        # reported count instead once duplicated the last row, 1 run in 12).
+        with read_log(path) as before:
+            held_rows = len(before.table("epochs")["epoch"]) if "epochs" in before.tables else 0
+        assert n_rows <= held_rows <= n_rows + 1
         with TrajectoryLog.reopen(path) as log:
-            assert log.n_relaxations == n_rel
-            log.record_relaxation([W.phase(n_rel, "free"), W.phase(n_rel, "nudged")], label=f"batch {n_rel}",
-                                  x=np.full((W.BATCH, 2), float(n_rel)))
-            log.append_row("epochs", W.row(n_rows))
+            held_rel = log.n_relaxations
+            assert n_rel <= held_rel <= n_rel + 1
+            log.record_relaxation([W.phase(held_rel, "free"), W.phase(held_rel, "nudged")],
+                                  label=f"batch {held_rel}", x=np.full((W.BATCH, 2), float(held_rel)))
+            log.append_row("epochs", W.row(held_rows))
         with read_log(path) as reader:
             assert not reader.live
-            check_log(reader, n_rel + 1, n_rows + 1, sweeps)
+            check_log(reader, held_rel + 1, held_rows + 1, sweeps)
         assert not list(tmp_path.glob(".*.tmp"))
 
 
