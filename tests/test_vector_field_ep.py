@@ -555,3 +555,45 @@ def test_scenario_smoke(tmp_path):
                             "--no-download"], capture_output=True, text=True, timeout=600,
                            env=dict(os.environ, DYNSIM_DATA=str(SHARED_DATA)))
     assert again.returncode != 0 and "already exists" in again.stderr
+
+
+def test_fit_trains_a_vector_field_network_and_resumes_it(mnist_splits, tmp_path):
+    """The rule by name through gradient_estimate and fit: block sweeps, Kolen-Pollack feedback, checkpoints."""
+    from dynsim.datasets.tasks import Task
+    from dynsim.learning.rules import gradient_estimate
+    from dynsim.training.loop import fit
+
+    def task(split, n):
+        return Task(split.name, split.x[:n], split.labels[:n], split.targets[:n])
+
+    data = {"train": task(mnist_splits.train, 400), "validation": task(mnist_splits.validation, 200)}
+    opts = SettleOptions(integrator="block", max_steps=20, stop_at_steady_state=False, not_converged="ignore")
+
+    def run(epochs, resume=False, seed=0):
+        net = VectorFieldHopfieldNetwork([784, 32, 10], feedback="kolen-pollack", output_activation="linear",
+                                         init_gain=0.7, seed=seed)
+        history = fit(net, data, "ep-centered", SGD(net, [0.05, 0.05]), epochs, 20, beta=0.2, options=opts,
+                      checkpoint=tmp_path / "ckpt.h5", resume=resume, rule_options={"weight_decay": 0.05})
+        return net, history
+
+    # gradient_estimate by name equals the function.
+    net = VectorFieldHopfieldNetwork([784, 32, 10], feedback="kolen-pollack", output_activation="linear", seed=3)
+    x, t = data["train"].x[:20], data["train"].targets[:20]
+    by_name = gradient_estimate("ep-centered", net, x, t, 0.2, opts, rule_options={"weight_decay": 0.05})
+    direct = vf_ep_gradient(net, x, t, 0.2, "centered", options=opts, weight_decay=0.05)
+    np.testing.assert_array_equal(by_name.gradient, direct.gradient)
+    with pytest.raises(ValidationError, match="must be one of"):
+        gradient_estimate("ep-random", net, x, t, 0.2, opts)
+    with pytest.raises(ValidationError, match="weight_decay"):
+        gradient_estimate("ep-centered", net, x, t, 0.2, opts, rule_options={"decay": 0.05})
+
+    whole, history = run(3)
+    errors = history["validation_error"]
+    assert errors[-1] < errors[0] - 0.3  # it learns (about 0.9 at the start)
+    angle_before = VectorFieldHopfieldNetwork([784, 32, 10], feedback="kolen-pollack", output_activation="linear",
+                                              init_gain=0.7, seed=0).feedback_angles()
+    assert list(whole.feedback_angles().values())[0] < list(angle_before.values())[0] - 5
+    (tmp_path / "ckpt.h5").unlink()
+    run(2)
+    resumed, _ = run(3, resume=True)
+    np.testing.assert_array_equal(resumed.theta, whole.theta)

@@ -17,15 +17,21 @@ from dynsim.learning.contrastive import EP_VARIANTS, chl_gradient, ep_gradient
 from dynsim.learning.estimate import Estimate
 from dynsim.learning.feedback_alignment import FEEDBACK_KINDS, feedback_alignment_gradient
 from dynsim.learning.predictive_coding import feedforward_phase, pc_gradient, zil_gradient
+from dynsim.learning.vector_field_ep import VF_EP_VARIANTS, vf_ep_gradient
 from dynsim.networks.pc import PCNetwork
+from dynsim.networks.vector_field_hopfield import VectorFieldHopfieldNetwork
 from dynsim.references.gradients import implicit_gradient
 from dynsim.relax.phases import free_phase
 from dynsim.validation import ValidationError
 
-__all__ = ["RULES", "PC_RULES", "gradient_estimate"]
+__all__ = ["RULES", "PC_RULES", "VF_RULES", "gradient_estimate"]
 
 RULES = tuple(f"ep-{v}" for v in EP_VARIANTS) + ("chl", "rbp")
 """Rules for Hopfield networks; 'rbp' is the recurrent-backprop baseline."""
+
+VF_RULES = tuple(f"ep-{v}" for v in VF_EP_VARIANTS)
+"""Rules for vector-field Hopfield networks: EP's contrast (:func:`~dynsim.learning.vector_field_ep.vf_ep_gradient`),
+the feedback learning as the network's ``feedback`` says."""
 
 PC_RULES = ("pc-strict", "pc-fixed-prediction", "pc-zil", "bp", "fa", "dfa")
 """Rules for predictive coding networks (and their feedforward pass): 'bp' is exact backprop on it, 'fa' and 'dfa'
@@ -48,7 +54,7 @@ def _pc_gradient_estimate(rule, network, x, target, options, feedback_seed):
 
 
 def gradient_estimate(rule, network, x, target, beta=0.5, options=None, nudged_options=None, s0=None, rng=None,
-                      feedback_seed=0):
+                      feedback_seed=0, rule_options=None):
     """The gradient estimate of any rule, by name, on one minibatch.
 
     Parameters
@@ -70,6 +76,12 @@ def gradient_estimate(rule, network, x, target, beta=0.5, options=None, nudged_o
     feedback_seed : int
         The seed of the fixed random feedback of 'fa' and 'dfa' (the same
         seed, the same feedback matrices for a given network).
+    rule_options : dict, optional
+        Further keyword arguments of the rule's function; for a
+        :class:`~dynsim.networks.vector_field_hopfield.VectorFieldHopfieldNetwork`
+        (rules :data:`VF_RULES`), ``weight_decay`` and ``mirror_samples`` of
+        :func:`~dynsim.learning.vector_field_ep.vf_ep_gradient` (``rng`` is
+        the weight mirror's noise source).
 
     Returns
     -------
@@ -77,6 +89,22 @@ def gradient_estimate(rule, network, x, target, beta=0.5, options=None, nudged_o
         ``gradient``, the ``free`` phase (a PC network's feedforward pass:
         it starts at its equilibrium) and the rule's other ``phases``.
     """
+    if rule_options is not None and not isinstance(rule_options, dict):
+        raise ValidationError(f"rule_options must be a dict of keyword arguments, got {rule_options!r}")
+    if isinstance(network, VectorFieldHopfieldNetwork):
+        if rule not in VF_RULES:
+            raise ValidationError(f"rule for a vector-field Hopfield network must be one of {list(VF_RULES)}, "
+                                  f"got {rule!r}")
+        extra = dict(rule_options or {})
+        unknown = sorted(set(extra) - {"weight_decay", "mirror_samples"})
+        if unknown:
+            raise ValidationError(f"rule_options: {unknown} are not options of {rule!r} on a vector-field network; "
+                                  "it takes 'weight_decay' and 'mirror_samples'")
+        return vf_ep_gradient(network, x, target, beta, rule[3:], options=options, nudged_options=nudged_options,
+                              s0=s0, rng=rng, **extra)
+    if rule_options:
+        raise ValidationError(f"rule_options: rule {rule!r} on a {type(network).__name__} takes none, got "
+                              f"{sorted(rule_options)}")
     if isinstance(network, PCNetwork):
         return _pc_gradient_estimate(rule, network, x, target, options, feedback_seed)
     if rule not in RULES:

@@ -604,6 +604,9 @@ class VectorFieldHopfieldNetwork(NetworkLayout):
                                stop_at_steady_state=bool(stop_at_steady_state), method=scheme, trajectory=trajectory)
         return result, self.energy_from_drive(result.y, drive)
 
+    relax_with_energy = relax_sweeps
+    """The name :func:`dynsim.relax.phases.settle` looks for: it sends the sweep schemes here."""
+
 
 def angle_between(a, b):
     """Angle in degrees between two arrays of one shape, as vectors; NaN when either is zero.

@@ -415,7 +415,8 @@ def settle(network, x, s0=None, target=None, beta=0.0, clamp_output=False, optio
     if not hasattr(network, "relax_with_energy"):
         missing += [name for name in _FIELD_INTERFACE if not hasattr(network, name)]
     if missing:
-        raise ValidationError(f"network must be a HopfieldNetwork, ConvHopfieldNetwork or PCNetwork, got "
+        raise ValidationError(f"network must be a HopfieldNetwork, ConvHopfieldNetwork, VectorFieldHopfieldNetwork "
+                              f"or PCNetwork, got "
                               f"{type(network).__name__} "
                               f"(it lacks {', '.join(missing)})")
     options = SettleOptions() if options is None else options
@@ -462,7 +463,8 @@ def settle_checked(network, x, s0, target, beta, clamp_output, options, phase, d
         raise ValidationError(f"record_samples must lie in [0, {batch - 1}], got {list(samples)}")
 
     record = None if samples is None else np.array(samples, dtype=np.int64)
-    if hasattr(network, "relax_with_energy"):
+    if hasattr(network, "relax_with_energy") and (options.is_relaxation_scheme or not hasattr(network, "vector_field")):
+        # Its own sweeps; the ODE integrators only for a network that also has a compiled vector field.
         return _settle_own_scheme(network, x, s0, target, beta, clamp_output, options, phase, drive, record)
     box = options.box(network)
     args = network.kernel_args(drive, beta, target, clamp_output)

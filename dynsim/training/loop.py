@@ -204,7 +204,8 @@ def _check_data(network, data):
 def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options=None, nudged_options=None,
         eval_options=None, persistent=False, seed=0, checkpoint=None, resume=False, fingerprint=None,
         on_epoch=None, max_batches=None, progress=None, lr_schedule=None, eval_persistent=False,
-        eval_train_at_start=False, checkpoint_every=None, checkpoint_minutes=None, step_callback=None):
+        eval_train_at_start=False, checkpoint_every=None, checkpoint_minutes=None, step_callback=None,
+        rule_options=None):
     """Train ``network`` in place with ``rule`` on ``data['train']``, evaluating the other splits each epoch.
 
     Parameters
@@ -213,7 +214,8 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
     data : dict of str to Task
         ``'train'`` and any held-out splits (e.g. ``'validation'``, ``'test'``).
     rule : str
-        One of :data:`dynsim.learning.rules.RULES` (Hopfield) or
+        One of :data:`dynsim.learning.rules.RULES` (Hopfield),
+        :data:`dynsim.learning.rules.VF_RULES` (vector-field Hopfield) or
         :data:`dynsim.learning.rules.PC_RULES` (predictive coding).
     optimizer : SGD or Adam
     epochs : int
@@ -285,6 +287,10 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
         ``step_callback(indices, gradient)`` before each optimizer step, with
         the minibatch's example indices and its gradient estimate (the
         parameters are still those the estimate was taken at).
+    rule_options : dict, optional
+        Further options of the rule (:func:`dynsim.learning.rules.gradient_estimate`),
+        e.g. ``{'weight_decay': 0.05}`` for Kolen-Pollack feedback of a
+        vector-field network.
 
     Returns
     -------
@@ -469,7 +475,8 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
             s0 = particles.get(idx) if persistent else None
             try:
                 est = gradient_estimate(rule, network, train.x[idx], train.targets[idx], beta,
-                                        options, nudged_options, s0=s0, rng=rng, feedback_seed=seed)
+                                        options, nudged_options, s0=s0, rng=rng, feedback_seed=seed,
+                                        rule_options=rule_options)
                 grad, free, phases = est.gradient, est.free, est.phases
             except DivergenceError as exc:
                 raise TrainingDivergedError(
