@@ -193,7 +193,8 @@ CASES = [
       id="options-retry-dopri5"),
 
     # ------------------------------------------------------------------ settle / free_phase / nudged_phase
-    C(lambda e: free_phase(object(), e.x), r"network must be a HopfieldNetwork, ConvHopfieldNetwork, VectorFieldHopfieldNetwork or PCNetwork",
+    C(lambda e: free_phase(object(), e.x),
+      r"network must be a HopfieldNetwork, ConvHopfieldNetwork, VectorFieldHopfieldNetwork or PCNetwork",
       id="settle-network"),
     C(lambda e: free_phase(e.hop, e.x[0]), r"x must have shape \(any, 3\)", id="settle-x-1d"),
     C(lambda e: free_phase(e.hop, e.x[:, :2]), r"x must have shape \(any, 3\)", id="settle-x-width"),
