@@ -22,7 +22,7 @@ from dynsim.validation import DynsimError, StepHalvedWarning, ValidationError, o
 
 log = logging.getLogger("dynsim")
 
-PLOT_KINDS = ("settling", "energy", "gradients", "training")
+PLOT_KINDS = ("settling", "energy", "maps", "gradients", "training")
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO}
 """Causes of a failed write that the user fixes (space, permissions), reported in one line."""
 
@@ -112,7 +112,7 @@ def _cmd_show(args):
 def _cmd_plot(args):
     from dynsim.io.log import read_log
     from dynsim.plots.gradients import plot_gdu_table, plot_sweep
-    from dynsim.plots.relaxation import plot_energy, plot_settling
+    from dynsim.plots.relaxation import plot_energy, plot_feature_maps, plot_settling
     from dynsim.plots.training import plot_error_curves, plot_training_curves
 
     reader = read_log(args.log)
@@ -124,14 +124,31 @@ def _cmd_plot(args):
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it, or --out another file")
     writable_folder("--out", out.parent, create=False)  # before the figure is drawn: a read-only or full folder
-    if args.kind in ("settling", "energy"):
+    if args.kind in ("settling", "energy", "maps"):
         if len(reader) == 0:
             raise DynsimError(f"{args.log} holds no relaxation to plot; its tables are {reader.tables}")
         if not -len(reader) <= args.relaxation < len(reader):
             raise ValidationError(f"--relaxation must be in [{-len(reader)}, {len(reader) - 1}] ({args.log} holds "
                                   f"{len(reader)} relaxations; negative counts from the last), got {args.relaxation}")
-        plot = plot_settling if args.kind == "settling" else plot_energy
-        path = plot(reader, out, relaxation=args.relaxation)
+        if args.kind == "maps":
+            rel = reader.relaxation(args.relaxation % len(reader))
+            phase = args.phase if args.phase is not None else next(iter(rel.phases))
+            if phase not in rel.phases:
+                raise ValidationError(f"--phase must be one of {list(rel.phases)}, got {phase!r}")
+            groups = sorted(rel[phase].map_shapes)
+            if not groups:
+                raise DynsimError(f"relaxation {rel.index} of {args.log} recorded no feature maps (a convolutional "
+                                  "network's groups, with their trajectory)")
+            group = args.group if args.group is not None else groups[0]
+            if group not in groups:
+                raise ValidationError(f"--group must be one of the recorded feature maps {groups}, got {group!r}")
+            try:
+                path = plot_feature_maps(reader, out, group, relaxation=rel.index, phase=phase)
+            except ValueError as exc:
+                raise ValidationError(str(exc)) from None
+        else:
+            plot = plot_settling if args.kind == "settling" else plot_energy
+            path = plot(reader, out, relaxation=args.relaxation)
     elif args.kind == "training":
         names = [t for t in reader.tables if t.startswith("history")]
         if "epochs" in reader.tables:
@@ -202,7 +219,9 @@ def build_parser():
     s = sub.add_parser("plot", help="draw a figure from a log")
     s.add_argument("log", help="a dynsim HDF5 log")
     s.add_argument("--kind", choices=PLOT_KINDS, default="settling")
-    s.add_argument("--relaxation", type=int, default=0, help="which relaxation (settling, energy)")
+    s.add_argument("--relaxation", type=int, default=0, help="which relaxation (settling, energy, maps)")
+    s.add_argument("--group", default=None, help="maps: the feature-map group (default: the first recorded)")
+    s.add_argument("--phase", default=None, help="maps: the phase (default: the first, free)")
     s.add_argument("--metric", default="cosine", choices=["cosine", "relative_error", "sign_agreement",
                                                            "normalized_rmse"], help="gradients: the metric")
     s.add_argument("--out", help="PNG to write (default: beside the log)")

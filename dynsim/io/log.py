@@ -775,8 +775,13 @@ class TrajectoryLog:
             states = g.create_group("states", track_order=True)
             y = np.asarray(traj.y)[keep]
             parts = self.network.split_state(y) if self.network is not None else {"state": y}
+            shapes = dict(zip(self.network.group_names[1:], self.network.group_shapes[1:])) \
+                if self.network is not None and hasattr(self.network, "group_shapes") else {}
             for name, part in parts.items():
                 _write_array(states, str(name), part)
+                if len(shapes.get(name, ())) == 3:
+                    # A feature map is stored flat, (m, r, C*H*W), with its shape: PhaseRecord.maps restores it.
+                    states[str(name)].attrs["map_shape"] = np.asarray(shapes[name], dtype=np.int64)
             if phase.trajectory_energy is not None:
                 _write_array(g, "energy", np.asarray(phase.trajectory_energy)[keep])
             if phase.trajectory_cost is not None:
@@ -898,6 +903,9 @@ class PhaseRecord:
     attrs : dict
         integrator, status, status_name, message, n_steps, n_accepted,
         n_rejected, nfev, beta, t_final, every, samples.
+    map_shapes : dict of str -> (C, H, W)
+        The feature-map groups of a convolutional network and their shapes
+        (:meth:`maps`).
     """
 
     name: str
@@ -912,6 +920,7 @@ class PhaseRecord:
     final_cost: np.ndarray | None = None
     final_tolerance: np.ndarray | None = None
     attrs: dict = field(default_factory=dict)
+    map_shapes: dict = field(default_factory=dict)
 
     @property
     def has_trajectory(self):
@@ -924,6 +933,19 @@ class PhaseRecord:
     @property
     def t_final(self):
         return self.attrs.get("t_final", math.nan if self.t is None or not len(self.t) else float(self.t[-1]))
+
+    def maps(self, group):
+        """Recorded states of a feature-map group as maps, shape (m, r, C, H, W).
+
+        ``group`` is a free group of a convolutional network, recorded with
+        its map shape; ValueError names the groups that are maps otherwise.
+        """
+        shape = self.map_shapes.get(group)
+        if shape is None:
+            raise ValueError(f"group {group!r} was not recorded as feature maps; the map groups of this phase are "
+                             f"{sorted(self.map_shapes)}")
+        states = self.states[group]
+        return states.reshape(states.shape[:2] + tuple(shape))
 
     @property
     def state(self):
@@ -941,8 +963,12 @@ class PhaseRecord:
             # own order for files whose groups were not created with track_order.
             sg = g["states"]
             states = {name: sg[name][()] for name in sg}
-        return cls(name=g.name.rsplit("/", 1)[-1], t=t, states=states, energy=_array(g, "energy"),
-                   cost=_array(g, "cost"), residual=_array(g, "residual"),
+            map_shapes = {name: tuple(int(v) for v in sg[name].attrs["map_shape"]) for name in sg
+                          if "map_shape" in sg[name].attrs}
+        else:
+            map_shapes = {}
+        return cls(name=g.name.rsplit("/", 1)[-1], t=t, states=states, map_shapes=map_shapes,
+                   energy=_array(g, "energy"), cost=_array(g, "cost"), residual=_array(g, "residual"),
                    final_state=_array(g, "final_state"), final_energy=_array(g, "final_energy"),
                    final_residual=_array(g, "final_residual"), final_cost=_array(g, "final_cost"),
                    final_tolerance=_array(g, "final_tolerance"), attrs=_attrs(g))

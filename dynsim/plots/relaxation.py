@@ -26,7 +26,7 @@ from matplotlib.ticker import FuncFormatter
 from dynsim.io.log import LogReader, read_log
 from dynsim.plots._figure import save_figure
 
-__all__ = ["plot_settling", "plot_energy", "plot_recall", "pattern_shape"]
+__all__ = ["plot_settling", "plot_energy", "plot_recall", "pattern_shape", "plot_feature_maps"]
 
 _PHASE_COLORS = ("C0", "C3", "C2", "C4", "C1")
 _ROUNDOFF = 64 * np.finfo(float).eps
@@ -421,4 +421,79 @@ def plot_recall(log, out, relaxation=0, phase="free", image_shape=None, max_samp
                  f"steps ({rec.attrs.get('integrator', '?')})\nblack = 1, white = 0, grey = graded state; "
                  "red: bit on the wrong side of 1/2" + ("; light blue: no unit" if shape[0] * shape[1] > n else ""),
                  fontsize=9)
+    return save_figure(fig, out)
+
+
+def plot_feature_maps(log, out, group, relaxation=0, phase="free", sample=None, channels=None, times=None):
+    """Image grid of a convolutional group's feature maps while it settles: rows are times, columns channels.
+
+    Parameters
+    ----------
+    log : str, os.PathLike or LogReader
+    out : str or os.PathLike
+        PNG file to write.
+    group : str
+        A free group recorded as feature maps (:meth:`dynsim.io.log.PhaseRecord.maps`).
+    relaxation : int
+        Index of the relaxation in the log.
+    phase : str
+        The phase whose trajectory is drawn.
+    sample : int, optional
+        Batch index of the sample (default: the first recorded one).
+    channels : sequence of int, optional
+        Channels to draw (default: up to 8, spread over the group's).
+    times : sequence of int, optional
+        Indices into the recorded points (default: up to 6, from the first
+        to the last, both included).
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+
+    Raises
+    ------
+    ValueError
+        No trajectory, a group that is not a feature map, or a channel,
+        time index or sample outside what was recorded (the message gives
+        the valid range).
+
+    Notes
+    -----
+    All panels share one colour scale, the range of the drawn values, so
+    that a map's brightness can be compared across channels and times.
+    """
+    reader = _reader(log)
+    rel = _relaxation_with_trajectory(reader, relaxation)
+    record = rel[phase]
+    if not record.has_trajectory:
+        raise ValueError(f"phase {phase!r} of relaxation {rel.index} recorded no trajectory")
+    maps = record.maps(group)  # (m, r, C, H, W)
+    m, _, n_channels = maps.shape[:3]
+    sample = int(rel.samples[0]) if sample is None else int(sample)
+    col = rel.column(sample)
+    channels = _unit_choice(n_channels, 8).tolist() if channels is None else [int(c) for c in channels]
+    times = (sorted(set(np.linspace(0, m - 1, min(m, 6)).round().astype(int).tolist())) if times is None
+             else [int(k) for k in times])
+    for name, values, n in (("channels", channels, n_channels), ("times", times, m)):
+        if not values or any(not 0 <= v < n for v in values):
+            raise ValueError(f"{name} must be indices in [0, {n - 1}], got {values}")
+    shown = maps[np.ix_(times, [col], channels)][:, 0]  # (len(times), len(channels), H, W)
+    lo, hi = float(np.min(shown)), float(np.max(shown))
+    if not hi > lo:
+        hi = lo + 1.0
+    fig = Figure(figsize=(1.3 * len(channels) + 1.2, 1.3 * len(times) + 0.8), layout="constrained")
+    axes = fig.subplots(len(times), len(channels), squeeze=False)
+    for i, k in enumerate(times):
+        for j, c in enumerate(channels):
+            ax = axes[i, j]
+            image = ax.imshow(shown[i, j], cmap="viridis", vmin=lo, vmax=hi, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(f"channel {c}", fontsize=8)
+            if j == 0:
+                ax.set_ylabel(f"t = {record.t[k]:g}", fontsize=8)
+    fig.colorbar(image, ax=axes, shrink=0.8, label=group)
+    fig.suptitle(f"{_title(rel, f'sample {sample}')}\n{group} in phase {phase!r}", fontsize=9)
     return save_figure(fig, out)
