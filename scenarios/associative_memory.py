@@ -41,8 +41,8 @@ from dynsim.learning.rules import RULES
 from dynsim.plots.relaxation import plot_recall
 from dynsim.relax.phases import SettleOptions
 from dynsim.training.optimizers import SGD, Adam
-from dynsim.validation import (ValidationError, check_memory, fail, positive_int, real_scalar,
-                              reports_write_errors, writable_folder)
+from dynsim.validation import (ValidationError, check_memory, fail, positive_int, real_scalar, reports_write_errors,
+                               writable_folder)
 
 
 def build_parser():

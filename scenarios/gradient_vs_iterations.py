@@ -36,7 +36,7 @@ from dynsim.plots.gradients import plot_gdu, plot_sweep
 from dynsim.references.compare import gdu_check
 from dynsim.relax.phases import SETTLE_METHODS, SettleOptions
 from dynsim.validation import (ValidationError, check_memory, fail, layered_bytes, positive_int, real_scalar,
-                              reports_write_errors, writable_folder)
+                               reports_write_errors, writable_folder)
 
 
 def build_parser():

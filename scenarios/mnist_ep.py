@@ -96,7 +96,7 @@ from dynsim.training.optimizers import SGD, Adam
 from dynsim.training.run_folder import RunFolderError, open_run_log
 from dynsim.training.schedules import SCHEDULES, make_schedule
 from dynsim.validation import (ValidationError, WriteError, check_memory, fail, layered_bytes, positive_int,
-                              real_scalar, reports_write_errors, writable_folder)
+                               real_scalar, reports_write_errors, writable_folder)
 
 # Every preset is stated in dynsim's units: the cost C = 1/2 ||s_out - y||^2 and the update
 # lr * (dE/dtheta(s_lo) - dE/dtheta(s_hi)) / (beta_hi - beta_lo). Scellier & Bengio's code uses C = ||s_out - y||^2

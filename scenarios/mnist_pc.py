@@ -75,6 +75,7 @@ from dynsim.io.log import read_log
 from dynsim.learning import gradient_estimate
 from dynsim.learning.predictive_coding import pc_gradient, zil_gradient
 from dynsim.networks.pc import PCNetwork
+from dynsim.plots._figure import save_figure
 from dynsim.references import alignment_angles
 from dynsim.relax.phases import SettleOptions
 from dynsim.training.checkpoint import CheckpointError, checkpoint_exists
@@ -82,9 +83,8 @@ from dynsim.training.loop import TrainingDivergedError, fit
 from dynsim.training.optimizers import SGD, Adam
 from dynsim.training.run_folder import RunFolderError, open_run_log
 from dynsim.training.schedules import SCHEDULES, make_schedule
-from dynsim.plots._figure import save_figure
 from dynsim.validation import (ValidationError, WriteError, check_memory, fail, layered_bytes, positive_int,
-                              real_scalar, reports_write_errors, writable_folder)
+                               real_scalar, reports_write_errors, writable_folder)
 
 RULES = ("pc-strict", "pc-fixed-prediction", "pc-zil", "bp", "fa", "dfa")
 PAPER = {"mnist": {"pc": 0.9842, "bp": 0.9846}, "fashion-mnist": {"pc": 0.8988, "bp": 0.8983}}

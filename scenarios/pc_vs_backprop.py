@@ -32,8 +32,8 @@ from dynsim.networks.pc import PCNetwork
 from dynsim.plots.gradients import plot_error_settling, plot_sweep
 from dynsim.plots.relaxation import plot_energy
 from dynsim.relax.phases import SettleOptions
-from dynsim.validation import (ValidationError, check_memory, fail, layered_bytes, positive_int,
-                              reports_write_errors, writable_folder)
+from dynsim.validation import (ValidationError, check_memory, fail, layered_bytes, positive_int, reports_write_errors,
+                               writable_folder)
 
 
 def build_parser():

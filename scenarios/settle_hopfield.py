@@ -28,7 +28,7 @@ from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.plots.relaxation import plot_energy, plot_settling
 from dynsim.relax.phases import SettleOptions, free_phase, nudged_phase
 from dynsim.validation import (ValidationError, check_memory, fail, layered_bytes, positive_int, real_scalar,
-                              reports_write_errors, writable_folder)
+                               reports_write_errors, writable_folder)
 from integrators import METHODS
 
 

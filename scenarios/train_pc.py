@@ -66,7 +66,7 @@ from dynsim.relax.phases import SettleOptions, free_phase
 from dynsim.training.loop import evaluate, train
 from dynsim.training.optimizers import SGD, Adam
 from dynsim.validation import (ValidationError, check_memory, fail, layered_bytes, positive_int, real_scalar,
-                              reports_write_errors, writable_folder)
+                               reports_write_errors, writable_folder)
 from integrators import METHODS
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}

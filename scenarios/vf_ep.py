@@ -59,13 +59,13 @@ from dynsim.cli.argtypes import choice_list, layer_sizes, number_list
 from dynsim.datasets.idx import DatasetError, load
 from dynsim.io.log import TrajectoryLog
 from dynsim.learning.vector_field_ep import VF_EP_VARIANTS, vf_evaluate, vf_train_epoch
-from dynsim.references.vector_field import vf_alignment
 from dynsim.networks.vector_field_hopfield import FEEDBACK_MODES, VF_ACTIVATIONS, VectorFieldHopfieldNetwork
 from dynsim.plots._figure import save_figure
+from dynsim.references.vector_field import vf_alignment
 from dynsim.relax.phases import SettleOptions
 from dynsim.training.optimizers import SGD
-from dynsim.validation import (DivergenceError, ValidationError, fail, positive_int, real_scalar,
-                               reports_write_errors, writable_folder)
+from dynsim.validation import (DivergenceError, ValidationError, fail, positive_int, real_scalar, reports_write_errors,
+                               writable_folder)
 
 DATASETS = ("mnist", "fashion-mnist")
 SCHEMES = ("fixed_point", "block")

@@ -18,6 +18,7 @@ import types
 import h5py
 import numpy as np
 import pytest
+from conftest import LINEAR
 
 import integrators
 from dynsim.cli import sweep
@@ -34,8 +35,6 @@ from dynsim.training.loop import fit
 from dynsim.training.optimizers import SGD, Adam
 from dynsim.validation import DynsimError, ValidationError
 from integrators.solve import ArgumentError
-
-from conftest import LINEAR
 
 NAN = float("nan")
 

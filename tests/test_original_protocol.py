@@ -7,8 +7,8 @@ and weight increments. Over the first 100 minibatches they agreed to 2e-5 (relat
 rounding differences in a chaotic training; over the first 10 they agree to 1e-9.
 """
 import numpy as np
-
 import sb_original_step as R
+
 from dynsim.learning.rules import gradient_estimate
 from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.relax.phases import SettleOptions

@@ -19,10 +19,10 @@ from dynsim.learning.contrastive import ep_gradient
 from dynsim.learning.vector_field_ep import vf_ep_gradient, vf_evaluate, vf_train_epoch, weight_mirror_gradient
 from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.networks.vector_field_hopfield import VectorFieldHopfieldNetwork, angle_between
-from dynsim.relax.vector_field import settle_vector_field
 from dynsim.references.gradients import implicit_gradient
 from dynsim.references.vector_field import vf_alignment, vf_ep_limit, vf_implicit_gradient
 from dynsim.relax.phases import SettleOptions, settle
+from dynsim.relax.vector_field import settle_vector_field
 from dynsim.training.optimizers import SGD
 from dynsim.validation import NotConvergedError, NotConvergedWarning, ValidationError
 

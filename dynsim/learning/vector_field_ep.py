@@ -66,10 +66,10 @@ import numpy as np
 
 from dynsim.learning.estimate import Estimate
 from dynsim.networks.vector_field_hopfield import VectorFieldHopfieldNetwork
-from dynsim.relax.vector_field import settle_vector_field
 from dynsim.relax.phases import PhaseResult, SettleOptions
-from dynsim.validation import (DivergenceError, ValidationError, positive_int, random_generator,
-                               real_scalar, report_not_converged)
+from dynsim.relax.vector_field import settle_vector_field
+from dynsim.validation import (DivergenceError, ValidationError, positive_int, random_generator, real_scalar,
+                               report_not_converged)
 
 __all__ = ["VF_EP_VARIANTS", "vf_ep_gradient", "weight_mirror_gradient", "vf_train_epoch", "vf_evaluate"]
 

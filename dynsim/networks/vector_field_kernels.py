@@ -37,8 +37,8 @@ from numba import njit
 
 from dynsim.networks.activations import unit_rho_and_prime
 from dynsim.networks.hopfield_kernels import group_rho_and_prime
-from integrators.status import CONVERGED, DIVERGED, STEP_LIMIT
 from integrators._numerics import all_steady, first_bad_sample, open_recording, record, steady_residual
+from integrators.status import CONVERGED, DIVERGED, STEP_LIMIT
 
 _RUNNING = 99
 

@@ -30,9 +30,9 @@ from dynsim.learning.contrastive import ep_gradient
 from dynsim.learning.estimate import Estimate
 from dynsim.learning.vector_field_ep import _check_network, _options, vf_ep_gradient
 from dynsim.networks.vector_field_hopfield import angle_between
-from dynsim.relax.vector_field import settle_vector_field
 from dynsim.references.gradients import cost_gradient_state
 from dynsim.relax.phases import PhaseResult, SettleOptions
+from dynsim.relax.vector_field import settle_vector_field
 from dynsim.validation import NotConvergedWarning, ValidationError, real_scalar
 
 __all__ = ["VFImplicitGradient", "vf_implicit_gradient", "vf_ep_limit", "VFAlignment", "vf_alignment",

@@ -32,8 +32,7 @@ from tqdm.auto import tqdm
 from dynsim.datasets.tasks import Task
 from dynsim.learning.rules import gradient_estimate
 from dynsim.relax.phases import SettleOptions, free_phase
-from dynsim.training.checkpoint import (Checkpoint, CheckpointError, check_fingerprint, load_checkpoint,
-                                       save_checkpoint)
+from dynsim.training.checkpoint import Checkpoint, CheckpointError, check_fingerprint, load_checkpoint, save_checkpoint
 from dynsim.training.optimizers import NonFiniteGradientError
 from dynsim.validation import (DivergenceError, DynsimError, ValidationError, boolean, check_memory, positive_int,
                                real_scalar, report_not_converged)
