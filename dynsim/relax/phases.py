@@ -546,10 +546,13 @@ def _settle_own_scheme(network, x, s0, target, beta, clamp_output, options, phas
         s0, drive, options.integrator, beta, target, clamp_output, max_steps=options.max_steps, atol=options.atol,
         rtol=options.rtol, stop_at_steady_state=options.stop_at_steady_state, box=box, max_abs=options.max_abs,
         record_every=options.record_every, record_samples=record)
+    # A network that also has a compiled field (the vector-field network) names the layer and unit of a divergence.
+    site = (locate_divergence(network, result, network.kernel_args(drive, beta, target, clamp_output), step=None,
+                              phase=phase) if hasattr(network, "vector_field") else None)
     cost = None if target is None else network.cost(result.y, target)
     traj_e, traj_c = _trajectory_figures(network, result, drive, target)
     return PhaseResult(phase=phase, beta=beta, state=result.y, energy=energy, cost=cost, integration=result,
-                       trajectory_energy=traj_e, trajectory_cost=traj_c, dt=options.step())
+                       trajectory_energy=traj_e, trajectory_cost=traj_c, dt=options.step(), divergence=site)
 
 
 def free_phase(network, x, s0=None, target=None, options=None, drive=None):
