@@ -1,0 +1,31 @@
+"""The PyTorch backend: dynsim's Hopfield networks, relaxations, EP/CHL and optimizers on the CPU or a CUDA GPU.
+
+An optional extra (``pip install -e ".[torch]"``); the Numba path stays the
+default and the reference, and the tests hold this backend to it (states
+after each phase, EP and CHL updates, training steps). ::
+
+    from dynsim.backends.torch import TorchHopfieldNetwork, TorchAdam, TorchTrainer
+    tnet = TorchHopfieldNetwork(network, device="cuda")        # a HopfieldNetwork or ConvHopfieldNetwork
+    trainer = TorchTrainer(tnet, "ep-centered", TorchAdam(tnet, 5e-4), beta=0.4, options=free_options,
+                           nudged_options=nudged_options, cuda_graph=True)
+    figures = trainer.train_epoch(x, labels, batch_size=128)   # x, labels already on the device
+    tnet.to_host()                                             # the parameters back into `network`
+
+Modules: :mod:`~dynsim.backends.torch.network` (energy, fields, parameter
+gradients), :mod:`~dynsim.backends.torch.couplings` (dense and conv-pool
+operators), :mod:`~dynsim.backends.torch.relax` (fixed point, block, Euler),
+:mod:`~dynsim.backends.torch.learning` (the rules),
+:mod:`~dynsim.backends.torch.optimizers`, :mod:`~dynsim.backends.torch.training`.
+"""
+from dynsim.backends.torch._torch import require_torch
+
+require_torch()
+
+from dynsim.backends.torch.learning import TORCH_RULES, TorchEstimate, estimate  # noqa: E402
+from dynsim.backends.torch.network import TorchHopfieldNetwork  # noqa: E402
+from dynsim.backends.torch.optimizers import TorchAdam, TorchSGD, make_optimizer  # noqa: E402
+from dynsim.backends.torch.relax import TORCH_SCHEMES, RelaxationDivergedError, TorchPhase, relax  # noqa: E402
+from dynsim.backends.torch.training import TorchTrainer, one_hot  # noqa: E402
+
+__all__ = ["TorchHopfieldNetwork", "TorchSGD", "TorchAdam", "make_optimizer", "TorchTrainer", "one_hot", "relax",
+           "TorchPhase", "RelaxationDivergedError", "TORCH_SCHEMES", "TORCH_RULES", "TorchEstimate", "estimate"]
