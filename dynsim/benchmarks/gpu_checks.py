@@ -1,0 +1,252 @@
+"""Every check that needs a GPU, in one prepared run: agreement on CUDA with the Numba path, timings, short training.
+
+``python -m dynsim.benchmarks.gpu_checks --out FOLDER [--authors-checkout PATH] [--data-dir DIR]`` runs, each
+section on its own so that one failure does not hide the others:
+
+1. ``agreement``: the torch backend on CUDA against the Numba path on the CPU,
+   float64 and float32, on the networks of ``tests/test_torch_backend.py``
+   and on the MNIST conv net: states after the free and nudged phases,
+   centered-EP and CHL updates, three Adam training steps, eager and
+   replayed as a CUDA graph (largest absolute differences);
+2. ``precision``: the CIFAR-10 network's centered-EP update in float32
+   without and with TF32 against float64 on the GPU (cosine, relative error);
+3. ``timings``: :func:`dynsim.benchmarks.device_epochs.compare` for every
+   preset, alternating dynsim and the authors' code (medians, ratios);
+4. ``training``: one epoch of ``mnist-mlp-lab`` and of ``lab-conv`` on MNIST
+   (when its files are in ``--data-dir``), test error and seconds.
+
+Results go to ``FOLDER/gpu_checks.json`` (rewritten after each section) and
+to standard output. Needs PyTorch with CUDA, numpy and Numba; nothing is
+installed. ``--device cpu --quick`` runs the same code on small sizes (a
+smoke test of the script itself).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+QUICK = dict(agreement_batch=4, time_batches=1, rounds=1, train_size=600, eval_size=200)
+FULL = dict(agreement_batch=16, time_batches=5, rounds=2, train_size=None, eval_size=None)
+
+
+def _max_abs(a, b):
+    return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
+
+
+def agreement(device, batch):
+    import torch
+
+    from dynsim.backends.torch import TorchAdam, TorchHopfieldNetwork, TorchTrainer, estimate, relax
+    from dynsim.learning.rules import gradient_estimate
+    from dynsim.networks import Architecture, Conv, ConvHopfieldNetwork, Dense, Group, HopfieldNetwork
+    from dynsim.relax.phases import SettleOptions, settle
+    from dynsim.training.optimizers import Adam
+
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+
+    def nets(dtype):
+        yield "dense 20-15-12-5", HopfieldNetwork.layered([20, 15, 12, 5], seed=1, dtype=dtype)
+        yield "conv 1x12x12-4-6-5", ConvHopfieldNetwork(
+            Architecture.conv_stack((1, 12, 12), [4, 6], [3, 3], "mm", fc=[5]), seed=2, dtype=dtype)
+        groups = [Group("in", (2, 11, 11)), Group("c1", (3, 2, 2)), Group("c2", (4, 2, 2), activation="tanh"),
+                  Group("out", 5, activation="linear")]
+        couplings = [Conv("in", "c1", kernel_size=3, stride=2, pool="avg", pool_size=2),
+                     Conv("c1", "c2", kernel_size=2, padding=1, pool="max", pool_size=2, pool_stride=1),
+                     Dense("c2", "out")]
+        yield "conv avg/strided/overlapping", ConvHopfieldNetwork(Architecture(groups, couplings), seed=3, dtype=dtype)
+        net = ConvHopfieldNetwork(Architecture.conv_stack((1, 28, 28), [32, 64], [5, 5], "mm", fc=[10]), seed=4,
+                                  dtype=dtype)
+        net.theta = net.theta * net.dtype.type(0.5)
+        yield "MNIST conv 1-32-64-10", net
+
+    rows = []
+    free = SettleOptions(integrator="block", max_steps=30, stop_at_steady_state=False)
+    nudged = SettleOptions(integrator="block", max_steps=10, stop_at_steady_state=False)
+    steady = SettleOptions(integrator="fixed_point", max_steps=400, atol=1e-5, rtol=1e-5, not_converged="ignore")
+    for dtype in (np.float64, np.float32):
+        for name, net in nets(dtype):
+            rng = np.random.default_rng(0)
+            x = rng.random((batch, net.n_input)).astype(dtype)
+            labels = rng.integers(0, net.n_output, batch)
+            y = np.eye(net.n_output, dtype=dtype)[labels]
+            tn = TorchHopfieldNetwork(net, device=device)
+            row = {"network": name, "dtype": np.dtype(dtype).name}
+            ref = settle(net, x, None, None, 0.0, False, free)
+            got = relax(tn, tn.zeros(batch), tn.input_drive(x), free)
+            row["free state"] = _max_abs(tn.flatten(got.state).cpu(), ref.state)
+            ref_n = settle(net, x, ref.state, y, 0.4, False, nudged)
+            got_n = relax(tn, got.state, tn.input_drive(x), nudged, beta=0.4, target=tn.tensor(y))
+            row["nudged state"] = _max_abs(tn.flatten(got_n.state).cpu(), ref_n.state)
+            ref_s = settle(net, x, None, None, 0.0, False, steady)
+            got_s = relax(tn, tn.zeros(batch), tn.input_drive(x), steady, check_every=1)
+            row["steady steps (numba, torch)"] = [int(ref_s.integration.n_steps), got_s.steps]
+            for rule in ("ep-centered", "chl"):
+                g_ref = gradient_estimate(rule, net, x, y, beta=0.4, options=free, nudged_options=nudged).gradient
+                g = estimate(tn, rule, tn.tensor(x), tn.tensor(y), 0.4, free, nudged).gradient.cpu().numpy()
+                row[f"{rule} update"] = _max_abs(g, g_ref)
+                row[f"{rule} update scale"] = float(np.abs(g_ref).max())
+            batches = [(rng.random((batch, net.n_input)).astype(dtype), rng.integers(0, net.n_output, batch))
+                       for _ in range(3)]
+            start = net.theta.copy()
+            modes = [False, True] if device.startswith("cuda") else [False]
+            results = {}
+            for graph in modes:
+                tn2 = TorchHopfieldNetwork(net, device=device)
+                tr = TorchTrainer(tn2, "ep-centered", TorchAdam(tn2, 1e-3), beta=0.4, options=free,
+                                  nudged_options=nudged, cuda_graph=graph)
+                for xb, lb in batches:
+                    tr.step(tn2.tensor(xb), torch.as_tensor(lb, device=device))
+                results[graph] = tn2.host_theta()
+            opt = Adam(net, 1e-3)
+            for xb, lb in batches:
+                est = gradient_estimate("ep-centered", net, xb, np.eye(net.n_output, dtype=dtype)[lb], beta=0.4,
+                                        options=free, nudged_options=nudged)
+                opt.step(net.theta, est.gradient)
+            row["3 Adam steps, eager"] = _max_abs(results[False], net.theta)
+            if True in results:
+                row["3 Adam steps, CUDA graph"] = _max_abs(results[True], net.theta)
+            row["parameter change"] = _max_abs(net.theta, start)
+            rows.append(row)
+            print("agreement", json.dumps(row), flush=True)
+    return rows
+
+
+def precision(device, batch):
+    import torch
+
+    from dynsim.backends.torch import TorchHopfieldNetwork, estimate, relax
+    from dynsim.benchmarks.device_epochs import build_network, settle_options
+
+    net64 = build_network("cifar-lab", seed=0, dtype=np.float64)
+    rng = np.random.default_rng(1)
+    x = rng.random((batch, net64.n_input))
+    y = np.eye(10)[rng.integers(0, 10, batch)]
+    out = {}
+    t64 = TorchHopfieldNetwork(net64, device=device)
+    for scheme in ("fixed_point", "block"):
+        free, nudged = settle_options("cifar-lab", scheme=scheme)
+        # How settled the float64 free phase is: its residual after the 250 iterations.
+        ph = relax(t64, t64.zeros(batch), t64.input_drive(x), free)
+        ref = estimate(t64, "ep-centered", t64.tensor(x), t64.tensor(y), 0.5, free, nudged).gradient.double()
+        row = {"float64 free residual (max over samples)": float(ph.residual.max())}
+        for tf32 in (False, True):
+            torch.backends.cudnn.allow_tf32 = tf32
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            t32 = TorchHopfieldNetwork(net64, device=device, dtype=np.float32)
+            g = estimate(t32, "ep-centered", t32.tensor(x), t32.tensor(y), 0.5, free, nudged).gradient.double()
+            cos = float(torch.dot(g, ref) / (g.norm() * ref.norm()))
+            row["float32" + (" + TF32" if tf32 else "")] = {"cosine to float64": cos,
+                                                            "relative error": float((g - ref).norm() / ref.norm())}
+        out[scheme] = row
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    print("precision", json.dumps(out), flush=True)
+    return out
+
+
+def timings(device, cfg, authors, data_dir, presets):
+    import torch
+
+    from dynsim.benchmarks.device_epochs import compare, load_data
+
+    out = {}
+    # PyTorch's defaults: TF32 in cuDNN's convolutions, not in matrix products. Both contenders run under each
+    # setting in turn: full float32, then TF32 in both.
+    for tf32 in (False, True):
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        for preset in presets:
+            if tf32 and "conv" not in preset and preset != "cifar-lab":
+                continue  # TF32 changes convolutions (cuDNN's default) and matrix products; the MLP's are tiny
+            key = preset + (" TF32" if tf32 else "")
+            try:
+                x, labels, _, _, what = load_data(preset, device, data_dir, train_size=cfg["train_size"] or 2000,
+                                                  eval_size=cfg["eval_size"] or 100)
+                t0 = time.perf_counter()
+                r = compare(preset, x, labels, n_batches=cfg["time_batches"], rounds=cfg["rounds"],
+                            authors_checkout=authors)
+                r["data"] = what
+                r["wall seconds"] = time.perf_counter() - t0
+            except Exception:  # noqa: BLE001 - report and go on to the next preset
+                r = {"error": traceback.format_exc(limit=6)}
+            out[key] = r
+            print("timing", key, json.dumps(r), flush=True)
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    return out
+
+
+def training(device, cfg, data_dir):
+    from dynsim.benchmarks.device_epochs import load_data, train
+
+    out = {}
+    for preset in ("mnist-mlp-lab", "lab-conv"):
+        try:
+            data = load_data(preset, device, data_dir, cfg["train_size"], cfg["eval_size"])
+            graph = device.startswith("cuda")
+            rows, _ = train(preset, device, data, 1, cuda_graph=graph)
+            out[preset] = {"data": data[4], "cuda_graph": graph, **rows[0]}
+        except Exception:  # noqa: BLE001
+            out[preset] = {"error": traceback.format_exc(limit=6)}
+        print("training", preset, json.dumps(out[preset]), flush=True)
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--authors-checkout", default=None)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--sections", default="agreement,precision,timings,training")
+    p.add_argument("--presets", default="mnist-mlp-lab,lab-conv,mnist-conv-lab,cifar-lab")
+    args = p.parse_args(argv)
+    import torch
+
+    cfg = QUICK if args.quick else FULL
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+              "device": args.device,
+              "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    try:
+        import numba
+        report["numba"] = numba.__version__
+    except ImportError as err:
+        report["numba"] = f"missing: {err}"
+    print(json.dumps(report), flush=True)
+
+    def save():
+        tmp = out_dir / "gpu_checks.json.tmp"
+        tmp.write_text(json.dumps(report, indent=1, default=str))
+        tmp.replace(out_dir / "gpu_checks.json")
+
+    sections = args.sections.split(",")
+    runners = {"agreement": lambda: agreement(args.device, cfg["agreement_batch"]),
+               "precision": lambda: precision(args.device, 4 if args.quick else 32),
+               "timings": lambda: timings(args.device, cfg, args.authors_checkout, args.data_dir,
+                                          args.presets.split(",")),
+               "training": lambda: training(args.device, cfg, args.data_dir)}
+    for name in sections:
+        t0 = time.perf_counter()
+        try:
+            report[name] = runners[name]()
+        except Exception:  # noqa: BLE001 - one section's failure must not hide the others
+            report[name] = {"error": traceback.format_exc(limit=8)}
+            print(name, "FAILED", report[name]["error"], flush=True)
+        report[f"{name} seconds"] = time.perf_counter() - t0
+        print(f"section {name}: {report[f'{name} seconds']:.1f} s", flush=True)
+        save()
+    return report
+
+
+if __name__ == "__main__":
+    main()
