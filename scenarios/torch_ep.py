@@ -36,16 +36,17 @@ from dynsim.validation import UsageExit, ValidationError, fail, writable_folder
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--preset", default="lab-conv", choices=sorted(DEVICE_PRESETS))
+    p.add_argument("--preset", default="lab-conv", choices=sorted(DEVICE_PRESETS),
+                   help="network, iteration counts, batch and optimizer (see the docstring)")
     p.add_argument("--device", default="cpu", help="'cpu', 'cuda' or 'cuda:<index>'")
-    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=1, help="training epochs")
     p.add_argument("--train-size", type=int, default=None, help="first training images only")
     p.add_argument("--eval-size", type=int, default=None, help="first test images only")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=None, help="folder holding mnist/ (and cifar10/) data files")
+    p.add_argument("--seed", type=int, default=0, help="initial parameters, minibatch order, random data")
     p.add_argument("--cuda-graph", action="store_true", help="replay each training step as a CUDA graph")
     p.add_argument("--time-batches", type=int, default=0, help="time this many minibatches per round instead")
-    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=2, help="alternated timing rounds (medians)")
     p.add_argument("--authors-checkout", default=None, help="checkout of Laborieux et al.'s code to time beside")
     p.add_argument("--out", default=None, help="folder for results.json")
     return p

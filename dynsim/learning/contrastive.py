@@ -41,7 +41,7 @@ from dynsim.learning.estimate import Estimate
 from dynsim.relax.phases import PhaseResult, SettleOptions, settle_checked
 from dynsim.validation import DivergenceError, ValidationError, real_scalar, report_not_converged
 
-__all__ = ["EP_VARIANTS", "ep_gradient", "chl_gradient", "drive_held"]
+__all__ = ["EP_VARIANTS", "ep_phase_betas", "ep_gradient", "chl_gradient", "drive_held"]
 
 EP_VARIANTS = ("positive", "negative", "centered", "random")
 
@@ -127,6 +127,34 @@ def _free(network, x, target, free, s0, options, drive):
     return free
 
 
+def ep_phase_betas(variant, beta, rng=None):
+    """The nudging strengths of a variant's phases: (0, beta), (-beta, 0), (-beta, beta), or (0, +-beta) drawn.
+
+    Parameters
+    ----------
+    variant : {'positive', 'negative', 'centered', 'random'}
+    beta : float
+        > 0, validated by the caller.
+    rng : numpy.random.Generator, optional
+        Draws the sign of ``random`` (one draw per call).
+
+    Returns
+    -------
+    tuple of float
+        Two strengths; 0.0 stands for the free phase.
+    """
+    if variant == "positive":
+        return (0.0, beta)
+    if variant == "negative":
+        return (-beta, 0.0)
+    if variant == "centered":
+        return (-beta, beta)
+    if rng is not None and not isinstance(rng, np.random.Generator):
+        raise ValidationError(f"rng must be None or a numpy.random.Generator, got {rng!r}")
+    rng = np.random.default_rng() if rng is None else rng
+    return (0.0, beta) if rng.random() < 0.5 else (0.0, -beta)
+
+
 def ep_gradient(network, x, target, beta, variant="positive", options=None, nudged_options=None,
                 free=None, s0=None, rng=None):
     """Equilibrium-propagation estimate of dL/dtheta.
@@ -172,17 +200,7 @@ def ep_gradient(network, x, target, beta, variant="positive", options=None, nudg
     nudged_options = options if nudged_options is None else nudged_options
     drive = network.input_drive(x)  # once for every phase of this minibatch
     free = _free(network, x, target, free, s0, options, drive)
-    if variant == "positive":
-        betas = (0.0, beta)
-    elif variant == "negative":
-        betas = (-beta, 0.0)
-    elif variant == "centered":
-        betas = (-beta, beta)
-    else:
-        if rng is not None and not isinstance(rng, np.random.Generator):
-            raise ValidationError(f"rng must be None or a numpy.random.Generator, got {rng!r}")
-        rng = np.random.default_rng() if rng is None else rng
-        betas = (0.0, beta) if rng.random() < 0.5 else (0.0, -beta)
+    betas = ep_phase_betas(variant, beta, rng)
     states, phases = {}, {}
     for b in betas:
         if b == 0.0:

@@ -31,6 +31,7 @@ import numpy as np
 
 from dynsim.backends.torch._torch import require_torch
 from dynsim.backends.torch.relax import relax
+from dynsim.learning.contrastive import ep_phase_betas
 from dynsim.validation import ValidationError, real_scalar
 
 torch = require_torch()
@@ -106,16 +107,7 @@ def estimate(net, rule, x, target, beta=0.5, options=None, nudged_options=None, 
         grad = net.energy_grad_params_difference(x, free.state, clamped.state, 1.0)
         return TorchEstimate(grad, free, {"clamped": clamped}, (0.0, float("nan")))
     beta = real_scalar("beta", beta, 0.0, np.inf, low_open=True, high_open=True)
-    variant = rule[3:]
-    if variant == "positive":
-        betas = (0.0, beta)
-    elif variant == "negative":
-        betas = (-beta, 0.0)
-    elif variant == "centered":
-        betas = (-beta, beta)
-    else:
-        rng = np.random.default_rng() if rng is None else rng
-        betas = (0.0, beta) if rng.random() < 0.5 else (-beta, 0.0)
+    betas = ep_phase_betas(rule[3:], beta, rng)
     states, phases = {}, {}
     for b in betas:
         if b == 0.0:
