@@ -13,7 +13,13 @@ section on its own so that one failure does not hide the others:
 3. ``timings``: :func:`dynsim.benchmarks.device_epochs.compare` for every
    preset, alternating dynsim and the authors' code (medians, ratios);
 4. ``training``: one epoch of ``mnist-mlp-lab`` and of ``lab-conv`` on MNIST
-   (when its files are in ``--data-dir``), test error and seconds.
+   (when its files are in ``--data-dir``), test error and seconds;
+5. ``settling`` (asked for by name): the CIFAR network's free-phase residual
+   and predictions after k fixed-point or block sweeps, against 500 block
+   sweeps;
+6. ``iterations`` (asked for by name): the MNIST conv net trained two epochs
+   with block 30 / 10 + 10, fixed-point 30 / 10 + 10 and fixed-point
+   200 / 10 + 10 (the authors' counts), test error per epoch.
 
 Results go to ``FOLDER/gpu_checks.json`` (rewritten after each section) and
 to standard output. Needs PyTorch with CUDA, numpy and Numba; nothing is
@@ -142,8 +148,11 @@ def precision(device, batch):
             t32 = TorchHopfieldNetwork(net64, device=device, dtype=np.float32)
             g = estimate(t32, "ep-centered", t32.tensor(x), t32.tensor(y), 0.5, free, nudged).gradient.double()
             cos = float(torch.dot(g, ref) / (g.norm() * ref.norm()))
+            blocks = {name: float(torch.dot(g[sl], ref[sl]) / (g[sl].norm() * ref[sl].norm() + 1e-300))
+                      for name, sl in net64.parameter_blocks().items()}
             row["float32" + (" + TF32" if tf32 else "")] = {"cosine to float64": cos,
-                                                            "relative error": float((g - ref).norm() / ref.norm())}
+                                                            "relative error": float((g - ref).norm() / ref.norm()),
+                                                            "cosine per block": blocks}
         out[scheme] = row
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -151,7 +160,55 @@ def precision(device, batch):
     return out
 
 
-def timings(device, cfg, authors, data_dir, presets):
+def settling(device, batch, ks=(10, 20, 30, 40, 60, 100, 250), reference_steps=500):
+    """CIFAR network, float32, random data: the free phase's residual and predictions after k sweeps per scheme."""
+    import torch
+
+    from dynsim.backends.torch import TorchHopfieldNetwork, relax
+    from dynsim.benchmarks.device_epochs import build_network
+    from dynsim.relax.phases import SettleOptions
+
+    torch.backends.cudnn.allow_tf32 = False
+    net = TorchHopfieldNetwork(build_network("cifar-lab", seed=0, dtype=np.float32), device=device)
+    x = torch.rand((batch, net.group_sizes[0]), device=device)
+    drive = net.input_drive(x)
+    ref = relax(net, net.zeros(batch), drive, SettleOptions(integrator="block", max_steps=reference_steps,
+                                                            stop_at_steady_state=False))
+    ref_pred = ref.state[-1].argmax(1)
+    out = {"reference": f"{reference_steps} block sweeps, residual max {float(ref.residual.max()):.3g}"}
+    for scheme in ("fixed_point", "block"):
+        rows = {}
+        for k in ks:
+            ph = relax(net, net.zeros(batch), drive, SettleOptions(integrator=scheme, max_steps=k,
+                                                                   stop_at_steady_state=False))
+            rows[k] = {"residual max": float(ph.residual.max()), "residual median": float(ph.residual.median()),
+                       "same prediction as reference": float((ph.state[-1].argmax(1) == ref_pred).float().mean()),
+                       "output max abs difference": float((ph.state[-1] - ref.state[-1]).abs().max())}
+        out[scheme] = rows
+    print("settling", json.dumps(out), flush=True)
+    return out
+
+
+def iterations(device, data_dir, epochs=2, train_size=None, eval_size=None):
+    """The MNIST conv net with lab-conv's optimizer and beta, three relaxation protocols: test error per epoch."""
+    from dynsim.benchmarks.device_epochs import load_data, train
+
+    data = load_data("lab-conv", device, data_dir, train_size, eval_size)
+    out = {"data": data[4]}
+    for scheme, free, nudged in (("block", 30, 10), ("fixed_point", 30, 10), ("fixed_point", 200, 10)):
+        key = f"{scheme} {free}/{nudged}+{nudged}"
+        try:
+            rows, _ = train("lab-conv", device, data, epochs, cuda_graph=device.startswith("cuda"), scheme=scheme,
+                            free_steps=free, nudged_steps=nudged)
+            out[key] = [{k: r[k] for k in ("epoch", "train_error", "test_error", "seconds", "ms_per_batch")}
+                        for r in rows]
+        except Exception:  # noqa: BLE001
+            out[key] = {"error": traceback.format_exc(limit=6)}
+        print("iterations", key, json.dumps(out[key]), flush=True)
+    return out
+
+
+def timings(device, cfg, authors, data_dir, presets, variants=("float32", "TF32")):
     import torch
 
     from dynsim.benchmarks.device_epochs import compare, load_data
@@ -159,13 +216,16 @@ def timings(device, cfg, authors, data_dir, presets):
     out = {}
     # PyTorch's defaults: TF32 in cuDNN's convolutions, not in matrix products. Both contenders run under each
     # setting in turn: full float32, then TF32 in both.
-    for tf32 in (False, True):
+    for variant in variants:
+        tf32 = variant == "TF32"
         torch.backends.cudnn.allow_tf32 = tf32
         torch.backends.cuda.matmul.allow_tf32 = tf32
+        # cudnn.benchmark: cuDNN times its algorithms for each new shape and keeps the fastest (both contenders).
+        torch.backends.cudnn.benchmark = variant == "cudnn.benchmark"
         for preset in presets:
-            if tf32 and "conv" not in preset and preset != "cifar-lab":
+            if tf32 and "conv" not in preset and "cifar" not in preset:
                 continue  # TF32 changes convolutions (cuDNN's default) and matrix products; the MLP's are tiny
-            key = preset + (" TF32" if tf32 else "")
+            key = preset + ("" if variant == "float32" else " " + variant)
             try:
                 x, labels, _, _, what = load_data(preset, device, data_dir, train_size=cfg["train_size"] or 2000,
                                                   eval_size=cfg["eval_size"] or 100)
@@ -180,6 +240,7 @@ def timings(device, cfg, authors, data_dir, presets):
             print("timing", key, json.dumps(r), flush=True)
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.benchmark = False
     return out
 
 
@@ -207,7 +268,8 @@ def main(argv=None):
     p.add_argument("--data-dir", default=None)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--sections", default="agreement,precision,timings,training")
-    p.add_argument("--presets", default="mnist-mlp-lab,lab-conv,mnist-conv-lab,cifar-lab")
+    p.add_argument("--presets", default="mnist-mlp-lab,lab-conv,mnist-conv-lab,cifar-lab,cifar-block")
+    p.add_argument("--variants", default="float32,TF32", help="timing variants: float32, TF32, cudnn.benchmark")
     args = p.parse_args(argv)
     import torch
 
@@ -233,7 +295,10 @@ def main(argv=None):
     runners = {"agreement": lambda: agreement(args.device, cfg["agreement_batch"]),
                "precision": lambda: precision(args.device, 4 if args.quick else 32),
                "timings": lambda: timings(args.device, cfg, args.authors_checkout, args.data_dir,
-                                          args.presets.split(",")),
+                                          args.presets.split(","), args.variants.split(",")),
+               "settling": lambda: (settling(args.device, 2, (1, 2), 3) if args.quick else settling(args.device, 128)),
+               "iterations": lambda: iterations(args.device, args.data_dir, 1 if args.quick else 2, cfg["train_size"],
+                                                cfg["eval_size"]),
                "training": lambda: training(args.device, cfg, args.data_dir)}
     for name in sections:
         t0 = time.perf_counter()
