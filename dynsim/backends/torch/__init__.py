@@ -1,4 +1,4 @@
-"""The PyTorch backend: dynsim's Hopfield networks, relaxations, EP/CHL and optimizers on the CPU or a CUDA GPU.
+"""The PyTorch backend: dynsim's Hopfield and predictive coding networks, relaxations, EP/CHL/PC and optimizers on the CPU or a CUDA GPU.
 
 An optional extra (``pip install -e ".[torch]"``); the Numba path stays the
 default and the reference, and the tests hold this backend to it (states
@@ -24,8 +24,10 @@ require_torch()
 from dynsim.backends.torch.learning import TORCH_RULES, TorchEstimate, estimate  # noqa: E402
 from dynsim.backends.torch.network import TorchHopfieldNetwork  # noqa: E402
 from dynsim.backends.torch.optimizers import TorchAdam, TorchSGD, make_optimizer  # noqa: E402
+from dynsim.backends.torch.pc import PC_TORCH_RULES, TorchPCNetwork, pc_estimate, pc_relax  # noqa: E402
 from dynsim.backends.torch.relax import TORCH_SCHEMES, RelaxationDivergedError, TorchPhase, relax  # noqa: E402
 from dynsim.backends.torch.training import TorchTrainer, one_hot  # noqa: E402
 
 __all__ = ["TorchHopfieldNetwork", "TorchSGD", "TorchAdam", "make_optimizer", "TorchTrainer", "one_hot", "relax",
-           "TorchPhase", "RelaxationDivergedError", "TORCH_SCHEMES", "TORCH_RULES", "TorchEstimate", "estimate"]
+           "TorchPhase", "RelaxationDivergedError", "TORCH_SCHEMES", "TORCH_RULES", "TorchEstimate", "estimate",
+           "TorchPCNetwork", "pc_relax", "pc_estimate", "PC_TORCH_RULES"]

@@ -39,7 +39,8 @@ torch = require_torch()
 __all__ = ["TORCH_RULES", "TorchEstimate", "estimate"]
 
 TORCH_RULES = ("ep-positive", "ep-negative", "ep-centered", "ep-random", "chl")
-"""The rules the torch backend runs (names of :data:`dynsim.learning.rules.RULES`)."""
+"""The rules the torch backend runs on Hopfield networks (names of :data:`dynsim.learning.rules.RULES`); PC
+networks take ``'pc-strict'`` and ``'pc-fixed-prediction'`` (:mod:`dynsim.backends.torch.pc`)."""
 
 
 @dataclass
@@ -67,9 +68,9 @@ def estimate(net, rule, x, target, beta=0.5, options=None, nudged_options=None, 
 
     Parameters
     ----------
-    net : TorchHopfieldNetwork
+    net : TorchHopfieldNetwork or TorchPCNetwork
     rule : str
-        One of :data:`TORCH_RULES`.
+        One of :data:`TORCH_RULES` (Hopfield), or ``'pc-strict'`` / ``'pc-fixed-prediction'`` (PC).
     x : torch.Tensor, shape (batch, n_input)
     target : torch.Tensor, shape (batch, n_output)
     beta : float
@@ -91,10 +92,14 @@ def estimate(net, rule, x, target, beta=0.5, options=None, nudged_options=None, 
     -------
     TorchEstimate
     """
-    if rule not in TORCH_RULES:
-        raise ValidationError(f"rule must be one of {list(TORCH_RULES)} on the torch backend, got {rule!r}")
+    from dynsim.backends.torch.pc import TorchPCNetwork, pc_estimate
+
     if options is None:
         raise ValidationError("options is required: the SettleOptions of the free phase")
+    if isinstance(net, TorchPCNetwork):
+        return pc_estimate(net, rule, x, target, options, check_every=check_every, sync=sync)
+    if rule not in TORCH_RULES:
+        raise ValidationError(f"rule must be one of {list(TORCH_RULES)} on the torch backend, got {rule!r}")
     nudged_options = options if nudged_options is None else nudged_options
     if drive is None:
         drive = net.input_drive(x)

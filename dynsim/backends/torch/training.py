@@ -45,13 +45,14 @@ def one_hot(labels, n_classes, dtype):
 
 
 class TorchTrainer:
-    """Train a :class:`~dynsim.backends.torch.network.TorchHopfieldNetwork` with an EP rule or CHL on its device.
+    """Train a Hopfield network with an EP rule or CHL, or a PC network with PC, on its device.
 
     Parameters
     ----------
-    net : TorchHopfieldNetwork
+    net : TorchHopfieldNetwork or TorchPCNetwork
     rule : str
-        One of :data:`dynsim.backends.torch.learning.TORCH_RULES`.
+        One of :data:`dynsim.backends.torch.learning.TORCH_RULES` (Hopfield) or
+        :data:`dynsim.backends.torch.pc.PC_TORCH_RULES` (PC).
     optimizer : TorchSGD or TorchAdam
         Built on ``net``.
     beta : float
@@ -70,8 +71,12 @@ class TorchTrainer:
 
     def __init__(self, net, rule, optimizer, beta=0.5, options=None, nudged_options=None, check_every=10,
                  cuda_graph=False, seed=None):
-        if rule not in TORCH_RULES:
-            raise ValidationError(f"rule must be one of {list(TORCH_RULES)} on the torch backend, got {rule!r}")
+        from dynsim.backends.torch.pc import PC_TORCH_RULES, TorchPCNetwork
+
+        rules = PC_TORCH_RULES if isinstance(net, TorchPCNetwork) else TORCH_RULES
+        if rule not in rules:
+            raise ValidationError(f"rule must be one of {list(rules)} for this network on the torch backend, got "
+                                  f"{rule!r}")
         if options is None:
             raise ValidationError("options is required: the SettleOptions of the free phase")
         self.net, self.rule, self.optimizer = net, rule, optimizer
@@ -206,14 +211,19 @@ class TorchTrainer:
 
     def evaluate(self, x, labels, options=None, chunk=1000):
         """Error rate of the free phase's output (argmax) over ``x``; ``options`` default the training's."""
+        from dynsim.backends.torch.pc import TorchPCNetwork
+
         options = self.options if options is None else options
         check_options(options, self.check_every)
         wrong = torch.zeros((), dtype=torch.int64, device=x.device)
         with torch.no_grad():
             for a in range(0, x.shape[0], chunk):
                 xb = x[a:a + chunk]
-                free = relax(self.net, self.net.zeros(xb.shape[0]), self.net.input_drive(xb), options,
-                             check_every=self.check_every, phase="evaluation")
-                out = free.state[-1].reshape(xb.shape[0], -1)
+                if isinstance(self.net, TorchPCNetwork):
+                    out = self.net.feedforward(xb)[1][-1]  # a PC network predicts with its feedforward pass
+                else:
+                    free = relax(self.net, self.net.zeros(xb.shape[0]), self.net.input_drive(xb), options,
+                                 check_every=self.check_every, phase="evaluation")
+                    out = free.state[-1].reshape(xb.shape[0], -1)
                 wrong += (out.argmax(1) != labels[a:a + chunk]).sum()
         return int(wrong) / x.shape[0]
