@@ -13,8 +13,11 @@ batch 50). ::
         --authors-checkout PATH/TO/Equilibrium-Propagation
 
 Training prints one line per epoch (training error of the free phases, test
-error, seconds, ms per minibatch) and writes ``--out/results.json`` when
-``--out`` is given. ``--time-batches N`` instead times N training
+error, seconds, ms per minibatch). With ``--out`` it writes there ``log.h5``
+(the configuration and a table ``epochs``, one row per epoch, written as
+each epoch ends), ``checkpoint.h5`` after each epoch (parameters, optimizer
+state, random generator; ``--resume`` continues from it with the weights of
+an uninterrupted run) and ``results.json``. ``--time-batches N`` instead times N training
 minibatches per round, alternating dynsim (eager and, on a GPU, replayed as
 a CUDA graph) with the authors' own code when ``--authors-checkout`` names
 a checkout of their repository, and prints ms per minibatch, seconds per
@@ -29,7 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dynsim.benchmarks.device_epochs import DEVICE_PRESETS, compare, load_data, train
+from dynsim.benchmarks.device_epochs import DEVICE_PRESETS, compare, load_data, make_trainer
+from dynsim.training.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from dynsim.training.run_folder import RunFolderError, open_run_log
 from dynsim.validation import UsageExit, ValidationError, fail, writable_folder
 
 
@@ -48,8 +53,64 @@ def build_parser():
     p.add_argument("--time-batches", type=int, default=0, help="time this many minibatches per round instead")
     p.add_argument("--rounds", type=int, default=2, help="alternated timing rounds (medians)")
     p.add_argument("--authors-checkout", default=None, help="checkout of Laborieux et al.'s code to time beside")
-    p.add_argument("--out", default=None, help="folder for results.json")
+    p.add_argument("--out", default=None,
+                   help="run folder: log.h5 (one row per epoch), checkpoint.h5 (after each epoch), results.json")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     return p
+
+
+def _show(row):
+    print(f"epoch {row['epoch']:3d}  train {100 * row['train_error']:6.2f} %  test {100 * row['test_error']:6.2f} %  "
+          f"{row['seconds']:8.1f} s  {row['ms_per_batch']:7.1f} ms per minibatch", flush=True)
+
+
+def train_with_checkpoints(args, device, data):
+    """Train ``args.epochs`` epochs; with ``--out`` log each epoch and checkpoint it, and resume from there.
+
+    The device holds the run; after each epoch the host receives the
+    parameters, the optimizer state and the random generator's state (the
+    checkpoint) and one row of figures (the log), nothing else.
+    """
+    x, y, xt, yt, what = data
+    trainer = make_trainer(args.preset, device=device, seed=args.seed, cuda_graph=args.cuda_graph)
+    preset = DEVICE_PRESETS[args.preset]
+    fingerprint = {"preset": args.preset, "seed": args.seed, "train_size": int(x.shape[0]),
+                   "batch_size": preset["batch_size"], "data": what}
+    log, start = None, 1
+    if args.out is not None:
+        config = {"scenario": "torch_ep", **fingerprint, "device": str(device), "epochs": args.epochs,
+                  "cuda_graph": args.cuda_graph, "rule": trainer.rule, "beta": trainer.beta,
+                  "free": trainer.options.describe(), "nudged": trainer.nudged_options.describe()}
+        try:
+            log, _, resumed = open_run_log(args.out, config, network=trainer.net.source, resume=args.resume,
+                                           overwrite=args.overwrite)
+            if resumed:
+                ckpt = load_checkpoint(Path(args.out) / "checkpoint.h5", fingerprint)
+                trainer.net.load_theta(ckpt.theta)
+                trainer.optimizer.load_state_dict(ckpt.optimizer)
+                trainer.rng.bit_generator.state = ckpt.rng_state
+                start = ckpt.epoch + 1
+                print(f"resuming after epoch {ckpt.epoch}", flush=True)
+        except (RunFolderError, CheckpointError) as err:
+            fail(str(err))
+    rows = []
+    try:
+        for epoch in range(start, args.epochs + 1):
+            row = trainer.train_epoch(x, y, preset["batch_size"])
+            row.update(epoch=epoch, test_error=trainer.evaluate(xt, yt))
+            rows.append(row)
+            _show(row)
+            if log is not None:
+                log.append_row("epochs", {k: row[k] for k in ("epoch", "train_error", "test_error", "seconds",
+                                                              "ms_per_batch")})
+                save_checkpoint(Path(args.out) / "checkpoint.h5", Checkpoint(
+                    epoch=epoch, theta=trainer.net.host_theta(), optimizer=trainer.optimizer.state_dict(),
+                    rng_state=trainer.rng.bit_generator.state, fingerprint=fingerprint))
+    finally:
+        if log is not None:
+            log.close()
+    return rows
 
 
 def main(argv=None):
@@ -64,6 +125,8 @@ def main(argv=None):
             raise ValidationError(f"--authors-checkout {args.authors_checkout!r} is not a folder")
         if args.out is not None:
             writable_folder("--out", args.out)
+        if args.resume and args.out is None:
+            raise ValidationError("--resume continues the run in --out: give --out")
         from dynsim.backends.torch._torch import resolve_device
 
         device = resolve_device(args.device)
@@ -84,13 +147,7 @@ def main(argv=None):
             print(f"authors' time / {name}: {ratio:.2f}")
         result["data"] = data[4]
     else:
-        def show(row):
-            print(f"epoch {row['epoch']:3d}  train {100 * row['train_error']:6.2f} %  test "
-                  f"{100 * row['test_error']:6.2f} %  {row['seconds']:8.1f} s  {row['ms_per_batch']:7.1f} ms per "
-                  "minibatch", flush=True)
-        rows, _ = train(args.preset, device, data, args.epochs, seed=args.seed, cuda_graph=args.cuda_graph,
-                        on_epoch=show)
-        result = {"epochs": rows, "data": data[4]}
+        result = {"epochs": train_with_checkpoints(args, device, data), "data": data[4]}
     if args.out is not None:
         path = Path(args.out) / "results.json"
         tmp = path.with_suffix(".json.tmp")

@@ -47,3 +47,32 @@ def test_bad_arguments_exit_2_with_one_line(args, message):
     done = _run("--preset", "mnist-mlp-lab", *args, timeout=120)
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_resumed_run_equals_the_uninterrupted_one_and_logs_every_epoch(tmp_path):
+    root = real_data_root("mnist")
+    if root is None:
+        pytest.skip("the MNIST IDX files are not present")
+    import numpy as np
+
+    from dynsim.io.log import LogReader
+    from dynsim.training.checkpoint import load_checkpoint
+
+    common = ["--preset", "mnist-mlp-lab", "--data-dir", str(root), "--train-size", "300", "--eval-size", "100"]
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert _run(*common, "--epochs", "2", "--out", str(whole)).returncode == 0
+    assert _run(*common, "--epochs", "1", "--out", str(split)).returncode == 0
+    again = _run(*common, "--epochs", "1", "--out", str(split))
+    assert again.returncode == 2 and "--resume" in again.stderr  # a run in the folder is never overwritten
+    resumed = _run(*common, "--epochs", "2", "--out", str(split), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming after epoch 1" in resumed.stdout
+    a, b = load_checkpoint(whole / "checkpoint.h5"), load_checkpoint(split / "checkpoint.h5")
+    assert a.epoch == b.epoch == 2
+    np.testing.assert_array_equal(a.theta, b.theta)
+    for key in a.optimizer:
+        np.testing.assert_array_equal(a.optimizer[key], b.optimizer[key])
+    with LogReader(split / "log.h5") as log:
+        epochs = log.table("epochs")
+        assert list(epochs["epoch"]) == [1, 2]
+        assert log.config["preset"] == "mnist-mlp-lab" and log.config["device"] == "cpu"
