@@ -17,6 +17,8 @@ section on its own so that one failure does not hide the others:
 5. ``settling`` (asked for by name): the CIFAR network's free-phase residual
    and predictions after k fixed-point or block sweeps, against 500 block
    sweeps;
+7. ``pc`` (asked for by name): predictive coding on pcx's benchmark network,
+   agreement with Numba and ms per minibatch beside pcx (when it imports);
 6. ``iterations`` (asked for by name): the MNIST conv net trained two epochs
    with block 30 / 10 + 10, fixed-point 30 / 10 + 10 and fixed-point
    200 / 10 + 10 (the authors' counts), test error per epoch.
@@ -208,6 +210,88 @@ def iterations(device, data_dir, epochs=2, train_size=None, eval_size=None):
     return out
 
 
+def predictive_coding(device, batch, minibatches, rounds):
+    """PC on the device: agreement with Numba on pcx's benchmark network, and ms per minibatch beside pcx.
+
+    The network of pcx's benchmark (784-128-128-128-10, GELU, 5 Euler inference steps of 0.05, batch 128).
+    pcx (JAX) is timed in the same process when it imports (``dynsim.benchmarks.pcx_runner``, SGD on the
+    weights as there; dynsim uses Adam, one more elementwise pass per step).
+    """
+    import statistics
+
+    import torch
+
+    from dynsim.backends.torch import TorchAdam, TorchPCNetwork, TorchTrainer, estimate
+    from dynsim.benchmarks.device_epochs import time_training
+    from dynsim.learning.rules import gradient_estimate
+    from dynsim.networks import PCNetwork
+    from dynsim.relax.phases import SettleOptions
+    from dynsim.training.optimizers import Adam
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    sizes = [784, 128, 128, 128, 10]
+    options = SettleOptions(integrator="euler", dt=0.05, max_steps=5, stop_at_steady_state=False)
+    out = {"agreement": []}
+    rng = np.random.default_rng(0)
+    for dtype in (np.float64, np.float32):
+        net = PCNetwork(sizes, activation="gelu", init="fan-in", seed=0, dtype=dtype)
+        x = rng.random((batch, 784)).astype(dtype)
+        labels = rng.integers(0, 10, batch)
+        y = np.eye(10, dtype=dtype)[labels]
+        tn = TorchPCNetwork(net, device=device)
+        ref = gradient_estimate("pc-strict", net, x, y, options=options)
+        got = estimate(tn, "pc-strict", tn.tensor(x), tn.tensor(y), options=options)
+        row = {"dtype": np.dtype(dtype).name,
+               "inference state": _max_abs(tn.flatten(got.phases["inference"].state).cpu(), ref.inference.state),
+               "update": _max_abs(got.gradient.cpu(), ref.gradient), "update scale": float(np.abs(ref.gradient).max())}
+        batches = [(rng.random((batch, 784)).astype(dtype), rng.integers(0, 10, batch)) for _ in range(3)]
+        for graph in ([False, True] if device.startswith("cuda") else [False]):
+            tn2 = TorchPCNetwork(net, device=device)
+            tr = TorchTrainer(tn2, "pc-strict", TorchAdam(tn2, 1e-3), options=options, cuda_graph=graph)
+            for xb, lb in batches:
+                tr.step(tn2.tensor(xb), torch.as_tensor(lb, device=device))
+            row["graph" if graph else "eager"] = tn2.host_theta()
+        opt = Adam(net, 1e-3)
+        for xb, lb in batches:
+            opt.step(net.theta, gradient_estimate("pc-strict", net, xb, np.eye(10, dtype=dtype)[lb],
+                                                  options=options).gradient)
+        for key in ("eager", "graph"):
+            if key in row:
+                row[f"3 Adam steps, {key}"] = _max_abs(row.pop(key), net.theta)
+        out["agreement"].append(row)
+        print("pc agreement", json.dumps(row), flush=True)
+    net = PCNetwork(sizes, activation="gelu", init="fan-in", seed=0, dtype=np.float32)
+    x = torch.rand((8 * 128, 784), device=device)
+    labels = torch.randint(0, 10, (8 * 128,), device=device)
+    contenders = {}
+    for graph in ([False, True] if device.startswith("cuda") else [False]):
+        tn = TorchPCNetwork(net, device=device)
+        contenders["dynsim-graph" if graph else "dynsim-eager"] = TorchTrainer(
+            tn, "pc-strict", TorchAdam(tn, 3e-4), options=options, cuda_graph=graph)
+    samples = {name: [] for name in contenders}
+    samples["pcx"] = []
+    errors = {}
+    for _ in range(rounds):
+        for name, tr in contenders.items():
+            samples[name].append(time_training(tr, x, labels, 128, minibatches))
+        if "pcx" not in errors:
+            try:
+                from dynsim.benchmarks.pcx_runner import time_minibatches
+
+                r = time_minibatches(sizes, 128, 5, 0.05, 3e-4, minibatches, 1, activation="gelu")
+                samples["pcx"].append(1e3 * r["seconds"])
+                out["pcx jax"] = r["jax"]
+            except Exception as err:  # noqa: BLE001 - pcx pins an older JAX than the GPU image's
+                errors["pcx"] = f"{type(err).__name__}: {err}"
+    per_epoch = -(-60_000 // 128)
+    out["timings"] = {name: ({"error": errors[name]} if name in errors else
+                             {"ms_per_minibatch": statistics.median(v), "rounds": v,
+                              "seconds_per_epoch": statistics.median(v) * per_epoch / 1e3})
+                      for name, v in samples.items()}
+    print("pc timings", json.dumps(out["timings"]), flush=True)
+    return out
+
+
 def timings(device, cfg, authors, data_dir, presets, variants=("float32", "TF32")):
     import torch
 
@@ -296,6 +380,8 @@ def main(argv=None):
                "precision": lambda: precision(args.device, 4 if args.quick else 32),
                "timings": lambda: timings(args.device, cfg, args.authors_checkout, args.data_dir,
                                           args.presets.split(","), args.variants.split(",")),
+               "pc": lambda: predictive_coding(args.device, cfg["agreement_batch"], 5 if args.quick else 50,
+                                               cfg["rounds"]),
                "settling": lambda: (settling(args.device, 2, (1, 2), 3) if args.quick else settling(args.device, 128)),
                "iterations": lambda: iterations(args.device, args.data_dir, 1 if args.quick else 2, cfg["train_size"],
                                                 cfg["eval_size"]),
