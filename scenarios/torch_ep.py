@@ -14,8 +14,10 @@ batch 50). ::
 
 Training prints one line per epoch (training error of the free phases, test
 error, seconds, ms per minibatch). With ``--out`` it writes there ``log.h5``
-(the configuration and a table ``epochs``, one row per epoch, written as
-each epoch ends), ``checkpoint.h5`` after each epoch (parameters, optimizer
+(the configuration, a table ``epochs``, one row per epoch, written as each
+epoch ends, and every ``--record-every`` epochs the free and nudged
+relaxations of 4 test images, computed by the Numba path from the trained
+parameters: ``dynsim plot LOG --kind settling`` shows them), ``checkpoint.h5`` after each epoch (parameters, optimizer
 state, random generator; ``--resume`` continues from it with the weights of
 an uninterrupted run) and ``results.json``. ``--time-batches N`` instead times N training
 minibatches per round, alternating dynsim (eager and, on a GPU, replayed as
@@ -26,6 +28,7 @@ epoch and the ratios (medians over ``--rounds``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -33,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from dynsim.benchmarks.device_epochs import DEVICE_PRESETS, compare, load_data, make_trainer
+from dynsim.relax.phases import free_phase, nudged_phase
 from dynsim.training.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from dynsim.training.run_folder import RunFolderError, open_run_log
 from dynsim.validation import UsageExit, ValidationError, fail, writable_folder
@@ -56,13 +60,36 @@ def build_parser():
     p.add_argument("--out", default=None,
                    help="run folder: log.h5 (one row per epoch), checkpoint.h5 (after each epoch), results.json")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--record-every", type=int, default=1,
+                   help="with --out: every this many epochs, log the free and nudged relaxations of 4 test images")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     return p
+
+
+RECORDED_IMAGES = 4
+"""Test images whose relaxations the log keeps every ``--record-every`` epochs."""
 
 
 def _show(row):
     print(f"epoch {row['epoch']:3d}  train {100 * row['train_error']:6.2f} %  test {100 * row['test_error']:6.2f} %  "
           f"{row['seconds']:8.1f} s  {row['ms_per_batch']:7.1f} ms per minibatch", flush=True)
+
+
+def record_settling(log, trainer, xt, yt, epoch):
+    """Log the free and one nudged relaxation of the first test images, every step, into ``log``.
+
+    The trajectories are computed on the host by the Numba path (the
+    reference) with the parameters trained on the device: only the
+    parameters and these few images cross over.
+    """
+    net = trainer.net.to_host()
+    n = min(RECORDED_IMAGES, int(xt.shape[0]))
+    x = xt[:n].cpu().numpy().astype(net.dtype)
+    y = np.eye(net.n_output, dtype=net.dtype)[yt[:n].cpu().numpy()]
+    free = free_phase(net, x, target=y, options=dataclasses.replace(trainer.options, record_every=1))
+    nudged = nudged_phase(net, x, y, trainer.beta, free.state,
+                          options=dataclasses.replace(trainer.nudged_options, record_every=1))
+    log.record_relaxation([free, nudged], label=f"epoch {epoch}", x=x, target=y)
 
 
 def train_with_checkpoints(args, device, data):
@@ -102,6 +129,8 @@ def train_with_checkpoints(args, device, data):
             rows.append(row)
             _show(row)
             if log is not None:
+                if epoch % args.record_every == 0 or epoch == args.epochs:
+                    record_settling(log, trainer, xt, yt, epoch)
                 log.append_row("epochs", {k: row[k] for k in ("epoch", "train_error", "test_error", "seconds",
                                                               "ms_per_batch")})
                 save_checkpoint(Path(args.out) / "checkpoint.h5", Checkpoint(
@@ -116,9 +145,9 @@ def train_with_checkpoints(args, device, data):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        for name in ("epochs", "rounds"):
+        for name in ("epochs", "rounds", "record_every"):
             if getattr(args, name) < 1:
-                raise ValidationError(f"--{name} must be >= 1, got {getattr(args, name)}")
+                raise ValidationError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
         if args.time_batches < 0:
             raise ValidationError(f"--time-batches must be >= 0, got {args.time_batches}")
         if args.authors_checkout is not None and not Path(args.authors_checkout).is_dir():

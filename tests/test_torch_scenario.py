@@ -76,3 +76,7 @@ def test_resumed_run_equals_the_uninterrupted_one_and_logs_every_epoch(tmp_path)
         epochs = log.table("epochs")
         assert list(epochs["epoch"]) == [1, 2]
         assert log.config["preset"] == "mnist-mlp-lab" and log.config["device"] == "cpu"
+        # One recorded relaxation per epoch (--record-every 1), the trained parameters' free phase then nudged.
+        assert log.n_relaxations == 2
+        rel = log.relaxation(1)
+        assert rel["free"].attrs["status_name"] == "step_limit" and rel["free"].has_trajectory
