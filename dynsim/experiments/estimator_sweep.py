@@ -53,6 +53,7 @@ import numpy as np
 
 from dynsim.learning.contrastive import EP_VARIANTS, ep_gradient
 from dynsim.learning.predictive_coding import pc_gradient, zil_gradient
+from dynsim.networks.conv_hopfield import ConvHopfieldNetwork
 from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.networks.pc import PCNetwork
 from dynsim.references.compare import gradient_metrics, normalized_rmse
@@ -170,20 +171,27 @@ def sweep_estimates(network, x, target, grid, progress=None, **kwargs):
     """
     if isinstance(network, PCNetwork):
         return sweep_pc_updates(network, x, target, grid, progress=progress, **kwargs)
-    if isinstance(network, HopfieldNetwork):
+    if isinstance(network, (HopfieldNetwork, ConvHopfieldNetwork)):
         return sweep_ep_estimates(network, x, target, grid, progress=progress, **kwargs)
-    raise ValidationError(f"network must be a HopfieldNetwork or a PCNetwork, got {type(network).__name__}")
+    raise ValidationError(f"network must be a HopfieldNetwork, a ConvHopfieldNetwork or a PCNetwork, got "
+                          f"{type(network).__name__}")
 
 
 # --------------------------------------------------------------------------- equilibrium propagation
 def reference_gradient(network, x, target, atol=1e-11, max_steps=1_000_000):
     """Recurrent-backprop gradient at a tightly converged free state; returns (gradient, free PhaseResult)."""
-    options = SettleOptions(integrator="rk4", dt=0.5 if network.activation != "hard_sigmoid" else 0.25,
-                            atol=atol, rtol=atol, max_steps=max_steps)
+    if isinstance(network, ConvHopfieldNetwork):
+        # Block sweeps (a conv net has no ODE path) and conjugate gradients on Hessian-vector products.
+        options = SettleOptions(integrator="block", atol=atol, rtol=atol, max_steps=max_steps)
+        method = "cg"
+    else:
+        options = SettleOptions(integrator="rk4", dt=0.5 if network.activation != "hard_sigmoid" else 0.25,
+                                atol=atol, rtol=atol, max_steps=max_steps)
+        method = "dense"
     free = free_phase(network, x, target=target, options=options)
     if not free.converged:
         raise RuntimeError(f"the reference free phase did not converge: {free.integration.message}")
-    return implicit_gradient(network, x, target, free).gradient, free
+    return implicit_gradient(network, x, target, free, method=method).gradient, free
 
 
 def _phase_options(point, phase):
@@ -201,7 +209,8 @@ def sweep_ep_estimates(network, x, target, grid, reference=None, seed=0, progres
 
     Parameters
     ----------
-    network : HopfieldNetwork
+    network : HopfieldNetwork or ConvHopfieldNetwork
+        (a convolutional one relaxes with the schemes 'block' or 'fixed_point' only)
     x : ndarray, shape (batch, n_input)
     target : ndarray, shape (batch, n_output)
     grid : dict
@@ -221,9 +230,9 @@ def sweep_ep_estimates(network, x, target, grid, reference=None, seed=0, progres
         ``sign_agreement``, ``normalized_rmse`` of shape (rows, n_blocks);
         ``blocks`` lists the block names (last one 'all').
     """
-    if not isinstance(network, HopfieldNetwork):
-        raise ValidationError(f"network must be a HopfieldNetwork (EP against recurrent backprop), "
-                              f"got {type(network).__name__}")
+    if not isinstance(network, (HopfieldNetwork, ConvHopfieldNetwork)):
+        raise ValidationError(f"network must be a HopfieldNetwork or a ConvHopfieldNetwork (EP against recurrent "
+                              f"backprop), got {type(network).__name__}")
     x = network.check_input(x)
     target = network.check_target(target, x.shape[0])
     points = _points(grid, _EP)

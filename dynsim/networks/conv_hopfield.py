@@ -65,6 +65,7 @@ import numpy as np
 from numba import njit
 
 from dynsim.networks import conv_kernels as ck
+from dynsim.networks import conv_linearization
 from dynsim.networks.activations import NATURAL_BOUNDS, activation_code, unit_rho_and_prime
 from dynsim.networks.architecture import Architecture
 from dynsim.networks.layout import NetworkLayout
@@ -726,6 +727,26 @@ class ConvHopfieldNetwork(NetworkLayout):
         buf = self._field_of_state(s, drive)
         v2 = buf.v2
         return self._flat([None] + [v2["y"][g] - v2["rp"][g] * v2["h"][g] for g in range(1, len(self.group_sizes))])
+
+    def energy_hvp(self, x, s, v, drive=None):
+        """Hessian-vector products ``d^2E/ds^2 v`` per sample, shape (batch, n_free), without forming a Hessian.
+
+        Max pooling is linearised at the winners of the current state (see
+        :mod:`dynsim.networks.conv_linearization`); ``drive`` as in
+        :meth:`energy_grad_state`.
+        """
+        x = self.check_input(x)
+        s = self.check_state(s, x.shape[0])
+        v = float_array("v", v, shape=s.shape, dtype=self.dtype)
+        h = self.local_field(x, s, drive)
+        return conv_linearization.energy_hvp(self, x, s, v, h)
+
+    def energy_grad_params_directional(self, x, s, v):
+        """``d/de`` of the batch-mean ``dE/dtheta`` at ``s + e v``, shape (n_params,) (winners held fixed)."""
+        x = self.check_input(x)
+        s = self.check_state(s, x.shape[0])
+        v = float_array("v", v, shape=s.shape, dtype=self.dtype)
+        return conv_linearization.energy_grad_params_directional(self, x, s, v)
 
     def _weight_grads(self, buf, theta, link, a2, a4, g2, g4, out):
         link.weight_grad_into(theta, a2, a4, g2, g4, buf.scratch[link.index], buf.v4["t"][link.post], out)

@@ -40,6 +40,7 @@ import numpy as np
 import scipy.sparse.linalg
 
 import integrators
+from dynsim.networks.conv_hopfield import ConvHopfieldNetwork
 from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.relax.phases import PhaseResult, SettleOptions, settle
 from dynsim.validation import DivergenceError, NotConvergedWarning, ValidationError, positive_int, real_scalar
@@ -131,7 +132,9 @@ def implicit_gradient(network, x, target, free, method="dense", box="auto", resi
 
     Parameters
     ----------
-    network : HopfieldNetwork
+    network : HopfieldNetwork or ConvHopfieldNetwork
+        (a convolutional one with ``method='cg'``: max pooling linearised at
+        the free state's winners, :mod:`dynsim.networks.conv_linearization`)
     x : ndarray, shape (batch, n_input)
     target : ndarray, shape (batch, n_output)
     free : PhaseResult or ndarray, shape (batch, n_free)
@@ -152,10 +155,14 @@ def implicit_gradient(network, x, target, free, method="dense", box="auto", resi
     ----------
     Almeida (1987); Pineda (1987); Scellier & Bengio (2017), Theorem 1.
     """
-    if not isinstance(network, HopfieldNetwork):
-        raise ValidationError(f"network must be a HopfieldNetwork, got {type(network).__name__}")
+    if not isinstance(network, (HopfieldNetwork, ConvHopfieldNetwork)):
+        raise ValidationError(f"network must be a HopfieldNetwork or a ConvHopfieldNetwork, got "
+                              f"{type(network).__name__}")
     if method not in ("dense", "cg"):
         raise ValidationError(f"method must be 'dense' or 'cg', got {method!r}")
+    if method == "dense" and isinstance(network, ConvHopfieldNetwork):
+        raise ValidationError("method='dense' forms each sample's Hessian; a ConvHopfieldNetwork's has "
+                              f"{network.n_free}^2 entries: use method='cg' (Hessian-vector products)")
     residual_tol = real_scalar("residual_tol", residual_tol, 0.0, np.inf, low_open=True, high_open=True)
     x = network.check_input(x)
     batch = x.shape[0]
