@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from dynsim.experiments.estimator_sweep import GRID_KEYS
 from dynsim.plots._figure import save_figure
@@ -89,6 +90,11 @@ def plot_sweep(table, out, x="free_steps", metric="cosine", blocks=None, title=N
         ax.set_xlabel(x.replace("_", " "))
         if np.issubdtype(xs.dtype, np.number) and np.nanmin(xs) > 0 and np.nanmax(xs) / np.nanmin(xs) >= 8:
             ax.set_xscale("log")
+            # Label the swept values themselves: over less than two decades matplotlib labels every minor tick
+            # too (2x10^0, 3x10^0, ...) and the labels run into each other.
+            ax.set_xticks(np.unique(xs[np.isfinite(xs)]))
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(NullFormatter())
         if metric in ("relative_error", "normalized_rmse"):
             ax.set_yscale("log")
         ax.set_ylabel(_METRIC_LABELS[metric])
