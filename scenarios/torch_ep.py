@@ -142,7 +142,8 @@ def train_with_checkpoints(args, device, data):
     return rows
 
 
-def main(argv=None):
+def run(argv=None):
+    """Parse ``argv``, train or time as asked, and return the figures (a dict)."""
     args = build_parser().parse_args(argv)
     try:
         for name in ("epochs", "rounds", "record_every"):
@@ -185,8 +186,14 @@ def main(argv=None):
     return result
 
 
+def main(argv=None):
+    """The command line: exit status 0 once the run is done (what ``dynsim sweep`` reads)."""
+    run(argv)
+    return 0
+
+
 if __name__ == "__main__":
     try:
-        main()
+        sys.exit(main())
     except UsageExit as err:
         sys.exit(err.code)

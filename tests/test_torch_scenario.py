@@ -80,3 +80,23 @@ def test_resumed_run_equals_the_uninterrupted_one_and_logs_every_epoch(tmp_path)
         assert log.n_relaxations == 2
         rel = log.relaxation(1)
         assert rel["free"].attrs["status_name"] == "step_limit" and rel["free"].has_trajectory
+
+
+def test_dynsim_sweep_runs_the_torch_scenario_and_reads_its_log(tmp_path):
+    """``dynsim sweep`` over seeds of a torch-backend preset: every point completes and the summary holds its
+    test error (the scenario exits 0 and its log has the epoch table the summary reads)."""
+    root = real_data_root("mnist")
+    if root is None:
+        pytest.skip("the MNIST IDX files are not present")
+    import csv
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-m", "dynsim.cli.main", "sweep", str(SCENARIO), "--grid",
+                           "preset=mnist-mlp-lab", "seed=0,1", "train-size=200", "eval-size=100",
+                           f"data-dir={root}", "--workers", "1", "--out", str(tmp_path / "sweep")],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    with open(tmp_path / "sweep" / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert all(0.0 <= float(r["final_test_error"]) <= 1.0 for r in rows)
