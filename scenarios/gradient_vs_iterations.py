@@ -20,8 +20,9 @@ network (3x3 kernels and 2x2 max pooling per stage, then ``--sizes``' last
 entry as outputs): the reference is recurrent backprop by conjugate
 gradients on Hessian-vector products, with max pooling linearised at the
 free state's winners; the sweep runs the relaxation schemes (a conv net has
-no ODE path here), and the GDU check, which compares Euler steps with BPTT,
-is skipped.
+no ODE path here), and the GDU check steps by fixed-point sweeps, the Euler
+step of dt = 1 (``--gdu-free-steps`` and ``--gdu-nudged-steps`` count
+sweeps; ``--dt`` does not apply).
 
 Outputs in ``--out``: ``gradients.h5`` (tables ``sweep`` and ``gdu``, the
 reference relaxation), ``cosine_vs_free_steps.png``,
@@ -71,7 +72,7 @@ def build_parser():
     p.add_argument("--conv", type=number_list(int, 1, name="conv", example="4,6"), default=None,
                    help="channels of a convolutional stack (comma list; 3x3 kernels, 2x2 max pooling) on a "
                         "1 x --image x --image input, then the last of --sizes outputs; relaxed by the schemes "
-                        "'fixed_point' and 'block' only, without the GDU check")
+                        "'fixed_point' and 'block' only, the GDU check by fixed-point sweeps")
     p.add_argument("--image", type=int, default=12, help="side of the square one-channel input of --conv")
     return p
 
@@ -158,21 +159,23 @@ def main(argv=None):
         log.record_relaxation([est.free, est.phases["nudged+"]], label="reference free and nudged (beta=0.5)",
                               x=x, target=target)
 
-        gdu = None
+        # A conv net steps by fixed-point sweeps: the Euler step of dt = 1.
         if args.conv is None:
-            integrator = "projected_euler" if args.activation == "hard_sigmoid" else "euler"
-            gdu = gdu_check(net, x, target, args.gdu_beta, args.gdu_free_steps, args.gdu_nudged_steps, args.dt,
-                            integrator=integrator)
-            log.record_table("gdu", {"k": np.arange(1, args.gdu_nudged_steps + 1), "ep_per_step": gdu.ep_per_step,
-                                     "bptt_per_step": gdu.bptt_per_step},
-                             attrs={"beta": args.gdu_beta, "integrator": integrator,
-                                    **{f"rmse_{k}": v for k, v in gdu.rmse.items()}})
+            integrator, gdu_dt = ("projected_euler" if args.activation == "hard_sigmoid" else "euler"), args.dt
+        else:
+            integrator, gdu_dt = "fixed_point", 1.0
+        gdu = gdu_check(net, x, target, args.gdu_beta, args.gdu_free_steps, args.gdu_nudged_steps, gdu_dt,
+                        integrator=integrator)
+        log.record_table("gdu", {"k": np.arange(1, args.gdu_nudged_steps + 1), "ep_per_step": gdu.ep_per_step,
+                                 "bptt_per_step": gdu.bptt_per_step},
+                         attrs={"beta": args.gdu_beta, "integrator": integrator,
+                                **{f"rmse_{k}": v for k, v in gdu.rmse.items()}})
 
     table["blocks"] = blocks
     fig1 = plot_sweep(table, args.out / "cosine_vs_free_steps.png", x="free_steps", metric="cosine")
     fig2 = plot_sweep(table, args.out / "relative_error_vs_free_steps.png", x="free_steps",
                       metric="relative_error")
-    fig3 = plot_gdu(gdu, net, args.out / "gdu.png") if gdu is not None else None
+    fig3 = plot_gdu(gdu, net, args.out / "gdu.png")
 
     what = args.sizes if args.conv is None else f"conv {net.describe()['group_sizes']}"
     print(f"network {what} ({args.activation}), batch {args.batch}; reference: recurrent backprop at a "
@@ -184,13 +187,10 @@ def main(argv=None):
         print(f"{table['integrator'][i]:<16}{table['variant'][i]:<10}{table['beta'][i]:>6g}"
               f"{table['free_steps'][i]:>6d}{table['nudged_steps'][i]:>7d}{table['free_residual'][i]:>10.1e}"
               f"{cos[-1]:>10.4f}{np.nanmin(cos[:-1]):>9.4f}{table['relative_error'][i][-1]:>9.2e}")
-    if gdu is not None:
-        print(f"GDU ({integrator}, beta={args.gdu_beta}, T={args.gdu_free_steps}, K={args.gdu_nudged_steps}): "
-              "normalized RMSE " + ", ".join(f"{k} {v:.4f}" for k, v in gdu.rmse.items())
-              + f"; sign agreement {gdu.sign_agreement['all']:.3f}")
-    else:
-        print("GDU check: skipped (it compares Euler steps with BPTT; a conv net relaxes by sweeps)")
-    print(f"log: {args.out / 'gradients.h5'}\nfigures: " + ", ".join(str(f) for f in (fig1, fig2, fig3) if f))
+    print(f"GDU ({integrator}, beta={args.gdu_beta}, T={args.gdu_free_steps}, K={args.gdu_nudged_steps}): "
+          "normalized RMSE " + ", ".join(f"{k} {v:.4f}" for k, v in gdu.rmse.items())
+          + f"; sign agreement {gdu.sign_agreement['all']:.3f}")
+    print(f"log: {args.out / 'gradients.h5'}\nfigures: {fig1}, {fig2}, {fig3}")
     return 0
 
 

@@ -348,7 +348,7 @@ CASES = [
       id="bptt-truncation"),
     C(lambda e: gradients.bptt_gradients(e.hop, e.x, e.target, 5, 2, 0.0), r"dt must be finite", id="bptt-dt-zero"),
     C(lambda e: gradients.bptt_gradients(e.hop, e.x, e.target, 5, 2, 0.5, integrator="rk4"),
-      r"bptt_gradients integrates with 'euler' or 'projected_euler'", id="bptt-integrator"),
+      r"bptt_gradients integrates with 'euler', 'projected_euler' or 'fixed_point'", id="bptt-integrator"),
     C(lambda e: gradients.bptt_gradients(e.hop, e.x, e.target, 5.0, 2, 0.5), r"n_steps must be an integer",
       id="bptt-n_steps-float"),
 

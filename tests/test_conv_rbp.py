@@ -96,3 +96,25 @@ def test_estimator_sweep_measures_ep_against_rbp_on_a_conv_net():
     assert 5 < err[(300, 1e-3, "positive")] / err[(300, 1e-4, "positive")] < 20  # O(beta)
     with pytest.raises(ValidationError, match="fixed_point"):
         sweep_estimates(net, x, y, {"integrator": ["euler"], "free_steps": [5]})
+
+
+def test_gdu_holds_for_fixed_point_sweeps_of_a_conv_net():
+    """Ernoult et al.'s GDU property on a conv net stepped by fixed-point sweeps (Euler with dt = 1): EP's per-step
+    updates in the nudged phase match BPTT's per-step gradients, their gap shrinking linearly with beta."""
+    from dynsim.references.compare import gdu_check
+    from dynsim.references.gradients import bptt_gradients
+
+    net = _stack()
+    rng = np.random.default_rng(1)
+    x = rng.random((3, net.n_input))
+    y = np.eye(5)[rng.integers(0, 5, 3)]
+    rmse = {}
+    for beta in (1e-2, 1e-3):
+        gdu = gdu_check(net, x, y, beta, 200, 15, 1.0, integrator="fixed_point")
+        rmse[beta] = gdu.rmse["all"]
+        assert gdu.sign_agreement["all"] == 1.0
+    assert rmse[1e-3] < 0.005 and 7 < rmse[1e-2] / rmse[1e-3] < 13
+    with pytest.raises(ValidationError, match="dt = 1"):
+        bptt_gradients(net, x, y, 10, 5, 0.5, integrator="fixed_point")
+    with pytest.raises(ValidationError, match="relaxes by sweeps"):
+        bptt_gradients(net, x, y, 10, 5, 0.5, integrator="euler")

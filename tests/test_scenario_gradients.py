@@ -80,17 +80,20 @@ def test_scenario_on_a_conv_net_sweeps_schemes_against_recurrent_backprop(tmp_pa
     proc = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path), "--conv", "4,6", "--image", "12",
                            "--sizes", "144-5", "--activation", "hard_sigmoid", "--batch", "3", "--free-steps", "2,60",
                            "--nudged-steps", "40", "--betas", "0.01", "--variants", "positive,centered",
-                           "--integrators", "block"], capture_output=True, text=True, timeout=600)
+                           "--integrators", "block", "--gdu-beta", "0.001", "--gdu-free-steps", "200",
+                           "--gdu-nudged-steps", "10"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    assert "GDU check: skipped" in proc.stdout
+    assert "GDU (fixed_point" in proc.stdout
     log = read_log(tmp_path / "gradients.h5")
-    assert log.tables == ["sweep"] and log.config["sizes"] == [144, 100, 6, 5]
+    assert log.tables == ["gdu", "sweep"] and log.config["sizes"] == [144, 100, 6, 5]
+    gdu = log.table("gdu")
+    assert gdu["__attrs__"]["rmse_all"] < 0.01
     sweep = log.table("sweep")
     row = {(v, int(f)): i for i, (v, f) in enumerate(zip(sweep["variant"], sweep["free_steps"]))}
     assert np.all(sweep["cosine"][row[("centered", 60)]] >= 0.999)
     assert sweep["cosine"][row[("positive", 2)]][-1] < sweep["cosine"][row[("positive", 60)]][-1]
     assert (tmp_path / "cosine_vs_free_steps.png").read_bytes()[:4] == b"\x89PNG"
-    assert not (tmp_path / "gdu.png").exists()
+    assert (tmp_path / "gdu.png").read_bytes()[:4] == b"\x89PNG"
     bad = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path / "bad"), "--conv", "4",
                           "--integrators", "euler"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--integrators: a conv network relaxes with" in bad.stderr

@@ -157,8 +157,9 @@ def ep_step_updates(network, x, target, beta, s_free, n_steps, dt, integrator="e
             if isinstance(exc, ValidationError):
                 raise
             raise ValidationError(f"box must be 'auto', None or a pair (low, high), got {box!r}") from None
-    options = SettleOptions(integrator=integrator, dt=dt, max_steps=K, stop_at_steady_state=False,
-                            record_every=1, max_abs=np.inf, bounds=bounds, project=box is not None)
+    options = SettleOptions(integrator=integrator, dt=None if integrator == "fixed_point" else dt, max_steps=K,
+                            stop_at_steady_state=False, record_every=1, max_abs=np.inf, bounds=bounds,
+                            project=box is not None)
     nudged = settle(network, x, s0=s_free, target=target, beta=beta, options=options, phase="nudged")
     states = nudged.integration.trajectory.y  # (K + 1, batch, n_free)
     base = network.energy_grad_params(x, states[0])
@@ -204,8 +205,12 @@ def gdu_check(network, x, target, beta, n_free_steps, n_nudged_steps, dt, integr
     n_nudged_steps : int
         K <= T.
     dt : float
-        Euler step of both phases.
-    integrator : {'euler', 'projected_euler'}
+        Euler step of both phases (1 for ``'fixed_point'``).
+    integrator : {'euler', 'projected_euler', 'fixed_point'}
+        ``'fixed_point'`` (a ConvHopfieldNetwork's): the free phase's sweep
+        is Euler with dt = 1; the nudged sweep sets the output to
+        ``(rho'(s) h + beta y) / (1 + beta)``, Euler's nudge to first order
+        in beta, so the property holds as beta -> 0.
 
     Returns
     -------
@@ -217,9 +222,10 @@ def gdu_check(network, x, target, beta, n_free_steps, n_nudged_steps, dt, integr
     K = positive_int("n_nudged_steps", n_nudged_steps)
     if K > T:
         raise ValidationError(f"n_nudged_steps must be <= n_free_steps={T}, got {K}")
-    if integrator not in ("euler", "projected_euler"):
-        raise ValidationError(f"integrator must be 'euler' or 'projected_euler' (the GDU property holds for "
-                              f"Euler steps), got {integrator!r}")
+    if integrator not in ("euler", "projected_euler", "fixed_point"):
+        raise ValidationError(f"integrator must be 'euler', 'projected_euler' or 'fixed_point' (the GDU property "
+                              f"holds for Euler steps; the fixed-point sweep is the step of dt = 1), got "
+                              f"{integrator!r}")
     bptt = bptt_gradients(network, x, target, T, K, dt, s0=s0, integrator=integrator)
     ep_cum, ep_step = ep_step_updates(network, x, target, beta, bptt.final_state, n_nudged_steps, dt,
                                       integrator=integrator)

@@ -211,7 +211,7 @@ def bptt_gradients(network, x, target, n_steps, truncation, dt, s0=None, integra
 
     Parameters
     ----------
-    network : HopfieldNetwork
+    network : HopfieldNetwork or ConvHopfieldNetwork
     x : ndarray, shape (batch, n_input)
     target : ndarray, shape (batch, n_output)
     n_steps : int
@@ -219,8 +219,11 @@ def bptt_gradients(network, x, target, n_steps, truncation, dt, s0=None, integra
     truncation : int
         K <= T, how many of the last steps to backpropagate through.
     dt : float
-        Euler step.
-    integrator : {'euler', 'projected_euler'}
+        Euler step (1 for ``'fixed_point'``).
+    integrator : {'euler', 'projected_euler', 'fixed_point'}
+        ``'fixed_point'``, the synchronous sweep s <- P(rho'(s) h) of
+        :mod:`dynsim.relax.block_relaxation`, is the (projected) Euler step of
+        dt = 1 of the free dynamics; it is how a ConvHopfieldNetwork relaxes.
 
     Returns
     -------
@@ -230,8 +233,15 @@ def bptt_gradients(network, x, target, n_steps, truncation, dt, s0=None, integra
     ----------
     Ernoult et al. (2019), Sec. 3 (the discrete-time setting and truncated BPTT).
     """
-    if integrator not in ("euler", "projected_euler"):
-        raise ValidationError(f"bptt_gradients integrates with 'euler' or 'projected_euler', got {integrator!r}")
+    if integrator not in ("euler", "projected_euler", "fixed_point"):
+        raise ValidationError(f"bptt_gradients integrates with 'euler', 'projected_euler' or 'fixed_point', got "
+                              f"{integrator!r}")
+    if integrator == "fixed_point" and dt != 1.0:
+        raise ValidationError(f"dt: the 'fixed_point' sweep s <- P(rho'(s) h) is the Euler step of dt = 1; pass "
+                              f"dt=1.0, got {dt!r}")
+    if integrator != "fixed_point" and isinstance(network, ConvHopfieldNetwork):
+        raise ValidationError(f"integrator: a ConvHopfieldNetwork relaxes by sweeps; use 'fixed_point' (Euler with "
+                              f"dt = 1), got {integrator!r}")
     T = positive_int("n_steps", n_steps)
     K = positive_int("truncation", truncation)
     if K > T:
@@ -248,8 +258,9 @@ def bptt_gradients(network, x, target, n_steps, truncation, dt, s0=None, integra
 
     # The natural box may be per unit (groups with different activations): the relaxation then takes it from the
     # network itself.
-    options = SettleOptions(integrator=integrator, dt=dt, stop_at_steady_state=False, max_abs=np.inf,
-                            bounds=None if natural else box, project=box is not None)
+    options = SettleOptions(integrator=integrator, dt=None if integrator == "fixed_point" else dt,
+                            stop_at_steady_state=False, max_abs=np.inf, bounds=None if natural else box,
+                            project=box is not None)
     if T > K:
         s = settle(network, x, s0=s, options=replace(options, max_steps=T - K)).state
     last = settle(network, x, s0=s, options=replace(options, max_steps=K, record_every=1))
