@@ -1,0 +1,120 @@
+"""The MNIST conv net's training on the CPU: dynsim (Numba), dynsim's torch backend, and the authors' code, side by side.
+
+Each round runs, one after the other and each in a fresh process, the same
+partial epoch (the first ``--train-size`` training images, minibatch 100):
+
+- ``dynsim``: ``scenarios/mnist_ep.py --preset lab-conv`` (Numba, float32,
+  centered EP, 30 free / 10 + 10 nudged block sweeps, Adam), the training
+  seconds of its epoch row;
+- ``dynsim-torch``: ``scenarios/torch_ep.py --preset lab-conv`` (the torch
+  backend on the CPU: a competent PyTorch version of the same relaxation),
+  the training seconds of its epoch;
+- ``authors``: Laborieux et al.'s own training step for their MNIST conv net
+  (200 free / 10 + 10 nudged synchronous iterations, their protocol; on
+  random images of MNIST's shape) through
+  :mod:`dynsim.benchmarks.laborieux_runner`, ms per minibatch times the
+  minibatches of the partial epoch.
+
+Every process runs on one thread (``OMP_NUM_THREADS=1``, torch's threads 1).
+The medians over ``--rounds`` alternated rounds and the ratios to dynsim are
+printed, with seconds per 60,000-image epoch extrapolated from the partial
+one. dynsim's protocol takes 30 sweeps where the authors' takes 200; on an
+H200 both reached the same test error after two epochs
+(``README.md``, "Fewer sweeps").
+
+References
+----------
+.. [1] A. Laborieux et al., "Scaling Equilibrium Propagation to Deep ConvNets by Drastically Reducing Its
+       Gradient Estimator Bias", Front. Neurosci. 15:633674 (2021).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from dynsim.benchmarks.training_epochs import run_measured
+
+ROOT = Path(__file__).resolve().parents[2]
+BATCH = 100
+EPOCH_IMAGES = 60_000
+
+
+def _env():
+    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+                NUMBA_NUM_THREADS="1")
+
+
+def time_dynsim(data_dir, train_size, work):
+    """Training seconds of the partial epoch through scenarios/mnist_ep.py (Numba)."""
+    from dynsim.io.log import read_log
+
+    out = Path(tempfile.mkdtemp(dir=work))
+    code, _, err, _, _ = run_measured(
+        [sys.executable, str(ROOT / "scenarios" / "mnist_ep.py"), "--preset", "lab-conv", "--data-dir",
+         str(data_dir), "--train-size", str(train_size), "--eval-size", "100", "--epochs", "1", "--out", str(out),
+         "--quiet", "--no-download"], timeout=3600, env=_env())
+    if code != 0:
+        raise RuntimeError(f"mnist_ep.py failed: {err[-500:]}")
+    table = read_log(out / "log.h5").table("epochs")
+    return float(table["seconds"][-1])
+
+
+def time_torch(data_dir, train_size, work):
+    """Training seconds of the partial epoch through scenarios/torch_ep.py (torch backend, CPU)."""
+    out = Path(tempfile.mkdtemp(dir=work))
+    code, _, err, _, _ = run_measured(
+        [sys.executable, "-c", "import torch; torch.set_num_threads(1); import runpy, sys; sys.argv = sys.argv[1:]; "
+         "runpy.run_path(sys.argv[0], run_name='__main__')", str(ROOT / "scenarios" / "torch_ep.py"), "--preset",
+         "lab-conv", "--data-dir", str(data_dir), "--train-size", str(train_size), "--eval-size", "100", "--epochs",
+         "1", "--out", str(out), "--record-every", "1"], timeout=3600, env=_env())
+    if code != 0:
+        raise RuntimeError(f"torch_ep.py failed: {err[-500:]}")
+    return float(json.loads((out / "results.json").read_text())["epochs"][-1]["seconds"])
+
+
+def time_authors(checkout, train_size):
+    """Seconds of the authors' steps for the partial epoch (their per-minibatch median, in this process)."""
+    from dynsim.benchmarks.laborieux_runner import time_minibatches
+
+    n = -(-train_size // BATCH)
+    r = time_minibatches(checkout, "mnist-conv", "cpu", min(n, 5), 1, threads=1)
+    return r["ms_per_minibatch"] * n / 1e3
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--train-size", type=int, default=1000)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--authors-checkout", default=None)
+    args = p.parse_args(argv)
+    samples = {"dynsim": [], "dynsim-torch": []}
+    if args.authors_checkout:
+        samples["authors"] = []
+    with tempfile.TemporaryDirectory() as work:
+        for r in range(args.rounds):
+            samples["dynsim"].append(time_dynsim(args.data_dir, args.train_size, work))
+            samples["dynsim-torch"].append(time_torch(args.data_dir, args.train_size, work))
+            if args.authors_checkout:
+                samples["authors"].append(time_authors(args.authors_checkout, args.train_size))
+            print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in samples.items()), flush=True)
+    scale = EPOCH_IMAGES / args.train_size
+    base = statistics.median(samples["dynsim"])
+    print(f"partial epoch of {args.train_size} images, minibatch {BATCH}, one thread each; medians of "
+          f"{args.rounds} rounds:")
+    result = {}
+    for name, v in samples.items():
+        m = statistics.median(v)
+        result[name] = {"seconds": m, "rounds": v, "seconds_per_60k_epoch": m * scale, "ratio_to_dynsim": m / base}
+        print(f"  {name:13s} {m:8.1f} s  ({m * scale:7.0f} s per 60,000 images)  {m / base:5.2f}x dynsim's time")
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
