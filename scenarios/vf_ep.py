@@ -24,9 +24,11 @@ free fixed point, :func:`dynsim.references.vector_field.vf_implicit_gradient`),
 the angle to the symmetric network's EP update, and the angle between each
 B_k and W_k^T.
 
-Written to ``--out``: ``vf_ep.h5`` (the configuration and one table
+Written to ``--out``: ``log.h5`` (the configuration and one table
 ``epochs_<mode>`` per feedback mode, a row per epoch, epoch 0 before
-training), ``angles.png`` (the angles and the validation error against the
+training), ``checkpoint_<mode>.h5`` after each epoch of each mode
+(``--resume`` continues an interrupted run with the weights of an
+uninterrupted one), ``angles.png`` (the angles and the validation error against the
 epoch, every mode in one figure). ::
 
     python scenarios/vf_ep.py --out runs/vf_ep
@@ -57,13 +59,14 @@ from matplotlib.lines import Line2D
 
 from dynsim.cli.argtypes import choice_list, layer_sizes, number_list
 from dynsim.datasets.idx import DatasetError, load
-from dynsim.io.log import TrajectoryLog
 from dynsim.learning.vector_field_ep import VF_EP_VARIANTS, vf_evaluate, vf_train_epoch
 from dynsim.networks.vector_field_hopfield import FEEDBACK_MODES, VF_ACTIVATIONS, VectorFieldHopfieldNetwork
 from dynsim.plots._figure import save_figure
 from dynsim.references.vector_field import vf_alignment
 from dynsim.relax.phases import SettleOptions
+from dynsim.training.checkpoint import Checkpoint, CheckpointError, checkpoint_exists, load_checkpoint, save_checkpoint
 from dynsim.training.optimizers import SGD
+from dynsim.training.run_folder import RunFolderError, open_run_log
 from dynsim.validation import (DivergenceError, ValidationError, fail, positive_int, real_scalar, reports_write_errors,
                                writable_folder)
 
@@ -118,7 +121,9 @@ def build_parser():
                    help="floating-point type of the network and data (the reference gradient is float64)")
     p.add_argument("--seed", type=int, default=0, help="initial weights, minibatch order, mirror noise")
     p.add_argument("--out", type=Path, default=Path("runs/vf_ep"), help="output folder")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing log in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoints (one per feedback mode)")
     return p
 
 
@@ -223,10 +228,12 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         check(args)
-        if (args.out / "vf_ep.h5").exists() and not args.overwrite:
+        held = [p for p in (args.out / "log.h5", *(args.out / f"checkpoint_{m}.h5" for m in args.feedback))
+                if p.exists()]
+        if held and not (args.overwrite or args.resume):
             # Before the data are loaded: refusing takes no time.
-            raise ValidationError(f"log file {str(args.out / 'vf_ep.h5')!r} already exists; pass --overwrite to "
-                                  "replace it")
+            raise ValidationError(f"{args.out} holds a run ({held[0].name} already exists): pass --resume to "
+                                  "continue it or --overwrite to replace it")
         sizes = [784, *args.hidden, 10]
         splits = load(args.dataset, data_dir=args.data_dir, download=not args.no_download, dtype=args.dtype)
         data = splits.as_dict(args.train_size, args.eval_size)
@@ -249,10 +256,15 @@ def main(argv=None):
               "epochs": args.epochs, "n_train": int(train.x.shape[0]), "n_validation": int(validation.x.shape[0]),
               "n_test": int(test.x.shape[0]), "angle_batch": int(angle_x.shape[0]), "dtype": args.dtype,
               "seed": args.seed}
+    tables = {mode: f"epochs_{mode.replace('-', '_')}" for mode in args.feedback}
+    checkpoints = {mode: args.out / f"checkpoint_{mode}.h5" for mode in args.feedback}
     try:
-        log = TrajectoryLog(args.out / "vf_ep.h5", config, network=first, overwrite=args.overwrite)
-    except (FileExistsError, ValidationError) as exc:
+        log, logged, _ = open_run_log(args.out, config, network=first, resume=args.resume, overwrite=args.overwrite,
+                                      runs={checkpoints[m].name: tables[m] for m in args.feedback})
+    except (FileExistsError, RunFolderError) as exc:
         fail(f"{exc}")
+    # What a resumed run must share with the one that saved (the epoch count may grow).
+    fingerprint = {k: v for k, v in config.items() if k not in ("epochs", "feedback")}
     rows = {}
     with log:
         for mode in args.feedback:
@@ -263,8 +275,22 @@ def main(argv=None):
             rng = np.random.default_rng(args.seed)
             decay = args.weight_decay if mode == "kolen-pollack" else 0.0
             table = rows[mode] = []
+            first_epoch = 0
+            if args.resume and checkpoint_exists(checkpoints[mode]):
+                try:
+                    ckpt = load_checkpoint(checkpoints[mode], {**fingerprint, "feedback": mode})
+                except CheckpointError as exc:
+                    fail(f"{exc}")
+                net.theta = ckpt.theta
+                optimizer.load_state_dict(ckpt.optimizer)
+                rng.bit_generator.state = ckpt.rng_state
+                first_epoch = ckpt.epoch + 1
+                # The rows so far travel in the checkpoint (the log is open for writing here): the figure needs them.
+                history = ckpt.history
+                table.extend({k: float(v[i]) for k, v in history.items()} for i in range(len(history["epoch"])))
+                print(f"{mode:<14} resuming after epoch {ckpt.epoch}", flush=True)
             try:
-                for epoch in range(args.epochs + 1):
+                for epoch in range(first_epoch, args.epochs + 1):
                     start = time.perf_counter()
                     figures = {}
                     if epoch > 0:
@@ -273,8 +299,14 @@ def main(argv=None):
                                                  weight_decay=decay, mirror_samples=args.mirror_samples, rng=rng)
                     row = epoch_row(net, epoch, figures, validation, test, angle_x, angle_y, args,
                                     time.perf_counter() - start)
-                    log.append_row(f"epochs_{mode.replace('-', '_')}", row)
+                    if epoch not in logged[tables[mode]]:
+                        log.append_row(tables[mode], row)
                     table.append(row)
+                    # After the row: a run stopped between the two resumes at this epoch and skips its row.
+                    save_checkpoint(checkpoints[mode], Checkpoint(
+                        epoch=epoch, theta=net.theta.copy(), optimizer=optimizer.state_dict(),
+                        rng_state=rng.bit_generator.state, fingerprint={**fingerprint, "feedback": mode},
+                        history={k: [r[k] for r in table] for k in row}))
                     fb = ", ".join(f"{v:5.1f}" for v in net.feedback_angles().values())
                     print(f"{mode:<14} epoch {epoch:3d}  train {100 * row['train_error']:6.2f} %  validation "
                           f"{100 * row['validation_error']:6.2f} %  test {100 * row['test_error']:6.2f} %  "
@@ -294,7 +326,7 @@ def main(argv=None):
         print(f"{mode:<14}{100 * last['validation_error']:>10.2f}%{100 * last['test_error']:>7.2f}%"
               f"{last['angle_true_all']:>11.1f}{last['angle_symmetric_ep_all']:>11.1f}"
               f"{(np.mean(fb) if fb else float('nan')):>10.1f}")
-    print(f"log: {args.out / 'vf_ep.h5'}\nfigure: {figure}")
+    print(f"log: {args.out / 'log.h5'}\nfigure: {figure}")
     return 0
 
 

@@ -540,7 +540,7 @@ def test_scenario_smoke(tmp_path):
         capture_output=True, text=True, timeout=600, env=dict(os.environ, DYNSIM_DATA=str(SHARED_DATA)))
     assert proc.returncode == 0, proc.stderr
     assert "kolen-pollack" in proc.stdout and "angle RBP" in proc.stdout
-    with read_log(out / "vf_ep.h5") as log:
+    with read_log(out / "log.h5") as log:
         assert log.config["feedback"] == ["random", "kolen-pollack"]
         for name in ("epochs_random", "epochs_kolen_pollack"):
             table = log.table(name)
@@ -555,6 +555,37 @@ def test_scenario_smoke(tmp_path):
                             "--no-download"], capture_output=True, text=True, timeout=600,
                            env=dict(os.environ, DYNSIM_DATA=str(SHARED_DATA)))
     assert again.returncode != 0 and "already exists" in again.stderr
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="shared/data/mnist is not present")
+def test_scenario_resumes_as_an_uninterrupted_run(tmp_path):
+    from dynsim.io.log import read_log
+    from dynsim.training.checkpoint import load_checkpoint
+
+    common = [sys.executable, str(ROOT / "scenarios" / "vf_ep.py"), "--train-size", "60", "--eval-size", "40",
+              "--angle-batch", "10", "--hidden", "16", "--feedback", "random,kolen-pollack", "--dtype", "float64",
+              "--no-download"]
+    env = dict(os.environ, DYNSIM_DATA=str(SHARED_DATA))
+
+    def run(*args):
+        proc = subprocess.run([*common, *map(str, args)], capture_output=True, text=True, timeout=600, env=env)
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    run("--epochs", 2, "--out", tmp_path / "whole")
+    run("--epochs", 1, "--out", tmp_path / "split")
+    resumed = run("--epochs", 2, "--out", tmp_path / "split", "--resume")
+    assert "random         resuming after epoch 1" in resumed.stdout
+    for mode in ("random", "kolen-pollack"):
+        a = load_checkpoint(tmp_path / "whole" / f"checkpoint_{mode}.h5")
+        b = load_checkpoint(tmp_path / "split" / f"checkpoint_{mode}.h5")
+        assert a.epoch == b.epoch == 2
+        np.testing.assert_array_equal(a.theta, b.theta)
+    with read_log(tmp_path / "whole" / "log.h5") as x, read_log(tmp_path / "split" / "log.h5") as y:
+        for name in ("epochs_random", "epochs_kolen_pollack"):
+            assert y.table(name)["epoch"].tolist() == [0, 1, 2]
+            np.testing.assert_array_equal(x.table(name)["test_error"], y.table(name)["test_error"])
+    assert (tmp_path / "split" / "angles.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_fit_trains_a_vector_field_network_and_resumes_it(mnist_splits, tmp_path):
