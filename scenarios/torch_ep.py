@@ -104,14 +104,14 @@ def train_with_checkpoints(args, device, data):
     preset = DEVICE_PRESETS[args.preset]
     fingerprint = {"preset": args.preset, "seed": args.seed, "train_size": int(x.shape[0]),
                    "batch_size": preset["batch_size"], "data": what}
-    log, start = None, 1
+    log, start, logged = None, 1, set()
     if args.out is not None:
         config = {"scenario": "torch_ep", **fingerprint, "device": str(device), "epochs": args.epochs,
                   "cuda_graph": args.cuda_graph, "rule": trainer.rule, "beta": trainer.beta,
                   "free": trainer.options.describe(), "nudged": trainer.nudged_options.describe()}
         try:
-            log, _, resumed = open_run_log(args.out, config, network=trainer.net.source, resume=args.resume,
-                                           overwrite=args.overwrite)
+            log, logged, resumed = open_run_log(args.out, config, network=trainer.net.source, resume=args.resume,
+                                                overwrite=args.overwrite)
             if resumed:
                 ckpt = load_checkpoint(Path(args.out) / "checkpoint.h5", fingerprint)
                 trainer.net.load_theta(ckpt.theta)
@@ -128,11 +128,13 @@ def train_with_checkpoints(args, device, data):
             row.update(epoch=epoch, test_error=trainer.evaluate(xt, yt))
             rows.append(row)
             _show(row)
-            if log is not None:
+            # An epoch the log already holds (a run stopped between its row and its checkpoint) is not logged twice.
+            if log is not None and epoch not in logged:
                 if epoch % args.record_every == 0 or epoch == args.epochs:
                     record_settling(log, trainer, xt, yt, epoch)
                 log.append_row("epochs", {k: row[k] for k in ("epoch", "train_error", "test_error", "seconds",
                                                               "ms_per_batch")})
+            if log is not None:
                 save_checkpoint(Path(args.out) / "checkpoint.h5", Checkpoint(
                     epoch=epoch, theta=trainer.net.host_theta(), optimizer=trainer.optimizer.state_dict(),
                     rng_state=trainer.rng.bit_generator.state, fingerprint=fingerprint))

@@ -252,3 +252,60 @@ def test_bad_arguments_are_named():
         TorchHopfieldNetwork(HopfieldNetwork([3, 4, 2], [(0, 1), (1, 1), (1, 2)]))
     with pytest.raises(ValidationError, match="rule must be one of"):
         TorchTrainer(tn, "pc-strict", TorchAdam(tn, 1e-3), options=SettleOptions(integrator="block"))
+
+
+@pytest.mark.parametrize("clamp", [False, True])
+def test_a_start_outside_the_box_is_projected_first_as_on_the_numba_path(clamp):
+    net = _make("conv-avg-strided")
+    tn = TorchHopfieldNetwork(net)
+    x, y, s = _data(net, seed=6)
+    s0 = 3.0 * s - 1.0  # entries outside [0, 1] in the hard-sigmoid group
+    target = 1.5 * y - 0.2  # outside the box too
+    options = SettleOptions(integrator="block", max_steps=30, stop_at_steady_state=False, bounds=(-0.5, 0.8))
+    ref = settle(net, x, s0, target, 0.0, clamp, options)
+    got = relax(tn, tn.unflatten(s0), tn.input_drive(x), options, target=tn.tensor(target), clamp_output=clamp)
+    np.testing.assert_allclose(tn.flatten(got.state).numpy(), ref.state, rtol=0, atol=1e-12)
+
+
+def test_divergence_is_judged_per_entry_not_by_the_norm():
+    """A state of 300 units in [0, 1] has a norm above max_abs = 2 but no entry above it: not a divergence."""
+    net = HopfieldNetwork.layered([10, 300, 3], seed=0)
+    tn = TorchHopfieldNetwork(net)
+    x = np.random.default_rng(0).random((2, 10))
+    options = SettleOptions(integrator="block", max_steps=20, max_abs=2.0, not_converged="ignore")
+    ref = settle(net, x, None, None, 0.0, False, options)
+    got = relax(tn, tn.zeros(2), tn.input_drive(x), options, check_every=4)
+    assert ref.integration.status_name != "diverged" and got.status in ("converged", "step_limit")
+    assert np.linalg.norm(ref.state, axis=1).max() > 2.0
+
+
+def test_data_of_another_dtype_is_converted():
+    net = _make("conv", np.float32)
+    tn = TorchHopfieldNetwork(net)
+    x, y, _ = _data(_make("conv"), seed=7)  # float64 arrays
+    options = SettleOptions(integrator="block", max_steps=10, stop_at_steady_state=False)
+    for rule in ("ep-centered", "chl"):
+        got = estimate(tn, rule, torch.as_tensor(x), torch.as_tensor(y), 0.4, options)
+        assert got.gradient.dtype == torch.float32 and torch.isfinite(got.gradient).all()
+
+
+def test_projected_euler_with_a_linear_output_projects_only_the_bounded_groups():
+    net = _make("dense-linear-out")
+    tn = TorchHopfieldNetwork(net)
+    x, y, _ = _data(net, seed=8)
+    options = SettleOptions(integrator="projected_euler", dt=0.5, max_steps=30, stop_at_steady_state=False)
+    for beta in (0.0, 0.5):
+        ref = settle(net, x, None, y, beta, False, options)
+        got = relax(tn, tn.zeros(N_BATCH), tn.input_drive(x), options, beta=beta, target=tn.tensor(y))
+        np.testing.assert_allclose(tn.flatten(got.state).numpy(), ref.state, rtol=0, atol=1e-12)
+
+
+def test_trainer_reports_a_relaxation_that_left_the_range():
+    net = _make("dense")
+    tn = TorchHopfieldNetwork(net)
+    options = SettleOptions(integrator="block", max_steps=5, stop_at_steady_state=False)
+    trainer = TorchTrainer(tn, "ep-centered", TorchAdam(tn, 1e-3), options=options)
+    trainer.check()  # nothing wrong yet
+    trainer._within.fill_(False)  # what a replayed graph's flag says after a state above max_abs
+    with pytest.raises(RelaxationDivergedError, match="left the finite range"):
+        trainer.check(epoch=3, batch=17)

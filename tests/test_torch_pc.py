@@ -116,3 +116,10 @@ def test_pc_rules_are_checked():
                  SettleOptions(integrator="block"))
     with pytest.raises(ValidationError, match="PCNetwork"):
         TorchPCNetwork(object())
+
+
+def test_pc_inference_refuses_options_it_does_not_apply():
+    tn = TorchPCNetwork(_net("tanh"))
+    fx, mu = tn.feedforward(np.zeros((2, 12)))
+    with pytest.raises(ValidationError, match="bounds and retry_smaller_step"):
+        pc_relax(tn, mu, fx, mu, SettleOptions(integrator="euler", dt=0.1, max_steps=3, bounds=(-1.0, 1.0)))

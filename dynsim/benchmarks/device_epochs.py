@@ -43,7 +43,7 @@ from dynsim.networks.architecture import Architecture
 from dynsim.networks.conv_hopfield import ConvHopfieldNetwork
 from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.relax.phases import SettleOptions
-from dynsim.validation import one_of, positive_int
+from dynsim.validation import ValidationError, one_of, positive_int
 
 __all__ = ["DEVICE_PRESETS", "build_network", "settle_options", "make_trainer", "load_data", "time_training",
            "time_authors", "compare", "train"]
@@ -109,6 +109,9 @@ def make_trainer(preset, device="cpu", dtype=np.float32, seed=0, cuda_graph=Fals
     from dynsim.backends.torch import TorchHopfieldNetwork, TorchTrainer, make_optimizer
 
     p = DEVICE_PRESETS[one_of("preset", preset, tuple(DEVICE_PRESETS))]
+    unknown = set(overrides) - {"free_steps", "nudged_steps", "scheme"}
+    if unknown:
+        raise ValidationError(f"make_trainer overrides free_steps, nudged_steps and scheme only, got {sorted(unknown)}")
     net = TorchHopfieldNetwork(build_network(preset, seed, dtype), device=device)
     opt_args = {"momentum": p["momentum"]} if p["optimizer"] == "sgd" else {}
     optimizer = make_optimizer(p["optimizer"], net, p["lr"], **opt_args)
@@ -164,7 +167,7 @@ def time_training(trainer, x, labels, batch, n_batches, warmup=1):
         sync()
         if b >= warmup:
             times.append(1e3 * (time.perf_counter() - t0))
-    trainer.optimizer.check(trainer._ok)
+    trainer.check()
     return statistics.median(times)
 
 
@@ -225,8 +228,8 @@ def compare(preset, x, labels, n_batches=5, rounds=2, authors_checkout=None, cud
 def train(preset, device, data, epochs, seed=0, cuda_graph=False, on_epoch=None, **overrides):
     """Train the preset for ``epochs`` on ``data`` (from :func:`load_data`); one dict per epoch."""
     x, y, xt, yt, _ = data
+    batch = overrides.pop("batch_size", None) or DEVICE_PRESETS[preset]["batch_size"]
     trainer = make_trainer(preset, device=device, seed=seed, cuda_graph=cuda_graph, **overrides)
-    batch = overrides.get("batch_size") or DEVICE_PRESETS[preset]["batch_size"]
     rows = []
     for epoch in range(1, positive_int("epochs", epochs) + 1):
         figures = trainer.train_epoch(x, y, batch)

@@ -101,6 +101,8 @@ def estimate(net, rule, x, target, beta=0.5, options=None, nudged_options=None, 
     if rule not in TORCH_RULES:
         raise ValidationError(f"rule must be one of {list(TORCH_RULES)} on the torch backend, got {rule!r}")
     nudged_options = options if nudged_options is None else nudged_options
+    x = net.tensor(x)
+    target = net.tensor(target)
     if drive is None:
         drive = net.input_drive(x)
     if s0 is None:

@@ -204,9 +204,12 @@ def pc_relax(net, s0, fx, mu_hat, options, check_every=10, sync=True, fixed=None
     if options.integrator != "euler":
         raise ValidationError(f"options.integrator must be 'euler' for predictive coding inference on the torch "
                               f"backend, got {options.integrator!r}")
+    if options.bounds is not None or options.retry_smaller_step:
+        raise ValidationError("options: PC inference on the torch backend runs unprojected Euler steps at one step "
+                              "size; bounds and retry_smaller_step are not supported (leave them unset)")
     dt = options.step()
     L = len(net.group_sizes) - 1
-    s = [None] + [t.clone() for t in s0[1:]]
+    s = [None] + [net.tensor(t).clone() for t in s0[1:]]
     stop = options.stop_at_steady_state and sync
     steps, status, residual = 0, None, None
     while True:
@@ -217,13 +220,16 @@ def pc_relax(net, s0, fx, mu_hat, options, check_every=10, sync=True, fixed=None
             res2 = sum((grad[l] * grad[l]).sum(1) for l in range(1, L))
             residual = res2.sqrt() if L > 1 else torch.zeros(s[1].shape[0], dtype=net.dtype, device=net.device)
             norm = sum((s[l] * s[l]).sum(1) for l in range(1, L + 1)).sqrt()
+            largest = torch.stack([t.abs().amax(1) for t in [*s[1:], *grad[1:L]]]).amax(0)
         if test:
-            good = torch.isfinite(norm) & (norm <= options.max_abs)
+            # As first_bad_sample: an entry of the state or of its field above max_abs, or anything not finite.
+            good = torch.isfinite(norm) & torch.isfinite(residual) & (largest <= options.max_abs)
             if not bool(good.all()):
                 bad = int((~good).nonzero()[0, 0])
                 raise RelaxationDivergedError(
-                    f"inference phase diverged: sample {bad} of the minibatch left the finite range (|s| > max_abs "
-                    f"= {options.max_abs:g} or not finite) by step {steps}; lower dt or the learning rate")
+                    f"inference phase diverged: sample {bad} of the minibatch left the finite range (an entry of the "
+                    f"state or of its field above max_abs = {options.max_abs:g}, or not finite) by step {steps}; "
+                    "lower dt or the learning rate")
             if stop and bool((residual <= options.atol + options.rtol * norm).all()):
                 status = "converged"
                 break

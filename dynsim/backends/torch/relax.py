@@ -103,21 +103,25 @@ def _vector_field(net, g, s, ap, h, nudge, beta, target):
 
 
 def _residual(net, s, ap, h, groups, nudge, beta, target, boxes):
-    """Per-sample norm of the projected ``f = -dF/ds`` (zero on groups held fixed) and of ``s``."""
+    """Per sample: the norm of the projected ``f = -dF/ds`` (zero on groups held fixed), the norm of ``s``, and
+    the largest magnitude of an entry of ``s`` or ``f`` (the divergence test)."""
     n = s[1].shape[0]
     res2 = torch.zeros(n, dtype=s[1].dtype, device=s[1].device)
     y2 = torch.zeros_like(res2)
+    largest = torch.zeros_like(res2)
     for g in range(1, len(net.group_sizes)):
         y2 = y2 + (s[g] * s[g]).reshape(n, -1).sum(1)
+        largest = torch.maximum(largest, s[g].abs().reshape(n, -1).amax(1))
         if g not in groups:
             continue
         f = _vector_field(net, g, s, ap, h[g], nudge, beta, target)
+        largest = torch.maximum(largest, f.abs().reshape(n, -1).amax(1))
         box = boxes[g]
         if box is not None:
             pinned = ((s[g] <= box[0]) & (f < 0)) | ((s[g] >= box[1]) & (f > 0))
             f = torch.where(pinned, torch.zeros_like(f), f)
         res2 = res2 + (f * f).reshape(n, -1).sum(1)
-    return res2.sqrt(), y2.sqrt()
+    return res2.sqrt(), y2.sqrt(), largest
 
 
 def check_options(options, check_every):
@@ -174,7 +178,7 @@ def relax(net, s0, drive, options, beta=0.0, target=None, clamp_output=False, ch
     check_every = check_options(options, check_every)
     scheme = options.integrator
     beta = float(beta)
-    if scheme in ("fixed_point", "block") and not beta > -1.0:
+    if scheme in ("fixed_point", "block") and not clamp_output and not beta > -1.0:
         raise ValidationError(f"beta must be > -1 for the scheme {scheme!r} (F has no minimiser along the outputs "
                               f"otherwise), got {beta}")
     nudge = beta != 0.0 and not clamp_output
@@ -182,15 +186,20 @@ def relax(net, s0, drive, options, beta=0.0, target=None, clamp_output=False, ch
     if (nudge or clamp_output) and target is None:
         raise ValidationError("target is required for a nudged or clamped phase")
     if target is not None:
-        target = target.view((target.shape[0],) + net.group_shapes[-1])
+        target = net.tensor(target).reshape((target.shape[0],) + net.group_shapes[-1])
     boxes = net.boxes(options.bounds, options.project)
-    if scheme == "projected_euler" and any(b is None for b in boxes[1:]):
-        raise ValidationError("integrator 'projected_euler' needs a box for every group: pass bounds=(low, high)")
+    if scheme == "projected_euler" and all(b is None for b in boxes[1:]):
+        raise ValidationError("integrator 'projected_euler' needs a box: no group has one (only the hard sigmoid's "
+                              "is natural) or project=False; pass bounds=(low, high)")
     first, second = _halves(net, scheme, clamp_output)
     updated = first + second
-    s = [None] + [t.clone() for t in s0[1:]]
+    s = [None] + [net.tensor(t).clone() for t in s0[1:]]
     if clamp_output:
         s[G - 1] = target.clone()
+    # As the Numba path: the start (a clamped output too) is projected onto the box first.
+    for g in range(1, G):
+        if boxes[g] is not None:
+            s[g] = s[g].clamp(boxes[g][0], boxes[g][1])
     a, ap = net.activate(s)
     memo = net.forwards(a)
     dt = options.step() if scheme in ("euler", "projected_euler") else None
@@ -206,15 +215,16 @@ def relax(net, s0, drive, options, beta=0.0, target=None, clamp_output=False, ch
         for g in fresh:
             h[g] = net.field(g, a, drive, memo)
         if test or (at_end and not sync):
-            residual, norm = _residual(net, s, ap, h, updated, nudge, beta, target, boxes)
+            residual, norm, largest = _residual(net, s, ap, h, updated, nudge, beta, target, boxes)
         if test:
-            ok = bool(torch.isfinite(norm).all()) and bool((norm <= options.max_abs).all())
-            if not ok:
-                bad = int((~(torch.isfinite(norm) & (norm <= options.max_abs))).nonzero()[0, 0])
+            # As first_bad_sample: an entry of s or of the field above max_abs, or anything not finite.
+            good = torch.isfinite(norm) & torch.isfinite(residual) & (largest <= options.max_abs)
+            if not bool(good.all()):
+                bad = int((~good).nonzero()[0, 0])
                 raise RelaxationDivergedError(
-                    f"{phase} phase diverged: sample {bad} of the minibatch left the finite range "
-                    f"(|s| > max_abs = {options.max_abs:g} or not finite) by step {steps} of {scheme!r}; lower the "
-                    "learning rate or beta, or relax with a smaller dt")
+                    f"{phase} phase diverged: sample {bad} of the minibatch left the finite range (an entry of "
+                    f"the state or of its field above max_abs = {options.max_abs:g}, or not finite) by step {steps} "
+                    f"of {scheme!r}; lower the learning rate or beta, or relax with a smaller dt")
             if stop and bool((residual <= options.atol + options.rtol * norm).all()):
                 status = "converged"
                 break

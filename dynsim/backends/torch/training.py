@@ -29,7 +29,7 @@ import numpy as np
 
 from dynsim.backends.torch._torch import require_torch
 from dynsim.backends.torch.learning import TORCH_RULES, estimate
-from dynsim.backends.torch.relax import check_options, relax
+from dynsim.backends.torch.relax import RelaxationDivergedError, check_options, relax
 from dynsim.validation import ValidationError, positive_int, real_scalar
 
 torch = require_torch()
@@ -61,7 +61,9 @@ class TorchTrainer:
         Free phase; nudged or clamped phases (default ``options``).
     check_every : int
         Steps between steady-state tests within a phase, and minibatches
-        between reads of the optimizer's finite-step flag.
+        between reads of the device's flags (the optimizer's finite step; every
+        phase's states within ``options.max_abs``, the only divergence test of
+        a replayed CUDA graph, whose phases read nothing back).
     cuda_graph : bool
         Capture each minibatch size's step in a CUDA graph and replay it
         (CUDA devices, fixed step counts, not ``ep-random``).
@@ -98,6 +100,7 @@ class TorchTrainer:
         self.rng = np.random.default_rng(seed)
         self._graphs = {}
         self._ok = torch.ones((), dtype=torch.bool, device=net.device)
+        self._within = torch.ones((), dtype=torch.bool, device=net.device)
         self._errors = torch.zeros((), dtype=torch.int64, device=net.device)
 
     # ------------------------------------------------------------------ one step
@@ -107,7 +110,12 @@ class TorchTrainer:
         ok = self.optimizer.step(self.net.theta, est.gradient)
         out = est.free.state[-1].reshape(x.shape[0], -1)
         wrong = (out.argmax(1) != labels).sum()
-        return ok, wrong, est
+        # The phases' own divergence test reads back to the host, so a replayed graph skips it: this flag, kept on
+        # the device and read with the optimizer's, catches a state that left the range instead.
+        states = [t for ph in (est.free, *est.phases.values()) for t in ph.state[1:]]
+        within = torch.stack([(torch.isfinite(t).all() & (t.abs().amax() <= self.options.max_abs))
+                              for t in states]).all()
+        return ok, wrong, est, within
 
     def step(self, x, labels):
         """One minibatch: estimate, update. Returns nothing; errors and the step's flag accumulate on the device.
@@ -119,10 +127,11 @@ class TorchTrainer:
         """
         target = one_hot(labels, self.net.n_output, self.net.dtype)
         if self.cuda_graph:
-            ok, wrong = self._replay(x, target, labels)
+            ok, wrong, within = self._replay(x, target, labels)
         else:
-            ok, wrong, _ = self._update(x, target, labels, sync=True)
+            ok, wrong, _, within = self._update(x, target, labels, sync=True)
         self._ok &= ok
+        self._within &= within
         self._errors += wrong
 
     def _replay(self, x, target, labels):
@@ -150,9 +159,9 @@ class TorchTrainer:
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            ok, wrong, _ = self._update(*static, sync=False)
+            ok, wrong, _, within = self._update(*static, sync=False)
         self._restore(saved)
-        return graph, static, (ok, wrong)
+        return graph, static, (ok, wrong, within)
 
     def _snapshot(self):
         opt = self.optimizer
@@ -167,6 +176,24 @@ class TorchTrainer:
         state, _ = saved
         for dst, src in zip((self.net.theta, *self._optimizer_tensors()), state):
             dst.copy_(src)
+
+    def check(self, epoch=0, batch=0):
+        """Read the device's flags back: raise when a step was refused or a relaxation left the finite range.
+
+        Raises
+        ------
+        RelaxationDivergedError
+            A state of some minibatch since the last check had an entry above
+            ``options.max_abs`` or not finite (the replayed graph's test).
+        NonFiniteGradientError
+            The optimizer refused a step (see its ``check``).
+        """
+        if not bool(self._within):
+            raise RelaxationDivergedError(
+                f"a relaxation left the finite range (an entry above max_abs = {self.options.max_abs:g} or not "
+                f"finite) in epoch {epoch}, at or before minibatch {batch}; lower the learning rate or beta")
+        if not bool(self._ok):
+            self.optimizer.check(self._ok)
 
     # ------------------------------------------------------------------ epochs
     def train_epoch(self, x, labels, batch_size, schedule=None, epoch=0, epochs=1):
@@ -193,6 +220,7 @@ class TorchTrainer:
         n_batches = -(-n // batch_size)
         self._errors.zero_()
         self._ok.fill_(True)
+        self._within.fill_(True)
         sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
         sync()
         start = time.perf_counter()
@@ -202,8 +230,7 @@ class TorchTrainer:
             idx = order[b * batch_size:(b + 1) * batch_size]
             self.step(x[idx], labels[idx])
             if (b + 1) % self.check_every == 0 or b == n_batches - 1:
-                if not bool(self._ok):
-                    self.optimizer.check(self._ok)
+                self.check(epoch, b)
         sync()
         seconds = time.perf_counter() - start
         return {"train_error": int(self._errors) / n, "seconds": seconds, "ms_per_batch": 1e3 * seconds / n_batches,
