@@ -55,14 +55,6 @@ DEVICE_PRESETS = {
                       scheme="fixed_point", free_steps=250, nudged_steps=30, beta=0.5, batch_size=128,
                       optimizer="sgd", lr=[0.25, 0.15, 0.1, 0.08, 0.05], momentum=0.9, init_gain=None,
                       authors="cifar10-conv-mse", train_size=50_000),
-    # The same network and protocol with block sweeps (odd layers, then even ones) and fewer of them: a timing
-    # variant. Its iteration counts are not validated for accuracy here (no CIFAR-10 files on these machines).
-    "cifar-block": dict(dataset="cifar10", input_shape=(3, 32, 32),
-                        conv=dict(channels=[128, 256, 512, 512], kernels=[3, 3, 3, 3], pools="mmmm",
-                                  paddings=[1, 1, 1, 0]),
-                        scheme="block", free_steps=60, nudged_steps=15, beta=0.5, batch_size=128,
-                        optimizer="sgd", lr=[0.25, 0.15, 0.1, 0.08, 0.05], momentum=0.9, init_gain=None,
-                        authors="cifar10-conv-mse", train_size=50_000),
     "mnist-conv-lab": dict(dataset="mnist", input_shape=(1, 28, 28),
                            conv=dict(channels=[32, 64], kernels=[5, 5], pools="mm", paddings=[0, 0]),
                            scheme="fixed_point", free_steps=200, nudged_steps=10, beta=0.4, batch_size=100,
@@ -76,6 +68,9 @@ DEVICE_PRESETS = {
                           free_steps=30, nudged_steps=10, beta=0.5, batch_size=50, optimizer="adam",
                           lr=[5e-4, 5e-4], momentum=0.0, init_gain=None, authors="mnist-mlp", train_size=60_000),
 }
+# The same network and protocol with block sweeps (odd layers, then even ones) and fewer of them: a timing variant.
+# Its iteration counts are not validated for accuracy here (no CIFAR-10 files on these machines).
+DEVICE_PRESETS["cifar-block"] = dict(DEVICE_PRESETS["cifar-lab"], scheme="block", free_steps=60, nudged_steps=15)
 """The GPU presets (see the module's docstring); ``authors`` names the matching setting of
 :data:`dynsim.benchmarks.laborieux_runner.SETTINGS`."""
 

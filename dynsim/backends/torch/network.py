@@ -25,11 +25,10 @@ References
 """
 from __future__ import annotations
 
-import numpy as np
-
-from dynsim.backends.torch._torch import require_torch, resolve_device, torch_dtype
+from dynsim.backends.torch._torch import require_torch
 from dynsim.backends.torch.activations import BOUNDED, rho, rho_and_prime
 from dynsim.backends.torch.couplings import ConvCoupling, DenseCoupling
+from dynsim.backends.torch.device_network import DeviceNetwork
 from dynsim.networks.conv_hopfield import ConvHopfieldNetwork
 from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.validation import ValidationError
@@ -39,7 +38,7 @@ torch = require_torch()
 __all__ = ["TorchHopfieldNetwork"]
 
 
-class TorchHopfieldNetwork:
+class TorchHopfieldNetwork(DeviceNetwork):
     """A Hopfield network description evaluated with torch on ``device``.
 
     Parameters
@@ -76,21 +75,13 @@ class TorchHopfieldNetwork:
         if not isinstance(network, (HopfieldNetwork, ConvHopfieldNetwork)):
             raise ValidationError(f"network must be a HopfieldNetwork or a ConvHopfieldNetwork, got "
                                   f"{type(network).__name__}")
-        self.source = network
-        self.device = resolve_device(device)
-        self.np_dtype = np.dtype(network.dtype if dtype is None else dtype)
-        self.dtype = torch_dtype(self.np_dtype)
-        self.group_names = tuple(network.group_names)
-        self.group_sizes = tuple(network.group_sizes)
+        self._init_device(network, device, dtype)
         self.activations = tuple(network.activations)
-        self.n_params = network.n_params
-        self._free_off = np.asarray(network._free_off)
         if isinstance(network, HopfieldNetwork):
             self._from_dense(network)
         else:
             self._from_conv(network)
         self.connections = tuple((c.pre, c.post) for c in self.couplings)
-        self.theta = torch.as_tensor(np.asarray(network.theta, dtype=self.np_dtype), device=self.device).clone()
 
     # ------------------------------------------------------------------ construction
     def _from_dense(self, net):
@@ -125,58 +116,7 @@ class TorchHopfieldNetwork:
         self._bias = {g: (b.start, b.stop) for g, b in net._bias_blocks.items()}
         del arch
 
-    # ------------------------------------------------------------------ parameters
-    def load_theta(self, theta):
-        """Copy parameters (numpy (n_params,), in the source's layout) onto the device."""
-        theta = np.asarray(theta)
-        if theta.shape != (self.n_params,) or not np.all(np.isfinite(theta)):
-            raise ValidationError(f"theta must be a finite array of shape ({self.n_params},), got shape "
-                                  f"{theta.shape}")
-        self.theta.copy_(torch.as_tensor(theta.astype(self.np_dtype), device=self.device))
-
-    def host_theta(self):
-        """The parameters as a numpy array (n_params,) on the host."""
-        return self.theta.detach().cpu().numpy().copy()
-
-    def to_host(self):
-        """Write the parameters back into :attr:`source` (for checkpoints, logs, the Numba path); returns it."""
-        self.source.theta = self.host_theta().astype(self.source.dtype)
-        return self.source
-
-    def parameter_blocks(self):
-        return self.source.parameter_blocks()
-
-    def layer_of_block(self):
-        return self.source.layer_of_block()
-
     # ------------------------------------------------------------------ layout
-    @property
-    def n_free(self):
-        return sum(self.group_sizes[1:])
-
-    @property
-    def n_output(self):
-        return self.group_sizes[-1]
-
-    def tensor(self, a):
-        """``a`` (numpy or torch) as a tensor of this network's dtype on its device."""
-        if isinstance(a, torch.Tensor):
-            return a.to(device=self.device, dtype=self.dtype)
-        return torch.as_tensor(np.asarray(a, dtype=self.np_dtype), device=self.device)
-
-    def unflatten(self, s):
-        """Group tensors ``[None, s_1, ..., s_out]`` (views) of a flat state (batch, n_free)."""
-        s = self.tensor(s)
-        out = [None]
-        for g in range(1, len(self.group_sizes)):
-            o = int(self._free_off[g])
-            out.append(s[:, o:o + self.group_sizes[g]].view((s.shape[0],) + self.group_shapes[g]))
-        return out
-
-    def flatten(self, groups):
-        """The flat state (batch, n_free) of group tensors."""
-        return torch.cat([t.reshape(t.shape[0], -1) for t in groups[1:]], dim=1)
-
     def zeros(self, n_batch):
         """Group tensors of zeros (the relaxations' start, Scellier & Bengio 2017; Laborieux et al. 2021)."""
         return [None] + [torch.zeros((n_batch,) + shape, dtype=self.dtype, device=self.device)

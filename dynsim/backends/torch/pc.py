@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
-from dynsim.backends.torch._torch import require_torch, resolve_device, torch_dtype
-from dynsim.backends.torch.relax import RelaxationDivergedError, TorchPhase, check_options
+from dynsim.backends.torch._torch import require_torch
+from dynsim.backends.torch.device_network import DeviceNetwork, check_range
+from dynsim.backends.torch.relax import TorchPhase, check_options
 from dynsim.networks.pc import PCNetwork
 from dynsim.validation import ValidationError
 
@@ -63,7 +62,7 @@ def f_and_prime(v, activation):
     raise ValueError(f"unknown activation {activation!r}")  # validated by PCNetwork
 
 
-class TorchPCNetwork:
+class TorchPCNetwork(DeviceNetwork):
     """A :class:`~dynsim.networks.pc.PCNetwork` evaluated with torch on ``device``.
 
     Parameters
@@ -84,16 +83,9 @@ class TorchPCNetwork:
     def __init__(self, network, device="cpu", dtype=None):
         if not isinstance(network, PCNetwork):
             raise ValidationError(f"network must be a PCNetwork, got {type(network).__name__}")
-        self.source = network
-        self.device = resolve_device(device)
-        self.np_dtype = np.dtype(network.dtype if dtype is None else dtype)
-        self.dtype = torch_dtype(self.np_dtype)
-        self.group_sizes = tuple(network.group_sizes)
+        self._init_device(network, device, dtype)
         self.group_shapes = tuple((n,) for n in self.group_sizes)
-        self.group_names = tuple(network.group_names)
         self.activation = network.activation
-        self.n_params = network.n_params
-        self._free_off = np.asarray(network._free_off)
         self._w = [None] + [(int(network._w_off[l]), int(network._w_off[l]) + self.group_sizes[l - 1] *
                              self.group_sizes[l]) for l in range(1, len(self.group_sizes))]
         self._b = [None] + [(int(network._b_off + network._free_off[l]),
@@ -102,32 +94,6 @@ class TorchPCNetwork:
         self.precisions = [None] + [float(1.0 / v) for v in network.variances]
         self.output_variance = float(network.variances[-1])
         self.fixed_prediction = network.fixed_prediction
-        self.theta = torch.as_tensor(np.asarray(network.theta, dtype=self.np_dtype), device=self.device).clone()
-
-    # -------------------------------------------------------------- parameters and layout (as the Hopfield one)
-    def host_theta(self):
-        return self.theta.detach().cpu().numpy().copy()
-
-    def to_host(self):
-        self.source.theta = self.host_theta().astype(self.source.dtype)
-        return self.source
-
-    @property
-    def n_output(self):
-        return self.group_sizes[-1]
-
-    def tensor(self, a):
-        if isinstance(a, torch.Tensor):
-            return a.to(device=self.device, dtype=self.dtype)
-        return torch.as_tensor(np.asarray(a, dtype=self.np_dtype), device=self.device)
-
-    def unflatten(self, s):
-        s = self.tensor(s)
-        return [None] + [s[:, int(self._free_off[l]):int(self._free_off[l]) + self.group_sizes[l]]
-                         for l in range(1, len(self.group_sizes))]
-
-    def flatten(self, layers):
-        return torch.cat(list(layers[1:]), dim=1)
 
     def weight(self, l):
         a, b = self._w[l]
@@ -222,14 +188,7 @@ def pc_relax(net, s0, fx, mu_hat, options, check_every=10, sync=True, fixed=None
             norm = sum((s[l] * s[l]).sum(1) for l in range(1, L + 1)).sqrt()
             largest = torch.stack([t.abs().amax(1) for t in [*s[1:], *grad[1:L]]]).amax(0)
         if test:
-            # As first_bad_sample: an entry of the state or of its field above max_abs, or anything not finite.
-            good = torch.isfinite(norm) & torch.isfinite(residual) & (largest <= options.max_abs)
-            if not bool(good.all()):
-                bad = int((~good).nonzero()[0, 0])
-                raise RelaxationDivergedError(
-                    f"inference phase diverged: sample {bad} of the minibatch left the finite range (an entry of the "
-                    f"state or of its field above max_abs = {options.max_abs:g}, or not finite) by step {steps}; "
-                    "lower dt or the learning rate")
+            check_range("inference", steps, residual, norm, largest, options.max_abs)
             if stop and bool((residual <= options.atol + options.rtol * norm).all()):
                 status = "converged"
                 break

@@ -34,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dynsim.backends.torch._torch import require_torch
+from dynsim.backends.torch.device_network import check_range
 from dynsim.relax.block_relaxation import update_halves
 from dynsim.relax.phases import SettleOptions
 from dynsim.validation import DynsimError, ValidationError, positive_int
@@ -217,14 +218,7 @@ def relax(net, s0, drive, options, beta=0.0, target=None, clamp_output=False, ch
         if test or (at_end and not sync):
             residual, norm, largest = _residual(net, s, ap, h, updated, nudge, beta, target, boxes)
         if test:
-            # As first_bad_sample: an entry of s or of the field above max_abs, or anything not finite.
-            good = torch.isfinite(norm) & torch.isfinite(residual) & (largest <= options.max_abs)
-            if not bool(good.all()):
-                bad = int((~good).nonzero()[0, 0])
-                raise RelaxationDivergedError(
-                    f"{phase} phase diverged: sample {bad} of the minibatch left the finite range (an entry of "
-                    f"the state or of its field above max_abs = {options.max_abs:g}, or not finite) by step {steps} "
-                    f"of {scheme!r}; lower the learning rate or beta, or relax with a smaller dt")
+            check_range(phase, steps, residual, norm, largest, options.max_abs, f" of {scheme!r}")
             if stop and bool((residual <= options.atol + options.rtol * norm).all()):
                 status = "converged"
                 break
