@@ -728,6 +728,21 @@ class ConvHopfieldNetwork(NetworkLayout):
         v2 = buf.v2
         return self._flat([None] + [v2["y"][g] - v2["rp"][g] * v2["h"][g] for g in range(1, len(self.group_sizes))])
 
+    def _linearization(self, x, s, drive):
+        """The :class:`~dynsim.networks.conv_linearization.Linearization` at ``(x, s)`` for the current theta.
+
+        The last one is kept: the callers apply it to many directions at one
+        state (conjugate gradients) or read two products per state (BPTT).
+        The memo compares the numbers, so it cannot go stale.
+        """
+        memo = self.__dict__.get("_lin_memo")
+        if memo is not None and memo[0].shape == x.shape and memo[1].shape == s.shape and \
+                np.array_equal(memo[0], x) and np.array_equal(memo[1], s) and np.array_equal(memo[2], self._theta):
+            return memo[3]
+        lin = conv_linearization.Linearization(self, x, s, lambda: self.local_field(x, s, drive))
+        self._lin_memo = (x.copy(), s.copy(), self._theta.copy(), lin)
+        return lin
+
     def energy_hvp(self, x, s, v, drive=None):
         """Hessian-vector products ``d^2E/ds^2 v`` per sample, shape (batch, n_free), without forming a Hessian.
 
@@ -738,15 +753,14 @@ class ConvHopfieldNetwork(NetworkLayout):
         x = self.check_input(x)
         s = self.check_state(s, x.shape[0])
         v = float_array("v", v, shape=s.shape, dtype=self.dtype)
-        h = self.local_field(x, s, drive)
-        return conv_linearization.energy_hvp(self, x, s, v, h)
+        return self._linearization(x, s, drive).hvp(v)
 
     def energy_grad_params_directional(self, x, s, v):
         """``d/de`` of the batch-mean ``dE/dtheta`` at ``s + e v``, shape (n_params,) (winners held fixed)."""
         x = self.check_input(x)
         s = self.check_state(s, x.shape[0])
         v = float_array("v", v, shape=s.shape, dtype=self.dtype)
-        return conv_linearization.energy_grad_params_directional(self, x, s, v)
+        return self._linearization(x, s, None).grad_params_directional(v)
 
     def _weight_grads(self, buf, theta, link, a2, a4, g2, g4, out):
         link.weight_grad_into(theta, a2, a4, g2, g4, buf.scratch[link.index], buf.v4["t"][link.post], out)

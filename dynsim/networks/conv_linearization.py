@@ -38,7 +38,7 @@ import numpy as np
 from dynsim.networks import conv_kernels as ck
 from dynsim.networks.activations import activation_code, rho_and_prime, rho_second
 
-__all__ = ["energy_hvp", "energy_grad_params_directional"]
+__all__ = ["Linearization"]
 
 
 def _maps(net, flat):
@@ -118,54 +118,67 @@ def _weight_grad(net, link, a_pre, g_post, routes):
                                  link.coupling.kernel, link.stride, link.pad)
 
 
-def energy_hvp(net, x, s, v, h):
-    """``d^2E/ds^2 v`` per sample, shape (batch, n_free), at the state ``s`` with local field ``h``.
+class Linearization:
+    """The second-order terms of a conv network's energy at one state, for any number of directions.
+
+    Everything that depends only on the state (activities, rho', rho'',
+    the max pooling's winners, the local field) is computed once here, so
+    that conjugate gradients, which apply the Hessian to a new direction at
+    every iteration, and BPTT, which reads two products at each state, pay
+    for it once per state.
 
     Parameters
     ----------
     net : ConvHopfieldNetwork
-    x, s, v, h : ndarray
-        Checked arrays of the network's dtype: (batch, n_input), and (batch, n_free) for the others.
+    x, s : ndarray
+        Checked arrays of the network's dtype: (batch, n_input), (batch, n_free).
+    field : callable
+        ``field()`` -> the local field h (batch, n_free) at ``s``; called at the first :meth:`hvp`.
     """
-    a, rp, routes = _activations(net, x, s)
-    vm, hm = _maps(net, v), _maps(net, h)
-    u = [None] + [rp[g] * vm[g] for g in range(1, len(net.group_sizes))]
-    dh = [None] + [np.zeros_like(vm[g]) for g in range(1, len(net.group_sizes))]
-    for link in net._links:
-        if link.pre == 0:
-            continue  # the clamped input does not move
-        dh[link.post] += _forward(net, link, u[link.pre], routes)
-        dh[link.pre] += _transpose(net, link, u[link.post], routes)
-    out = np.empty_like(v)
-    om = _maps(net, out)
-    for g in range(1, len(net.group_sizes)):
-        o = int(net._free_off[g])
-        second = rho_second(np.ascontiguousarray(s[:, o:o + net.group_sizes[g]]),
-                            activation_code(net.activations[g])).reshape(vm[g].shape)
-        om[g][...] = vm[g] - second * hm[g] * vm[g] - rp[g] * dh[g]
-    return out
 
+    def __init__(self, net, x, s, field):
+        self.net = net
+        self.a, self.rp, self.routes = _activations(net, x, s)
+        self.second = [None]
+        for g in range(1, len(net.group_sizes)):
+            o = int(net._free_off[g])
+            self.second.append(rho_second(np.ascontiguousarray(s[:, o:o + net.group_sizes[g]]),
+                                          activation_code(net.activations[g])).reshape(self.rp[g].shape))
+        self._field = field
+        self._h = None
 
-def energy_grad_params_directional(net, x, s, v):
-    """``d/de`` of the batch-mean ``dE/dtheta`` at ``s + e v``, shape (n_params,).
+    def hvp(self, v):
+        """``d^2E/ds^2 v`` per sample, shape (batch, n_free)."""
+        net = self.net
+        if self._h is None:
+            self._h = _maps(net, self._field())
+        vm = _maps(net, v)
+        u = [None] + [self.rp[g] * vm[g] for g in range(1, len(net.group_sizes))]
+        dh = [None] + [np.zeros_like(vm[g]) for g in range(1, len(net.group_sizes))]
+        for link in net._links:
+            if link.pre == 0:
+                continue  # the clamped input does not move
+            dh[link.post] += _forward(net, link, u[link.pre], self.routes)
+            dh[link.pre] += _transpose(net, link, u[link.post], self.routes)
+        out = np.empty_like(v)
+        om = _maps(net, out)
+        for g in range(1, len(net.group_sizes)):
+            om[g][...] = vm[g] - self.second[g] * self._h[g] * vm[g] - self.rp[g] * dh[g]
+        return out
 
-    Parameters
-    ----------
-    net : ConvHopfieldNetwork
-    x, s, v : ndarray
-        Checked arrays of the network's dtype.
-    """
-    a, rp, routes = _activations(net, x, s)
-    vm = _maps(net, v)
-    u = [np.zeros_like(a[0])] + [rp[g] * vm[g] for g in range(1, len(net.group_sizes))]
-    n = s.shape[0]
-    grad = np.empty(net.n_params, dtype=net.dtype)
-    for link in net._links:
-        block = _weight_grad(net, link, a[link.pre], u[link.post], routes)
-        if link.pre != 0:
-            block = block + _weight_grad(net, link, u[link.pre], a[link.post], routes)
-        grad[link.start:link.stop] = -block.reshape(-1) / n
-    for g, b in net._bias_blocks.items():
-        dims = (0, 2, 3) if u[g].ndim == 4 else (0,)
-        grad[b.start:b.stop] = -u[g].sum(axis=dims) / n
-    return grad
+    def grad_params_directional(self, v):
+        """``d/de`` of the batch-mean ``dE/dtheta`` at ``s + e v``, shape (n_params,)."""
+        net, a, routes = self.net, self.a, self.routes
+        vm = _maps(net, v)
+        u = [np.zeros_like(a[0])] + [self.rp[g] * vm[g] for g in range(1, len(net.group_sizes))]
+        n = v.shape[0]
+        grad = np.empty(net.n_params, dtype=net.dtype)
+        for link in net._links:
+            block = _weight_grad(net, link, a[link.pre], u[link.post], routes)
+            if link.pre != 0:
+                block = block + _weight_grad(net, link, u[link.pre], a[link.post], routes)
+            grad[link.start:link.stop] = -block.reshape(-1) / n
+        for g, b in net._bias_blocks.items():
+            dims = (0, 2, 3) if u[g].ndim == 4 else (0,)
+            grad[b.start:b.stop] = -u[g].sum(axis=dims) / n
+        return grad

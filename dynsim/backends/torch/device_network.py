@@ -4,11 +4,15 @@ from __future__ import annotations
 import numpy as np
 
 from dynsim.backends.torch._torch import require_torch, resolve_device, torch_dtype
-from dynsim.validation import ValidationError
+from dynsim.validation import DynsimError, ValidationError
 
 torch = require_torch()
 
-__all__ = ["DeviceNetwork"]
+__all__ = ["DeviceNetwork", "RelaxationDivergedError", "check_range"]
+
+
+class RelaxationDivergedError(DynsimError):
+    """A relaxation on the torch backend produced a non-finite state or one above ``max_abs``."""
 
 
 class DeviceNetwork:
@@ -90,8 +94,6 @@ def check_range(phase, steps, residual, norm, largest, max_abs, where=""):
     As ``integrators._numerics.first_bad_sample``: an entry of the state or
     of its field above ``max_abs``, or anything not finite. One read back.
     """
-    from dynsim.backends.torch.relax import RelaxationDivergedError
-
     good = torch.isfinite(norm) & torch.isfinite(residual) & (largest <= max_abs)
     if not bool(good.all()):
         bad = int((~good).nonzero()[0, 0])

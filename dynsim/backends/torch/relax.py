@@ -34,10 +34,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dynsim.backends.torch._torch import require_torch
-from dynsim.backends.torch.device_network import check_range
+from dynsim.backends.torch.device_network import RelaxationDivergedError, check_range
 from dynsim.relax.block_relaxation import update_halves
 from dynsim.relax.phases import SettleOptions
-from dynsim.validation import DynsimError, ValidationError, positive_int
+from dynsim.validation import ValidationError, positive_int
 
 torch = require_torch()
 
@@ -45,10 +45,6 @@ __all__ = ["TORCH_SCHEMES", "TorchPhase", "RelaxationDivergedError", "relax"]
 
 TORCH_SCHEMES = ("fixed_point", "block", "euler", "projected_euler")
 """The relaxations the torch backend runs (``SettleOptions.integrator``)."""
-
-
-class RelaxationDivergedError(DynsimError):
-    """A relaxation on the torch backend produced a non-finite state or one above ``max_abs``."""
 
 
 @dataclass
