@@ -69,11 +69,12 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from dynsim.cli.argtypes import choice_list, layer_sizes
+from dynsim.cli.argtypes import choice_list, layer_sizes, number_list
 from dynsim.datasets.idx import DATASETS, DatasetError, load
 from dynsim.io.log import read_log
 from dynsim.learning import gradient_estimate
 from dynsim.learning.predictive_coding import pc_gradient, zil_gradient
+from dynsim.networks import Architecture, ConvPCNetwork
 from dynsim.networks.pc import PCNetwork
 from dynsim.plots._figure import save_figure
 from dynsim.references import alignment_angles
@@ -113,8 +114,15 @@ def build_parser():
                         "of PyTorch's and Equinox's linear layers, pcx's) or 'glorot' (zero biases)")
     p.add_argument("--rules", type=choice_list(RULES, "rule"), default=["pc-strict", "bp"],
                    help="comma-separated rules, each trained from the same start")
-    p.add_argument("--hidden", type=layer_sizes(1, "hidden", "128-128-128"), default=[128, 128, 128],
-                   help="hidden layer sizes")
+    p.add_argument("--hidden", type=layer_sizes(1, "hidden", "128-128-128"), default=None,
+                   help="dense hidden layer sizes (default 128-128-128; with --conv, none: the maps feed the output)")
+    p.add_argument("--conv", type=number_list(int, 1, None, "--conv", "16,32"), default=None,
+                   help="convolutional stages before the dense layers, their channels (e.g. 16,32): each a "
+                        "--kernel convolution (padding --padding) then --pool pooling of side 2 (Millidge et al. "
+                        "2022's convolutional PC)")
+    p.add_argument("--kernel", type=int, default=5, help="kernel side of the --conv stages")
+    p.add_argument("--padding", type=int, default=0, help="zero padding of the --conv stages")
+    p.add_argument("--pool", default="max", choices=["max", "avg", "none"], help="pooling after each --conv stage")
     p.add_argument("--activation", default="tanh", choices=["tanh", "logistic", "relu", "hard_sigmoid", "gelu"],
                    help="f in mu_l = f(x_{l-1}) W_l + b_l")
     p.add_argument("--inference-steps", type=int, default=5, help="Euler steps of the PC inference")
@@ -173,15 +181,48 @@ def check_options(args):
         raise ValidationError("--resume and --overwrite exclude each other")
     itemsize = np.dtype(args.dtype).itemsize
     batch = min(args.batch_size, args.train_size or n_train)
-    # The images in memory, and per rule's network its parameters, gradient, optimizer moments, feedback and start.
-    check_memory("--hidden and --batch-size", layered_bytes([784, *args.hidden, 10], batch, itemsize, copies=6)
-                 + (n_images + N_TEST) * (784 + 10) * itemsize,
-                 f"a {'-'.join(map(str, [784, *args.hidden, 10]))} network trained on minibatches of {batch} "
-                 f"{args.dataset} images in {args.dtype}")
+    if args.hidden is None:
+        args.hidden = [] if args.conv else [128, 128, 128]
+    data_bytes = (n_images + N_TEST) * (784 + 10) * itemsize
+    if args.conv is None:
+        # The images in memory, and per rule's network its parameters, gradient, optimizer moments, feedback, start.
+        check_memory("--hidden and --batch-size", layered_bytes([784, *args.hidden, 10], batch, itemsize, copies=6)
+                     + data_bytes, f"a {'-'.join(map(str, [784, *args.hidden, 10]))} network trained on minibatches "
+                                   f"of {batch} {args.dataset} images in {args.dtype}")
+        return
+    dense_only = sorted(set(args.rules) & {"fa", "dfa"})
+    if dense_only:
+        raise ValidationError(f"--rules {','.join(dense_only)}: feedback alignment is implemented for dense layers; "
+                              "drop it or --conv")
+    positive_int("--kernel", args.kernel)
+    positive_int("--padding", args.padding, minimum=0)
+    arch = architecture(args)  # a ValidationError naming the stage whose maps vanish
+    n_free = sum(g.size for g in arch.groups[1:])
+    # Per rule: the buffers of one batch (9 roles of the free state), parameters with gradient and moments.
+    check_memory("--conv and --batch-size", 9 * batch * n_free * itemsize + 6 * arch.n_params * itemsize
+                 + data_bytes, f"a {describe_architecture(arch)} network trained on minibatches of {batch} "
+                               f"{args.dataset} images in {args.dtype}")
 
 
-def make_network(rule, sizes, activation, theta, output_variance, dtype=np.float64):
-    variances = [1.0] * (len(sizes) - 2) + [output_variance] if rule == "pc-strict" else None
+def architecture(args):
+    """The --conv network: conv stages with pooling on the (1, 28, 28) images, then --hidden dense layers, 10 outputs."""
+    n = len(args.conv)
+    pools = {"max": "m", "avg": "a", "none": "i"}[args.pool] * n
+    return Architecture.conv_stack((1, 28, 28), args.conv, [args.kernel] * n, pools, paddings=args.padding,
+                                   fc=[*args.hidden, 10], activation=args.activation)
+
+
+def describe_architecture(arch):
+    """``1x28x28-16x12x12-...-10``: the groups' shapes joined by '-'."""
+    return "-".join("x".join(map(str, g.shape)) for g in arch.groups)
+
+
+def make_network(rule, sizes, activation, theta, output_variance, dtype=np.float64, arch=None):
+    """A rule's network from the shared start ``theta``: dense (``sizes``) or the architecture ``arch``."""
+    n_free = len(sizes) - 1 if arch is None else len(arch.groups) - 1
+    variances = [1.0] * (n_free - 1) + [output_variance] if rule == "pc-strict" else None
+    if arch is not None:
+        return ConvPCNetwork(arch, variances=variances, theta=theta.copy(), dtype=dtype)
     return PCNetwork(sizes, activation=activation, variances=variances, theta=theta.copy(), dtype=dtype)
 
 
@@ -236,8 +277,13 @@ def main(argv=None):
                       validation_size=args.validation_size, dtype=dtype)
         data = splits.as_dict(args.train_size, args.eval_size)
         sizes = [784, *args.hidden, 10]
+        arch = None if args.conv is None else architecture(args)
         # Drawn in float64 whatever --dtype: a float32 run starts from the float64 run's parameters, rounded.
-        template = PCNetwork(sizes, activation=args.activation, seed=args.seed, init=args.init)
+        if arch is None:
+            template = PCNetwork(sizes, activation=args.activation, seed=args.seed, init=args.init)
+        else:
+            template = ConvPCNetwork(arch, seed=args.seed, dtype=np.float64,
+                                     init="fan-in" if args.init == "fan-in" else "default")
         theta0 = template.theta.copy()
         options = SettleOptions(integrator="euler", dt=args.dt, max_steps=args.inference_steps,
                                 stop_at_steady_state=False)
@@ -252,6 +298,9 @@ def main(argv=None):
               "batch_size": args.batch_size, "epochs": args.epochs, "seed": args.seed,
               "n_train": data["train"].x.shape[0], "n_test": data["test"].x.shape[0], "max_batches": args.max_batches,
               "dtype": args.dtype}
+    if arch is not None:
+        config.update(conv=args.conv, kernel=args.kernel, padding=args.padding, pool=args.pool,
+                      architecture=describe_architecture(arch))
     log_path = args.out / "log.h5"
     checkpoints = {rule: args.out / f"checkpoint_{rule}.h5" for rule in args.rules}
     try:
@@ -269,13 +318,15 @@ def main(argv=None):
     fingerprint.update({k: config[k] for k, neutral in (("schedule", "constant"), ("init", "glorot"),
                                                          ("validation_size", 10000), ("dtype", "float64"))
                         if config[k] != neutral})
+    if arch is not None:
+        fingerprint.update({k: config[k] for k in ("architecture", "kernel", "padding", "pool")})
     schedule = make_schedule(args.schedule)
     held_out = data.get("validation") or data["test"]
     probe_x, probe_t = held_out.x[:ALIGNMENT_IMAGES], held_out.targets[:ALIGNMENT_IMAGES]
     histories = {}
     with log:
         for rule in args.rules:
-            net = make_network(rule, sizes, args.activation, theta0, args.output_variance, dtype)
+            net = make_network(rule, sizes, args.activation, theta0, args.output_variance, dtype, arch)
             optimizer = (Adam if args.optimizer == "adam" else SGD)(net, args.lr)
 
             def on_epoch(row, rule=rule, net=net):
@@ -314,7 +365,8 @@ def main(argv=None):
                 log.record_relaxation([est.inference], label=f"{rule} after", x=data["test"].x[idx],
                                       target=data["test"].targets[idx])
 
-    title = (f"{args.dataset}: {'-'.join(map(str, sizes))} {args.activation}, {args.optimizer} lr={args.lr:g} "
+    shape = '-'.join(map(str, sizes)) if arch is None else describe_architecture(arch)
+    title = (f"{args.dataset}: {shape} {args.activation}, {args.optimizer} lr={args.lr:g} "
              f"({args.schedule}), "
              f"batch {args.batch_size}, inference {args.inference_steps} x dt={args.dt:g}")
     figure = plot_test_errors(histories, args.dataset, args.out / "errors.png", title)

@@ -515,8 +515,8 @@ def test_settle_refuses_an_ode_integrator_with_the_schemes_it_can_use(rng):
     from dynsim.relax.phases import SettleOptions, free_phase
 
     net = net_of(tiny_arch("avg", "hard_sigmoid"), seed=1)
-    with pytest.raises(ValidationError, match=r"integrator 'euler': a ConvHopfieldNetwork relaxes with the relaxation "
-                                              r"schemes \['fixed_point', 'block'\] only"):
+    with pytest.raises(ValidationError, match=r"integrator 'euler': a ConvHopfieldNetwork relaxes with "
+                                              r"\['fixed_point', 'block'\] only"):
         free_phase(net, rng.uniform(size=(2, net.n_input)), options=SettleOptions(integrator="euler"))
 
 
@@ -573,11 +573,19 @@ def test_descriptions_that_do_not_fit_are_refused_with_the_group_or_coupling_and
 @pytest.mark.parametrize("kwargs, message", [
     (dict(name="h 1", shape=(3,)), "group name must be a non-empty string without spaces"),
     (dict(name="h", shape=(3, 4)), r"group h: shape must be \(n,\) units or \(C, H, W\)"),
-    (dict(name="h", shape=(3,), activation="relu"), r"group h: activation must be one of"),
+    (dict(name="h", shape=(3,), activation="softplus"), r"group h: activation must be one of"),
 ])
 def test_bad_groups_are_refused(kwargs, message):
     with pytest.raises(ValidationError, match=message):
         Group(**kwargs)
+
+
+def test_a_hopfield_network_refuses_the_activations_of_predictive_coding_naming_the_group():
+    arch = Architecture([Group("input", (4,)), Group("h", (3,), activation="relu"), Group("out", (2,))],
+                        [Dense("input", "h"), Dense("h", "out")])
+    with pytest.raises(ValidationError, match=r"group h: a Hopfield network's activation must be one of .* "
+                                              r"got 'relu'"):
+        ConvHopfieldNetwork(arch)
 
 
 def test_parameter_blocks_cover_theta_exactly_once_in_the_documented_order():

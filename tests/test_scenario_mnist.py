@@ -172,3 +172,30 @@ def test_pc_scenario_logs_how_far_feedback_alignment_lies_from_backprop(tmp_path
             assert np.all(table["W_layer_3_output"] < 1e-3)
             assert log.table(f"epochs_{rule}")["test_loss"][0] == log.table("epochs_bp")["test_loss"][0]
     assert (out / "alignment.png").read_bytes()[:8] == PNG_MAGIC
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "fashion-mnist").is_dir(), reason="shared/data/fashion-mnist is not present")
+def test_pc_scenario_trains_a_conv_network_whose_exact_rules_follow_backprop(tmp_path):
+    # Z-IL's update is backprop's, so its run is bp's to rounding; strict PC takes its own path from the same start.
+    out = tmp_path / "conv"
+    proc = run("mnist_pc.py", "--dataset", "fashion-mnist", "--conv", "4,8", "--rules", "pc-strict,pc-zil,bp",
+               "--epochs", "1", "--train-size", "256", "--eval-size", "100", "--dtype", "float64", "--out", str(out),
+               "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "1x28x28-4x12x12-8x4x4-10" in proc.stdout
+    with read_log(out / "log.h5") as log:
+        assert log.config["architecture"] == "1x28x28-4x12x12-8x4x4-10"
+        assert log.network["group_names"] == ["input", "conv_1", "conv_2", "output"]
+        tables = {rule: log.table(f"epochs_{rule}") for rule in ("pc-strict", "pc-zil", "bp")}
+        np.testing.assert_allclose(tables["pc-zil"]["train_loss"], tables["bp"]["train_loss"], rtol=1e-9)
+        assert tables["pc-strict"]["test_loss"][0] == tables["bp"]["test_loss"][0]
+        assert tables["pc-strict"]["train_loss"][1] != tables["bp"]["train_loss"][1]
+        assert np.all(log.table("alignment_pc-zil")["W_input_conv_1"] < 1e-3)  # degrees from backprop's update
+        assert log.n_relaxations == 2  # strict's and Z-IL's recorded inferences
+        # The recorded inference keeps its feature maps with their shapes.
+        inference = log.relaxation(0)["inference"]
+        assert inference.map_shapes == {"conv_1": (4, 12, 12), "conv_2": (8, 4, 4)}
+        assert inference.maps("conv_1").shape[1:] == (4, 4, 12, 12)  # (steps, 4 recorded images, C, H, W)
+    refused = run("mnist_pc.py", "--conv", "4,8", "--rules", "fa,bp", "--out", str(tmp_path / "fa"))
+    assert refused.returncode == 2 and "feedback alignment is implemented for dense layers" in refused.stderr
+    assert not (tmp_path / "fa").exists()

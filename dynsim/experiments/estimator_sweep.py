@@ -52,10 +52,9 @@ from typing import Callable
 import numpy as np
 
 from dynsim.learning.contrastive import EP_VARIANTS, ep_gradient
-from dynsim.learning.predictive_coding import pc_gradient, zil_gradient
+from dynsim.learning.predictive_coding import PC_NETWORKS, pc_gradient, zil_gradient
 from dynsim.networks.conv_hopfield import ConvHopfieldNetwork
 from dynsim.networks.hopfield import HopfieldNetwork
-from dynsim.networks.pc import PCNetwork
 from dynsim.references.compare import gradient_metrics, normalized_rmse
 from dynsim.references.gradients import implicit_gradient
 from dynsim.relax.block_relaxation import RELAXATION_SCHEMES
@@ -169,12 +168,12 @@ def sweep_estimates(network, x, target, grid, progress=None, **kwargs):
 
     ``kwargs`` go to that function (``reference`` and ``seed`` are EP's).
     """
-    if isinstance(network, PCNetwork):
+    if isinstance(network, PC_NETWORKS):
         return sweep_pc_updates(network, x, target, grid, progress=progress, **kwargs)
     if isinstance(network, (HopfieldNetwork, ConvHopfieldNetwork)):
         return sweep_ep_estimates(network, x, target, grid, progress=progress, **kwargs)
-    raise ValidationError(f"network must be a HopfieldNetwork, a ConvHopfieldNetwork or a PCNetwork, got "
-                          f"{type(network).__name__}")
+    raise ValidationError(f"network must be a HopfieldNetwork, a ConvHopfieldNetwork, a PCNetwork or a "
+                          f"ConvPCNetwork, got {type(network).__name__}")
 
 
 # --------------------------------------------------------------------------- equilibrium propagation
@@ -280,7 +279,7 @@ def sweep_pc_updates(network, x, target, grid, progress=None):
 
     Parameters
     ----------
-    network : PCNetwork
+    network : PCNetwork or ConvPCNetwork
         Its parameters are used as they are; its variances are set per point
         (all 1 but the output's) and restored afterwards.
     x : ndarray, shape (batch, n_input)
@@ -297,8 +296,8 @@ def sweep_pc_updates(network, x, target, grid, progress=None):
         block (last 'all') ``cosine`` and ``relative_error`` of shape
         (rows, n_blocks); ``blocks`` names them.
     """
-    if not isinstance(network, PCNetwork):
-        raise ValidationError(f"network must be a PCNetwork, got {type(network).__name__}")
+    if not isinstance(network, PC_NETWORKS):
+        raise ValidationError(f"network must be a PCNetwork or a ConvPCNetwork, got {type(network).__name__}")
     x = network.check_input(x)
     target = network.check_target(target, x.shape[0])
     points = _points(grid, _PC)

@@ -35,14 +35,18 @@ import numpy as np
 
 from dynsim.learning import pc_fused
 from dynsim.learning.estimate import Estimate
+from dynsim.networks.conv_pc import ConvPCNetwork
 from dynsim.networks.pc import PCNetwork
 from dynsim.relax.phases import PhaseResult, SettleOptions, settle
 from dynsim.validation import DivergenceError, ValidationError, boolean, float_array, report_not_converged
 from integrators import CONVERGED, IntegrationResult
 
-__all__ = ["PC_VARIANTS", "pc_gradient", "zil_gradient", "feedforward_phase"]
+__all__ = ["PC_VARIANTS", "PC_NETWORKS", "pc_gradient", "zil_gradient", "feedforward_phase"]
 
 PC_VARIANTS = ("strict", "fixed_prediction")
+
+PC_NETWORKS = (PCNetwork, ConvPCNetwork)
+"""The predictive coding network classes the rules here accept: layered dense, and over groups and couplings."""
 
 
 _FEEDFORWARD_OPTIONS = SettleOptions(integrator="euler")
@@ -74,8 +78,8 @@ def feedforward_phase(network, drive, target):
 
 
 def _check(network, x, target):
-    if not isinstance(network, PCNetwork):
-        raise ValidationError(f"network must be a PCNetwork, got {type(network).__name__}")
+    if not isinstance(network, PC_NETWORKS):
+        raise ValidationError(f"network must be a PCNetwork or a ConvPCNetwork, got {type(network).__name__}")
     if target is None:
         raise ValidationError("target is required: supervised predictive coding clamps the output to it")
     x = network.check_input(x)
@@ -87,7 +91,7 @@ def pc_gradient(network, x, target, variant="strict", options=None, rescale=True
 
     Parameters
     ----------
-    network : PCNetwork
+    network : PCNetwork or ConvPCNetwork
     x : ndarray, shape (batch, n_input)
     target : ndarray, shape (batch, n_output)
     variant : {'strict', 'fixed_prediction'}
@@ -175,12 +179,19 @@ def zil_gradient(network, x, target):
     """Z-IL: unit Euler inference steps from the feedforward pass, W_l and b_l read at step L - l.
 
     Needs unit precisions in every layer (the exactness argument of Song et
-    al. 2020 assumes them). Returns an :class:`~dynsim.learning.estimate.Estimate` whose gradient
-    equals backprop's.
+    al. 2020 assumes them) and a chain of layers (each coupling from group
+    l - 1 to group l; a :class:`PCNetwork` always is one). Returns an
+    :class:`~dynsim.learning.estimate.Estimate` whose gradient equals backprop's.
     """
     x, target = _check(network, x, target)
     if not np.allclose(network.variances, 1.0):
         raise ValidationError(f"Z-IL needs unit variances in every layer, got {network.variances.tolist()}")
+    if isinstance(network, ConvPCNetwork):
+        skips = [f"{op.coupling.name} ({op.coupling.pre} -> {op.coupling.post})" for op in network._links
+                 if op.post != op.pre + 1]
+        if skips:
+            raise ValidationError(f"Z-IL reads layer l at step L - l, which needs a chain of layers; couplings "
+                                  f"{skips} skip a layer")
     L = len(network.group_sizes) - 1
     saved = network.fixed_prediction
     network.fixed_prediction = False
@@ -189,13 +200,14 @@ def zil_gradient(network, x, target):
                                 record_every=1, max_abs=np.inf)
         phase = settle(network, x, target=target, clamp_output=True, options=options, phase="inference")
         states = phase.integration.trajectory.y  # (L, batch, n_free) for steps 0..L-1
-        gradient = np.empty(network.n_params)
+        gradient = np.empty(network.n_params, dtype=network.dtype)
         blocks = network.parameter_blocks()
-        names = list(blocks)
+        layer_of = network.layer_of_block()
         for l in range(1, L + 1):
             at_step = network.energy_grad_params(x, states[L - l])
-            for name in (names[l - 1], names[L + l - 1]):  # W_l and b_l
-                gradient[blocks[name]] = at_step[blocks[name]]
+            for name in blocks:
+                if layer_of[name] == l:  # W_l and b_l
+                    gradient[blocks[name]] = at_step[blocks[name]]
     finally:
         network.fixed_prediction = saved
     free = feedforward_phase(network, network.input_drive(x), target)

@@ -16,9 +16,8 @@ from __future__ import annotations
 from dynsim.learning.contrastive import EP_VARIANTS, chl_gradient, ep_gradient
 from dynsim.learning.estimate import Estimate
 from dynsim.learning.feedback_alignment import FEEDBACK_KINDS, feedback_alignment_gradient
-from dynsim.learning.predictive_coding import feedforward_phase, pc_gradient, zil_gradient
+from dynsim.learning.predictive_coding import PC_NETWORKS, feedforward_phase, pc_gradient, zil_gradient
 from dynsim.learning.vector_field_ep import VF_EP_VARIANTS, vf_ep_gradient
-from dynsim.networks.pc import PCNetwork
 from dynsim.networks.vector_field_hopfield import VectorFieldHopfieldNetwork
 from dynsim.references.gradients import implicit_gradient
 from dynsim.relax.phases import free_phase
@@ -61,8 +60,10 @@ def gradient_estimate(rule, network, x, target, beta=0.5, options=None, nudged_o
     ----------
     rule : str
         One of :data:`RULES` for a :class:`~dynsim.networks.hopfield.HopfieldNetwork`,
-        of :data:`PC_RULES` for a :class:`~dynsim.networks.pc.PCNetwork`.
-    network : HopfieldNetwork or PCNetwork
+        of :data:`PC_RULES` for a :class:`~dynsim.networks.pc.PCNetwork` or a
+        :class:`~dynsim.networks.conv_pc.ConvPCNetwork` (whose feedforward pass has no
+        feedback alignment rules).
+    network : HopfieldNetwork, ConvHopfieldNetwork, PCNetwork or ConvPCNetwork
     x : ndarray, shape (batch, n_input)
     target : ndarray, shape (batch, n_output)
     beta : float
@@ -105,7 +106,7 @@ def gradient_estimate(rule, network, x, target, beta=0.5, options=None, nudged_o
     if rule_options:
         raise ValidationError(f"rule_options: rule {rule!r} on a {type(network).__name__} takes none, got "
                               f"{sorted(rule_options)}")
-    if isinstance(network, PCNetwork):
+    if isinstance(network, PC_NETWORKS):
         return _pc_gradient_estimate(rule, network, x, target, options, feedback_seed)
     if rule not in RULES:
         raise ValidationError(f"rule must be one of {list(RULES)}, got {rule!r}")

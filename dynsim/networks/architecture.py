@@ -54,10 +54,16 @@ from typing import NamedTuple
 
 import numpy as np
 
-from dynsim.networks.activations import ACTIVATIONS
+from dynsim.networks.activations import ACTIVATIONS, PC_ACTIVATIONS
 from dynsim.validation import ValidationError, float_dtype, positive_int, random_generator
 
-__all__ = ["Group", "Dense", "Conv", "Architecture", "ParameterBlock", "POOLINGS"]
+__all__ = ["Group", "Dense", "Conv", "Architecture", "ParameterBlock", "POOLINGS", "GROUP_ACTIVATIONS"]
+
+GROUP_ACTIVATIONS = {**ACTIVATIONS, **PC_ACTIVATIONS}
+"""Activations a :class:`Group` accepts: the Hopfield networks' and the predictive coding networks'.
+
+Each network family refuses, naming the group, those it has no energy for
+(a Hopfield network's ``relu`` or ``gelu``)."""
 
 POOLINGS = (None, "max", "avg")
 """Poolings a :class:`Conv` coupling accepts after its convolution."""
@@ -85,10 +91,11 @@ class Group:
     shape : tuple of int
         ``(n,)`` for ``n`` units, ``(C, H, W)`` for ``C`` feature maps of
         ``H x W`` positions. A plain int ``n`` is read as ``(n,)``.
-    activation : {'hard_sigmoid', 'logistic', 'tanh'}
-        The group's rho (:mod:`dynsim.networks.activations`). For the clamped
-        input it is applied to the data, as the dense Hopfield network does
-        (the hard sigmoid leaves data in [0, 1] unchanged).
+    activation : {'hard_sigmoid', 'logistic', 'tanh', 'linear', 'relu', 'gelu'}
+        The group's rho (:mod:`dynsim.networks.activations`); 'relu' and
+        'gelu' serve predictive coding networks only. For the clamped input it
+        is applied to the data, as the dense networks do (the hard sigmoid
+        leaves data in [0, 1] unchanged).
     bias : bool
         Whether the group has a bias: one per unit for units, one per channel
         for feature maps. Ignored for the clamped input (a constant term).
@@ -110,8 +117,8 @@ class Group:
             raise ValidationError(f"group {self.name}: shape must be (n,) units or (C, H, W) feature maps of "
                                   f"positive integers, got {self.shape!r}")
         object.__setattr__(self, "shape", tuple(int(v) for v in shape))
-        if self.activation not in ACTIVATIONS:
-            raise ValidationError(f"group {self.name}: activation must be one of {sorted(ACTIVATIONS)}, "
+        if self.activation not in GROUP_ACTIVATIONS:
+            raise ValidationError(f"group {self.name}: activation must be one of {sorted(GROUP_ACTIVATIONS)}, "
                                   f"got {self.activation!r}")
         if not isinstance(self.bias, (bool, np.bool_)):
             raise ValidationError(f"group {self.name}: bias must be True or False, got {self.bias!r}")
@@ -459,8 +466,8 @@ class Architecture:
             return shape
         return shape[1] * shape[2] * shape[3], shape[0] * shape[2] * shape[3]
 
-    def initial_theta(self, seed=None, dtype=np.float64):
-        """Initial parameters: uniform weights, zero biases.
+    def initial_theta(self, seed=None, dtype=np.float64, init="default"):
+        """Initial parameters: uniform weights, zero biases (``init='default'``), or PyTorch's layers' start.
 
         Dense blocks are drawn uniformly in ``+-sqrt(6 / (fan_in + fan_out))``
         (Glorot & Bengio 2010), as :class:`dynsim.networks.hopfield.HopfieldNetwork`
@@ -475,24 +482,41 @@ class Architecture:
         Blocks are drawn in layout order, so a seed gives the same ``theta``
         on every machine.
 
+        With ``init='fan-in'`` every weight block and every bias is drawn in
+        ``+-1 / sqrt(fan_in)`` of its coupling (for a bias, of the first
+        coupling into its group): the default start of PyTorch's ``Linear``
+        and ``Conv2d`` layers, and so of the predictive coding benchmarks
+        (pcx's), as :class:`~dynsim.networks.pc.PCNetwork` with
+        ``init='fan-in'``.
+
         Parameters
         ----------
         seed : int or numpy.random.Generator, optional
         dtype : numpy.float64 or numpy.float32
+        init : {'default', 'fan-in'}
 
         Returns
         -------
         ndarray, shape (n_params,)
         """
+        if init not in ("default", "fan-in"):
+            raise ValidationError(f"init must be 'default' or 'fan-in', got {init!r}")
         rng = random_generator("seed", seed)
         dtype = float_dtype(dtype)
         theta = np.zeros(self.n_params, dtype=np.float64)
         for block in self._layout:
-            if block.kind != "weight":
+            if block.kind == "weight":
+                c = self.couplings[block.index]
+                fan_in, fan_out = self.fan_in_out(c)
+                if init == "fan-in" or c.kind == "conv":
+                    limit = 1.0 / np.sqrt(fan_in)
+                else:
+                    limit = np.sqrt(6.0 / (fan_in + fan_out))
+            elif init == "fan-in":
+                first = next(c for c in self.couplings if c.post == self.groups[block.index].name)
+                limit = 1.0 / np.sqrt(self.fan_in_out(first)[0])
+            else:
                 continue
-            c = self.couplings[block.index]
-            fan_in, fan_out = self.fan_in_out(c)
-            limit = np.sqrt(6.0 / (fan_in + fan_out)) if c.kind == "dense" else 1.0 / np.sqrt(fan_in)
             theta[block.start:block.stop] = rng.uniform(-limit, limit, size=block.stop - block.start)
         return theta.astype(dtype)
 

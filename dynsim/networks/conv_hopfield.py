@@ -64,13 +64,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from dynsim.networks import conv_kernels as ck
 from dynsim.networks import conv_linearization
-from dynsim.networks.activations import NATURAL_BOUNDS, activation_code, unit_rho_and_prime
-from dynsim.networks.architecture import Architecture
-from dynsim.networks.layout import NetworkLayout
-from dynsim.validation import (ValidationError, boolean, float_array, float_dtype, positive_int, random_generator,
-                               real_scalar)
+from dynsim.networks.activations import ACTIVATIONS, NATURAL_BOUNDS, activation_code
+from dynsim.networks.architecture_network import ArchitectureNetwork
+from dynsim.networks.coupling_ops import activate_into, add_into, copy_into
+from dynsim.validation import ValidationError, boolean, float_array, positive_int, random_generator, real_scalar
 from integrators import CONVERGED, DIVERGED, STEP_LIMIT, IntegrationResult, Trajectory
 
 __all__ = ["ConvHopfieldNetwork", "CONV_RELAXATION_SCHEMES"]
@@ -78,41 +76,9 @@ __all__ = ["ConvHopfieldNetwork", "CONV_RELAXATION_SCHEMES"]
 CONV_RELAXATION_SCHEMES = ("fixed_point", "block")
 """The relaxation schemes :meth:`ConvHopfieldNetwork.relax_with_energy` runs (those of the dense network)."""
 
-_CACHED_BATCH_SIZES = 4
-"""Batch sizes whose buffers a network keeps (training, last partial minibatch, evaluation)."""
-
-
 # ----------------------------------------------------------------------------- compiled helpers
 # Each takes one group's (batch, n_g) C-contiguous block and checks nothing. Sums run over 1-D row views
 # (fixed strides) in float64 accumulators, so that the loops vectorise whatever the dtype.
-
-@njit(cache=True)
-def _activate_into(s, act, r, rp):
-    """r = rho(s), rp = rho'(s) for one group."""
-    n_batch, m = s.shape
-    for i in range(n_batch):
-        si, ri, rpi = s[i], r[i], rp[i]
-        for j in range(m):
-            ri[j], rpi[j] = unit_rho_and_prime(si[j], act)
-
-
-@njit(cache=True)
-def _copy_into(src, dst):
-    """dst = src (same shape, both C-contiguous)."""
-    s = src.reshape(src.size)
-    d = dst.reshape(dst.size)
-    for k in range(d.size):
-        d[k] = s[k]
-
-
-@njit(cache=True)
-def _add_into(dst, src):
-    """dst += src (same shape, both C-contiguous)."""
-    s = src.reshape(src.size)
-    d = dst.reshape(dst.size)
-    for k in range(d.size):
-        d[k] += s[k]
-
 
 @njit(cache=True, fastmath={"reassoc"})
 def _group_sums(s, r, rp, h, d, target, nudge, keep, lo, hi, project, max_abs, en, y2, f2, res2, f_over):
@@ -246,119 +212,8 @@ def _first_diverged(yn2, yn_over, limit):
 
 
 # ----------------------------------------------------------------------------- couplings at run time
-class _DenseLink:
-    """A :class:`~dynsim.networks.architecture.Dense` coupling: its block of ``theta`` and its products.
-
-    ``forward_into`` writes ``K(a) = a W`` into the post group's buffer,
-    ``transpose_into`` ``J^T g = g W^T`` into the pre group's,
-    ``weight_grad_into`` ``a^T g`` (summed over the batch) into a block of a
-    gradient. Arrays are (batch, n) views of group buffers; the 4-D views
-    are accepted and ignored, so both link kinds share one call signature.
-    """
-
-    pool_max = False
-
-    def __init__(self, index, coupling, pre, post, block):
-        self.index, self.coupling, self.pre, self.post = index, coupling, pre, post
-        self.start, self.stop, self.shape = block.start, block.stop, block.shape
-
-    def scratch(self, n_batch, dtype):
-        return None
-
-    def forward_into(self, theta, a2, a4, out2, out4, scratch):
-        np.dot(a2, theta[self.start:self.stop].reshape(self.shape), out=out2)
-
-    def transpose_into(self, theta, g2, g4, out2, out4, scratch):
-        np.dot(g2, theta[self.start:self.stop].reshape(self.shape).T, out=out2)
-
-    def weight_grad_into(self, theta, a2, a4, g2, g4, scratch, post4, out):
-        np.dot(a2.T, g2, out=out.reshape(self.shape))
-
-
-class _ConvLink:
-    """A :class:`~dynsim.networks.architecture.Conv` coupling: geometry, workspaces and the kernels of
-    :mod:`dynsim.networks.conv_kernels`.
-
-    The batch-independent workspaces (padded sample, unfolded fields, one
-    sample's weight gradient) are allocated once per network; ``scratch``
-    gives the batch-sized ones (the convolution before pooling, the max
-    pooling's winners), kept with the network's buffers for a batch size.
-    """
-
-    def __init__(self, index, coupling, pre_group, post_group, pre, post, block, dtype):
-        self.index, self.coupling, self.pre, self.post = index, coupling, pre, post
-        self.start, self.stop, self.shape = block.start, block.stop, block.shape
-        self.stride, self.pad = coupling.stride, coupling.padding
-        self.pool = ck.POOLS["none" if coupling.pool is None else coupling.pool]
-        self.pool_max = self.pool == ck.POOL_MAX
-        self.pool_k = coupling.pool_size if coupling.pool is not None else 1
-        self.pool_stride = coupling.pool_step if coupling.pool is not None else 1
-        kh, kw = coupling.kernel
-        _, H, W = pre_group.shape
-        self.conv_shape = (post_group.shape[0], (H + 2 * self.pad - kh) // self.stride + 1,
-                           (W + 2 * self.pad - kw) // self.stride + 1)
-        self.post_shape = post_group.shape
-        self.ws = ck.conv_workspace(pre_group.shape, self.shape, self.stride, self.pad, dtype)
-
-    def scratch(self, n_batch, dtype):
-        # Without pooling the kernels never touch these two: one-element stand-ins keep the argument types.
-        conv_shape = (n_batch,) + self.conv_shape if self.pool != ck.POOL_NONE else (1, 1, 1, 1)
-        arg_shape = (n_batch,) + self.post_shape if self.pool_max else (1, 1, 1, 1)
-        return np.empty(conv_shape, dtype=dtype), np.zeros(arg_shape, dtype=np.int64)
-
-    def forward_into(self, theta, a2, a4, out2, out4, scratch):
-        conv_out, argmax = scratch
-        ck.conv_pool_into(a4, theta[self.start:self.stop].reshape(self.shape), self.stride, self.pad, self.pool,
-                          self.pool_k, self.pool_stride, self.ws.padded, self.ws.cols, conv_out, argmax, out4)
-
-    def transpose_into(self, theta, g2, g4, out2, out4, scratch):
-        # The convolution before pooling is no longer needed once pooled: it serves as the unpooling buffer.
-        conv_out, argmax = scratch
-        ck.conv_pool_transpose_into(g4, theta[self.start:self.stop].reshape(self.shape), self.stride, self.pad,
-                                    self.pool, self.pool_k, self.pool_stride, argmax, self.ws.padded, self.ws.cols,
-                                    conv_out, out4)
-
-    def weight_grad_into(self, theta, a2, a4, g2, g4, scratch, post4, out):
-        """``sum_b corr(a_b, unpool(g_b))`` into ``out``; the winners are found at ``a`` first (into ``post4``)."""
-        conv_out, argmax = scratch
-        if self.pool_max:
-            self.forward_into(theta, a2, a4, None, post4, scratch)
-        ck.conv_pool_weight_grad_into(a4, g4, self.stride, self.pad, self.pool, self.pool_k, self.pool_stride,
-                                      argmax, self.ws.padded, self.ws.cols, conv_out, self.ws.prod,
-                                      out.reshape(self.shape))
-
-
-class _Buffers:
-    """Everything a batch size needs, allocated once and reused across calls and minibatches.
-
-    Each role (``y`` the state, ``y_new`` the next one, ``r`` = rho(s),
-    ``rp`` = rho'(s), ``h`` the local field, ``d`` the drive, ``t`` one
-    coupling's contribution) is one flat array with the free groups' blocks
-    one after the other, each C-contiguous: ``v2[role][g]`` sees group g as
-    (batch, n_g), ``v4[role][g]`` as (batch, C, H, W) (or (batch, n)).
-    """
-
-    ROLES = ("y", "y_new", "r", "rp", "h", "d", "t")
-
-    def __init__(self, net, n_batch):
-        dtype = net.dtype
-        self.n_batch = n_batch
-        self.v2, self.v4 = {}, {}
-        for role in self.ROLES:
-            flat = np.empty(n_batch * net.n_free, dtype=dtype)
-            v2, v4 = [None], [None]
-            for g in range(1, len(net.group_sizes)):
-                start = n_batch * int(net._free_off[g])
-                block = flat[start:start + n_batch * net.group_sizes[g]]
-                v2.append(block.reshape(n_batch, net.group_sizes[g]))
-                v4.append(block.reshape((n_batch,) + net.group_shapes[g]))
-            self.v2[role], self.v4[role] = v2, v4
-        self.scratch = [link.scratch(n_batch, dtype) for link in net._links]
-        self.sums = {k: np.zeros(n_batch) for k in ("en", "y2", "f2", "res2", "f_over", "yn2", "yn_over")}
-
-
 # ----------------------------------------------------------------------------- the network
-class ConvHopfieldNetwork(NetworkLayout):
+class ConvHopfieldNetwork(ArchitectureNetwork):
     """Hopfield network over groups of units and feature maps, coupled densely or by convolution and pooling.
 
     Parameters
@@ -403,109 +258,21 @@ class ConvHopfieldNetwork(NetworkLayout):
     .. [2] B. Scellier, Y. Bengio, "Equilibrium Propagation", Front. Comput. Neurosci. 11:24 (2017).
     """
 
+    relaxation_schemes = CONV_RELAXATION_SCHEMES
+    """What :func:`dynsim.relax.phases.settle` may ask of :meth:`relax_with_energy`."""
+
     def __init__(self, architecture, theta=None, seed=None, dtype=np.float32):
-        if not isinstance(architecture, Architecture):
-            raise ValidationError(f"architecture must be an Architecture, got {type(architecture).__name__}")
-        self.dtype = float_dtype(dtype)
-        self.architecture = architecture
-        groups = architecture.groups
-        self.group_names = tuple(g.name for g in groups)
-        self.group_shapes = tuple(g.shape for g in groups)
-        self.group_sizes = tuple(g.size for g in groups)
-        self.activations = tuple(g.activation for g in groups)
+        super().__init__(architecture, dtype)
+        for g in architecture.groups:
+            if g.activation not in ACTIVATIONS:
+                raise ValidationError(f"group {g.name}: a Hopfield network's activation must be one of "
+                                      f"{sorted(ACTIVATIONS)} (its energy needs rho bounded or linear), got "
+                                      f"{g.activation!r}; 'relu' and 'gelu' serve ConvPCNetwork")
         self._acts = tuple(activation_code(a) for a in self.activations)
-        G = len(groups)
-        free_off = np.zeros(G, dtype=np.int64)
-        free_off[1:] = np.concatenate(([0], np.cumsum(self.group_sizes[1:-1])))
-        self._free_off = free_off
-        self._layout = architecture.parameter_layout()
-        self.n_params = architecture.n_params
-        weight_blocks = {b.index: b for b in self._layout if b.kind == "weight"}
-        self._bias_blocks = {b.index: b for b in self._layout if b.kind == "bias"}
-        links = []
-        for k, c in enumerate(architecture.couplings):
-            a, b = architecture.group_index[c.pre], architecture.group_index[c.post]
-            if c.kind == "dense":
-                links.append(_DenseLink(k, c, a, b, weight_blocks[k]))
-            else:
-                links.append(_ConvLink(k, c, groups[a], groups[b], a, b, weight_blocks[k], self.dtype))
-        self._links = tuple(links)
-        self._input_links = tuple(link for link in links if link.pre == 0)
-        self._free_links = tuple(link for link in links if link.pre != 0)
-        self._buffer_cache = {}
         self._colours = None
         if theta is None:
             theta = architecture.initial_theta(random_generator("seed", seed), self.dtype)
         self.theta = theta
-
-    # ------------------------------------------------------------------ parameters
-    @property
-    def theta(self):
-        """Flat parameter vector, shape (n_params,): weight blocks in coupling order, then biases in group order."""
-        return self._theta
-
-    @theta.setter
-    def theta(self, value):
-        self._theta = float_array("theta", value, shape=(self.n_params,), dtype=self.dtype)
-
-    def parameter_blocks(self):
-        """Named slices of :attr:`theta`: ``{'W_<pre>_<post>': slice, ..., 'b_<group>': slice}``, in layout order.
-
-        The unit of per-layer metrics and learning rates.
-        """
-        return {b.name: b.slice for b in self._layout}
-
-    def layer_of_block(self):
-        """The free group each parameter block feeds: ``{block name: group index}``.
-
-        A weight block belongs to the deeper of its two groups (its post
-        group in a feedforward stack: Scellier & Bengio's per-layer rates,
-        as :meth:`HopfieldNetwork.layer_of_block`), a bias to its own group.
-        """
-        layers = {}
-        for b in self._layout:
-            if b.kind == "weight":
-                link = self._links[b.index]
-                layers[b.name] = max(link.pre, link.post)
-            else:
-                layers[b.name] = b.index
-        return layers
-
-    def _block(self, name):
-        for b in self._layout:
-            if b.name == name:
-                return self._theta[b.start:b.stop].reshape(b.shape)
-        raise ValidationError(f"unknown parameter block {name!r}; the blocks are {[b.name for b in self._layout]}")
-
-    def weights(self, c):
-        """View of the weights of coupling ``c`` (index or name) into :attr:`theta`.
-
-        Shape (n_pre, n_post) for a dense coupling, (C_post, C_pre, kh, kw)
-        for a convolution.
-        """
-        names = [link.coupling.name for link in self._links]
-        if isinstance(c, str):
-            if c not in names:
-                raise ValidationError(f"unknown coupling {c!r}; the couplings are {names}")
-            c = names.index(c)
-        if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, np.integer)) or not 0 <= c < len(names):
-            raise ValidationError(f"c must be a coupling name or an index in [0, {len(names) - 1}], got {c!r}")
-        link = self._links[int(c)]
-        return self._theta[link.start:link.stop].reshape(link.shape)
-
-    def biases(self, g):
-        """View of the biases of free group ``g`` (index or name) into :attr:`theta`: (C,) for maps, (n,) for units."""
-        if isinstance(g, str):
-            self.architecture.group(g)  # a ValidationError naming the groups when unknown
-            g = self.architecture.group_index[g]
-        G = len(self.group_sizes)
-        if isinstance(g, (bool, np.bool_)) or not isinstance(g, (int, np.integer)) or not 1 <= g < G:
-            raise ValidationError(f"g must be a free group name or an index in [1, {len(self.group_sizes) - 1}], "
-                                  f"got {g!r}")
-        if int(g) not in self._bias_blocks:
-            raise ValidationError(f"group {self.group_names[g]} has no bias (Group(..., bias=False))")
-        b = self._bias_blocks[int(g)]
-        return self._theta[b.start:b.stop]
 
     # ------------------------------------------------------------------ description
     @property
@@ -541,28 +308,7 @@ class ConvHopfieldNetwork(NetworkLayout):
                 "connections": [[link.pre, link.post] for link in self._links], "n_params": self.n_params,
                 "dtype": self.dtype.name}
 
-    def group_states(self, s):
-        """The free state as ``{group name: view of shape (batch, *shape)}`` (feature maps as (batch, C, H, W)).
-
-        Parameters
-        ----------
-        s : ndarray, shape (batch, n_free)
-        """
-        s = np.asarray(s)
-        if s.ndim != 2 or s.shape[1] != self.n_free:
-            raise ValidationError(f"s must have shape (batch, {self.n_free}), got {s.shape}")
-        return {name: v.reshape((s.shape[0],) + self.group_shapes[g])
-                for g, (name, v) in enumerate(self.split_state(s).items(), start=1)}
-
     # ------------------------------------------------------------------ buffers
-    def _buffers(self, n_batch):
-        buf = self._buffer_cache.get(n_batch)
-        if buf is None:
-            if len(self._buffer_cache) >= _CACHED_BATCH_SIZES:
-                self._buffer_cache.pop(next(iter(self._buffer_cache)))
-            buf = self._buffer_cache[n_batch] = _Buffers(self, n_batch)
-        return buf
-
     def _load(self, buf, s, drive=None):
         """Copy the flat state (and drive) into the group buffers; rho and rho' of every free group."""
         for g in range(1, len(self.group_sizes)):
@@ -570,16 +316,7 @@ class ConvHopfieldNetwork(NetworkLayout):
             np.copyto(buf.v2["y"][g], s[:, cols])
             if drive is not None:
                 np.copyto(buf.v2["d"][g], drive[:, cols])
-            _activate_into(buf.v2["y"][g], self._acts[g], buf.v2["r"][g], buf.v2["rp"][g])
-
-    def _flat(self, views):
-        """Gather per-group (batch, n_g) views into one (batch, n_free) array."""
-        n_batch = views[1].shape[0]
-        out = np.empty((n_batch, self.n_free), dtype=self.dtype)
-        for g in range(1, len(self.group_sizes)):
-            o = int(self._free_off[g])
-            out[:, o:o + self.group_sizes[g]] = views[g]
-        return out
+            activate_into(buf.v2["y"][g], self._acts[g], buf.v2["r"][g], buf.v2["rp"][g])
 
     def _fields(self, buf, theta, selected, version, link_version):
         """Local fields ``h_g = d_g + sum of the couplings' contributions`` of the groups in ``selected``.
@@ -593,13 +330,13 @@ class ConvHopfieldNetwork(NetworkLayout):
         """
         v2, v4 = buf.v2, buf.v4
         for g in selected:
-            _copy_into(v2["d"][g], v2["h"][g])
+            copy_into(v2["d"][g], v2["h"][g])
         for link in self._free_links:
             if link.post in selected:
                 link.forward_into(theta, v2["r"][link.pre], v4["r"][link.pre], v2["t"][link.post],
                                   v4["t"][link.post], buf.scratch[link.index])
                 link_version[link.index] = version[link.pre]
-                _add_into(v2["h"][link.post], v2["t"][link.post])
+                add_into(v2["h"][link.post], v2["t"][link.post])
         for link in self._free_links:
             if link.pre in selected:
                 if link.pool_max and link_version[link.index] != version[link.pre]:
@@ -608,12 +345,12 @@ class ConvHopfieldNetwork(NetworkLayout):
                     link_version[link.index] = version[link.pre]
                 link.transpose_into(theta, v2["r"][link.post], v4["r"][link.post], v2["t"][link.pre],
                                     v4["t"][link.pre], buf.scratch[link.index])
-                _add_into(v2["h"][link.pre], v2["t"][link.pre])
+                add_into(v2["h"][link.pre], v2["t"][link.pre])
 
     def _rho_input(self, x):
         """rho of the clamped input, shape (batch, n_input), and its (batch, *input_shape) view."""
         rx = np.empty_like(x)
-        _activate_into(x, self._acts[0], rx, np.empty_like(x))
+        activate_into(x, self._acts[0], rx, np.empty_like(x))
         return rx, rx.reshape((x.shape[0],) + self.group_shapes[0])
 
     # ------------------------------------------------------------------ energy
@@ -650,7 +387,7 @@ class ConvHopfieldNetwork(NetworkLayout):
             for link in self._input_links:
                 if link.post == g:
                     link.forward_into(theta, rx2, rx4, buf.v2["t"][g], buf.v4["t"][g], buf.scratch[link.index])
-                    _add_into(buf.v2["d"][g], buf.v2["t"][g])
+                    add_into(buf.v2["d"][g], buf.v2["t"][g])
         return self._flat(buf.v2["d"])
 
     def _checked_drive(self, drive, s):
@@ -765,13 +502,6 @@ class ConvHopfieldNetwork(NetworkLayout):
     def _weight_grads(self, buf, theta, link, a2, a4, g2, g4, out):
         link.weight_grad_into(theta, a2, a4, g2, g4, buf.scratch[link.index], buf.v4["t"][link.post], out)
 
-    def _bias_grad_into(self, g, act2, act4, out):
-        """``out`` = ``act`` summed over the batch (and the positions of a map), in float64 first."""
-        if len(self.group_shapes[g]) == 3:
-            ck.channel_sum_into(act4, out)
-        else:
-            out[:] = act2.sum(axis=0, dtype=np.float64)
-
     def energy_grad_params(self, x, s):
         """Gradient of the batch-mean energy with respect to :attr:`theta`, shape (n_params,).
 
@@ -837,7 +567,7 @@ class ConvHopfieldNetwork(NetworkLayout):
         # rho(s_a) kept in the field buffer, rho(s_b) in r, their difference in y_new.
         self._load(buf, s_a)
         for g in range(1, G):
-            _copy_into(v2["r"][g], v2["h"][g])
+            copy_into(v2["r"][g], v2["h"][g])
         self._load(buf, s_b)
         for g in range(1, G):
             np.subtract(v2["r"][g], v2["h"][g], out=v2["y_new"][g])
@@ -1068,7 +798,7 @@ class ConvHopfieldNetwork(NetworkLayout):
             if project:
                 np.clip(y, lo, hi, out=y)
             np.copyto(v2["d"][g], drive[:, o:o + self.group_sizes[g]])
-            _activate_into(y, self._acts[g], v2["r"][g], v2["rp"][g])
+            activate_into(y, self._acts[g], v2["r"][g], v2["rp"][g])
         target = np.ascontiguousarray(target, dtype=self.dtype)
         moving = [bool(first[g] or second[g]) for g in range(G)]
         first_set = {g for g in free if first[g]}
@@ -1135,7 +865,7 @@ class ConvHopfieldNetwork(NetworkLayout):
                     _held_into(v2["y"][g], v2["y_new"][g], max_abs, yn2, yn_over)
             if has_second:
                 for g in first_set:
-                    _activate_into(v2["y_new"][g], self._acts[g], v2["r"][g], v2["rp"][g])
+                    activate_into(v2["y_new"][g], self._acts[g], v2["r"][g], v2["rp"][g])
                     version[g] += 1
                 self._fields(buf, theta, second_set, version, link_version)
                 for g in second_set:
@@ -1153,7 +883,7 @@ class ConvHopfieldNetwork(NetworkLayout):
                 views["y"], views["y_new"] = views["y_new"], views["y"]
             steps += 1
             for g in (second_set if has_second else first_set):
-                _activate_into(v2["y"][g], self._acts[g], v2["r"][g], v2["rp"][g])
+                activate_into(v2["y"][g], self._acts[g], v2["r"][g], v2["rp"][g])
                 version[g] += 1
 
         if record_every > 0 and last_recorded != steps and status != DIVERGED:

@@ -532,20 +532,29 @@ def _trajectory_figures(network, result, drive, target):
 
 
 def _settle_own_scheme(network, x, s0, target, beta, clamp_output, options, phase, drive, record):
-    """A network that relaxes itself (a convolutional Hopfield network): its own compiled sweeps.
+    """A network that relaxes itself (a network built from an Architecture): its own loops over the couplings.
 
-    Such a network has no compiled vector field for the ODE integrators,
-    only the relaxation schemes of the EP literature; each group is projected
-    onto its own activation's box unless ``options`` say otherwise.
+    Such a network has no compiled vector field for the ODE integrators; it
+    runs what its ``relaxation_schemes`` name: the relaxation schemes of the
+    EP literature (a convolutional Hopfield network, each group projected onto
+    its own activation's box unless ``options`` say otherwise) or Euler steps
+    (a convolutional predictive coding network).
     """
-    if not options.is_relaxation_scheme:
-        raise ValidationError(f"integrator {options.integrator!r}: a {type(network).__name__} relaxes with the "
-                              f"relaxation schemes {list(block_relaxation.RELAXATION_SCHEMES)} only")
+    schemes = getattr(network, "relaxation_schemes", block_relaxation.RELAXATION_SCHEMES)
+    if options.integrator not in schemes:
+        raise ValidationError(f"integrator {options.integrator!r}: a {type(network).__name__} relaxes with "
+                              f"{list(schemes)} only")
+    extra = {}
+    if not options.is_relaxation_scheme:  # an ODE method the network runs itself (a conv PC network's Euler steps)
+        if options.retry_smaller_step or not math.isinf(options.t_max):
+            raise ValidationError(f"a {type(network).__name__} counts its {options.integrator} steps with max_steps "
+                                  "and does not retry: leave t_max at inf and retry_smaller_step at 0")
+        extra["dt"] = options.step()
     box = (options.bounds if options.bounds is not None else "natural") if options.project else None
     result, energy = network.relax_with_energy(
         s0, drive, options.integrator, beta, target, clamp_output, max_steps=options.max_steps, atol=options.atol,
         rtol=options.rtol, stop_at_steady_state=options.stop_at_steady_state, box=box, max_abs=options.max_abs,
-        record_every=options.record_every, record_samples=record)
+        record_every=options.record_every, record_samples=record, **extra)
     # A network that also has a compiled field (the vector-field network) names the layer and unit of a divergence.
     site = (locate_divergence(network, result, network.kernel_args(drive, beta, target, clamp_output), step=None,
                               phase=phase) if hasattr(network, "vector_field") else None)

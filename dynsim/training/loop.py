@@ -30,6 +30,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dynsim.datasets.tasks import Task
+from dynsim.learning.predictive_coding import PC_NETWORKS
 from dynsim.learning.rules import gradient_estimate
 from dynsim.relax.phases import SettleOptions, free_phase
 from dynsim.training.checkpoint import Checkpoint, CheckpointError, check_fingerprint, load_checkpoint, save_checkpoint
@@ -75,9 +76,7 @@ def metric_columns(eval_splits):
 
 def _free_state(network, x, targets, options, s0=None):
     """The free equilibrium of a chunk: (state, steps, samples that did not settle to the tolerance)."""
-    from dynsim.networks.pc import PCNetwork
-
-    if isinstance(network, PCNetwork):
+    if isinstance(network, PC_NETWORKS):
         return network.feedforward(x), 0, 0
     free = free_phase(network, x, s0=s0, target=targets, options=options)
     return free.state, free.integration.n_steps, _unsettled(free)

@@ -1,0 +1,193 @@
+"""The couplings of an :class:`~dynsim.networks.architecture.Architecture` as operations on group buffers.
+
+Both network families built from an architecture (the convolutional Hopfield
+network and the convolutional predictive coding network) apply each coupling
+``K_c`` in three ways: forward (``K_c(a)``, the pre group's drive of the post
+group), transposed (``J_c^T g``, the Jacobian of ``K_c`` at the last forward
+argument, routed through the max pooling's winners) and as a weight gradient
+(``d <g, K_c(a)> / dW_c`` summed over the batch). :class:`DenseOps` and
+:class:`ConvOps` hold a coupling's geometry and workspaces and give those
+three products with one call signature; :class:`GroupBuffers` holds one
+flat array per role with a (batch, n) and a (batch, *shape) view of every
+free group.
+
+References
+----------
+.. [1] A. Laborieux, M. Ernoult, B. Scellier, Y. Bengio, J. Grollier,
+       D. Querlioz, "Scaling Equilibrium Propagation to Deep ConvNets by
+       Drastically Reducing Its Gradient Estimator Bias", Front. Neurosci.
+       15:633674 (2021) (the coupling ``pool(conv(a))``).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from dynsim.networks import conv_kernels as ck
+from dynsim.networks.activations import unit_rho_and_prime
+
+__all__ = ["DenseOps", "ConvOps", "GroupBuffers", "coupling_ops", "activate_into", "copy_into", "add_into"]
+
+
+# Each helper takes C-contiguous blocks of one group and checks nothing.
+
+@njit(cache=True)
+def activate_into(s, act, r, rp):
+    """r = rho(s), rp = rho'(s) for one group."""
+    n_batch, m = s.shape
+    for i in range(n_batch):
+        si, ri, rpi = s[i], r[i], rp[i]
+        for j in range(m):
+            ri[j], rpi[j] = unit_rho_and_prime(si[j], act)
+
+
+@njit(cache=True)
+def copy_into(src, dst):
+    """dst = src (same shape, both C-contiguous)."""
+    s = src.reshape(src.size)
+    d = dst.reshape(dst.size)
+    for k in range(d.size):
+        d[k] = s[k]
+
+
+@njit(cache=True)
+def add_into(dst, src):
+    """dst += src (same shape, both C-contiguous)."""
+    s = src.reshape(src.size)
+    d = dst.reshape(dst.size)
+    for k in range(d.size):
+        d[k] += s[k]
+
+
+class DenseOps:
+    """A :class:`~dynsim.networks.architecture.Dense` coupling: its block of ``theta`` and its products.
+
+    ``forward_into`` writes ``K(a) = a W`` into the post group's buffer,
+    ``transpose_into`` ``J^T g = g W^T`` into the pre group's,
+    ``weight_grad_into`` ``a^T g`` (summed over the batch) into a block of a
+    gradient. Arrays are (batch, n) views of group buffers; the 4-D views
+    are accepted and ignored, so both link kinds share one call signature.
+    """
+
+    pool_max = False
+
+    def __init__(self, index, coupling, pre, post, block):
+        self.index, self.coupling, self.pre, self.post = index, coupling, pre, post
+        self.start, self.stop, self.shape = block.start, block.stop, block.shape
+
+    def scratch(self, n_batch, dtype):
+        return None
+
+    def forward_into(self, theta, a2, a4, out2, out4, scratch):
+        np.dot(a2, theta[self.start:self.stop].reshape(self.shape), out=out2)
+
+    def transpose_into(self, theta, g2, g4, out2, out4, scratch):
+        np.dot(g2, theta[self.start:self.stop].reshape(self.shape).T, out=out2)
+
+    def weight_grad_into(self, theta, a2, a4, g2, g4, scratch, post4, out):
+        np.dot(a2.T, g2, out=out.reshape(self.shape))
+
+
+class ConvOps:
+    """A :class:`~dynsim.networks.architecture.Conv` coupling: geometry, workspaces and the kernels of
+    :mod:`dynsim.networks.conv_kernels`.
+
+    The batch-independent workspaces (padded sample, unfolded fields, one
+    sample's weight gradient) are allocated once per network; ``scratch``
+    gives the batch-sized ones (the convolution before pooling, the max
+    pooling's winners), kept with the network's buffers for a batch size.
+    """
+
+    def __init__(self, index, coupling, pre_group, post_group, pre, post, block, dtype):
+        self.index, self.coupling, self.pre, self.post = index, coupling, pre, post
+        self.start, self.stop, self.shape = block.start, block.stop, block.shape
+        self.stride, self.pad = coupling.stride, coupling.padding
+        self.pool = ck.POOLS["none" if coupling.pool is None else coupling.pool]
+        self.pool_max = self.pool == ck.POOL_MAX
+        self.pool_k = coupling.pool_size if coupling.pool is not None else 1
+        self.pool_stride = coupling.pool_step if coupling.pool is not None else 1
+        kh, kw = coupling.kernel
+        _, H, W = pre_group.shape
+        self.conv_shape = (post_group.shape[0], (H + 2 * self.pad - kh) // self.stride + 1,
+                           (W + 2 * self.pad - kw) // self.stride + 1)
+        self.post_shape = post_group.shape
+        self.ws = ck.conv_workspace(pre_group.shape, self.shape, self.stride, self.pad, dtype)
+
+    def scratch(self, n_batch, dtype):
+        # Without pooling the kernels never touch these two: one-element stand-ins keep the argument types.
+        conv_shape = (n_batch,) + self.conv_shape if self.pool != ck.POOL_NONE else (1, 1, 1, 1)
+        arg_shape = (n_batch,) + self.post_shape if self.pool_max else (1, 1, 1, 1)
+        return np.empty(conv_shape, dtype=dtype), np.zeros(arg_shape, dtype=np.int64)
+
+    def forward_into(self, theta, a2, a4, out2, out4, scratch):
+        conv_out, argmax = scratch
+        ck.conv_pool_into(a4, theta[self.start:self.stop].reshape(self.shape), self.stride, self.pad, self.pool,
+                          self.pool_k, self.pool_stride, self.ws.padded, self.ws.cols, conv_out, argmax, out4)
+
+    def transpose_into(self, theta, g2, g4, out2, out4, scratch):
+        # The convolution before pooling is no longer needed once pooled: it serves as the unpooling buffer.
+        conv_out, argmax = scratch
+        ck.conv_pool_transpose_into(g4, theta[self.start:self.stop].reshape(self.shape), self.stride, self.pad,
+                                    self.pool, self.pool_k, self.pool_stride, argmax, self.ws.padded, self.ws.cols,
+                                    conv_out, out4)
+
+    def weight_grad_into(self, theta, a2, a4, g2, g4, scratch, post4, out):
+        """``sum_b corr(a_b, unpool(g_b))`` into ``out``; the winners are found at ``a`` first (into ``post4``)."""
+        conv_out, argmax = scratch
+        if self.pool_max:
+            self.forward_into(theta, a2, a4, None, post4, scratch)
+        ck.conv_pool_weight_grad_into(a4, g4, self.stride, self.pad, self.pool, self.pool_k, self.pool_stride,
+                                      argmax, self.ws.padded, self.ws.cols, conv_out, self.ws.prod,
+                                      out.reshape(self.shape))
+
+
+class GroupBuffers:
+    """Everything a batch size needs, allocated once and reused across calls and minibatches.
+
+    Each role (``y`` the state, ``y_new`` the next one, ``r`` = rho(s),
+    ``rp`` = rho'(s), ``h`` the local field, ``d`` the drive, ``t`` one
+    coupling's contribution; a network may name other roles) is one flat
+    array (``flat[role]``) with the free groups' blocks one after the other,
+    each C-contiguous: ``v2[role][g]`` sees group g as (batch, n_g),
+    ``v4[role][g]`` as (batch, C, H, W) (or (batch, n)).
+    """
+
+    ROLES = ("y", "y_new", "r", "rp", "h", "d", "t")
+
+    def __init__(self, net, n_batch, roles=ROLES):
+        dtype = net.dtype
+        self.n_batch = n_batch
+        self.v2, self.v4, self.flat = {}, {}, {}
+        for role in roles:
+            flat = self.flat[role] = np.empty(n_batch * net.n_free, dtype=dtype)
+            v2, v4 = [None], [None]
+            for g in range(1, len(net.group_sizes)):
+                start = n_batch * int(net._free_off[g])
+                block = flat[start:start + n_batch * net.group_sizes[g]]
+                v2.append(block.reshape(n_batch, net.group_sizes[g]))
+                v4.append(block.reshape((n_batch,) + net.group_shapes[g]))
+            self.v2[role], self.v4[role] = v2, v4
+        self.scratch = [link.scratch(n_batch, dtype) for link in net._links]
+        self.sums = {k: np.zeros(n_batch) for k in ("en", "y2", "f2", "res2", "f_over", "yn2", "yn_over")}
+
+    def swap(self, a, b):
+        """Exchange two roles' arrays (the next state becomes the state without a copy)."""
+        for views in (self.v2, self.v4, self.flat):
+            views[a], views[b] = views[b], views[a]
+
+
+def coupling_ops(architecture, weight_blocks, dtype):
+    """One :class:`DenseOps` or :class:`ConvOps` per coupling of ``architecture``, in coupling order.
+
+    ``weight_blocks`` maps a coupling's index to its
+    :class:`~dynsim.networks.architecture.ParameterBlock`.
+    """
+    groups = architecture.groups
+    ops = []
+    for k, c in enumerate(architecture.couplings):
+        a, b = architecture.group_index[c.pre], architecture.group_index[c.post]
+        if c.kind == "dense":
+            ops.append(DenseOps(k, c, a, b, weight_blocks[k]))
+        else:
+            ops.append(ConvOps(k, c, groups[a], groups[b], a, b, weight_blocks[k], dtype))
+    return tuple(ops)
