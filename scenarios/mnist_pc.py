@@ -15,7 +15,16 @@ is backprop on the feedforward pass, which is also the network's
 prediction for every rule. 'fa' and 'dfa' are feedback alignment
 (Lillicrap et al. 2016) and direct feedback alignment (Nokland 2016): the
 output error reaches the hidden layers through fixed random matrices
-instead of the transposed forward weights.
+instead of the transposed forward weights. 'dtp' is difference target
+propagation (Lee et al. 2015): targets carried down through learned inverses
+with the difference correction, each layer trained towards its target, the
+inverses trained to undo noisy forward steps (``--dtp-step``, ``--dtp-noise``).
+
+``--conv 32,64`` puts convolutional stages before the dense layers (each a
+``--kernel`` convolution then ``--pool`` pooling of side 2; no dense hidden
+layers unless ``--hidden`` names some): a
+:class:`~dynsim.networks.conv_pc.ConvPCNetwork`, trained by the PC rules and
+'bp' (feedback alignment and DTP are dense-only).
 
 The default inference is pcx's regime: a few small steps (5 x 0.05) from
 the feedforward pass. Each step carries the output error one layer further
@@ -46,6 +55,8 @@ It prints one line per epoch and a final table with the paper's numbers
 
     python scenarios/mnist_pc.py --out runs/mnist_pc
     python scenarios/mnist_pc.py --dataset fashion-mnist --out runs/fashion_pc
+    python scenarios/mnist_pc.py --dataset fashion-mnist --conv 32,64 --epochs 10 --out runs/fashion_conv_pc
+    python scenarios/mnist_pc.py --rules fa,dfa,dtp,bp --out runs/mnist_no_transport
 
 References
 ----------
@@ -58,6 +69,11 @@ References
        backpropagation for deep learning", Nature Communications 7:13276 (2016).
 .. [4] A. Nokland, "Direct Feedback Alignment Provides Learning in Deep Neural
        Networks", NeurIPS (2016).
+.. [5] D.-H. Lee, S. Zhang, A. Fischer, Y. Bengio, "Difference Target
+       Propagation", ECML PKDD (2015).
+.. [6] B. Millidge, A. Tschantz, C. L. Buckley, "Predictive Coding
+       Approximates Backprop along Arbitrary Computation Graphs", Neural
+       Computation 34(6) (2022) (convolutional PC).
 """
 from __future__ import annotations
 
@@ -74,7 +90,7 @@ from dynsim.datasets.idx import DATASETS, DatasetError, load
 from dynsim.io.log import read_log
 from dynsim.learning import gradient_estimate
 from dynsim.learning.predictive_coding import pc_gradient, zil_gradient
-from dynsim.networks import Architecture, ConvPCNetwork
+from dynsim.networks import Architecture, ConvPCNetwork, DTPNetwork
 from dynsim.networks.pc import PCNetwork
 from dynsim.plots._figure import save_figure
 from dynsim.references import alignment_angles
@@ -87,7 +103,7 @@ from dynsim.training.schedules import SCHEDULES, make_schedule
 from dynsim.validation import (ValidationError, WriteError, check_memory, fail, layered_bytes, positive_int,
                                real_scalar, reports_write_errors, writable_folder)
 
-RULES = ("pc-strict", "pc-fixed-prediction", "pc-zil", "bp", "fa", "dfa")
+RULES = ("pc-strict", "pc-fixed-prediction", "pc-zil", "bp", "fa", "dfa", "dtp")
 PAPER = {"mnist": {"pc": 0.9842, "bp": 0.9846}, "fashion-mnist": {"pc": 0.8988, "bp": 0.8983}}
 """Test accuracies of the pcx benchmark (784-128-128-128-10), PC and backprop."""
 TARGET = {"mnist": 0.982, "fashion-mnist": 0.890}
@@ -127,6 +143,10 @@ def build_parser():
                    help="f in mu_l = f(x_{l-1}) W_l + b_l")
     p.add_argument("--inference-steps", type=int, default=5, help="Euler steps of the PC inference")
     p.add_argument("--dt", type=float, default=0.05, help="Euler step of the PC inference")
+    p.add_argument("--dtp-step", type=float, default=0.1,
+                   help="'dtp': eta of the output's target x_L - eta (x_L - y) (Lee et al. 2015's top-layer step)")
+    p.add_argument("--dtp-noise", type=float, default=0.1,
+                   help="'dtp': sigma of the corruption its learned inverses are trained to undo")
     p.add_argument("--output-variance", type=float, default=1.0,
                    help="sigma_L^2 of 'pc-strict' (other layers 1); its update is multiplied by it")
     p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"], help="parameter update rule")
@@ -161,6 +181,8 @@ def check_options(args):
     real_scalar("--dt", args.dt, 0.0, np.inf, low_open=True, high_open=True)
     real_scalar("--lr", args.lr, 0.0, np.inf, low_open=True, high_open=True)
     real_scalar("--output-variance", args.output_variance, 0.0, np.inf, low_open=True, high_open=True)
+    real_scalar("--dtp-step", args.dtp_step, 0.0, np.inf, low_open=True, high_open=True)
+    real_scalar("--dtp-noise", args.dtp_noise, 0.0, np.inf, low_open=True, high_open=True)
     for name in ("train_size", "eval_size", "max_batches"):
         if getattr(args, name) is not None:
             positive_int("--" + name.replace("_", "-"), getattr(args, name))
@@ -190,10 +212,10 @@ def check_options(args):
                      + data_bytes, f"a {'-'.join(map(str, [784, *args.hidden, 10]))} network trained on minibatches "
                                    f"of {batch} {args.dataset} images in {args.dtype}")
         return
-    dense_only = sorted(set(args.rules) & {"fa", "dfa"})
+    dense_only = sorted(set(args.rules) & {"fa", "dfa", "dtp"})
     if dense_only:
-        raise ValidationError(f"--rules {','.join(dense_only)}: feedback alignment is implemented for dense layers; "
-                              "drop it or --conv")
+        raise ValidationError(f"--rules {','.join(dense_only)}: feedback alignment and target propagation are "
+                              "implemented for dense layers; drop them or --conv")
     positive_int("--kernel", args.kernel)
     positive_int("--padding", args.padding, minimum=0)
     arch = architecture(args)  # a ValidationError naming the stage whose maps vanish
@@ -217,8 +239,16 @@ def describe_architecture(arch):
     return "-".join("x".join(map(str, g.shape)) for g in arch.groups)
 
 
-def make_network(rule, sizes, activation, theta, output_variance, dtype=np.float64, arch=None):
-    """A rule's network from the shared start ``theta``: dense (``sizes``) or the architecture ``arch``."""
+def make_network(rule, sizes, activation, theta, output_variance, dtype=np.float64, arch=None, dtp=None):
+    """A rule's network from the shared start ``theta``: dense (``sizes``) or the architecture ``arch``.
+
+    'dtp' gets a :class:`DTPNetwork`: ``dtp`` holds its keyword arguments (target step, noise, seed, init); its
+    forward parameters are ``theta``, its inverses drawn from the seed.
+    """
+    if rule == "dtp":
+        net = DTPNetwork(sizes, activation=activation, dtype=dtype, **dtp)
+        net.theta[:net.n_forward] = theta
+        return net
     n_free = len(sizes) - 1 if arch is None else len(arch.groups) - 1
     variances = [1.0] * (n_free - 1) + [output_variance] if rule == "pc-strict" else None
     if arch is not None:
@@ -298,6 +328,8 @@ def main(argv=None):
               "batch_size": args.batch_size, "epochs": args.epochs, "seed": args.seed,
               "n_train": data["train"].x.shape[0], "n_test": data["test"].x.shape[0], "max_batches": args.max_batches,
               "dtype": args.dtype}
+    if "dtp" in args.rules:
+        config.update(dtp_step=args.dtp_step, dtp_noise=args.dtp_noise)
     if arch is not None:
         config.update(conv=args.conv, kernel=args.kernel, padding=args.padding, pool=args.pool,
                       architecture=describe_architecture(arch))
@@ -320,13 +352,17 @@ def main(argv=None):
                         if config[k] != neutral})
     if arch is not None:
         fingerprint.update({k: config[k] for k in ("architecture", "kernel", "padding", "pool")})
+    if "dtp" in args.rules:
+        fingerprint.update({k: config[k] for k in ("dtp_step", "dtp_noise")})
     schedule = make_schedule(args.schedule)
     held_out = data.get("validation") or data["test"]
     probe_x, probe_t = held_out.x[:ALIGNMENT_IMAGES], held_out.targets[:ALIGNMENT_IMAGES]
     histories = {}
     with log:
         for rule in args.rules:
-            net = make_network(rule, sizes, args.activation, theta0, args.output_variance, dtype, arch)
+            net = make_network(rule, sizes, args.activation, theta0, args.output_variance, dtype, arch,
+                               dtp=dict(target_step=args.dtp_step, inverse_noise=args.dtp_noise, seed=args.seed,
+                                        init=args.init))
             optimizer = (Adam if args.optimizer == "adam" else SGD)(net, args.lr)
 
             def on_epoch(row, rule=rule, net=net):

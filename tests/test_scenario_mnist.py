@@ -112,7 +112,8 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
 
 def test_pc_run_resumes_rule_by_rule_and_refuses_to_discard_a_run(tmp_path):
     # A constant rate: a whole-run schedule (the default) depends on --epochs, which the resumed run extends.
-    pc_smoke = ("--rules", "fa,bp", "--train-size", "200", "--eval-size", "50", "--schedule", "constant", "--quiet")
+    # 'dtp' draws its inverses' corruption from the training's generator: the checkpoint must carry it.
+    pc_smoke = ("--rules", "fa,dtp,bp", "--train-size", "200", "--eval-size", "50", "--schedule", "constant", "--quiet")
     whole, split = tmp_path / "whole", tmp_path / "split"
     assert run("mnist_pc.py", "--epochs", "2", "--out", str(whole), *pc_smoke).returncode == 0
     assert run("mnist_pc.py", "--epochs", "1", "--out", str(split), *pc_smoke).returncode == 0
@@ -123,7 +124,7 @@ def test_pc_run_resumes_rule_by_rule_and_refuses_to_discard_a_run(tmp_path):
     assert not stale.exists() and "removed .checkpoint_bp.h5" in refused.stdout  # garbage whatever happens next
     resumed = run("mnist_pc.py", "--epochs", "2", "--out", str(split), "--resume", *pc_smoke)
     assert resumed.returncode == 0, resumed.stderr
-    for rule in ("fa", "bp"):
+    for rule in ("fa", "dtp", "bp"):
         a, b = load_checkpoint(whole / f"checkpoint_{rule}.h5"), load_checkpoint(split / f"checkpoint_{rule}.h5")
         assert a.epoch == b.epoch == 2 and np.array_equal(a.theta, b.theta)
         with read_log(split / "log.h5") as log, read_log(whole / "log.h5") as ref:
@@ -158,11 +159,18 @@ def test_pc_scenario_trains_pc_and_backprop_from_the_same_start(tmp_path):
 
 def test_pc_scenario_logs_how_far_feedback_alignment_lies_from_backprop(tmp_path):
     out = tmp_path / "fa"
-    proc = run("mnist_pc.py", "--rules", "fa,dfa,bp", "--epochs", "2", "--train-size", "256", "--eval-size", "100",
-               "--out", str(out), "--quiet")
+    proc = run("mnist_pc.py", "--rules", "fa,dfa,dtp,bp", "--epochs", "2", "--train-size", "256", "--eval-size",
+               "100", "--out", str(out), "--quiet")
     assert proc.returncode == 0, proc.stderr
     with read_log(out / "log.h5") as log:
         assert "alignment_bp" not in log.tables and log.n_relaxations == 0  # no rule here relaxes
+        # Target propagation logs the same angles; its learned inverses are parameters of its own (in its
+        # checkpoint), never compared with backprop.
+        dtp = log.table("alignment_dtp")
+        assert sorted(k for k in dtp if k.startswith(("W_", "V_"))) == [
+            "W_input_layer_1", "W_layer_1_layer_2", "W_layer_2_layer_3", "W_layer_3_output"]
+        assert np.all(dtp["W_layer_3_output"] < 1e-3)
+        assert log.config["dtp_step"] == 0.1 and log.config["dtp_noise"] == 0.1
         for rule in ("fa", "dfa"):
             table = log.table(f"alignment_{rule}")
             assert list(table["epoch"]) == [0, 1, 2]

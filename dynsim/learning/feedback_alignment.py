@@ -132,7 +132,8 @@ def feedback_alignment_gradient(network, x, target, kind="fa", seed=0, drive=Non
     # x_0 is the clamped input; x_1 ... x_L are the feedforward pass, side by side in the drive.
     views = network.split_state(drive)
     layers = [x] + [views[name] for name in network.group_names[1:]]
-    gradient = np.empty(network.n_params, dtype=network.dtype)
+    # Zeros: blocks other than the forward W and b (a DTPNetwork's inverses) are not this rule's to move.
+    gradient = np.zeros(network.n_params, dtype=network.dtype)
     blocks = list(network.parameter_blocks().values())  # W_1 ... W_L, then b_1 ... b_L
     delta_out = (layers[L] - target) / np.asarray(x.shape[0], dtype=network.dtype)
     delta = delta_out

@@ -17,7 +17,9 @@ from dynsim.learning.contrastive import EP_VARIANTS, chl_gradient, ep_gradient
 from dynsim.learning.estimate import Estimate
 from dynsim.learning.feedback_alignment import FEEDBACK_KINDS, feedback_alignment_gradient
 from dynsim.learning.predictive_coding import PC_NETWORKS, feedforward_phase, pc_gradient, zil_gradient
+from dynsim.learning.target_propagation import dtp_gradient
 from dynsim.learning.vector_field_ep import VF_EP_VARIANTS, vf_ep_gradient
+from dynsim.networks.dtp import DTPNetwork
 from dynsim.networks.vector_field_hopfield import VectorFieldHopfieldNetwork
 from dynsim.references.gradients import implicit_gradient
 from dynsim.relax.phases import free_phase
@@ -32,14 +34,28 @@ VF_RULES = tuple(f"ep-{v}" for v in VF_EP_VARIANTS)
 """Rules for vector-field Hopfield networks: EP's contrast (:func:`~dynsim.learning.vector_field_ep.vf_ep_gradient`),
 the feedback learning as the network's ``feedback`` says."""
 
-PC_RULES = ("pc-strict", "pc-fixed-prediction", "pc-zil", "bp", "fa", "dfa")
+PC_RULES = ("pc-strict", "pc-fixed-prediction", "pc-zil", "bp", "fa", "dfa", "dtp")
 """Rules for predictive coding networks (and their feedforward pass): 'bp' is exact backprop on it, 'fa' and 'dfa'
-feedback alignment and direct feedback alignment (:mod:`dynsim.learning.feedback_alignment`)."""
+feedback alignment and direct feedback alignment (:mod:`dynsim.learning.feedback_alignment`), 'dtp' difference
+target propagation (:mod:`dynsim.learning.target_propagation`, for a
+:class:`~dynsim.networks.dtp.DTPNetwork`, whose learned inverses it trains)."""
+
+DTP_RULES = ("dtp", "bp")
+"""The rules of a :class:`~dynsim.networks.dtp.DTPNetwork`: its own, and backprop on its forward pass."""
 
 
-def _pc_gradient_estimate(rule, network, x, target, options, feedback_seed):
+def _pc_gradient_estimate(rule, network, x, target, options, feedback_seed, rng):
     if rule not in PC_RULES:
         raise ValidationError(f"rule for a predictive coding network must be one of {list(PC_RULES)}, got {rule!r}")
+    if isinstance(network, DTPNetwork):
+        if rule not in DTP_RULES:
+            raise ValidationError(f"rule {rule!r} does not train a DTPNetwork (it would leave its inverses "
+                                  f"unlearned or undefined); its rules are {list(DTP_RULES)}")
+    elif rule == "dtp":
+        raise ValidationError(f"rule 'dtp' needs a DTPNetwork (a feedforward network with learned inverses), got "
+                              f"{type(network).__name__}")
+    if rule == "dtp":
+        return dtp_gradient(network, x, target, rng=rng)
     if rule == "pc-zil":
         return zil_gradient(network, x, target)
     if rule in FEEDBACK_KINDS:
@@ -73,7 +89,7 @@ def gradient_estimate(rule, network, x, target, beta=0.5, options=None, nudged_o
     s0 : ndarray, shape (batch, n_free), optional
         Start of the free phase (persistent particles); Hopfield rules only.
     rng : numpy.random.Generator, optional
-        The sign of 'ep-random'.
+        The sign of 'ep-random'; the inverses' corruption noise of 'dtp'.
     feedback_seed : int
         The seed of the fixed random feedback of 'fa' and 'dfa' (the same
         seed, the same feedback matrices for a given network).
@@ -107,7 +123,7 @@ def gradient_estimate(rule, network, x, target, beta=0.5, options=None, nudged_o
         raise ValidationError(f"rule_options: rule {rule!r} on a {type(network).__name__} takes none, got "
                               f"{sorted(rule_options)}")
     if isinstance(network, PC_NETWORKS):
-        return _pc_gradient_estimate(rule, network, x, target, options, feedback_seed)
+        return _pc_gradient_estimate(rule, network, x, target, options, feedback_seed, rng)
     if rule not in RULES:
         raise ValidationError(f"rule must be one of {list(RULES)}, got {rule!r}")
     if rule.startswith("ep-"):
