@@ -7,4 +7,5 @@ from dynsim.networks.architecture import Architecture, Conv, Dense, Group
 from dynsim.networks.conv_hopfield import ConvHopfieldNetwork
 from dynsim.networks.conv_pc import ConvPCNetwork
 from dynsim.networks.dtp import DTPNetwork
+from dynsim.networks.microcircuit import DendriticMicrocircuit, MICROCIRCUIT_FIELD
 from dynsim.networks.vector_field_hopfield import VectorFieldHopfieldNetwork, VF_FIELD, FEEDBACK_MODES
