@@ -67,6 +67,9 @@ def build_parser():
     p.add_argument("--top-down", default="random", choices=["random", "transpose"],
                    help="the fixed top-down weights B: random, or W^T at the start")
     p.add_argument("--beta", type=float, default=0.1, help="teaching conductance of the output")
+    p.add_argument("--subtract-free", action="store_true",
+                   help="read the forward weights' changes as nudged minus free state (an EP-like contrast) instead "
+                        "of at the nudged state alone (the paper's rule)")
     p.add_argument("--lr", type=float, default=0.1, help="SGD rate of the forward weights (and of backprop)")
     p.add_argument("--lr-interneurons", type=float, default=0.05, help="SGD rate of the interneuron weights")
     p.add_argument("--pretrain-steps", type=int, default=2000, help="minibatches of interneuron learning first")
@@ -216,7 +219,7 @@ def main(argv=None):
                     idx = order[b0:b0 + args.batch_size]
                     try:
                         est = microcircuit_gradient(student, x_train[idx], y_train[idx], beta=args.beta,
-                                                    options=options)
+                                                    options=options, subtract_free=args.subtract_free)
                     except DivergenceError as exc:
                         fail(f"epoch {epoch}: {exc}")
                     update = microcircuit_updates(student, x_train[idx], est.phases["nudged"].state)
@@ -235,7 +238,8 @@ def main(argv=None):
             bp_loss = float(np.mean(0.5 * np.sum((bp_out - y_test) ** 2, axis=1)))
             probe = slice(0, min(200, args.test_size))
             angles = alignment_angles(student, microcircuit_gradient(student, x_test[probe], y_test[probe],
-                                                                     beta=args.beta, options=options).gradient,
+                                                                     beta=args.beta, options=options,
+                                                                     subtract_free=args.subtract_free).gradient,
                                       student.backprop_gradient(x_test[probe], y_test[probe]))
             row = {"epoch": epoch, "microcircuit_test_loss": mc_loss, "backprop_test_loss": bp_loss,
                    "apical": apical, "seconds": time.perf_counter() - start,
@@ -250,8 +254,9 @@ def main(argv=None):
         free = settle(student, xr, target=yr, options=record)
         nudged = settle(student, xr, s0=free.state, target=yr, beta=args.beta, options=record, phase="nudged")
         log.record_relaxation([free, nudged], label="after training", x=xr, target=yr)
+    rule = "nudged - free" if args.subtract_free else "at the nudged state"
     title = (f"teacher-student regression {'-'.join(map(str, args.sizes))} {args.activation}, top-down "
-             f"{args.top_down}, beta {args.beta:g}, lr {args.lr:g}, {args.train_size} inputs")
+             f"{args.top_down}, beta {args.beta:g} ({rule}), lr {args.lr:g}, {args.train_size} inputs")
     figure = plot(pretraining, rows, args.out / "learning.png", title)
     first, last = rows[0], rows[-1]
     print(f"\n{title}\ntest loss: microcircuit {first['microcircuit_test_loss']:.3e} -> "

@@ -498,7 +498,7 @@ CASES = [
     C(lambda e: estimator_sweep.error_norms(e.pc, e.x, e.free), r"the phase has no recorded trajectory",
       id="error_norms-no-trajectory"),
     C(lambda e: estimator_sweep.sweep_estimates(object(), e.x, e.target, {}),
-      r"network must be a HopfieldNetwork, a ConvHopfieldNetwork or a PCNetwork, got object",
+      r"network must be a HopfieldNetwork, a ConvHopfieldNetwork, a PCNetwork or a ConvPCNetwork, got object",
       id="sweep_estimates-network"),
     C(lambda e: estimator_sweep.sweep_estimates(e.pc, e.x, e.target, {"beta": [0.1]}), r"grid: unknown keys",
       id="sweep_estimates-pc-grid-key"),

@@ -117,6 +117,23 @@ def test_random_top_down_weights_give_feedback_alignment_like_updates(rng):
     assert metrics["W_2"]["cosine"] < 0.9
 
 
+def test_subtracting_the_free_state_removes_the_mismatch_of_lagging_interneurons(rng):
+    """Interneurons that no longer predict the layer above (W_3 moved, IP_2 did not) leave apical potentials at the
+    free state; the paper's rule carries them into the hidden updates, the nudged-minus-free contrast does not."""
+    net = DendriticMicrocircuit([5, 7, 6, 3], top_down="transpose", seed=3).self_predicting()
+    net.block("W_3")[...] += 0.1 * rng.standard_normal(net.block("W_3").shape)
+    net.block("B_2")[...] = net.block("W_3").T
+    net.block("PI_2")[...] = -net.block("B_2")
+    x, y = data(net, rng)
+    reference = net.backprop_gradient(x, y)
+    paper = gradient_metrics(net, microcircuit_gradient(net, x, y, beta=0.01, options=TIGHT).gradient, reference)
+    contrast = gradient_metrics(net, microcircuit_gradient(net, x, y, beta=0.01, options=TIGHT,
+                                                           subtract_free=True).gradient, reference)
+    assert max(paper["W_1"]["cosine"], paper["W_2"]["cosine"]) < 0.5
+    assert min(contrast[f"W_{k}"]["cosine"] for k in (1, 2, 3)) > 0.999
+    assert paper["W_3"]["cosine"] > 0.999  # the output layer has no apical dendrite to carry the mismatch
+
+
 def test_bad_arguments_are_refused_with_the_argument_named(rng):
     with pytest.raises(ValidationError, match="sizes must list >= 3 layer sizes"):
         DendriticMicrocircuit([4, 3])

@@ -205,5 +205,5 @@ def test_pc_scenario_trains_a_conv_network_whose_exact_rules_follow_backprop(tmp
         assert inference.map_shapes == {"conv_1": (4, 12, 12), "conv_2": (8, 4, 4)}
         assert inference.maps("conv_1").shape[1:] == (4, 4, 12, 12)  # (steps, 4 recorded images, C, H, W)
     refused = run("mnist_pc.py", "--conv", "4,8", "--rules", "fa,bp", "--out", str(tmp_path / "fa"))
-    assert refused.returncode == 2 and "feedback alignment is implemented for dense layers" in refused.stderr
+    assert refused.returncode == 2 and "implemented for dense layers; drop them or --conv" in refused.stderr
     assert not (tmp_path / "fa").exists()

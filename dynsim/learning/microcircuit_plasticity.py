@@ -78,7 +78,7 @@ def microcircuit_updates(network, x, s, drive=None):
     return update
 
 
-def microcircuit_gradient(network, x, target, beta=0.1, options=None, s0=None):
+def microcircuit_gradient(network, x, target, beta=0.1, options=None, s0=None, subtract_free=False):
     """Settle free, then with the output nudged by ``beta``; the plasticity at the nudged state as an estimate.
 
     Parameters
@@ -92,6 +92,15 @@ def microcircuit_gradient(network, x, target, beta=0.1, options=None, s0=None):
         Of both relaxations (default: dopri5 to the steady state).
     s0 : ndarray, shape (batch, n_free), optional
         Start of the free relaxation (default: rest).
+    subtract_free : bool
+        Read the forward weights' changes as the difference between the
+        nudged and the free state (an EP-like contrast) instead of at the
+        nudged state alone (the paper's rule). When the interneurons lag
+        the forward weights, the free state's apical dendrites are not
+        silent and the paper's rule carries that mismatch, which does not
+        depend on the teaching, into every hidden update; the contrast
+        removes it. The interneuron blocks are read at the nudged state
+        either way.
 
     Returns
     -------
@@ -117,6 +126,11 @@ def microcircuit_gradient(network, x, target, beta=0.1, options=None, s0=None):
         if phase.integration.status_name == "diverged":
             raise DivergenceError(f"the microcircuit's {phase.phase} relaxation diverged: {phase.integration.message}")
     update = microcircuit_updates(network, x, nudged.state, drive)
+    if subtract_free:
+        free_update = microcircuit_updates(network, x, free.state, drive)
+        for k in range(1, network.n_layers + 1):
+            block = network.parameter_blocks()[f"W_{k}"]
+            update[block] -= free_update[block]
     cond = network.conductances
     scale = network.attenuation(network.n_layers) * (cond["g_lk"] + cond["g_B"] + beta) / beta
     gradient = -update
