@@ -207,3 +207,28 @@ def test_pc_scenario_trains_a_conv_network_whose_exact_rules_follow_backprop(tmp
     refused = run("mnist_pc.py", "--conv", "4,8", "--rules", "fa,bp", "--out", str(tmp_path / "fa"))
     assert refused.returncode == 2 and "implemented for dense layers; drop them or --conv" in refused.stderr
     assert not (tmp_path / "fa").exists()
+
+
+def test_compare_rules_writes_every_rules_distance_and_accuracy_to_one_table(tmp_path):
+    out = tmp_path / "rules"
+    proc = run("compare_rules.py", "--train-size", "128", "--eval-size", "60", "--epochs", "1", "--iterations",
+               "5,20", "--hidden", "16", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    with read_log(out / "log.h5") as log:
+        table = log.table("rules")
+    rules = set(table["rule"].tolist())
+    assert rules == {"ep-positive", "ep-negative", "ep-centered", "chl", "pc-strict", "pc-fixed-prediction",
+                     "pc-zil", "fa", "dfa", "dtp", "vf-ep", "microcircuit"}
+    rows = list(zip(table["rule"].tolist(), table["kind"].tolist(), table["x"], table["cosine"], table["test_error"]))
+    cos = {(r, k, x): c for r, k, x, c, _ in rows}
+    # Z-IL is backprop; fixed prediction comes to it as its inference settles; the rules without phases
+    # (FA, DFA, DTP) have no iteration rows, only epoch rows.
+    assert cos[("pc-zil", "iterations", 1.0)] > 1 - 1e-9
+    assert cos[("pc-fixed-prediction", "iterations", 20.0)] > max(0.99, cos[("pc-fixed-prediction", "iterations",
+                                                                              5.0)])
+    for rule in ("fa", "dfa", "dtp"):
+        assert not any(r == rule and k == "iterations" for r, k, *_ in rows)
+    for rule in rules:
+        epochs = [(x, e) for r, k, x, _, e in rows if r == rule and k == "epoch"]
+        assert [x for x, _ in epochs] == [0.0, 1.0] and all(0.0 <= e <= 1.0 for _, e in epochs)
+    assert (out / "rules.png").read_bytes()[:8] == PNG_MAGIC
