@@ -66,8 +66,8 @@ from dynsim.relax.phases import SettleOptions, free_phase, settle
 from dynsim.training.loop import TrainingDivergedError, fit
 from dynsim.training.optimizers import Adam
 from dynsim.training.run_folder import RunFolderError, open_run_log
-from dynsim.validation import (DivergenceError, ValidationError, fail, positive_int, real_scalar,
-                               reports_write_errors, writable_folder)
+from dynsim.validation import (DivergenceError, ValidationError, fail, positive_int, real_scalar, reports_write_errors,
+                               writable_folder)
 
 RULES = ("ep-positive", "ep-negative", "ep-centered", "chl", "pc-strict", "pc-fixed-prediction", "pc-zil", "fa",
          "dfa", "dtp", "vf-ep", "microcircuit")
