@@ -29,7 +29,7 @@ def numpy_field(net, x, s, beta=0.0, target=None):
     pyr = {k: groups["output" if k == N else f"pyr_{k}"] for k in range(1, N + 1)}
     inter = {k: groups[f"int_{k}"] for k in range(1, N)}
     act = {k: net.activation if k < N else net.output_activation for k in range(0, N + 1)}
-    r = {0: phi(x, net.activation), **{k: phi(pyr[k], act[k]) for k in pyr}}
+    r = {0: phi(x, net.input_activation), **{k: phi(pyr[k], act[k]) for k in pyr}}
     rI = {k: phi(inter[k], act[k + 1]) for k in inter}
     out = {}
     for k in range(1, N + 1):
@@ -52,7 +52,7 @@ def data(net, rng, batch=6):
 @pytest.mark.parametrize("activation, output", [("logistic", "linear"), ("tanh", "logistic"), ("gelu", "linear")])
 def test_vector_field_is_the_compartment_equations(activation, output, rng):
     net = DendriticMicrocircuit([4, 6, 5, 3], activation=activation, output_activation=output, seed=1,
-                                conductances={"g_A": 0.6, "g_som": 0.3})
+                                conductances={"g_A": 0.6, "g_som": 0.3}, input_activation=activation)
     x, y = data(net, rng)
     s = rng.standard_normal((x.shape[0], net.n_free))
     np.testing.assert_allclose(net.dsdt(x, s, 0.7, y), numpy_field(net, x, s, 0.7, y), atol=1e-13)

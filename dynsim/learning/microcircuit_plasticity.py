@@ -66,7 +66,7 @@ def microcircuit_updates(network, x, s, drive=None):
     for k in range(1, N + 1):
         g = network._pyr[k]
         act = network.activation if k < N else network.output_activation
-        below = _phi(x, network.activation) if k == 1 else cols(rates, network._pyr[k - 1])
+        below = _phi(x, network.input_activation) if k == 1 else cols(rates, network._pyr[k - 1])
         error = cols(rates, g) - _phi(network.attenuation(k) * cols(basal, g), act)
         update[blocks[f"W_{k}"]] = (below.T @ error / n).ravel()
         if k < N:

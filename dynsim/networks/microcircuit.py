@@ -88,8 +88,8 @@ class DendriticMicrocircuit(NetworkLayout):
     sizes : sequence of int
         Pyramidal neurons per layer, input first (at least one hidden layer).
     activation : {'logistic', 'tanh', 'relu', 'gelu', 'hard_sigmoid', 'linear'}
-        phi of the input and the hidden layers (and of the interneurons that
-        mirror a hidden layer).
+        phi of the hidden layers (and of the interneurons that mirror a
+        hidden layer).
     output_activation : str
         phi of the output layer (and of the interneurons mirroring it);
         'linear' makes the output error exactly u_N - u^_N.
@@ -101,13 +101,16 @@ class DendriticMicrocircuit(NetworkLayout):
     theta : ndarray, shape (n_params,), optional
     seed : int or numpy.random.Generator, optional
     dtype : {numpy.float64, numpy.float32}
+    input_activation : str
+        phi of the clamped input: 'linear' (default) takes the data as the
+        input neurons' rates (pixel intensities, as Sacramento et al. do).
     """
 
     vector_field = MICROCIRCUIT_FIELD
     natural_box = None
 
     def __init__(self, sizes, activation="logistic", output_activation="linear", conductances=None,
-                 top_down="random", theta=None, seed=None, dtype=np.float64):
+                 top_down="random", theta=None, seed=None, dtype=np.float64, input_activation="linear"):
         self.dtype = float_dtype(dtype)
         if not isinstance(sizes, (list, tuple)) or len(sizes) < 3 or any(
                 isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 for n in sizes):
@@ -115,9 +118,11 @@ class DendriticMicrocircuit(NetworkLayout):
                                   f">= 1, got {sizes!r}")
         self.layer_sizes = tuple(int(n) for n in sizes)
         N = len(sizes) - 1
-        for name, value in (("activation", activation), ("output_activation", output_activation)):
+        for name, value in (("activation", activation), ("output_activation", output_activation),
+                            ("input_activation", input_activation)):
             activation_code(value, GROUP_ACTIVATIONS)  # a ValidationError naming the valid names
         self.activation, self.output_activation = activation, output_activation
+        self.input_activation = input_activation
         cond = dict(DEFAULT_CONDUCTANCES)
         for key, value in (conductances or {}).items():
             if key not in cond:
@@ -128,7 +133,7 @@ class DendriticMicrocircuit(NetworkLayout):
             raise ValidationError(f"top_down must be 'random' or 'transpose', got {top_down!r}")
         self.top_down = top_down
         # Groups: input, then pyr_k, int_k for the hidden layers, then the output.
-        names, gsizes, kinds, acts = ["input"], [sizes[0]], [0], [activation]
+        names, gsizes, kinds, acts = ["input"], [sizes[0]], [0], [input_activation]
         self._pyr = {0: 0}  # layer k -> group index
         self._int = {}
         for k in range(1, N):
@@ -240,6 +245,7 @@ class DendriticMicrocircuit(NetworkLayout):
                 "connections": self.connections(),
                 "group_sizes": list(self.group_sizes), "group_names": list(self.group_names),
                 "activation": self.activation, "output_activation": self.output_activation,
+                "input_activation": self.input_activation,
                 "conductances": dict(self.conductances), "top_down": self.top_down, "n_params": self.n_params,
                 "dtype": self.dtype.name}
 
@@ -264,7 +270,7 @@ class DendriticMicrocircuit(NetworkLayout):
         drive = np.zeros((x.shape[0], self.n_free), dtype=self.dtype)
         g = self._pyr[1]
         o = int(self._free_off[g])
-        drive[:, o:o + self.group_sizes[g]] = _phi(x, self.activation).astype(self.dtype) @ self.block("W_1")
+        drive[:, o:o + self.group_sizes[g]] = _phi(x, self.input_activation).astype(self.dtype) @ self.block("W_1")
         return drive
 
     def initial_state(self, drive):
@@ -333,7 +339,7 @@ class DendriticMicrocircuit(NetworkLayout):
         """
         x = self.check_input(x)
         s = np.zeros((x.shape[0], self.n_free), dtype=self.dtype)
-        below = _phi(x, self.activation)
+        below = _phi(x, self.input_activation)
         for k in range(1, self.n_layers + 1):
             u = self.attenuation(k) * (below @ self.block(f"W_{k}"))
             g = self._pyr[k]
@@ -356,7 +362,7 @@ class DendriticMicrocircuit(NetworkLayout):
         x = self.check_input(x)
         target = self.check_target(target, x.shape[0])
         N = self.n_layers
-        us, acts = [None], [_phi(x, self.activation)]
+        us, acts = [None], [_phi(x, self.input_activation)]
         for k in range(1, N + 1):
             us.append(self.attenuation(k) * (acts[-1] @ self.block(f"W_{k}")))
             acts.append(_phi(us[-1], self.activation if k < N else self.output_activation))
