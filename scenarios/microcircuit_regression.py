@@ -6,6 +6,10 @@ form. Here the teacher is the feedforward pass u^_k = c_k phi(u^_{k-1}) W_k of
 a random microcircuit (``--teacher-seed``, its weights times
 ``--teacher-gain``); inputs are uniform in [0, 1].
 
+With ``--data mnist`` (or ``fashion-mnist``) the student is 784-500-10 and
+learns the images' one-hot targets instead (Sacramento et al.'s MNIST
+experiment), and the test error of the output's argmax is reported too.
+
 1. **Interneurons first** (``--pretrain-steps``): without teaching, only the
    interneuron weights (IP, PI) learn, until the apical dendrites fall
    silent: the self-predicting state. The table ``pretraining`` logs the
@@ -44,11 +48,13 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from dynsim.cli.argtypes import layer_sizes
+from dynsim.datasets.idx import DATASETS, DatasetError, load
 from dynsim.learning.microcircuit_plasticity import microcircuit_gradient, microcircuit_updates
 from dynsim.networks.microcircuit import DendriticMicrocircuit
 from dynsim.plots._figure import save_figure
 from dynsim.references import alignment_angles
 from dynsim.relax.phases import SettleOptions, settle
+from dynsim.training.optimizers import Adam
 from dynsim.training.run_folder import RunFolderError, open_run_log
 from dynsim.validation import (DivergenceError, ValidationError, fail, positive_int, real_scalar, reports_write_errors,
                                writable_folder)
@@ -60,8 +66,13 @@ RECORDED = 4
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--sizes", type=layer_sizes(3, "--sizes", "30-50-10"), default=[30, 50, 10],
-                   help="layer sizes of teacher and student, input first")
+    p.add_argument("--data", default="teacher", choices=["teacher", *sorted(DATASETS)],
+                   help="'teacher': the teacher-student regression; 'mnist' or 'fashion-mnist': the images "
+                        "regressed onto one-hot targets (Sacramento et al.'s MNIST experiment), test error reported")
+    p.add_argument("--data-dir", type=Path, default=None, help="folder of the IDX files (default: $DYNSIM_DATA)")
+    p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing files")
+    p.add_argument("--sizes", type=layer_sizes(3, "--sizes", "30-50-10"), default=None,
+                   help="layer sizes of teacher and student, input first (default 30-50-10; 784-500-10 for images)")
     p.add_argument("--activation", default="logistic", choices=["logistic", "tanh", "gelu", "relu"],
                    help="phi of the input and hidden layers (the output is linear)")
     p.add_argument("--top-down", default="random", choices=["random", "transpose"],
@@ -70,7 +81,10 @@ def build_parser():
     p.add_argument("--subtract-free", action="store_true",
                    help="read the forward weights' changes as nudged minus free state (an EP-like contrast) instead "
                         "of at the nudged state alone (the paper's rule)")
-    p.add_argument("--lr", type=float, default=0.1, help="SGD rate of the forward weights (and of backprop)")
+    p.add_argument("--lr", type=float, default=0.1, help="rate of the forward weights (and of backprop)")
+    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"],
+                   help="of the forward weights and of backprop (the interneurons keep their plasticity rule "
+                        "at --lr-interneurons)")
     p.add_argument("--lr-interneurons", type=float, default=0.05, help="SGD rate of the interneuron weights")
     p.add_argument("--pretrain-steps", type=int, default=2000, help="minibatches of interneuron learning first")
     p.add_argument("--start", default="learned", choices=["learned", "exact"],
@@ -92,6 +106,15 @@ def build_parser():
 
 
 def check(args):
+    if args.sizes is None:
+        args.sizes = [30, 50, 10] if args.data == "teacher" else [784, 500, 10]
+    if args.data != "teacher" and (args.sizes[0] != 784 or args.sizes[-1] != 10):
+        raise ValidationError(f"--sizes must start with 784 and end with 10 for --data {args.data}, got "
+                              f"{'-'.join(map(str, args.sizes))}")
+    if args.data != "teacher" and not (args.train_size <= 50000 and args.test_size <= 10000):
+        raise ValidationError(f"--train-size must be at most 50000 and --test-size at most 10000 for --data "
+                              f"{args.data} (10,000 training images are held out), got {args.train_size} and "
+                              f"{args.test_size}")
     for name in ("pretrain_steps", "epochs"):
         positive_int("--" + name.replace("_", "-"), getattr(args, name), minimum=0)
     for name in ("batch_size", "train_size", "test_size"):
@@ -118,10 +141,12 @@ def relaxed(net, x, options, what):
     return free
 
 
-def test_loss(net, x, y, options, what):
-    """Mean 1/2 ||u_N - y||^2 at the free steady state, and the mean apical mismatch there."""
+def test_loss(net, x, y, options, what, labels=None):
+    """Mean 1/2 ||u_N - y||^2 at the free steady state, the mean apical mismatch there, and the error rate of the
+    output's argmax against ``labels`` (NaN without)."""
     free = relaxed(net, x, options, what)
-    return float(np.mean(net.cost(free.state, y))), float(np.mean(free.energy))
+    error = float("nan") if labels is None else float(np.mean(np.argmax(net.output(free.state), 1) != labels))
+    return float(np.mean(net.cost(free.state, y))), float(np.mean(free.energy)), error
 
 
 def plot(pretraining, rows, out, title):
@@ -160,6 +185,13 @@ def main(argv=None):
     except ValidationError as exc:
         fail(f"{exc}")
     rng = np.random.default_rng(args.seed)
+    images = None
+    if args.data != "teacher":
+        try:
+            splits = load(args.data, data_dir=args.data_dir, download=not args.no_download)
+            images = splits.as_dict(args.train_size, args.test_size)
+        except (ValidationError, DatasetError) as exc:
+            fail(f"{exc}")
     teacher = DendriticMicrocircuit(args.sizes, activation=args.activation, seed=args.teacher_seed)
     for sl in blocks_of(teacher, ("W_",)):
         teacher.theta[sl] *= args.teacher_gain
@@ -168,11 +200,16 @@ def main(argv=None):
         student.self_predicting()
     backprop = DendriticMicrocircuit(args.sizes, activation=args.activation, theta=student.theta.copy())
     n_in = args.sizes[0]
-    x_train = rng.uniform(0, 1, (args.train_size, n_in))
-    x_test = rng.uniform(0, 1, (args.test_size, n_in))
     out_cols = teacher.output_slice
-    y_train = teacher.feedforward(x_train)[:, out_cols]
-    y_test = teacher.feedforward(x_test)[:, out_cols]
+    if images is None:
+        x_train = rng.uniform(0, 1, (args.train_size, n_in))
+        x_test = rng.uniform(0, 1, (args.test_size, n_in))
+        y_train = teacher.feedforward(x_train)[:, out_cols]
+        y_test = teacher.feedforward(x_test)[:, out_cols]
+        labels = None
+    else:
+        x_train, y_train = images["train"].x, images["train"].targets
+        x_test, y_test, labels = images["test"].x, images["test"].targets, images["test"].labels
     # Euler steps well inside stability (rates up to g_lk + g_B + g_A = 1.9); a settled state to 1e-7.
     options = SettleOptions(integrator="euler", dt=0.2, max_steps=5000, atol=1e-7, rtol=1e-7)
     config = {"scenario": "microcircuit_regression", **{k: (v if not isinstance(v, Path) else str(v))
@@ -200,7 +237,8 @@ def main(argv=None):
                 log.append_row("pretraining", {"step": step, "apical": apical})
             if step == args.pretrain_steps:
                 break
-            xb = rng.uniform(0, 1, (args.batch_size, n_in))
+            xb = (rng.uniform(0, 1, (args.batch_size, n_in)) if images is None
+                  else x_train[rng.integers(0, x_train.shape[0], args.batch_size)])
             try:
                 update = microcircuit_updates(student, xb, relaxed(student, xb, options, f"interneuron step {step}")
                                               .state)
@@ -211,6 +249,20 @@ def main(argv=None):
         print(f"interneurons: apical mismatch {pretraining['apical'][0]:.3e} -> {pretraining['apical'][-1]:.3e} "
               f"after {args.pretrain_steps} steps ({time.perf_counter() - start:.1f} s)", flush=True)
         # 2. and 3. Learning with teaching, and backprop on the same minibatches.
+        student_opt = Adam(student, args.lr) if args.optimizer == "adam" else None
+        backprop_opt = Adam(backprop, args.lr) if args.optimizer == "adam" else None
+
+        def step_forward(optimizer, net, gradient):
+            """The forward weights' step: SGD, or Adam on a gradient zero outside them (B and the interneurons)."""
+            if optimizer is None:
+                for sl in forward:
+                    net.theta[sl] -= args.lr * gradient[sl]
+            else:
+                masked = np.zeros_like(gradient)
+                for sl in forward:
+                    masked[sl] = gradient[sl]
+                optimizer.step(net.theta, masked)
+
         for epoch in range(args.epochs + 1):
             start = time.perf_counter()
             if epoch > 0:
@@ -223,31 +275,32 @@ def main(argv=None):
                     except DivergenceError as exc:
                         fail(f"epoch {epoch}: {exc}")
                     update = microcircuit_updates(student, x_train[idx], est.phases["nudged"].state)
-                    for sl in forward:
-                        student.theta[sl] -= args.lr * est.gradient[sl]
+                    step_forward(student_opt, student, est.gradient)
                     for sl in interneurons:
                         student.theta[sl] += args.lr_interneurons * update[sl]
-                    grad = backprop.backprop_gradient(x_train[idx], y_train[idx])
-                    for sl in forward:
-                        backprop.theta[sl] -= args.lr * grad[sl]
+                    step_forward(backprop_opt, backprop, backprop.backprop_gradient(x_train[idx], y_train[idx]))
             try:
-                mc_loss, apical = test_loss(student, x_test, y_test, options, f"epoch {epoch}")
+                mc_loss, apical, mc_error = test_loss(student, x_test, y_test, options, f"epoch {epoch}", labels)
             except DivergenceError as exc:
                 fail(f"{exc}")
             bp_out = backprop.feedforward(x_test)[:, out_cols]
             bp_loss = float(np.mean(0.5 * np.sum((bp_out - y_test) ** 2, axis=1)))
+            bp_error = float("nan") if labels is None else float(np.mean(np.argmax(bp_out, 1) != labels))
             probe = slice(0, min(200, args.test_size))
             angles = alignment_angles(student, microcircuit_gradient(student, x_test[probe], y_test[probe],
                                                                      beta=args.beta, options=options,
                                                                      subtract_free=args.subtract_free).gradient,
                                       student.backprop_gradient(x_test[probe], y_test[probe]))
             row = {"epoch": epoch, "microcircuit_test_loss": mc_loss, "backprop_test_loss": bp_loss,
+                   "microcircuit_test_error": mc_error, "backprop_test_error": bp_error,
                    "apical": apical, "seconds": time.perf_counter() - start,
                    **{f"angle_{k}": v for k, v in angles.items() if k.startswith("W_")}}
             rows.append(row)
             log.append_row("epochs", row)
             angle_text = "  ".join(f"{k[6:]} {v:5.1f}" for k, v in row.items() if k.startswith("angle_"))
-            print(f"epoch {epoch:3d}  test loss microcircuit {mc_loss:.3e}  backprop {bp_loss:.3e}  "
+            errors = ("" if labels is None else
+                      f"test error microcircuit {100 * mc_error:5.2f} %  backprop {100 * bp_error:5.2f} %  ")
+            print(f"epoch {epoch:3d}  {errors}test loss microcircuit {mc_loss:.3e}  backprop {bp_loss:.3e}  "
                   f"angles {angle_text}  apical {apical:.1e}  {row['seconds']:5.1f} s", flush=True)
         record = SettleOptions(integrator="euler", dt=0.2, max_steps=5000, atol=1e-7, rtol=1e-7, record_every=5)
         xr, yr = x_test[:RECORDED], y_test[:RECORDED]
@@ -255,13 +308,18 @@ def main(argv=None):
         nudged = settle(student, xr, s0=free.state, target=yr, beta=args.beta, options=record, phase="nudged")
         log.record_relaxation([free, nudged], label="after training", x=xr, target=yr)
     rule = "nudged - free" if args.subtract_free else "at the nudged state"
-    title = (f"teacher-student regression {'-'.join(map(str, args.sizes))} {args.activation}, top-down "
+    task = "teacher-student regression" if images is None else f"{args.data} (one-hot regression)"
+    title = (f"{task} {'-'.join(map(str, args.sizes))} {args.activation}, top-down "
              f"{args.top_down}, beta {args.beta:g} ({rule}), lr {args.lr:g}, {args.train_size} inputs")
     figure = plot(pretraining, rows, args.out / "learning.png", title)
     first, last = rows[0], rows[-1]
     print(f"\n{title}\ntest loss: microcircuit {first['microcircuit_test_loss']:.3e} -> "
           f"{last['microcircuit_test_loss']:.3e}, backprop {first['backprop_test_loss']:.3e} -> "
           f"{last['backprop_test_loss']:.3e} after {args.epochs} epochs")
+    if labels is not None:
+        best = min(r["microcircuit_test_error"] for r in rows)
+        print(f"test error: microcircuit {100 * last['microcircuit_test_error']:.2f} % (best {100 * best:.2f} %), "
+              f"backprop {100 * last['backprop_test_error']:.2f} % (Sacramento et al. 2018: about 2 % on MNIST)")
     print(f"log: {args.out / 'log.h5'}\nfigure: {figure}")
     return 0
 

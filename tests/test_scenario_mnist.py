@@ -232,3 +232,20 @@ def test_compare_rules_writes_every_rules_distance_and_accuracy_to_one_table(tmp
         epochs = [(x, e) for r, k, x, _, e in rows if r == rule and k == "epoch"]
         assert [x for x, _ in epochs] == [0.0, 1.0] and all(0.0 <= e <= 1.0 for _, e in epochs)
     assert (out / "rules.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_microcircuit_scenario_learns_mnist_beside_backprop(tmp_path):
+    out = tmp_path / "mc"
+    proc = run("microcircuit_regression.py", "--data", "mnist", "--sizes", "784-32-10", "--train-size", "300",
+               "--test-size", "100", "--epochs", "2", "--pretrain-steps", "50", "--optimizer", "adam", "--lr", "1e-3",
+               "--lr-interneurons", "0.01", "--subtract-free", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "Sacramento et al. 2018: about 2 % on MNIST" in proc.stdout
+    with read_log(out / "log.h5") as log:
+        table = log.table("epochs")
+        assert log.config["data"] == "mnist" and log.config["sizes"] == [784, 32, 10]
+    for rule in ("microcircuit", "backprop"):
+        errors = table[f"{rule}_test_error"]
+        assert np.all((errors >= 0) & (errors <= 1)) and errors[-1] < errors[0]
+    refused = run("microcircuit_regression.py", "--data", "mnist", "--sizes", "30-20-10", "--out", str(tmp_path / "x"))
+    assert refused.returncode == 2 and "--sizes must start with 784 and end with 10" in refused.stderr
