@@ -14,7 +14,7 @@ from dynsim.networks import conv_kernels as ck
 from dynsim.networks.architecture import Architecture
 from dynsim.networks.coupling_ops import GroupBuffers, coupling_ops
 from dynsim.networks.layout import NetworkLayout
-from dynsim.validation import ValidationError, float_array, float_dtype
+from dynsim.validation import ValidationError, boolean, float_array, float_dtype, positive_int, real_scalar
 
 __all__ = ["ArchitectureNetwork"]
 
@@ -177,3 +177,39 @@ class ArchitectureNetwork(NetworkLayout):
             ck.channel_sum_into(act4, out)
         else:
             out[:] = act2.sum(axis=0, dtype=np.float64)
+
+    # ------------------------------------------------------------------ relaxation arguments
+    def _checked_drive(self, drive, s):
+        return float_array("drive", drive, shape=s.shape, dtype=self.dtype)
+
+    def _check_relaxation(self, s0, drive, beta, target, clamp_output, max_steps, atol, rtol, stop_at_steady_state,
+                          max_abs, record_every, record_samples):
+        """The arguments every ``relax_with_energy`` shares, checked once: a dict of their checked values.
+
+        ``target`` stays None when not given (and is refused missing when
+        ``beta != 0`` or ``clamp_output``); ``samples`` holds the recorded
+        batch indices (all by default) as int64.
+        """
+        s0 = self.check_state(s0, name="s0")
+        n_batch = s0.shape[0]
+        beta = real_scalar("beta", beta)
+        clamp_output = boolean("clamp_output", clamp_output)
+        if target is None:
+            if beta != 0.0 or clamp_output:
+                raise ValidationError("target is required for a nudged or clamped relaxation (beta != 0 or "
+                                      "clamp_output)")
+        else:
+            target = self.check_target(target, n_batch)
+        if isinstance(max_abs, (bool, np.bool_, str)) or np.ndim(max_abs) != 0 or not float(max_abs) > 0:
+            raise ValidationError(f"max_abs must be a real number > 0 (inf: only non-finite values count), "
+                                  f"got {max_abs!r}")
+        samples = np.arange(n_batch) if record_samples is None else np.asarray(record_samples)
+        if samples.ndim != 1 or samples.size == 0 or not np.issubdtype(samples.dtype, np.integer) \
+                or samples.min() < 0 or samples.max() >= n_batch:
+            raise ValidationError(f"record_samples must be batch indices in [0, {n_batch - 1}], got {record_samples!r}")
+        return {"s0": s0, "drive": self._checked_drive(drive, s0), "beta": beta, "target": target,
+                "clamp_output": clamp_output, "max_steps": positive_int("max_steps", max_steps, 0),
+                "atol": real_scalar("atol", atol, 0.0), "rtol": real_scalar("rtol", rtol, 0.0),
+                "stop_at_steady_state": boolean("stop_at_steady_state", stop_at_steady_state),
+                "max_abs": float(max_abs), "record_every": positive_int("record_every", record_every, 0),
+                "samples": samples.astype(np.int64)}

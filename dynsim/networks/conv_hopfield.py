@@ -68,7 +68,7 @@ from dynsim.networks import conv_linearization
 from dynsim.networks.activations import ACTIVATIONS, NATURAL_BOUNDS, activation_code
 from dynsim.networks.architecture_network import ArchitectureNetwork
 from dynsim.networks.coupling_ops import activate_into, add_into, copy_into
-from dynsim.validation import ValidationError, boolean, float_array, positive_int, random_generator, real_scalar
+from dynsim.validation import ValidationError, float_array, random_generator, real_scalar
 from integrators import CONVERGED, DIVERGED, STEP_LIMIT, IntegrationResult, Trajectory
 
 __all__ = ["ConvHopfieldNetwork", "CONV_RELAXATION_SCHEMES"]
@@ -233,16 +233,8 @@ class ConvHopfieldNetwork(ArchitectureNetwork):
 
     Attributes
     ----------
-    architecture : Architecture
-    group_names : tuple of str
-    group_shapes : tuple of tuple
-        (n,) or (C, H, W) per group.
-    group_sizes : tuple of int
-        Units per group (C H W for maps); the free state holds groups 1..G-1
-        side by side, each in (C, H, W) order.
-    activations : tuple of str
-        Activation of each group.
-    n_params : int
+    Those of :class:`~dynsim.networks.architecture_network.ArchitectureNetwork`
+    (the architecture, group names, shapes, sizes and activations, n_params).
 
     Notes
     -----
@@ -389,9 +381,6 @@ class ConvHopfieldNetwork(ArchitectureNetwork):
                     link.forward_into(theta, rx2, rx4, buf.v2["t"][g], buf.v4["t"][g], buf.scratch[link.index])
                     add_into(buf.v2["d"][g], buf.v2["t"][g])
         return self._flat(buf.v2["d"])
-
-    def _checked_drive(self, drive, s):
-        return float_array("drive", drive, shape=s.shape, dtype=self.dtype)
 
     def energy(self, x, s):
         """Energy E(s; x) per sample, shape (batch,).
@@ -743,38 +732,19 @@ class ConvHopfieldNetwork(ArchitectureNetwork):
         # ---- validation, once
         if scheme not in CONV_RELAXATION_SCHEMES:
             raise ValidationError(f"scheme must be one of {list(CONV_RELAXATION_SCHEMES)}, got {scheme!r}")
-        s0 = self.check_state(s0, name="s0")
-        n_batch = s0.shape[0]
-        drive = self._checked_drive(drive, s0)
-        beta = real_scalar("beta", beta)
-        clamp_output = boolean("clamp_output", clamp_output)
+        a = self._check_relaxation(s0, drive, beta, target, clamp_output, max_steps, atol, rtol, stop_at_steady_state,
+                                   max_abs, record_every, record_samples)
+        beta, clamp_output = a["beta"], a["clamp_output"]
+        target = a["target"]
         if target is None:
-            if beta != 0.0 or clamp_output:
-                raise ValidationError("target is required for a nudged or clamped relaxation (beta != 0 or "
-                                      "clamp_output)")
-            target = np.zeros((n_batch, self.n_output), dtype=self.dtype)
-        else:
-            target = self.check_target(target, n_batch)
+            target = np.zeros((a["s0"].shape[0], self.n_output), dtype=self.dtype)
         if not clamp_output and not beta > -1.0:
             raise ValidationError(f"the relaxation scheme {scheme!r} divides by the outputs' curvature 1 + beta, "
                                   f"which must be positive: beta must be > -1, got {beta}")
-        max_steps = positive_int("max_steps", max_steps, 0)
-        atol = real_scalar("atol", atol, 0.0)
-        rtol = real_scalar("rtol", rtol, 0.0)
-        stop_at_steady_state = boolean("stop_at_steady_state", stop_at_steady_state)
         boxes = self._group_boxes(self._check_box(box))
-        if isinstance(max_abs, (bool, np.bool_, str)) or np.ndim(max_abs) != 0 or not float(max_abs) > 0:
-            raise ValidationError(f"max_abs must be a real number > 0 (inf: only non-finite values count), "
-                                  f"got {max_abs!r}")
-        max_abs = float(max_abs)
-        record_every = positive_int("record_every", record_every, 0)
-        samples = np.arange(n_batch) if record_samples is None else np.asarray(record_samples)
-        if samples.ndim != 1 or samples.size == 0 or not np.issubdtype(samples.dtype, np.integer) \
-                or samples.min() < 0 or samples.max() >= n_batch:
-            raise ValidationError(f"record_samples must be batch indices in [0, {n_batch - 1}], got {record_samples!r}")
         first, second = self._halves(scheme, clamp_output)
-        return self._relax(s0, drive, scheme, beta, target, first, second, max_steps, atol, rtol,
-                           stop_at_steady_state, boxes, max_abs, record_every, samples.astype(np.int64))
+        return self._relax(a["s0"], a["drive"], scheme, beta, target, first, second, a["max_steps"], a["atol"],
+                           a["rtol"], a["stop_at_steady_state"], boxes, a["max_abs"], a["record_every"], a["samples"])
 
     def _relax(self, s0, drive, scheme, beta, target, first, second, max_steps, atol, rtol, stop_at_steady_state,
                boxes, max_abs, record_every, samples):

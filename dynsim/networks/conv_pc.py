@@ -52,7 +52,7 @@ import numpy as np
 from dynsim.networks.architecture import GROUP_ACTIVATIONS
 from dynsim.networks.architecture_network import ArchitectureNetwork
 from dynsim.networks.coupling_ops import activate_into, add_into, copy_into
-from dynsim.validation import ValidationError, boolean, float_array, positive_int, random_generator, real_scalar
+from dynsim.validation import ValidationError, boolean, float_array, random_generator, real_scalar
 from integrators import CONVERGED, DIVERGED, STEP_LIMIT, IntegrationResult, Trajectory
 from integrators._numerics import first_bad_sample
 from integrators.solve import _message as _integrator_message
@@ -328,9 +328,6 @@ class ConvPCNetwork(ArchitectureNetwork):
         self._load(buf, "x", s)
         return buf, self._errors(buf, fixed)
 
-    def _checked_drive(self, drive, s):
-        return float_array("drive", drive, shape=s.shape, dtype=self.dtype)
-
     def energy_from_drive(self, s, drive):
         """F per sample from a precomputed feedforward pass, shape (batch,)."""
         s = self.check_state(s)
@@ -488,35 +485,15 @@ class ConvPCNetwork(ArchitectureNetwork):
         if scheme not in CONV_PC_SCHEMES:
             raise ValidationError(f"scheme must be one of {list(CONV_PC_SCHEMES)} for a ConvPCNetwork, got "
                                   f"{scheme!r}")
-        s0 = self.check_state(s0, name="s0")
-        n_batch = s0.shape[0]
-        drive = self._checked_drive(drive, s0)
-        beta = real_scalar("beta", beta)
-        clamp_output = boolean("clamp_output", clamp_output)
-        if target is None:
-            if beta != 0.0 or clamp_output:
-                raise ValidationError("target is required for a nudged or clamped relaxation (beta != 0 or "
-                                      "clamp_output)")
-        else:
-            target = self.check_target(target, n_batch)
+        a = self._check_relaxation(s0, drive, beta, target, clamp_output, max_steps, atol, rtol, stop_at_steady_state,
+                                   max_abs, record_every, record_samples)
         dt = real_scalar("dt", dt, 0.0, np.inf, low_open=True, high_open=True)
-        max_steps = positive_int("max_steps", max_steps, 0)
-        atol = real_scalar("atol", atol, 0.0)
-        rtol = real_scalar("rtol", rtol, 0.0)
-        stop_at_steady_state = boolean("stop_at_steady_state", stop_at_steady_state)
         if box not in (None, "natural"):
             raise ValidationError(f"box: the states of a predictive coding network are unbounded (its activations "
                                   f"act on the predictions); pass None, got {box!r}")
-        if isinstance(max_abs, (bool, np.bool_, str)) or np.ndim(max_abs) != 0 or not float(max_abs) > 0:
-            raise ValidationError(f"max_abs must be a real number > 0 (inf: only non-finite values count), "
-                                  f"got {max_abs!r}")
-        record_every = positive_int("record_every", record_every, 0)
-        samples = np.arange(n_batch) if record_samples is None else np.asarray(record_samples)
-        if samples.ndim != 1 or samples.size == 0 or not np.issubdtype(samples.dtype, np.integer) \
-                or samples.min() < 0 or samples.max() >= n_batch:
-            raise ValidationError(f"record_samples must be batch indices in [0, {n_batch - 1}], got {record_samples!r}")
-        return self._relax(s0, drive, beta, target, clamp_output, dt, max_steps, atol, rtol, stop_at_steady_state,
-                           float(max_abs), record_every, samples.astype(np.int64))
+        return self._relax(a["s0"], a["drive"], a["beta"], a["target"], a["clamp_output"], dt, a["max_steps"],
+                           a["atol"], a["rtol"], a["stop_at_steady_state"], a["max_abs"], a["record_every"],
+                           a["samples"])
 
     def _relax(self, s0, drive, beta, target, clamp_output, dt, max_steps, atol, rtol, stop_at_steady_state,
                max_abs, record_every, samples):
