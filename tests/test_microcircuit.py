@@ -187,3 +187,36 @@ def test_teacher_student_scenario_runs_end_to_end(tmp_path):
     assert (out / "learning.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     again = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert again.returncode == 2 and "--overwrite" in again.stderr
+
+
+def test_fit_trains_the_microcircuit_by_rule_name_and_resumes_it_bit_for_bit(tmp_path, rng):
+    """'microcircuit' and 'microcircuit-contrast' through gradient_estimate, so fit, checkpoints and resume serve it."""
+    from dynsim.datasets.tasks import Task
+    from dynsim.learning import gradient_estimate
+    from dynsim.training.loop import fit
+    from dynsim.training.optimizers import Adam
+
+    teacher = np.random.default_rng(0).standard_normal((6, 3))
+    x = np.random.default_rng(1).uniform(-1, 1, (96, 6))  # three classes of 34, 26 and 36 inputs
+    labels = np.argmax(x @ teacher, axis=1)
+    task = Task("teacher", x, labels, np.eye(3)[labels])
+    data = {"train": task, "test": task}
+    options = SettleOptions(integrator="euler", dt=0.2, max_steps=60, stop_at_steady_state=False)
+
+    def train(epochs, checkpoint, resume=False):
+        net = DendriticMicrocircuit([6, 12, 3], top_down="transpose", seed=5).self_predicting()
+        history = fit(net, data, "microcircuit-contrast", Adam(net, 1e-2), epochs, 16, beta=0.1, options=options,
+                      nudged_options=options, seed=2, checkpoint=checkpoint, resume=resume, progress=False)
+        return net, history
+
+    whole, history = train(6, tmp_path / "whole.h5")
+    assert history["test_loss"][-1] < 0.8 * history["test_loss"][0]
+    assert history["test_error"][-1] < history["test_error"][0] - 0.2
+    train(2, tmp_path / "split.h5")
+    split, _ = train(6, tmp_path / "split.h5", resume=True)
+    np.testing.assert_array_equal(split.theta, whole.theta)
+    net = DendriticMicrocircuit([6, 12, 3], seed=0)
+    paper = gradient_estimate("microcircuit", net, x[:8], np.eye(3)[labels[:8]], beta=0.1, options=options)
+    assert paper.rule == "microcircuit" and "nudged" in paper.phases
+    with pytest.raises(ValidationError, match="rule for a dendritic microcircuit must be one of"):
+        gradient_estimate("ep-centered", net, x[:8], np.eye(3)[labels[:8]])

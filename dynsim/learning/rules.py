@@ -17,15 +17,17 @@ from dynsim.learning.contrastive import EP_VARIANTS, chl_gradient, ep_gradient
 from dynsim.learning.estimate import Estimate
 from dynsim.learning.feedback_alignment import FEEDBACK_KINDS, feedback_alignment_gradient
 from dynsim.learning.predictive_coding import PC_NETWORKS, feedforward_phase, pc_gradient, zil_gradient
+from dynsim.learning.microcircuit_plasticity import microcircuit_gradient
 from dynsim.learning.target_propagation import dtp_gradient
 from dynsim.learning.vector_field_ep import VF_EP_VARIANTS, vf_ep_gradient
 from dynsim.networks.dtp import DTPNetwork
+from dynsim.networks.microcircuit import DendriticMicrocircuit
 from dynsim.networks.vector_field_hopfield import VectorFieldHopfieldNetwork
 from dynsim.references.gradients import implicit_gradient
 from dynsim.relax.phases import free_phase
 from dynsim.validation import ValidationError
 
-__all__ = ["RULES", "PC_RULES", "VF_RULES", "gradient_estimate"]
+__all__ = ["RULES", "PC_RULES", "VF_RULES", "MICROCIRCUIT_RULES", "gradient_estimate"]
 
 RULES = tuple(f"ep-{v}" for v in EP_VARIANTS) + ("chl", "rbp")
 """Rules for Hopfield networks; 'rbp' is the recurrent-backprop baseline."""
@@ -39,6 +41,11 @@ PC_RULES = ("pc-strict", "pc-fixed-prediction", "pc-zil", "bp", "fa", "dfa", "dt
 feedback alignment and direct feedback alignment (:mod:`dynsim.learning.feedback_alignment`), 'dtp' difference
 target propagation (:mod:`dynsim.learning.target_propagation`, for a
 :class:`~dynsim.networks.dtp.DTPNetwork`, whose learned inverses it trains)."""
+
+MICROCIRCUIT_RULES = ("microcircuit", "microcircuit-contrast")
+"""Rules of a :class:`~dynsim.networks.microcircuit.DendriticMicrocircuit`: the paper's plasticity read at the
+nudged state, or nudged minus free (:func:`~dynsim.learning.microcircuit_plasticity.microcircuit_gradient`'s
+``subtract_free``); ``beta`` is the teaching conductance, ``options`` the settings of both relaxations."""
 
 DTP_RULES = ("dtp", "bp")
 """The rules of a :class:`~dynsim.networks.dtp.DTPNetwork`: its own, and backprop on its forward pass."""
@@ -108,6 +115,14 @@ def gradient_estimate(rule, network, x, target, beta=0.5, options=None, nudged_o
     """
     if rule_options is not None and not isinstance(rule_options, dict):
         raise ValidationError(f"rule_options must be a dict of keyword arguments, got {rule_options!r}")
+    if isinstance(network, DendriticMicrocircuit):
+        if rule not in MICROCIRCUIT_RULES:
+            raise ValidationError(f"rule for a dendritic microcircuit must be one of {list(MICROCIRCUIT_RULES)}, "
+                                  f"got {rule!r}")
+        if rule_options:
+            raise ValidationError(f"rule_options: rule {rule!r} takes none, got {sorted(rule_options)}")
+        return microcircuit_gradient(network, x, target, beta=beta, options=options, s0=s0,
+                                     subtract_free=rule == "microcircuit-contrast")
     if isinstance(network, VectorFieldHopfieldNetwork):
         if rule not in VF_RULES:
             raise ValidationError(f"rule for a vector-field Hopfield network must be one of {list(VF_RULES)}, "
