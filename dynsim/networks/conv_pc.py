@@ -306,13 +306,13 @@ class ConvPCNetwork(ArchitectureNetwork):
         for g in range(1, G):
             v = v2["v"][g]
             np.negative(v2["e"][g], out=v)
-            if self._outgoing[g]:
-                back = v2["t"][g]
-                for k, op in enumerate(self._outgoing[g]):
-                    op.transpose_into(self._theta, v2["e"][op.post], v4["e"][op.post], v2["t"][g], v4["t"][g],
-                                      buf.scratch[op.index])
-                    back *= v2["fp"][g]
-                    add_into(v, back)
+            back = v2["t"][g]
+            for op in self._outgoing[g]:
+                # J_c^T (p eps_post), routed through the winners of the last forward product, times f'(x_g).
+                op.transpose_into(self._theta, v2["e"][op.post], v4["e"][op.post], back, v4["t"][g],
+                                  buf.scratch[op.index])
+                back *= v2["fp"][g]
+                add_into(v, back)
         out = v2["v"][G - 1]
         if clamp_output:
             out[...] = 0.0
