@@ -16,8 +16,8 @@ from __future__ import annotations
 from dynsim.learning.contrastive import EP_VARIANTS, chl_gradient, ep_gradient
 from dynsim.learning.estimate import Estimate
 from dynsim.learning.feedback_alignment import FEEDBACK_KINDS, feedback_alignment_gradient
-from dynsim.learning.predictive_coding import PC_NETWORKS, feedforward_phase, pc_gradient, zil_gradient
 from dynsim.learning.microcircuit_plasticity import microcircuit_gradient
+from dynsim.learning.predictive_coding import PC_NETWORKS, feedforward_phase, pc_gradient, zil_gradient
 from dynsim.learning.target_propagation import dtp_gradient
 from dynsim.learning.vector_field_ep import VF_EP_VARIANTS, vf_ep_gradient
 from dynsim.networks.dtp import DTPNetwork
