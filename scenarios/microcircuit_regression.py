@@ -274,10 +274,9 @@ def main(argv=None):
                                                     options=options, subtract_free=args.subtract_free)
                     except DivergenceError as exc:
                         fail(f"epoch {epoch}: {exc}")
-                    update = microcircuit_updates(student, x_train[idx], est.phases["nudged"].state)
                     step_forward(student_opt, student, est.gradient)
-                    for sl in interneurons:
-                        student.theta[sl] += args.lr_interneurons * update[sl]
+                    for sl in interneurons:  # the estimate holds minus the interneurons' plasticity at the nudged state
+                        student.theta[sl] -= args.lr_interneurons * est.gradient[sl]
                     step_forward(backprop_opt, backprop, backprop.backprop_gradient(x_train[idx], y_train[idx]))
             try:
                 mc_loss, apical, mc_error = test_loss(student, x_test, y_test, options, f"epoch {epoch}", labels)

@@ -86,6 +86,23 @@ def time_authors(checkout, train_size):
     return r["ms_per_minibatch"] * n / 1e3
 
 
+def summarize(samples, scale, epoch_label):
+    """Medians of each contender's rounds, extrapolated by ``scale`` to an epoch, and their ratios to the first.
+
+    Prints one line per contender and the JSON of the result; returns it (dict of name to figures).
+    """
+    names = list(samples)
+    base = statistics.median(samples[names[0]])
+    result = {}
+    for name, v in samples.items():
+        m = statistics.median(v)
+        result[name] = {"seconds": m, "rounds": v, "seconds_per_epoch": m * scale, "ratio_to_first": m / base}
+        print(f"  {name:13s} {m:8.1f} s  ({m * scale:7.0f} s per {epoch_label} images)  {m / base:5.2f}x "
+              f"{names[0]}'s time")
+    print(json.dumps(result))
+    return result
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", required=True)
@@ -103,16 +120,9 @@ def main(argv=None):
             if args.authors_checkout:
                 samples["authors"].append(time_authors(args.authors_checkout, args.train_size))
             print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in samples.items()), flush=True)
-    scale = EPOCH_IMAGES / args.train_size
-    base = statistics.median(samples["dynsim"])
     print(f"partial epoch of {args.train_size} images, minibatch {BATCH}, one thread each; medians of "
           f"{args.rounds} rounds:")
-    result = {}
-    for name, v in samples.items():
-        m = statistics.median(v)
-        result[name] = {"seconds": m, "rounds": v, "seconds_per_60k_epoch": m * scale, "ratio_to_dynsim": m / base}
-        print(f"  {name:13s} {m:8.1f} s  ({m * scale:7.0f} s per 60,000 images)  {m / base:5.2f}x dynsim's time")
-    print(json.dumps(result))
+    result = summarize(samples, EPOCH_IMAGES / args.train_size, f"{EPOCH_IMAGES:,}")
     return result
 
 

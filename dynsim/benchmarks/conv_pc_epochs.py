@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dynsim.benchmarks.conv_epochs import _env
+from dynsim.benchmarks.conv_epochs import _env, summarize
 from dynsim.benchmarks.training_epochs import run_measured
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,16 +143,9 @@ def main(argv=None):
             samples["dynsim"].append(time_dynsim(args.data_dir, args.train_size, work))
             samples["torch"].append(time_torch(args.data_dir, args.train_size))
             print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in samples.items()), flush=True)
-    scale = EPOCH_IMAGES / args.train_size
-    base = statistics.median(samples["dynsim"])
     print(f"partial epoch of {args.train_size} Fashion-MNIST images, minibatch {BATCH}, one thread each; medians of "
           f"{args.rounds} alternated rounds:")
-    result = {}
-    for name, v in samples.items():
-        m = statistics.median(v)
-        result[name] = {"seconds": m, "rounds": v, "seconds_per_50k_epoch": m * scale, "ratio_to_dynsim": m / base}
-        print(f"  {name:8s} {m:8.1f} s  ({m * scale:7.0f} s per 50,000 images)  {m / base:5.2f}x dynsim's time")
-    print(json.dumps(result))
+    result = summarize(samples, EPOCH_IMAGES / args.train_size, f"{EPOCH_IMAGES:,}")
     return result
 
 
