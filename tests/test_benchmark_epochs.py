@@ -33,7 +33,10 @@ def test_epoch_benchmark_tiny_run_prints_rows_and_finite_ratios(tmp_path):
         capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
-    assert re.search(r"matmul rate \(numpy, 128x128, median\): float64 [\d.]+ GFLOP/s, float32 [\d.]+ GFLOP/s", out)
+    assert re.search(r"matmul rate \(numpy, 128x128, median, same CPUs\): float64 [\d.]+ GFLOP/s, "
+                     r"float32 [\d.]+ GFLOP/s", out)
+    first_cpu = min(os.sched_getaffinity(0))
+    assert f"every timed process pinned to CPUs [{first_cpu}] with OMP_NUM_THREADS" in out  # --cores 1 by default
     for key in ("pc-pcx",):  # one setting keeps the suite short; the EP scenarios run in test_scenario_mnist
         row = re.search(rf"^\| {key} \| dynsim \| ([\d.]+) \| ([\d.]+) \| [\d.]+ % \| [\d.]+ % \| \d+ \|", out, re.M)
         assert row, out
@@ -49,6 +52,28 @@ def test_epoch_benchmark_tiny_run_prints_rows_and_finite_ratios(tmp_path):
     for _, train_ratio, wall_ratio in ratios:
         assert math.isfinite(float(train_ratio)) and math.isfinite(float(wall_ratio))
     assert out.index("ratios") < out.index("epochs (medians")  # the ratios come first
+
+
+def test_every_contender_runs_on_the_same_pinned_cores():
+    # JAX and PyTorch size their thread pools from the CPUs a process may use: the pin is what makes them equal.
+    from dynsim.benchmarks.training_epochs import THREAD_VARIABLES, core_set, run_measured
+    cores = core_set(1)
+    code = "import os, json; print(json.dumps([sorted(os.sched_getaffinity(0)), [os.environ[k] for k in %r]]))" % (
+        THREAD_VARIABLES,)
+    status, out, err, _, _ = run_measured([sys.executable, "-c", code], 60, cores=cores)
+    assert status == 0, err
+    import json
+    affinity, threads = json.loads(out.strip().splitlines()[-1])
+    assert affinity == cores and threads == ["1"] * len(THREAD_VARIABLES)
+    with pytest.raises(ValueError, match="cores must be between 1 and"):
+        core_set(len(os.sched_getaffinity(0)) + 1)
+
+
+@pytest.mark.parametrize("cores", ["0", "999"])
+def test_epoch_benchmark_refuses_cores_it_does_not_have(cores):
+    proc = subprocess.run([sys.executable, "-m", "dynsim.benchmarks.training_epochs", "--cores", cores],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--cores must be between 1 and" in proc.stderr, proc.stderr
 
 
 def test_epoch_benchmark_refuses_unknown_settings():

@@ -82,7 +82,7 @@ def test_a_diverging_inference_is_reported_as_the_generic_path_reports_it(rng, m
     options = SettleOptions(integrator="euler", dt=5.0, max_steps=2000, stop_at_steady_state=False, max_abs=max_abs)
     ws = pc_fused.workspace(net, 3)
     t, status, steps, nfev, _, bad_step, bad_sample, _, _ = pc_fused.pc_minibatch(
-        x, False, x, False, net.check_target(target, 3), net._theta, net._sizes, net._w_off, net._b_off,
+        x, False, np.empty((3, net.n_free)), False, net.check_target(target, 3), net._theta, net._sizes, net._w_off, net._b_off,
         net._free_off, net._act, net._precisions, False, 5.0, 2000, 1e-6, 1e-6, False, max_abs, 1.0, *ws,
         np.empty((3, net.n_free)), np.empty(net.n_params))
     assert status == DIVERGED

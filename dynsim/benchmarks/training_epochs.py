@@ -79,7 +79,7 @@ from typing import NamedTuple
 import numpy as np
 
 from dynsim.benchmarks import pcx_runner
-from dynsim.benchmarks.flops import ep_flops, matmul_rate, pc_flops
+from dynsim.benchmarks.flops import ep_flops, pc_flops
 
 EPOCH_IMAGES = 60_000
 """Every training time is scaled to an epoch of this many images."""
@@ -146,16 +146,39 @@ class Run(NamedTuple):
 
 
 # ----------------------------------------------------------------------------- processes
-def run_measured(cmd, timeout, cwd=None, env=None):
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+"""The thread counts of OpenMP, the BLAS libraries and Numba, set to the cores of every timed process."""
+
+
+def core_set(cores):
+    """The first ``cores`` CPUs this process may run on (Linux affinity), as a sorted list."""
+    available = sorted(os.sched_getaffinity(0))
+    if not 1 <= cores <= len(available):
+        raise ValueError(f"cores must be between 1 and {len(available)} (the CPUs this process may use), "
+                         f"got {cores}")
+    return available[:cores]
+
+
+def run_measured(cmd, timeout, cwd=None, env=None, cores=None):
     """Run ``cmd``; return (exit code, stdout, stderr, wall seconds, peak resident MB of that process tree).
 
     ``os.wait4`` gives the rusage of this child alone (with the children it
     waited for), unlike ``RUSAGE_CHILDREN``, which keeps the largest child
     so far.
+
+    ``cores`` (a list of CPU numbers, :func:`core_set`) pins the process and
+    its threads to those CPUs and sets :data:`THREAD_VARIABLES` to their
+    number, so that contenders that size their thread pools from the
+    machine (JAX's, PyTorch's) and those that read the variables (OpenBLAS,
+    Numba) get the same hardware.
     """
+    preexec = None
+    if cores is not None:
+        env = dict(os.environ if env is None else env, **{k: str(len(cores)) for k in THREAD_VARIABLES})
+        preexec = lambda: os.sched_setaffinity(0, cores)  # noqa: E731 (runs in the child before exec)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=cwd, env=env)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=cwd, env=env, preexec_fn=preexec)
         timer = threading.Timer(timeout, proc.kill)
         timer.start()
         try:
@@ -186,7 +209,7 @@ def run_dynsim(setting, args, work):
         cmd += ["--train-size", str(args.train_size)]
     if args.eval_size is not None:
         cmd += ["--eval-size", str(args.eval_size)]
-    code, stdout, stderr, wall, peak = run_measured(cmd, args.timeout)
+    code, stdout, stderr, wall, peak = run_measured(cmd, args.timeout, cores=args.core_set)
     try:
         if code != 0:
             return Run(None, None, None, f"failed (exit {code}): {_last_line(stderr or stdout)}")
@@ -208,9 +231,10 @@ def run_torch(setting, args, data_file):
     """:mod:`dynsim.benchmarks.torch_reference` for one epoch, in its own process (run by its path)."""
     kwargs = dict(algorithm=setting.family, data=str(data_file), sizes=list(setting.sizes), batch=setting.batch,
                   lr=setting.lr, dt=setting.dt, steps=setting.free_steps, nudged_steps=setting.nudged_steps,
-                  beta=setting.beta, activation="gelu", seed=args.seed, threads=args.torch_threads)
+                  beta=setting.beta, activation="gelu", seed=args.seed,
+                  threads=args.torch_threads if args.torch_threads is not None else len(args.core_set))
     code, stdout, stderr, wall, peak = run_measured(
-        [sys.executable, str(TORCH_REFERENCE), "epoch", json.dumps(kwargs)], args.timeout)
+        [sys.executable, str(TORCH_REFERENCE), "epoch", json.dumps(kwargs)], args.timeout, cores=args.core_set)
     if code != 0:
         return Run(None, None, None, f"failed (exit {code}): {_last_line(stderr or stdout)}")
     result = json.loads(_last_line(stdout))
@@ -223,7 +247,8 @@ def run_pcx(setting, args, data_file):
     kwargs = dict(data=str(data_file), sizes=list(setting.sizes), batch=setting.batch, steps=setting.free_steps,
                   dt=setting.dt, lr=setting.lr, activation="gelu", seed=args.seed)
     code, stdout, stderr, wall, peak = run_measured(
-        [args.pcx_python, str(Path(pcx_runner.__file__).resolve()), "epoch", json.dumps(kwargs)], args.timeout)
+        [args.pcx_python, str(Path(pcx_runner.__file__).resolve()), "epoch", json.dumps(kwargs)], args.timeout,
+        cores=args.core_set)
     if code != 0:
         return Run(None, None, None, f"failed (exit {code}): {_last_line(stderr or stdout)}")
     result = json.loads(_last_line(stdout))
@@ -242,7 +267,7 @@ def laborieux_command(setting, python):
 def run_laborieux(setting, args):
     """Laborieux et al.'s code for one epoch in its checkout; seconds from its last progress line, else wall."""
     cmd = laborieux_command(setting, args.laborieux_python)
-    code, stdout, stderr, wall, peak = run_measured(cmd, args.timeout, cwd=args.laborieux)
+    code, stdout, stderr, wall, peak = run_measured(cmd, args.timeout, cwd=args.laborieux, cores=args.core_set)
     if code != 0:
         return Run(None, None, None, f"failed (exit {code}): {_last_line(stderr or stdout)}")
     progress = [line for line in stdout.splitlines() if line.startswith("Epoch :")]
@@ -302,10 +327,13 @@ def build_parser():
     p.add_argument("--data-dir", type=Path, default=None,
                    help="folder whose 'mnist' subfolder holds the IDX files (default $DYNSIM_DATA, else data/)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch versions")
+    p.add_argument("--cores", type=int, default=1,
+                   help="CPUs given to every timed process alike: each contender is pinned to the first N CPUs "
+                        "of this process and its BLAS, OpenMP and Numba thread counts are N (default 1). JAX "
+                        "sizes its thread pool from the CPUs it may use, so without pinning pcx took both cores "
+                        "of a 2-core machine while the others took one")
     p.add_argument("--torch-threads", type=int, default=None,
-                   help="torch.set_num_threads of the PyTorch versions (default PyTorch's choice; on a machine "
-                        "shared with other work, 1 avoids OpenMP's spinning threads: measured 40x faster for "
-                        "ep-laborieux on 2 busy cores)")
+                   help="torch.set_num_threads of the PyTorch versions (default --cores)")
     p.add_argument("--pcx-python", default=None,
                    help="python of a separate environment with pcx==0.6.3 (default: pcx not run)")
     p.add_argument("--laborieux", type=Path, default=None,
@@ -343,6 +371,10 @@ def parse_args(argv=None):
                     f"(train: two of the largest minibatches), got {value}")
     if args.torch_threads is not None and args.torch_threads < 1:
         p.error(f"--torch-threads must be >= 1, got {args.torch_threads}")
+    try:
+        args.core_set = core_set(args.cores)
+    except ValueError as exc:
+        p.error(f"--{exc}")
     if args.timeout <= 0:
         p.error(f"--timeout must be > 0, got {args.timeout}")
     if args.laborieux is not None and not (args.laborieux / "main.py").exists():
@@ -368,14 +400,24 @@ def main(argv=None):
             shutil.rmtree(work, ignore_errors=True)
 
 
+def pinned_matmul_rates(size, cores, timeout):
+    """numpy's float64 and float32 matrix-product rates (GFLOP/s) in a process pinned as the contenders are."""
+    code = ("import json, numpy as np; from dynsim.benchmarks.flops import matmul_rate; "
+            f"print(json.dumps([matmul_rate({int(size)}, 5, np.float64), matmul_rate({int(size)}, 5, np.float32)]))")
+    status, stdout, stderr, _, _ = run_measured([sys.executable, "-c", code], timeout, cwd=REPO, cores=cores)
+    if status != 0:
+        raise RuntimeError(f"the matmul-rate process failed (exit {status}): {_last_line(stderr or stdout)}")
+    return tuple(json.loads(_last_line(stdout)))
+
+
 def _benchmark(args, work, have_torch):
     size = args.matmul_size
-    rate64 = matmul_rate(size, 5, np.float64)
-    rate32 = matmul_rate(size, 5, np.float32)
+    rate64, rate32 = pinned_matmul_rates(size, args.core_set, args.timeout)
     data_file, origin, real = write_data(args, work)
-    print(f"machine: {os.cpu_count()} CPUs, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, "
-          f"numpy {np.__version__}")
-    print(f"matmul rate (numpy, {size}x{size}, median): float64 {rate64:.1f} GFLOP/s, float32 {rate32:.1f} GFLOP/s")
+    print(f"machine: {os.cpu_count()} CPUs; every timed process pinned to CPUs {args.core_set} with "
+          f"{', '.join(THREAD_VARIABLES)}={len(args.core_set)}; numpy {np.__version__}")
+    print(f"matmul rate (numpy, {size}x{size}, median, same CPUs): float64 {rate64:.1f} GFLOP/s, "
+          f"float32 {rate32:.1f} GFLOP/s")
     part = "whole epochs" if args.train_size is None else f"the first {args.train_size} training images"
     print(f"data: {origin}; {part} per run, training times scaled to {EPOCH_IMAGES:,} images; "
           f"evaluation on {'all' if args.eval_size is None else args.eval_size} held-out images; "

@@ -218,7 +218,8 @@ def pc_minibatch(x, have_fx, drive, have_drive, target, theta, sizes, w_off, b_o
         ``fx`` holds f(x_0) already (else computed here).
     drive : ndarray, shape (batch, n_free)
         The feedforward predictions mu_hat when ``have_drive``
-        (:meth:`PCNetwork.input_drive`), else computed here (any array then).
+        (:meth:`PCNetwork.input_drive`); else they are computed here and
+        written into it (the caller's free phase reads them).
     target : ndarray, shape (batch, n_output)
         The output is clamped to it.
     theta, sizes, w_off, b_off, free_off, act, precisions
@@ -267,6 +268,8 @@ def pc_minibatch(x, have_fx, drive, have_drive, target, theta, sizes, w_off, b_o
             if l < L:
                 phi_into(ml, act, _block(f, n_batch, free_off, sizes, l), _block(fp, n_batch, free_off, sizes, l))
                 below = _block(f, n_batch, free_off, sizes, l)
+            o = free_off[l]
+            drive[:, o:o + sizes[l]] = ml
     if have_drive:
         # The activations of the feedforward pass: those of the start (and of every state with ``fixed``).
         for l in range(1, L):
@@ -425,6 +428,8 @@ def run(network, x, target, drive, fixed, options, rescale):
     x : ndarray, shape (batch, n_input)
     target : ndarray, shape (batch, n_output)
     drive : ndarray, shape (batch, n_free) or None
+        The feedforward pass when the caller has it; None computes it here
+        (f(x) and the products of the pass inside the compiled call).
         All in the network's dtype, C-contiguous, finite (checked by the caller).
     fixed : bool
     options : SettleOptions
@@ -433,24 +438,29 @@ def run(network, x, target, drive, fixed, options, rescale):
 
     Returns
     -------
-    (integrators.IntegrationResult, state, energy, cost, gradient)
-        ``state`` (batch, n_free) and ``gradient`` (n_params,) are new arrays
-        in the network's dtype; ``energy`` and ``cost`` (batch,) float64.
+    (integrators.IntegrationResult, state, energy, cost, gradient, drive)
+        ``state`` (batch, n_free), ``gradient`` (n_params,) and ``drive``
+        (the feedforward pass, the caller's when given) are arrays in the
+        network's dtype, the first two new; ``energy`` and ``cost`` (batch,)
+        float64.
     """
     batch = x.shape[0]
     ws = workspace(network, batch)
-    # f(x) of the feedforward pass the caller has just computed (PCNetwork.input_drive), when x is the same.
-    fx = network._input_activity_of(x)
-    ws = (fx,) + ws[1:]
+    have_drive = drive is not None
+    if have_drive:
+        # f(x) of the feedforward pass the caller has just computed (PCNetwork.input_drive), when x is the same.
+        ws = (network._input_activity_of(x),) + ws[1:]
+    else:
+        drive = np.empty((batch, network.n_free), dtype=network.dtype)
     state = np.empty((batch, network.n_free), dtype=network.dtype)
     grad = np.empty(network.n_params, dtype=network.dtype)
     dt = options.step()
     grad_scale = float(network.variances[-1]) if rescale else 1.0
     t, status, steps, nfev, residual, bad_step, bad_sample, energy, cost = pc_minibatch(
-        x, True, x if drive is None else drive, drive is not None, target, network._theta, network._sizes, network._w_off,
+        x, have_drive, drive, have_drive, target, network._theta, network._sizes, network._w_off,
         network._b_off, network._free_off, network._act, network._precisions, bool(fixed), float(dt),
         int(options.max_steps), float(options.atol), float(options.rtol), bool(options.stop_at_steady_state),
         float(options.max_abs), grad_scale, *ws, state, grad)
     result = finish_result(state, t, status, steps, 0, nfev, residual, bad_step, bad_sample, atol=options.atol,
                            rtol=options.rtol, stop_at_steady_state=options.stop_at_steady_state, method="euler")
-    return result, state, energy, cost, grad
+    return result, state, energy, cost, grad, drive

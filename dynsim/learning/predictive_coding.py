@@ -132,16 +132,20 @@ def pc_gradient(network, x, target, variant="strict", options=None, rescale=True
     options = SettleOptions() if options is None else options
     if not isinstance(options, SettleOptions):
         raise ValidationError(f"options must be a SettleOptions, got {type(options).__name__}")
-    # f(x) and the feedforward pass are computed once: for the free phase, the inference and the update.
+    # f(x) and the feedforward pass are computed once: for the free phase, the inference and the update (inside
+    # the fused call when it applies).
     fx = None
-    if drive is None:
+    fused = pc_fused.applies(network, options)
+    if drive is None and not fused:
         fx = network.input_activity(x)
         drive = network.input_drive(x, input_activity=fx)
-    free = feedforward_phase(network, drive, target)
+    if not fused:
+        free = feedforward_phase(network, drive, target)
     rule = "pc-" + variant.replace("_", "-")
-    if pc_fused.applies(network, options):
-        result, state, energy, cost, gradient = pc_fused.run(network, x, target, drive,
-                                                             variant == "fixed_prediction", options, rescale)
+    if fused:
+        result, state, energy, cost, gradient, drive = pc_fused.run(network, x, target, drive,
+                                                                    variant == "fixed_prediction", options, rescale)
+        free = feedforward_phase(network, drive, target)
         if result.status_name != "diverged":
             phase = PhaseResult(phase="inference", beta=0.0, state=state, energy=energy, cost=cost,
                                 integration=result, dt=options.step())

@@ -263,14 +263,15 @@ def input_activity(x, act):
 
 
 @njit(cache=True)
-def _product(a, W):
-    """``a @ W`` computed as ``(W^T a^T)^T`` (see :func:`dynsim.networks.hopfield_kernels._product`: a faster BLAS path)."""
-    return np.dot(W.T, a.T).T
-
-
-@njit(cache=True)
 def feedforward_from_activity(fx, theta, sizes, w_off, b_off, free_off, act):
-    """Feedforward predictions mu_hat (batch, n_free) from f(x_0) (:func:`input_activity`)."""
+    """Feedforward predictions mu_hat (batch, n_free) from f(x_0) (:func:`input_activity`).
+
+    Each layer's product is a C-contiguous (batch, n_l) array, so that the
+    bias pass and the activation read rows: through a product computed as
+    (W^T a^T)^T (a Fortran-ordered result) the feedforward pass of a GELU
+    784-128-128-128-10 network took twice as long (1.9 against 0.9 ms for
+    128 samples in float32).
+    """
     n_batch = fx.shape[0]
     L = sizes.shape[0] - 1
     n_free = free_off[L] + sizes[L]
@@ -279,11 +280,13 @@ def feedforward_from_activity(fx, theta, sizes, w_off, b_off, free_off, act):
     for l in range(1, L + 1):
         o = free_off[l]
         n = sizes[l]
-        mu = _product(below, _weights(theta, l, sizes, w_off))
+        mu = np.dot(below, _weights(theta, l, sizes, w_off))
+        bias = theta[b_off + o:b_off + o + n]
         for i in range(n_batch):
+            ms, os_ = mu[i], out[i]
             for j in range(n):
-                mu[i, j] += theta[b_off + o + j]
-        out[:, o:o + n] = mu
+                ms[j] += bias[j]
+                os_[o + j] = ms[j]
         if l < L:
             below, _ = phi_and_prime(mu, act)
     return out
@@ -313,7 +316,7 @@ def errors(s, theta, sizes, w_off, b_off, free_off, act, mu_hat, fixed):
         else:
             op = free_off[l - 1]
             below = np.ascontiguousarray(f[:, op:op + sizes[l - 1]])
-            mu = _product(below, _weights(theta, l, sizes, w_off))
+            mu = np.dot(below, _weights(theta, l, sizes, w_off))  # C-ordered: read by rows below
             for i in range(n_batch):
                 for j in range(n):
                     eps[i, o + j] = s[i, o + j] - mu[i, j] - theta[b_off + o + j]
