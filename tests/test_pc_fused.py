@@ -80,11 +80,11 @@ def test_a_diverging_inference_is_reported_as_the_generic_path_reports_it(rng, m
     x = rng.random((3, 4))
     target = 50.0 * rng.standard_normal((3, 2))
     options = SettleOptions(integrator="euler", dt=5.0, max_steps=2000, stop_at_steady_state=False, max_abs=max_abs)
-    ws = pc_fused.workspace(net, 3)
+    _, fx, fpx, bufs, grads = pc_fused.workspace(net, 3)
     t, status, steps, nfev, _, bad_step, bad_sample, _, _ = pc_fused.pc_minibatch(
-        x, False, np.empty((3, net.n_free)), False, net.check_target(target, 3), net._theta, net._sizes, net._w_off, net._b_off,
-        net._free_off, net._act, net._precisions, False, 5.0, 2000, 1e-6, 1e-6, False, max_abs, 1.0, *ws,
-        np.empty((3, net.n_free)), np.empty(net.n_params))
+        x, False, np.empty((3, net.n_free)), False, net.check_target(target, 3), net._theta, net._sizes, net._w_off,
+        net._b_off, net._free_off, net._act, net._precisions, False, 5.0, 2000, 1e-6, 1e-6, False, max_abs, 1.0, fx,
+        fpx, *bufs[0], np.empty((3, net.n_free)), grads[0])
     assert status == DIVERGED
     with pytest.raises(DivergenceError) as generic:
         _generic(monkeypatch, net, x, target, options=options)
@@ -119,14 +119,14 @@ def test_workspaces_are_kept_per_batch_size_and_results_are_fresh_arrays(rng):
     x = rng.random((6, 5))
     target = rng.random((6, 3))
     first = pc_learning.pc_gradient(net, x, target, options=options)
-    ws = pc_fused.workspace(net, 6)
+    ws = pc_fused.workspace(net, 6, chunked=True)
     second = pc_learning.pc_gradient(net, x[::-1].copy(), target[::-1].copy(), options=options)
-    assert all(a is b for a, b in zip(ws, pc_fused.workspace(net, 6)))  # reused, not reallocated
+    assert all(a is b for a, b in zip(ws, pc_fused.workspace(net, 6, chunked=True)))  # reused, not reallocated
     assert first.gradient is not second.gradient and first.inference.state is not second.inference.state
     again = pc_learning.pc_gradient(net, x, target, options=options)
     np.testing.assert_array_equal(first.gradient, again.gradient)  # a later minibatch did not overwrite it
     pc_learning.pc_gradient(net, x[:2], target[:2], options=options)
-    assert pc_fused.workspace(net, 6)[2] is ws[2]
+    assert pc_fused.workspace(net, 6, chunked=True)[3] is ws[3]
 
 
 def test_the_fused_path_applies_only_where_it_reproduces_the_generic_path():
@@ -159,3 +159,79 @@ def test_the_free_phase_of_training_is_read_off_the_feedforward_pass_as_a_relaxa
         assert getattr(read.integration, name) == getattr(relaxed.integration, name), name
     np.testing.assert_array_equal(read.integration.residual, relaxed.integration.residual)
     np.testing.assert_allclose(read.integration.tolerance, relaxed.integration.tolerance, rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- chunks on Numba's threads
+def _chunked_case(rng, batch=150, dtype=np.float64):
+    net = PCNetwork([6, 7, 5, 3], activation="gelu", variances=[1.0, 0.5, 2.0], seed=1, init="fan-in", dtype=dtype)
+    net.theta[:] *= 2.0
+    x = rng.random((batch, 6)).astype(dtype)
+    target = np.eye(3, dtype=dtype)[rng.integers(0, 3, batch)]
+    return net, x, target
+
+
+def test_a_fixed_step_minibatch_runs_in_chunks_and_gives_the_generic_estimate(rng, monkeypatch):
+    # 150 samples: three chunks of 50; the batch mean of the chunks' means is the minibatch's gradient.
+    net, x, target = _chunked_case(rng)
+    assert pc_fused.chunk_starts(150, True).tolist() == [0, 50, 100, 150]
+    assert pc_fused.chunk_starts(150, False).tolist() == [0, 150]
+    assert pc_fused.chunk_starts(64, True).tolist() == [0, 64]
+    options = SettleOptions(integrator="euler", dt=0.2, max_steps=5, stop_at_steady_state=False)
+    for variant in ("strict", "fixed_prediction"):
+        fused = pc_learning.pc_gradient(net, x, target, variant, options=options)
+        _same(fused, _generic(monkeypatch, net, x, target, variant, options=options))
+    # A steady-state stop is the minibatch's (every sample steady), so it is not chunked.
+    assert pc_fused.workspace(net, 150, chunked=False)[0].tolist() == [0, 150]
+
+
+def test_the_chunks_give_the_same_bits_on_one_thread_and_on_several(rng):
+    numba = pytest.importorskip("numba")
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba has one thread here")
+    options = SettleOptions(integrator="euler", dt=0.05, max_steps=5, stop_at_steady_state=False)
+    for dtype in (np.float32, np.float64):
+        net, x, target = _chunked_case(rng, batch=200, dtype=dtype)
+        saved = numba.get_num_threads()
+        try:
+            numba.set_num_threads(1)
+            one = pc_learning.pc_gradient(net, x, target, options=options)
+            numba.set_num_threads(2)
+            two = pc_learning.pc_gradient(net, x, target, options=options)
+        finally:
+            numba.set_num_threads(saved)
+        np.testing.assert_array_equal(one.gradient, two.gradient)
+        np.testing.assert_array_equal(one.inference.state, two.inference.state)
+        np.testing.assert_array_equal(one.inference.energy, two.inference.energy)
+
+
+def test_a_divergence_in_a_later_chunk_is_reported_as_the_generic_path_reports_it(rng, monkeypatch):
+    net = PCNetwork([4, 6, 5, 2], activation="relu", seed=0)
+    x = rng.random((150, 4))
+    target = np.zeros((150, 2))
+    target[120] = 1e4  # only sample 120 (third chunk) runs away
+    options = SettleOptions(integrator="euler", dt=1.9, max_steps=50, stop_at_steady_state=False, max_abs=1e6)
+    with pytest.raises(DivergenceError) as generic:
+        _generic(monkeypatch, net, x, target, options=options)
+    with pytest.raises(DivergenceError) as fused:
+        pc_learning.pc_gradient(net, x, target, options=options)
+    assert str(fused.value) == str(generic.value)
+    assert "in sample 120" in str(generic.value)
+    # The chunk kernel itself names the sample by its place in the minibatch.
+    result = pc_fused.run(net, net.check_input(x), net.check_target(target, 150), None, False, options, True)[0]
+    assert result.status == DIVERGED and result.diverged_sample == 120
+
+
+def test_blas_threads_are_one_inside_the_chunks_and_the_users_afterwards():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from dynsim._threads import one_blas_thread
+
+    before = [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+    with one_blas_thread(True):
+        inside = [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+    after = [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+    assert inside and all(n == 1 for n in inside)
+    assert after == before
+    with pytest.raises(RuntimeError):
+        with one_blas_thread(True):
+            raise RuntimeError("inside")
+    assert [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"] == before

@@ -51,18 +51,21 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
+from dynsim._threads import kernel_threads, one_blas_thread
 from dynsim.networks.pc import PCNetwork
 from dynsim.networks.pc_kernels import phi_into
 from integrators.solve import finish_result
 from integrators.status import CONVERGED, DIVERGED, STEP_LIMIT
 
-__all__ = ["applies", "workspace", "pc_minibatch", "run"]
+__all__ = ["CHUNK", "applies", "chunk_starts", "workspace", "pc_minibatch", "pc_chunks", "run"]
 
 _RUNNING = 99
 _MAX_WORKSPACES = 4
 """Workspaces kept per network (an epoch uses two batch sizes: the full minibatches and the last one)."""
+CHUNK = 64
+"""Samples per chunk of a fixed-step inference: a minibatch of B samples is ceil(B / CHUNK) chunks of equal size."""
 
 
 def applies(network, options):
@@ -395,32 +398,100 @@ def pc_minibatch(x, have_fx, drive, have_drive, target, theta, sizes, w_off, b_o
     return steps * dt, status, steps, nfev, residual, bad_step, bad_sample, energy, cost
 
 
+@njit(cache=True, parallel=True, error_model="numpy")
+def pc_chunks(x, have_fx, drive, have_drive, target, theta, sizes, w_off, b_off, free_off, act, precisions, fixed, dt,
+              max_steps, atol, rtol, stop_at_steady_state, max_abs, grad_scale, starts, fx, fpx, bufs, state, grads,
+              grad, residual, energy, cost, info):
+    """:func:`pc_minibatch` on the chunks ``starts`` of a minibatch, on Numba's threads; the batch-mean gradient.
+
+    The samples of a PC inference are independent (each settles against
+    the same weights), so chunk c, samples ``starts[c]:starts[c + 1]``, runs
+    its own :func:`pc_minibatch` in its own workspace ``bufs[c]`` (9, >=
+    chunk * n_free) and writes its mean gradient to ``grads[c]``. ``grad``
+    gets the batch mean, sum_c (n_c / B) grads[c] (``grads[0]`` exactly for
+    one chunk). The chunks are fixed by the batch size, not by the thread
+    count, so one thread and two give the same numbers.
+
+    ``state`` (B, n_free), ``residual``, ``energy``, ``cost`` (B,) receive
+    the samples' results; ``info[c]`` the chunk's (status, steps, nfev,
+    bad_step, bad_sample in the minibatch or -1). Other arguments as
+    :func:`pc_minibatch`, whole-minibatch arrays.
+    """
+    n = x.shape[0]
+    n_chunks = starts.shape[0] - 1
+    for c in prange(n_chunks):
+        lo = starts[c]
+        hi = starts[c + 1]
+        b = bufs[c]
+        t, status, steps, nfev, res, bad_step, bad_sample, e, co = pc_minibatch(
+            x[lo:hi], have_fx, drive[lo:hi], have_drive, target[lo:hi], theta, sizes, w_off, b_off, free_off, act,
+            precisions, fixed, dt, max_steps, atol, rtol, stop_at_steady_state, max_abs, grad_scale, fx[lo:hi],
+            fpx[lo:hi], b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], state[lo:hi], grads[c])
+        residual[lo:hi] = res
+        energy[lo:hi] = e
+        cost[lo:hi] = co
+        info[c, 0] = status
+        info[c, 1] = steps
+        info[c, 2] = nfev
+        info[c, 3] = bad_step
+        info[c, 4] = bad_sample + lo if bad_sample >= 0 else -1
+    if n_chunks == 1:
+        grad[:] = grads[0]
+    else:
+        # Chunk after chunk, contiguous passes (a loop over the chunks inside one over the parameters cost 1 ms).
+        g0 = grads[0]
+        w = grad.dtype.type((starts[1] - starts[0]) / n)
+        for k in range(grad.shape[0]):
+            grad[k] = g0[k] * w
+        for c in range(1, n_chunks):
+            gc = grads[c]
+            w = grad.dtype.type((starts[c + 1] - starts[c]) / n)
+            for k in range(grad.shape[0]):
+                grad[k] += gc[k] * w
+
+
 # ----------------------------------------------------------------------------- Python boundary
-def workspace(network, batch):
-    """The buffers of :func:`pc_minibatch` for ``batch`` samples, allocated once and kept on ``network``.
+def chunk_starts(batch, chunked):
+    """Boundaries (n_chunks + 1,) of the chunks of a minibatch: ceil(batch / CHUNK) equal parts, or one."""
+    n_chunks = -(-int(batch) // CHUNK) if chunked else 1
+    return (np.arange(n_chunks + 1, dtype=np.int64) * int(batch)) // n_chunks
+
+
+def workspace(network, batch, chunked=False):
+    """The buffers of :func:`pc_chunks` for ``batch`` samples, allocated once and kept on ``network``.
 
     Returns
     -------
-    tuple of ndarray
-        ``(fx, fpx, mu_hat, y, y_new, f, fp, eps, pe, back, field)`` in the
-        network's dtype: two (batch, n_input), nine (batch * n_free,).
+    tuple
+        ``(starts, fx, fpx, bufs, grads)``: the chunk boundaries
+        (:func:`chunk_starts`), two (batch, n_input) arrays, the chunks'
+        workspaces (n_chunks, 9, rows * n_free) (rows: the largest chunk)
+        and their gradients (n_chunks, n_params), in the network's dtype.
     """
-    key = (int(batch), np.dtype(network.dtype).name)
+    key = (int(batch), np.dtype(network.dtype).name, bool(chunked))
     cache = network.__dict__.setdefault("_fused_workspaces", {})
     ws = cache.get(key)
     if ws is None:
         while len(cache) >= _MAX_WORKSPACES:
             cache.pop(next(iter(cache)))
         dt = network.dtype
-        flat = batch * network.n_free
-        ws = (np.empty((batch, network.n_input), dtype=dt), np.empty((batch, network.n_input), dtype=dt)) + tuple(
-            np.zeros(flat, dtype=dt) for _ in range(9))
+        starts = chunk_starts(batch, chunked)
+        rows = int(np.max(np.diff(starts)))
+        n_chunks = starts.shape[0] - 1
+        ws = (starts, np.empty((batch, network.n_input), dtype=dt), np.empty((batch, network.n_input), dtype=dt),
+              np.zeros((n_chunks, 9, rows * network.n_free), dtype=dt), np.empty((n_chunks, network.n_params), dtype=dt))
         cache[key] = ws
     return ws
 
 
 def run(network, x, target, drive, fixed, options, rescale):
     """One fused minibatch on checked arguments (see :func:`dynsim.learning.predictive_coding.pc_gradient`).
+
+    A fixed-step inference (``stop_at_steady_state`` off, the regime of the
+    papers) runs in chunks of :data:`CHUNK` samples on Numba's threads, each
+    with one BLAS thread (:func:`dynsim._threads.one_blas_thread`). One that
+    stops at the steady state runs as one chunk: the generic driver stops
+    when every sample of the minibatch is steady, and so does it.
 
     Parameters
     ----------
@@ -445,22 +516,32 @@ def run(network, x, target, drive, fixed, options, rescale):
         float64.
     """
     batch = x.shape[0]
-    ws = workspace(network, batch)
+    starts, fx, fpx, bufs, grads = workspace(network, batch, chunked=not options.stop_at_steady_state)
     have_drive = drive is not None
     if have_drive:
         # f(x) of the feedforward pass the caller has just computed (PCNetwork.input_drive), when x is the same.
-        ws = (network._input_activity_of(x),) + ws[1:]
+        fx = network._input_activity_of(x)
     else:
         drive = np.empty((batch, network.n_free), dtype=network.dtype)
     state = np.empty((batch, network.n_free), dtype=network.dtype)
     grad = np.empty(network.n_params, dtype=network.dtype)
+    residual, energy, cost = np.empty(batch), np.empty(batch), np.empty(batch)
+    info = np.empty((starts.shape[0] - 1, 5), dtype=np.int64)
     dt = options.step()
     grad_scale = float(network.variances[-1]) if rescale else 1.0
-    t, status, steps, nfev, residual, bad_step, bad_sample, energy, cost = pc_minibatch(
-        x, have_drive, drive, have_drive, target, network._theta, network._sizes, network._w_off,
-        network._b_off, network._free_off, network._act, network._precisions, bool(fixed), float(dt),
-        int(options.max_steps), float(options.atol), float(options.rtol), bool(options.stop_at_steady_state),
-        float(options.max_abs), grad_scale, *ws, state, grad)
-    result = finish_result(state, t, status, steps, 0, nfev, residual, bad_step, bad_sample, atol=options.atol,
-                           rtol=options.rtol, stop_at_steady_state=options.stop_at_steady_state, method="euler")
+    with one_blas_thread(starts.shape[0] > 2 and kernel_threads() > 1):
+        pc_chunks(x, have_drive, drive, have_drive, target, network._theta, network._sizes, network._w_off,
+                  network._b_off, network._free_off, network._act, network._precisions, bool(fixed), float(dt),
+                  int(options.max_steps), float(options.atol), float(options.rtol),
+                  bool(options.stop_at_steady_state), float(options.max_abs), grad_scale, starts, fx, fpx, bufs,
+                  state, grads, grad, residual, energy, cost, info)
+    status, steps, nfev, bad_step, bad_sample = (int(v) for v in info[0])
+    diverged = info[:, 0] == DIVERGED
+    if diverged.any():
+        # The earliest divergence (the caller runs the generic path again for the report).
+        first = np.flatnonzero(diverged)[np.argmin(info[diverged, 3])]
+        status, steps, nfev, bad_step, bad_sample = (int(v) for v in info[first])
+    result = finish_result(state, steps * dt, status, steps, 0, nfev, residual, bad_step, bad_sample,
+                           atol=options.atol, rtol=options.rtol, stop_at_steady_state=options.stop_at_steady_state,
+                           method="euler")
     return result, state, energy, cost, grad, drive
