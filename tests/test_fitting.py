@@ -325,3 +325,36 @@ def test_unsettled_samples_are_counted_and_reported_as_asked():
     free = free_phase(net, data["train"].x, options=OPTIONS)
     expected = int(np.sum(free.integration.residual > free.integration.tolerance))
     assert evaluate_split(net, data["train"], OPTIONS)["not_converged"] == expected
+
+
+def test_adam_in_pieces_on_numbas_threads_is_the_per_parameter_formula(rng):
+    # Three Adam steps with the pieces cut small (many per rate) against numpy's formula, written here.
+    from dynsim.training import optimizers
+    from dynsim.training.optimizers import rate_runs, slab_runs
+
+    net = HopfieldNetwork.layered([40, 30, 5], seed=0)
+    blocks = net.parameter_blocks()
+    lr = {name: r for name, r in zip(blocks, [1e-3, 1e-3, 2e-3, 5e-4])}
+    opt = Adam(net, lr)
+    starts, values = slab_runs(rate_runs(opt.rates), slab=7)
+    assert np.all(np.diff(starts) <= 7) and starts[0] == 0 and starts[-1] == net.n_params
+    np.testing.assert_array_equal(np.repeat(values, np.diff(starts)), opt.rates)
+    opt._slabs = (starts, values)
+    theta = net.theta.copy()
+    m = np.zeros_like(theta)
+    v = np.zeros_like(theta)
+    for t in range(1, 4):
+        grad = rng.standard_normal(net.n_params)
+        opt.step(net.theta, grad)
+        m = 0.9 * m + 0.1 * grad
+        v = 0.999 * v + 0.001 * grad * grad
+        theta = theta - opt.rates * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+        np.testing.assert_allclose(net.theta, theta, rtol=1e-14, atol=1e-15)
+    # A non-finite gradient in the last piece refuses the whole step and names the parameter.
+    bad = rng.standard_normal(net.n_params)
+    bad[-1] = np.nan
+    before = net.theta.copy()
+    with pytest.raises(NonFiniteGradientError):
+        opt.step(net.theta, bad)
+    np.testing.assert_array_equal(net.theta, before)
+    assert optimizers.SLAB >= 1024

@@ -115,3 +115,64 @@ def test_the_fused_path_applies_only_where_it_reproduces_the_driver():
     assert not layered_euler.applies(layered, "rk4", np.inf, 0)
     assert not layered_euler.applies(layered, "euler", 10.0, 0)  # a time limit: the driver shortens the last step
     assert not layered_euler.applies(layered, "euler", np.inf, 2)  # trajectories are recorded by the driver
+
+
+# ----------------------------------------------------------------------------- chunks on Numba's threads
+def _force_chunks(monkeypatch):
+    """Run fixed-step relaxations in chunks even on one thread (prange then runs the chunks in turn)."""
+    monkeypatch.setattr(layered_euler, "chunks_pay", lambda stop: not stop)
+
+
+@pytest.mark.parametrize("method, box", [("projected_euler", (0.0, 1.0)), ("euler", None)])
+def test_a_fixed_step_relaxation_in_chunks_is_the_generic_one(rng, monkeypatch, method, box):
+    # 70 samples: three chunks of 23-24 (CHUNK = 32), each relaxed on its own.
+    _force_chunks(monkeypatch)
+    net = HopfieldNetwork.layered([5, 8, 6, 3], activation="hard_sigmoid" if box else "tanh", seed=3)
+    net.theta[:] *= 3.0
+    x = rng.random((70, 5))
+    target = rng.random((70, 3))
+    drive = net.input_drive(x)
+    for beta, clamp in [(0.0, False), (0.7, False), (0.0, True)]:
+        s0 = _start(net, rng, 70, target, clamp)
+        ref, fused, energy = _both(net, s0, drive, method, beta, target, clamp, box, dt=0.3, max_steps=30,
+                                   stop_at_steady_state=False)
+        _same(ref, fused)
+        np.testing.assert_allclose(fused.residual, ref.residual, rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(energy, net.energy_from_drive(fused.y, drive), rtol=1e-12, atol=1e-12)
+
+
+def test_a_divergence_in_one_chunk_is_reported_as_the_whole_batch_reports_it(rng, monkeypatch):
+    net = HopfieldNetwork.layered([5, 8, 3], activation="tanh", seed=1)
+    x = rng.random((70, 5))
+    drive = net.input_drive(x)
+    s0 = 0.1 * rng.standard_normal((70, net.n_free))
+    s0[55] *= 1e4  # in the third chunk, far ahead of the others
+    kw = dict(dt=3.0, max_steps=200, atol=1e-6, rtol=1e-6, stop_at_steady_state=False, max_abs=1e6)
+    whole, _ = layered_euler.relax(net, s0, drive, "euler", **kw)
+    _force_chunks(monkeypatch)
+    ref, chunked, _ = _both(net, s0, drive, "euler", 0.0, None, False, None, **kw)
+    assert ref.status_name == "diverged" and ref.diverged_sample == 55
+    _same(ref, chunked)
+    np.testing.assert_array_equal(chunked.y, whole.y)  # every sample's last finite state, at the batch's step
+
+
+def test_chunks_on_several_threads_give_the_same_bits_every_time(rng):
+    numba = pytest.importorskip("numba")
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba has one thread here")
+    net = HopfieldNetwork.layered([784, 64, 10], activation="hard_sigmoid", seed=0)
+    x = rng.random((50, 784))
+    drive = net.input_drive(x)
+    s0 = np.zeros((50, net.n_free))
+    kw = dict(dt=1.0, max_steps=30, stop_at_steady_state=False, box=(0.0, 1.0))
+    saved = numba.get_num_threads()
+    try:
+        numba.set_num_threads(2)
+        first, _ = layered_euler.relax(net, s0, drive, "projected_euler", **kw)
+        again, _ = layered_euler.relax(net, s0, drive, "projected_euler", **kw)
+        numba.set_num_threads(1)  # one thread: the batch whole, equal to rounding
+        single, _ = layered_euler.relax(net, s0, drive, "projected_euler", **kw)
+    finally:
+        numba.set_num_threads(saved)
+    np.testing.assert_array_equal(first.y, again.y)
+    np.testing.assert_allclose(first.y, single.y, rtol=0, atol=1e-12)

@@ -53,7 +53,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from dynsim._threads import kernel_threads, one_blas_thread
+from dynsim._threads import chunk_starts as _chunk_starts
+from dynsim._threads import chunks_pay, kernel_threads, merge_chunk_reports, one_blas_thread
 from dynsim.networks.pc import PCNetwork
 from dynsim.networks.pc_kernels import phi_into
 from integrators.solve import finish_result
@@ -410,7 +411,7 @@ def pc_chunks(x, have_fx, drive, have_drive, target, theta, sizes, w_off, b_off,
     chunk * n_free) and writes its mean gradient to ``grads[c]``. ``grad``
     gets the batch mean, sum_c (n_c / B) grads[c] (``grads[0]`` exactly for
     one chunk). The chunks are fixed by the batch size, not by the thread
-    count, so one thread and two give the same numbers.
+    count, so two threads and eight give the same numbers.
 
     ``state`` (B, n_free), ``residual``, ``energy``, ``cost`` (B,) receive
     the samples' results; ``info[c]`` the chunk's (status, steps, nfev,
@@ -453,8 +454,7 @@ def pc_chunks(x, have_fx, drive, have_drive, target, theta, sizes, w_off, b_off,
 # ----------------------------------------------------------------------------- Python boundary
 def chunk_starts(batch, chunked):
     """Boundaries (n_chunks + 1,) of the chunks of a minibatch: ceil(batch / CHUNK) equal parts, or one."""
-    n_chunks = -(-int(batch) // CHUNK) if chunked else 1
-    return (np.arange(n_chunks + 1, dtype=np.int64) * int(batch)) // n_chunks
+    return _chunk_starts(batch, CHUNK, chunked)
 
 
 def workspace(network, batch, chunked=False):
@@ -489,9 +489,10 @@ def run(network, x, target, drive, fixed, options, rescale):
 
     A fixed-step inference (``stop_at_steady_state`` off, the regime of the
     papers) runs in chunks of :data:`CHUNK` samples on Numba's threads, each
-    with one BLAS thread (:func:`dynsim._threads.one_blas_thread`). One that
-    stops at the steady state runs as one chunk: the generic driver stops
-    when every sample of the minibatch is steady, and so does it.
+    with one BLAS thread (:func:`dynsim._threads.one_blas_thread`), when
+    there is more than one thread (:func:`dynsim._threads.chunks_pay`). One
+    that stops at the steady state runs as one chunk: the generic driver
+    stops when every sample of the minibatch is steady, and so does it.
 
     Parameters
     ----------
@@ -516,7 +517,7 @@ def run(network, x, target, drive, fixed, options, rescale):
         float64.
     """
     batch = x.shape[0]
-    starts, fx, fpx, bufs, grads = workspace(network, batch, chunked=not options.stop_at_steady_state)
+    starts, fx, fpx, bufs, grads = workspace(network, batch, chunked=chunks_pay(options.stop_at_steady_state))
     have_drive = drive is not None
     if have_drive:
         # f(x) of the feedforward pass the caller has just computed (PCNetwork.input_drive), when x is the same.
@@ -535,12 +536,8 @@ def run(network, x, target, drive, fixed, options, rescale):
                   int(options.max_steps), float(options.atol), float(options.rtol),
                   bool(options.stop_at_steady_state), float(options.max_abs), grad_scale, starts, fx, fpx, bufs,
                   state, grads, grad, residual, energy, cost, info)
-    status, steps, nfev, bad_step, bad_sample = (int(v) for v in info[0])
-    diverged = info[:, 0] == DIVERGED
-    if diverged.any():
-        # The earliest divergence (the caller runs the generic path again for the report).
-        first = np.flatnonzero(diverged)[np.argmin(info[diverged, 3])]
-        status, steps, nfev, bad_step, bad_sample = (int(v) for v in info[first])
+    # On a divergence the caller runs the generic path again for the report.
+    status, steps, nfev, bad_step, bad_sample = merge_chunk_reports(info, DIVERGED)
     result = finish_result(state, steps * dt, status, steps, 0, nfev, residual, bad_step, bad_sample,
                            atol=options.atol, rtol=options.rtol, stop_at_steady_state=options.stop_at_steady_state,
                            method="euler")

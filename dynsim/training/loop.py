@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
+from dynsim._threads import kernels_own_the_cores
 from dynsim.datasets.tasks import Task
 from dynsim.learning.predictive_coding import PC_NETWORKS
 from dynsim.learning.rules import gradient_estimate
@@ -199,6 +200,7 @@ def _check_data(network, data):
         raise ValidationError("data['train'] holds no examples")
 
 
+@kernels_own_the_cores
 def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options=None, nudged_options=None,
         eval_options=None, persistent=False, seed=0, checkpoint=None, resume=False, fingerprint=None,
         on_epoch=None, max_batches=None, progress=None, lr_schedule=None, eval_persistent=False,
