@@ -27,10 +27,18 @@ import importlib
 import numba
 import numpy as np
 
-__all__ = ["kernel_threads", "chunks_pay", "one_blas_thread", "kernels_own_the_cores", "chunk_starts",
+__all__ = ["THREAD_VARIABLES", "thread_environment", "kernel_threads", "chunks_pay", "one_blas_thread", "kernels_own_the_cores", "chunk_starts",
            "merge_chunk_reports"]
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+"""The environment variables that size OpenMP's, the BLAS libraries' and Numba's thread pools."""
+
 _controller = None
+
+
+def thread_environment(threads):
+    """``{variable: str(threads)}`` for :data:`THREAD_VARIABLES`: the environment of a process given ``threads`` cores."""
+    return {name: str(int(threads)) for name in THREAD_VARIABLES}
 
 
 def kernel_threads():

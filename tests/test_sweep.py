@@ -84,6 +84,7 @@ def test_a_point_is_read_from_its_log_not_from_another_hdf5_file(tmp_path):
 
 def test_a_point_whose_worker_dies_is_reported_and_the_others_finish(tmp_path):
     import dask
+    import distributed  # noqa: F401 -- its defaults in dask's config first: set() would otherwise drop them on exit
 
     from dynsim.cli.sweep import run_sweep
 
@@ -111,3 +112,18 @@ def test_a_bogus_metric_or_a_repeated_value_is_refused_before_anything_runs(tmp_
     with pytest.raises(ScenarioError, match=r"grid\['value'\] repeats 1: give each value once"):
         run_sweep(scenario, {"value": ["1", "2", "1"]}, tmp_path, workers=1, quiet=True)
     assert not any(tmp_path.iterdir())
+
+
+def test_local_workers_share_the_cores_among_their_thread_pools():
+    # Each worker's BLAS, OpenMP and Numba pools get cores // workers threads, not the whole machine each.
+    import os
+
+    from dynsim._threads import THREAD_VARIABLES
+    from dynsim.cli.sweep import _cluster
+
+    cores = len(os.sched_getaffinity(0))
+    with _cluster(None, 2) as client:
+        seen = client.run(lambda: [os.environ.get(name) for name in THREAD_VARIABLES])
+    assert len(seen) == 2
+    for values in seen.values():
+        assert values == [str(max(1, cores // 2))] * len(THREAD_VARIABLES)

@@ -78,6 +78,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from dynsim._threads import THREAD_VARIABLES, thread_environment
 from dynsim.benchmarks import pcx_runner
 from dynsim.benchmarks.flops import ep_flops, pc_flops
 
@@ -146,10 +147,6 @@ class Run(NamedTuple):
 
 
 # ----------------------------------------------------------------------------- processes
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
-"""The thread counts of OpenMP, the BLAS libraries and Numba, set to the cores of every timed process."""
-
-
 def core_set(cores):
     """The first ``cores`` CPUs this process may run on (Linux affinity), as a sorted list."""
     available = sorted(os.sched_getaffinity(0))
@@ -174,7 +171,7 @@ def run_measured(cmd, timeout, cwd=None, env=None, cores=None):
     """
     preexec = None
     if cores is not None:
-        env = dict(os.environ if env is None else env, **{k: str(len(cores)) for k in THREAD_VARIABLES})
+        env = dict(os.environ if env is None else env, **thread_environment(len(cores)))
         preexec = lambda: os.sched_setaffinity(0, cores)  # noqa: E731 (runs in the child before exec)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from dynsim._threads import thread_environment
 from dynsim.cli.scenarios import ScenarioError, find_scenario
 from dynsim.validation import WriteError, os_reason, writable_folder
 
@@ -215,9 +216,13 @@ def _cluster(scheduler, workers):
 
     @contextlib.contextmanager
     def local():
-        # One thread per worker: the scenarios' BLAS and Numba work wants the cores to itself.
+        # One task per worker, and the machine's cores shared out among the workers' BLAS, OpenMP and Numba
+        # pools: each would otherwise size its pool for the whole machine, and with several workers their
+        # threads, which wait for work by spinning, would fight for the cores (see dynsim._threads).
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                          silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+                          silence_logs=logging.ERROR, env=thread_environment(max(1, cores // workers))) as cluster, \
+                Client(cluster) as client:
             yield client
 
     return local()
