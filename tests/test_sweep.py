@@ -83,8 +83,11 @@ def test_a_point_is_read_from_its_log_not_from_another_hdf5_file(tmp_path):
 
 
 def test_a_point_whose_worker_dies_is_reported_and_the_others_finish(tmp_path):
+    import importlib
+
     import dask
-    import distributed  # noqa: F401 -- its defaults in dask's config first: set() would otherwise drop them on exit
+
+    importlib.import_module("distributed")  # its defaults in dask's config first: set() would drop them on exit
 
     from dynsim.cli.sweep import run_sweep
 
