@@ -11,6 +11,10 @@ after each phase, EP and CHL updates, training steps). ::
     figures = trainer.train_epoch(x, labels, batch_size=128)   # x, labels already on the device
     tnet.to_host()                                             # the parameters back into `network`
 
+Predictive coding: ``TorchPCNetwork(pc_network)`` (dense) and
+``TorchConvPCNetwork(conv_pc_network)`` (feature maps, conv and pooled
+couplings) with the rules ``pc-strict`` and ``pc-fixed-prediction``.
+
 Modules: :mod:`~dynsim.backends.torch.network` (energy, fields, parameter
 gradients), :mod:`~dynsim.backends.torch.couplings` (dense and conv-pool
 operators), :mod:`~dynsim.backends.torch.relax` (fixed point, block, Euler),
@@ -25,9 +29,10 @@ from dynsim.backends.torch.learning import TORCH_RULES, TorchEstimate, estimate 
 from dynsim.backends.torch.network import TorchHopfieldNetwork  # noqa: E402
 from dynsim.backends.torch.optimizers import TorchAdam, TorchSGD, make_optimizer  # noqa: E402
 from dynsim.backends.torch.pc import PC_TORCH_RULES, TorchPCNetwork, pc_estimate, pc_relax  # noqa: E402
+from dynsim.backends.torch.conv_pc import TorchConvPCNetwork  # noqa: E402
 from dynsim.backends.torch.relax import TORCH_SCHEMES, RelaxationDivergedError, TorchPhase, relax  # noqa: E402
 from dynsim.backends.torch.training import TorchTrainer, one_hot  # noqa: E402
 
 __all__ = ["TorchHopfieldNetwork", "TorchSGD", "TorchAdam", "make_optimizer", "TorchTrainer", "one_hot", "relax",
            "TorchPhase", "RelaxationDivergedError", "TORCH_SCHEMES", "TORCH_RULES", "TorchEstimate", "estimate",
-           "TorchPCNetwork", "pc_relax", "pc_estimate", "PC_TORCH_RULES"]
+           "TorchPCNetwork", "TorchConvPCNetwork", "pc_relax", "pc_estimate", "PC_TORCH_RULES"]

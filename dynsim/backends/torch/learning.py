@@ -68,7 +68,7 @@ def estimate(net, rule, x, target, beta=0.5, options=None, nudged_options=None, 
 
     Parameters
     ----------
-    net : TorchHopfieldNetwork or TorchPCNetwork
+    net : TorchHopfieldNetwork, TorchPCNetwork or TorchConvPCNetwork
     rule : str
         One of :data:`TORCH_RULES` (Hopfield), or ``'pc-strict'`` / ``'pc-fixed-prediction'`` (PC).
     x : torch.Tensor, shape (batch, n_input)
@@ -92,11 +92,12 @@ def estimate(net, rule, x, target, beta=0.5, options=None, nudged_options=None, 
     -------
     TorchEstimate
     """
-    from dynsim.backends.torch.pc import TorchPCNetwork, pc_estimate
+    from dynsim.backends.torch.conv_pc import TORCH_PC_NETWORKS
+    from dynsim.backends.torch.pc import pc_estimate
 
     if options is None:
         raise ValidationError("options is required: the SettleOptions of the free phase")
-    if isinstance(net, TorchPCNetwork):
+    if isinstance(net, TORCH_PC_NETWORKS):
         return pc_estimate(net, rule, x, target, options, check_every=check_every, sync=sync)
     if rule not in TORCH_RULES:
         raise ValidationError(f"rule must be one of {list(TORCH_RULES)} on the torch backend, got {rule!r}")

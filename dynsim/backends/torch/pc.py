@@ -183,10 +183,11 @@ def pc_relax(net, s0, fx, mu_hat, options, check_every=10, sync=True, fixed=None
         test = sync and (at_end or (stop and steps % check_every == 0))
         grad = net.energy_grad_state(s, fx, mu_hat, fixed)
         if test or (at_end and not sync):
-            res2 = sum((grad[l] * grad[l]).sum(1) for l in range(1, L))
-            residual = res2.sqrt() if L > 1 else torch.zeros(s[1].shape[0], dtype=net.dtype, device=net.device)
-            norm = sum((s[l] * s[l]).sum(1) for l in range(1, L + 1)).sqrt()
-            largest = torch.stack([t.abs().amax(1) for t in [*s[1:], *grad[1:L]]]).amax(0)
+            n = s[1].shape[0]  # groups may be feature maps (batch, C, H, W): per-sample sums over the rest
+            res2 = sum((grad[l] * grad[l]).reshape(n, -1).sum(1) for l in range(1, L))
+            residual = res2.sqrt() if L > 1 else torch.zeros(n, dtype=net.dtype, device=net.device)
+            norm = sum((s[l] * s[l]).reshape(n, -1).sum(1) for l in range(1, L + 1)).sqrt()
+            largest = torch.stack([t.abs().reshape(n, -1).amax(1) for t in [*s[1:], *grad[1:L]]]).amax(0)
         if test:
             check_range("inference", steps, residual, norm, largest, options.max_abs)
             if stop and bool((residual <= options.atol + options.rtol * norm).all()):
@@ -216,8 +217,8 @@ def pc_estimate(net, rule, x, target, options, check_every=10, sync=True, rescal
         raise ValidationError(f"rule must be one of {list(PC_TORCH_RULES)} for a PC network on the torch backend, "
                               f"got {rule!r}")
     fixed = rule == "pc-fixed-prediction"
-    fx, mu = net.feedforward(x)
-    s0 = [None] + list(mu[1:-1]) + [net.tensor(target)]
+    fx, mu = net.feedforward(x)  # fx: f(x), or a TorchConvPCNetwork's ClampedInput
+    s0 = [None] + list(mu[1:-1]) + [net.tensor(target).reshape(mu[-1].shape)]
     inference = pc_relax(net, s0, fx, mu, options, check_every, sync, fixed)
     grad = net.energy_grad_params(inference.state, fx, mu, fixed)
     if rescale:

@@ -49,7 +49,7 @@ class TorchTrainer:
 
     Parameters
     ----------
-    net : TorchHopfieldNetwork or TorchPCNetwork
+    net : TorchHopfieldNetwork, TorchPCNetwork or TorchConvPCNetwork
     rule : str
         One of :data:`dynsim.backends.torch.learning.TORCH_RULES` (Hopfield) or
         :data:`dynsim.backends.torch.pc.PC_TORCH_RULES` (PC).
@@ -73,9 +73,10 @@ class TorchTrainer:
 
     def __init__(self, net, rule, optimizer, beta=0.5, options=None, nudged_options=None, check_every=10,
                  cuda_graph=False, seed=None):
-        from dynsim.backends.torch.pc import PC_TORCH_RULES, TorchPCNetwork
+        from dynsim.backends.torch.conv_pc import TORCH_PC_NETWORKS
+        from dynsim.backends.torch.pc import PC_TORCH_RULES
 
-        rules = PC_TORCH_RULES if isinstance(net, TorchPCNetwork) else TORCH_RULES
+        rules = PC_TORCH_RULES if isinstance(net, TORCH_PC_NETWORKS) else TORCH_RULES
         if rule not in rules:
             raise ValidationError(f"rule must be one of {list(rules)} for this network on the torch backend, got "
                                   f"{rule!r}")
@@ -238,7 +239,7 @@ class TorchTrainer:
 
     def evaluate(self, x, labels, options=None, chunk=1000):
         """Error rate of the free phase's output (argmax) over ``x``; ``options`` default the training's."""
-        from dynsim.backends.torch.pc import TorchPCNetwork
+        from dynsim.backends.torch.conv_pc import TORCH_PC_NETWORKS
 
         options = self.options if options is None else options
         check_options(options, self.check_every)
@@ -246,7 +247,7 @@ class TorchTrainer:
         with torch.no_grad():
             for a in range(0, x.shape[0], chunk):
                 xb = x[a:a + chunk]
-                if isinstance(self.net, TorchPCNetwork):
+                if isinstance(self.net, TORCH_PC_NETWORKS):
                     out = self.net.feedforward(xb)[1][-1]  # a PC network predicts with its feedforward pass
                 else:
                     free = relax(self.net, self.net.zeros(xb.shape[0]), self.net.input_drive(xb), options,
