@@ -210,6 +210,69 @@ def iterations(device, data_dir, epochs=2, train_size=None, eval_size=None):
     return out
 
 
+def conv_predictive_coding(device, batch, minibatches):
+    """Convolutional PC on the device: agreement with the Numba ConvPCNetwork, then ms per training minibatch.
+
+    The Fashion-MNIST network of the README (1-32-64, 5x5 kernels, max
+    pooling, tanh, 10 outputs), strict PC with 5 Euler steps of 0.05, Adam.
+    Agreement: float64 and float32 inference states, updates and three
+    Adam steps against the Numba path on the CPU; timing: eager and (on
+    CUDA) one training step captured as a CUDA graph, batch 128, float32.
+    """
+    import torch
+
+    from dynsim.backends.torch import TorchAdam, TorchConvPCNetwork, TorchTrainer, estimate
+    from dynsim.benchmarks.device_epochs import time_training
+    from dynsim.learning.rules import gradient_estimate
+    from dynsim.networks import Architecture, Conv, ConvPCNetwork, Dense, Group
+    from dynsim.relax.phases import SettleOptions
+    from dynsim.training.optimizers import Adam
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    arch = Architecture([Group("input", (1, 28, 28), "tanh"), Group("conv_1", (32, 12, 12), "tanh"),
+                         Group("conv_2", (64, 4, 4), "tanh"), Group("output", (10,), "tanh")],
+                        [Conv("input", "conv_1", 5, pool="max"), Conv("conv_1", "conv_2", 5, pool="max"),
+                         Dense("conv_2", "output")])
+    options = SettleOptions(integrator="euler", dt=0.05, max_steps=5, stop_at_steady_state=False)
+    out = {"agreement": []}
+    rng = np.random.default_rng(0)
+    for dtype in (np.float64, np.float32):
+        net = ConvPCNetwork(arch, seed=0, dtype=dtype)
+        x = rng.random((batch, 784)).astype(dtype)
+        labels = rng.integers(0, 10, batch)
+        y = np.eye(10, dtype=dtype)[labels]
+        tn = TorchConvPCNetwork(net, device=device)
+        ref = gradient_estimate("pc-strict", net, x, y, options=options)
+        got = estimate(tn, "pc-strict", tn.tensor(x), tn.tensor(y), options=options)
+        row = {"dtype": np.dtype(dtype).name,
+               "inference state": _max_abs(tn.flatten(got.phases["inference"].state).cpu(), ref.inference.state),
+               "update": _max_abs(got.gradient.cpu(), ref.gradient), "update scale": float(np.abs(ref.gradient).max())}
+        batches = [(rng.random((batch, 784)).astype(dtype), rng.integers(0, 10, batch)) for _ in range(3)]
+        tn2 = TorchConvPCNetwork(net, device=device)
+        tr = TorchTrainer(tn2, "pc-strict", TorchAdam(tn2, 1e-3), options=options)
+        for xb, lb in batches:
+            tr.step(tn2.tensor(xb), torch.as_tensor(lb, device=device))
+        opt = Adam(net, 1e-3)
+        for xb, lb in batches:
+            opt.step(net.theta, gradient_estimate("pc-strict", net, xb, np.eye(10, dtype=dtype)[lb],
+                                                  options=options).gradient)
+        row["3 Adam steps"] = _max_abs(tn2.host_theta(), net.theta)
+        out["agreement"].append(row)
+        print("conv pc agreement", json.dumps(row), flush=True)
+    net = ConvPCNetwork(arch, seed=0, dtype=np.float32)
+    x = torch.rand((8 * 128, 784), device=device)
+    labels = torch.randint(0, 10, (8 * 128,), device=device)
+    out["ms per minibatch of 128"] = {}
+    for graph in ([False, True] if str(device).startswith("cuda") else [False]):
+        tn = TorchConvPCNetwork(net, device=device)
+        trainer = TorchTrainer(tn, "pc-strict", TorchAdam(tn, 3e-4), options=options, cuda_graph=graph)
+        ms = time_training(trainer, x, labels, 128, minibatches)
+        out["ms per minibatch of 128"]["graph" if graph else "eager"] = ms
+        print("conv pc", "graph" if graph else "eager", f"{ms:.2f} ms per minibatch", flush=True)
+    return out
+
+
 def predictive_coding(device, batch, minibatches, rounds):
     """PC on the device: agreement with Numba on pcx's benchmark network, and ms per minibatch beside pcx.
 
@@ -382,6 +445,7 @@ def main(argv=None):
                                           args.presets.split(","), args.variants.split(",")),
                "pc": lambda: predictive_coding(args.device, cfg["agreement_batch"], 5 if args.quick else 50,
                                                cfg["rounds"]),
+               "conv-pc": lambda: conv_predictive_coding(args.device, cfg["agreement_batch"], 3 if args.quick else 30),
                "settling": lambda: (settling(args.device, 2, (1, 2), 3) if args.quick else settling(args.device, 128)),
                "iterations": lambda: iterations(args.device, args.data_dir, 1 if args.quick else 2, cfg["train_size"],
                                                 cfg["eval_size"]),
