@@ -54,7 +54,7 @@ import numpy as np
 from numba import njit, prange
 
 from dynsim._threads import chunk_starts as _chunk_starts
-from dynsim._threads import chunks_pay, kernel_threads, merge_chunk_reports, one_blas_thread
+from dynsim._threads import chunks_pay, merge_chunk_reports, one_blas_thread
 from dynsim.networks.pc import PCNetwork
 from dynsim.networks.pc_kernels import phi_into
 from integrators.solve import finish_result
@@ -530,7 +530,7 @@ def run(network, x, target, drive, fixed, options, rescale):
     info = np.empty((starts.shape[0] - 1, 5), dtype=np.int64)
     dt = options.step()
     grad_scale = float(network.variances[-1]) if rescale else 1.0
-    with one_blas_thread(starts.shape[0] > 2 and kernel_threads() > 1):
+    with one_blas_thread(starts.shape[0] > 2):  # chunks only where chunks_pay: several threads
         pc_chunks(x, have_drive, drive, have_drive, target, network._theta, network._sizes, network._w_off,
                   network._b_off, network._free_off, network._act, network._precisions, bool(fixed), float(dt),
                   int(options.max_steps), float(options.atol), float(options.rtol),

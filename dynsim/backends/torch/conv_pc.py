@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from dynsim.backends.torch._torch import require_torch
-from dynsim.backends.torch.couplings import ConvCoupling, DenseCoupling
+from dynsim.backends.torch.couplings import torch_couplings
 from dynsim.backends.torch.device_network import DeviceNetwork
 from dynsim.backends.torch.pc import TorchPCNetwork, f_and_prime
 from dynsim.networks.conv_pc import ConvPCNetwork
@@ -36,19 +36,7 @@ from dynsim.validation import ValidationError
 
 torch = require_torch()
 
-__all__ = ["TorchConvPCNetwork", "ClampedInput", "torch_couplings", "TORCH_PC_NETWORKS"]
-
-
-def torch_couplings(network, group_shapes):
-    """The couplings of an architecture network (conv or PC) as torch operators, in the network's order."""
-    out = []
-    for link in network._links:
-        a, b = link.pre, link.post
-        if link.coupling.kind == "dense":
-            out.append(DenseCoupling(a, b, group_shapes[a], group_shapes[b], link.start, link.stop))
-        else:
-            out.append(ConvCoupling(a, b, group_shapes[a], group_shapes[b], link.start, link.stop, link.coupling))
-    return tuple(out)
+__all__ = ["TorchConvPCNetwork", "ClampedInput", "TORCH_PC_NETWORKS"]
 
 
 class ClampedInput(NamedTuple):

@@ -32,7 +32,7 @@ from dynsim.backends.torch._torch import require_torch
 torch = require_torch()
 F = torch.nn.functional
 
-__all__ = ["DenseCoupling", "ConvCoupling"]
+__all__ = ["DenseCoupling", "ConvCoupling", "torch_couplings"]
 
 
 class DenseCoupling:
@@ -146,3 +146,15 @@ class ConvCoupling:
             memo = self.forward(theta, a)[1]
         return torch.nn.grad.conv2d_weight(a, self.w_shape, self._unpool(g, memo), stride=self.stride,
                                            padding=self.padding)
+
+
+def torch_couplings(network, group_shapes):
+    """The couplings of an architecture network (conv or PC) as torch operators, in the network's order."""
+    out = []
+    for link in network._links:
+        a, b = link.pre, link.post
+        if link.coupling.kind == "dense":
+            out.append(DenseCoupling(a, b, group_shapes[a], group_shapes[b], link.start, link.stop))
+        else:
+            out.append(ConvCoupling(a, b, group_shapes[a], group_shapes[b], link.start, link.stop, link.coupling))
+    return tuple(out)

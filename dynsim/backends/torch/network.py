@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dynsim.backends.torch._torch import require_torch
 from dynsim.backends.torch.activations import BOUNDED, rho, rho_and_prime
-from dynsim.backends.torch.couplings import ConvCoupling, DenseCoupling
+from dynsim.backends.torch.couplings import DenseCoupling, torch_couplings
 from dynsim.backends.torch.device_network import DeviceNetwork
 from dynsim.networks.conv_hopfield import ConvHopfieldNetwork
 from dynsim.networks.hopfield import HopfieldNetwork
@@ -101,20 +101,9 @@ class TorchHopfieldNetwork(DeviceNetwork):
                       for g in range(1, len(net.group_sizes))}
 
     def _from_conv(self, net):
-        arch = net.architecture
         self.group_shapes = tuple(tuple(s) for s in net.group_shapes)
-        couplings = []
-        for link in net._links:
-            a, b = link.pre, link.post
-            if link.coupling.kind == "dense":
-                couplings.append(DenseCoupling(a, b, self.group_shapes[a], self.group_shapes[b], link.start,
-                                               link.stop))
-            else:
-                couplings.append(ConvCoupling(a, b, self.group_shapes[a], self.group_shapes[b], link.start,
-                                              link.stop, link.coupling))
-        self.couplings = tuple(couplings)
+        self.couplings = torch_couplings(net, self.group_shapes)
         self._bias = {g: (b.start, b.stop) for g, b in net._bias_blocks.items()}
-        del arch
 
     # ------------------------------------------------------------------ layout
     def zeros(self, n_batch):
