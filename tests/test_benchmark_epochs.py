@@ -38,20 +38,56 @@ def test_epoch_benchmark_tiny_run_prints_rows_and_finite_ratios(tmp_path):
     first_cpu = min(os.sched_getaffinity(0))
     assert f"every timed process pinned to CPUs [{first_cpu}] with OMP_NUM_THREADS" in out  # --cores 1 by default
     for key in ("pc-pcx",):  # one setting keeps the suite short; the EP scenarios run in test_scenario_mnist
-        row = re.search(rf"^\| {key} \| dynsim \| ([\d.]+) \| ([\d.]+) \| [\d.]+ % \| [\d.]+ % \| \d+ \|", out, re.M)
+        row = re.search(rf"^\| {key} \| dynsim \| ([\d.]+) \| ([\d.]+) \| [\d.]+ % \| [\d.]+ % \| \d+ \| "
+                        rf"([\d.]+) \|", out, re.M)
         assert row, out
         assert float(row.group(1)) > 0 and float(row.group(2)) > 0
+        assert 0.0 <= float(row.group(3)) <= 100.0  # the test error after the epoch, read from the scenario's log
     try:
         import torch  # noqa: F401
     except ImportError:
         assert out.count("| pytorch | skipped: torch is not installed") == 1, out
         assert "ratios: none" in out
         return
+    torch_row = re.search(r"^\| pc-pcx \| pytorch \| [\d.]+ \| [\d.]+ \| [\d.]+ % \| [\d.]+ % \| \d+ \| ([\d.]+) \|",
+                          out, re.M)
+    assert torch_row and 0.0 <= float(torch_row.group(1)) <= 100.0, out
     ratios = re.findall(r"^\| (ep-laborieux|pc-pcx) \| pytorch[^|]*\| ([^|]+) \| ([^|]+) \|$", out, re.M)
     assert {r[0] for r in ratios} == {"pc-pcx"}, out
     for _, train_ratio, wall_ratio in ratios:
         assert math.isfinite(float(train_ratio)) and math.isfinite(float(wall_ratio))
     assert out.index("ratios") < out.index("epochs (medians")  # the ratios come first
+
+
+def test_laborieux_setting_is_the_scenario_preset_and_its_pytorch_version_starts_alike():
+    # The PyTorch version of 'ep-laborieux' must start where the scenario's preset starts: at Glorot's scale instead
+    # of the preset's +-1/sqrt(fan-in), the first epoch ends at 60 % test error instead of 4 % (measured).
+    import importlib.util
+
+    from dynsim.benchmarks.torch_reference import scaled_fan_in
+    from dynsim.benchmarks.training_epochs import SETTINGS
+    from dynsim.networks.hopfield import HopfieldNetwork
+
+    spec = importlib.util.spec_from_file_location("mnist_ep_presets", Path(__file__).resolve().parents[1]
+                                                  / "scenarios" / "mnist_ep.py")
+    scenario = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scenario)
+    setting = SETTINGS["ep-laborieux"]
+    assert setting.args == ("--preset", "lab-mlp")
+    preset = scenario.PRESETS["lab-mlp"]
+    assert setting.init_gain == preset["init_gain"]
+    assert (list(setting.sizes), setting.batch, setting.free_steps, setting.nudged_steps, setting.beta) == (
+        [784, *preset["hidden"], 10], preset["batch_size"], preset["free_steps"], preset["nudged_steps"],
+        preset["beta"])
+    net = HopfieldNetwork.layered(list(setting.sizes), seed=0, init_gain=setting.init_gain)
+    weights, biases = scaled_fan_in(list(setting.sizes), np.random.default_rng(0), setting.init_gain)
+    for c, w in enumerate(weights):
+        limit = setting.init_gain / math.sqrt(w.shape[0])
+        # Both uniform on the same interval: the same bound, and spread over it alike.
+        for m in (np.abs(net.weights(c)), np.abs(w)):
+            assert m.max() <= limit and m.max() > 0.99 * limit and abs(m.mean() - limit / 2) < 0.02 * limit
+    assert all(np.all(b == 0) for b in biases)
+    assert all(np.all(net.biases(g) == 0) for g in range(1, len(setting.sizes)))
 
 
 def test_every_contender_runs_on_the_same_pinned_cores():

@@ -329,8 +329,14 @@ def fan_in(sizes, rng):
     return weights, [rng.uniform(-1, 1, b) / math.sqrt(a) for a, b in zip(sizes[:-1], sizes[1:])]
 
 
+def scaled_fan_in(sizes, rng, gain):
+    """Weights uniform in +-gain/sqrt(fan_in) and zero biases (dynsim's Hopfield nets with ``init_gain``)."""
+    weights = [rng.uniform(-1, 1, (a, b)) * (gain / math.sqrt(a)) for a, b in zip(sizes[:-1], sizes[1:])]
+    return weights, [np.zeros(b) for b in sizes[1:]]
+
+
 def time_epoch(algorithm, data, sizes, batch, lr, dt, steps, nudged_steps=0, beta=0.0, activation="gelu", seed=0,
-               threads=None):
+               threads=None, init_gain=None):
     """Train one epoch on the arrays of ``data``, then predict the test images; the figures as a dict.
 
     Parameters
@@ -347,6 +353,9 @@ def time_epoch(algorithm, data, sizes, batch, lr, dt, steps, nudged_steps=0, bet
     lr, dt : float
     seed : int
         Initial weights and minibatch order.
+    init_gain : float, optional
+        EP: weights uniform in +-init_gain/sqrt(fan-in), zero biases, as the
+        scenario's preset; None: Glorot's limit (:func:`glorot`).
     threads : int, optional
         ``torch.set_num_threads``; default PyTorch's choice.
 
@@ -366,7 +375,8 @@ def time_epoch(algorithm, data, sizes, batch, lr, dt, steps, nudged_steps=0, bet
     labels_test = torch.tensor(arrays["labels_test"])
     rng = np.random.default_rng(seed)
     if algorithm == "ep":
-        model = TorchEP(*glorot(sizes, rng), batch, steps, nudged_steps, dt, beta, lr)
+        start = glorot(sizes, rng) if init_gain is None else scaled_fan_in(sizes, rng, init_gain)
+        model = TorchEP(*start, batch, steps, nudged_steps, dt, beta, lr)
     elif algorithm == "pc":
         model = TorchPC(*fan_in(sizes, rng), batch, steps, dt, lr, activation)
     else:

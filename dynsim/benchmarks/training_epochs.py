@@ -10,10 +10,11 @@ column of the log it writes (the minibatch loop only); the whole process's
 wall time (imports, data, evaluations, log, checkpoint, figures) and peak
 resident memory (``os.wait4``) are measured from outside. Settings:
 
-- ``ep-laborieux``: centered EP 784-512-10, 30 free / 10 + 10 nudged
-  projected-Euler steps of 1 (the update s <- clip(field) of Laborieux et
-  al.), beta 0.1, minibatch 50, Adam 5e-4, free phase from zero
-  (Laborieux et al. 2021's MNIST run with Adam);
+- ``ep-laborieux``: ``mnist_ep.py --preset lab-mlp``, centered EP
+  784-512-10, 30 free / 10 + 10 nudged projected-Euler steps of 1 (the
+  update s <- clip(field) of Laborieux et al., their hard sigmoid), beta
+  0.1, minibatch 50, Adam 5e-4, free phase from zero, weights at their
+  code's scale (Laborieux et al. 2021's MNIST run with Adam);
 - ``sb-1h`` and ``dhn-1h``: the presets of ``mnist_ep.py``;
 - ``pc-pcx``: strict PC 784-128-128-128-10, GELU, 5 Euler inference steps
   of 0.05, minibatch 128, Adam 3e-4, all 60,000 training images (pcx's
@@ -107,6 +108,7 @@ class Setting(NamedTuple):
     dt: float = 0.0
     beta: float = 0.0
     lr: float = 0.0
+    init_gain: float | None = None  # the EP preset's initial scale, given to the PyTorch version
     comparisons: tuple = ()      # of 'pytorch', 'pcx', 'laborieux'
 
     def flops_per_image(self):
@@ -119,11 +121,9 @@ class Setting(NamedTuple):
 
 SETTINGS = {
     "ep-laborieux": Setting(
-        "ep-laborieux", "centered EP 784-512-10, 30 / 10+10 steps, batch 50, Adam 5e-4", "ep", "mnist_ep.py",
-        ("--hidden", "512", "--rule", "ep-centered", "--integrator", "projected_euler", "--dt", "1.0",
-         "--free-steps", "30", "--nudged-steps", "10", "--beta", "0.1", "--batch-size", "50", "--optimizer", "adam",
-         "--lr", "5e-4,5e-4", "--no-persistent"),
-        "epochs", (784, 512, 10), 50, 30, 10, 2, dt=1.0, beta=0.1, lr=5e-4, comparisons=("pytorch", "laborieux")),
+        "ep-laborieux", "mnist_ep.py --preset lab-mlp (centered EP 784-512-10, 30 / 10+10 steps, batch 50, Adam 5e-4)",
+        "ep", "mnist_ep.py", ("--preset", "lab-mlp"), "epochs", (784, 512, 10), 50, 30, 10, 2, dt=1.0, beta=0.1,
+        lr=5e-4, init_gain=1.0, comparisons=("pytorch", "laborieux")),
     "sb-1h": Setting("sb-1h", "mnist_ep.py --preset sb-1h (EP 784-500-10, 20 / 4, batch 20, SGD)", "ep",
                      "mnist_ep.py", ("--preset", "sb-1h"), "epochs", (784, 500, 10), 20, 20, 4, 1),
     "dhn-1h": Setting("dhn-1h", "mnist_ep.py --preset dhn-1h (centered EP 784-1024-10, 15 / 15+15 block, batch 16)",
@@ -144,6 +144,7 @@ class Run(NamedTuple):
     wall: float | None
     peak_mb: float | None
     note: str = ""
+    test_error: float | None = None  # after the epoch: every implementation learns, not only runs
 
 
 # ----------------------------------------------------------------------------- processes
@@ -215,10 +216,11 @@ def run_dynsim(setting, args, work):
             config = reader.config
         epoch = np.asarray(table["epoch"]).astype(int)
         seconds = float(np.asarray(table["seconds"])[epoch == 1][0])
+        test_error = float(np.asarray(table["test_error"])[epoch == 1][0])
         images = int(config["n_train"])
         if config.get("max_batches"):
             images = min(images, int(config["max_batches"]) * setting.batch)
-        return Run(seconds * EPOCH_IMAGES / images, wall, peak)
+        return Run(seconds * EPOCH_IMAGES / images, wall, peak, test_error=test_error)
     finally:
         if not args.keep:
             shutil.rmtree(out, ignore_errors=True)
@@ -228,7 +230,7 @@ def run_torch(setting, args, data_file):
     """:mod:`dynsim.benchmarks.torch_reference` for one epoch, in its own process (run by its path)."""
     kwargs = dict(algorithm=setting.family, data=str(data_file), sizes=list(setting.sizes), batch=setting.batch,
                   lr=setting.lr, dt=setting.dt, steps=setting.free_steps, nudged_steps=setting.nudged_steps,
-                  beta=setting.beta, activation="gelu", seed=args.seed,
+                  beta=setting.beta, activation="gelu", seed=args.seed, init_gain=setting.init_gain,
                   threads=args.torch_threads if args.torch_threads is not None else len(args.core_set))
     code, stdout, stderr, wall, peak = run_measured(
         [sys.executable, str(TORCH_REFERENCE), "epoch", json.dumps(kwargs)], args.timeout, cores=args.core_set)
@@ -236,7 +238,7 @@ def run_torch(setting, args, data_file):
         return Run(None, None, None, f"failed (exit {code}): {_last_line(stderr or stdout)}")
     result = json.loads(_last_line(stdout))
     return Run(result["seconds"] * EPOCH_IMAGES / result["images"], wall, peak,
-               f"torch {result['torch']}, float32, {result['threads']} threads")
+               f"torch {result['torch']}, float32, {result['threads']} threads", 1.0 - result["test_accuracy"])
 
 
 def run_pcx(setting, args, data_file):
@@ -250,15 +252,16 @@ def run_pcx(setting, args, data_file):
         return Run(None, None, None, f"failed (exit {code}): {_last_line(stderr or stdout)}")
     result = json.loads(_last_line(stdout))
     return Run(result["seconds"] * EPOCH_IMAGES / result["images"], wall, peak,
-               f"JAX {result['jax']}, float32, compile {result['compile_seconds']:.1f} s")
+               f"JAX {result['jax']}, float32, compile {result['compile_seconds']:.1f} s", 1.0 - result["test_accuracy"])
 
 
 def laborieux_command(setting, python):
     """The command line of Laborieux et al.'s ``main.py`` for ``setting`` (one epoch, CPU when no GPU)."""
     return [python, "main.py", "--model", "MLP", "--task", "MNIST", "--archi", *map(str, setting.sizes),
             "--optim", "adam", "--lrs", *[str(setting.lr)] * (len(setting.sizes) - 1), "--epochs", "1",
-            "--act", "mysig", "--todo", "train", "--betas", "0.0", str(setting.beta), "--T1", str(setting.free_steps),
-            "--T2", str(setting.nudged_steps), "--mbs", str(setting.batch), "--thirdphase", "--device", "0"]
+            "--act", "hard_sigmoid", "--todo", "train", "--betas", "0.0", str(setting.beta), "--T1",
+            str(setting.free_steps), "--T2", str(setting.nudged_steps), "--mbs", str(setting.batch), "--thirdphase",
+            "--device", "0"]
 
 
 def run_laborieux(setting, args):
@@ -269,9 +272,15 @@ def run_laborieux(setting, args):
         return Run(None, None, None, f"failed (exit {code}): {_last_line(stderr or stdout)}")
     progress = [line for line in stdout.splitlines() if line.startswith("Epoch :")]
     found = re.search(r"(\d+)m (\d+)s", progress[-1]) if progress else None
+    accuracy = re.findall(r"Test accuracy :\s*([0-9.]+)", stdout)
+    test_error = None
+    if accuracy:
+        acc = float(accuracy[-1])
+        test_error = 1.0 - (acc if acc <= 1.0 else acc / 100.0)  # a fraction or a percentage
     if found:
-        return Run(60.0 * int(found.group(1)) + int(found.group(2)), wall, peak, "seconds from its progress line")
-    return Run(wall, wall, peak, "no progress line: its wall time")
+        return Run(60.0 * int(found.group(1)) + int(found.group(2)), wall, peak, "seconds from its progress line",
+                   test_error)
+    return Run(wall, wall, peak, "no progress line: its wall time", test_error)
 
 
 # ----------------------------------------------------------------------------- data
@@ -303,6 +312,10 @@ def write_data(args, work):
 def _median(values):
     values = [v for v in values if v is not None]
     return float(np.median(values)) if values else None
+
+
+def _percent(fraction):
+    return None if fraction is None else 100.0 * fraction
 
 
 def _fmt(value, digits=1):
@@ -459,11 +472,13 @@ def _benchmark(args, work, have_torch):
                 result = fn()
                 runs.setdefault((key, name), []).append(result)
                 print(f"round {r + 1}/{args.rounds} {key} {name}: "
-                      + (f"{result.train:.2f} s per epoch, wall {result.wall:.1f} s, {result.peak_mb:.0f} MB"
+                      + (f"{result.train:.2f} s per epoch, wall {result.wall:.1f} s, {result.peak_mb:.0f} MB, "
+                         f"test error {_fmt(_percent(result.test_error), 2)} %"
                          if result.train is not None else result.note), flush=True)
 
     medians = {k: Run(_median([v.train for v in vs]), _median([v.wall for v in vs]), _median([v.peak_mb for v in vs]),
-                      next((v.note for v in vs if v.note), "")) for k, vs in runs.items()}
+                      next((v.note for v in vs if v.note), ""), _median([v.test_error for v in vs]))
+               for k, vs in runs.items()}
     print()
     print("ratios (medians; other / dynsim: above 1, dynsim is faster)")
     print("| setting | compared | training time ratio | wall time ratio |")
@@ -482,9 +497,9 @@ def _benchmark(args, work, have_torch):
         print("ratios: none (no comparison ran)")
     print()
     print(f"epochs (medians of {args.rounds} rounds; training seconds per {EPOCH_IMAGES:,} images; efficiency = "
-          f"FLOPs at the float64 / float32 matmul rate / training time)")
-    print("| setting | implementation | training s | wall s | eff. f64 | eff. f32 | peak MB | notes |")
-    print("|---|---|---|---|---|---|---|---|")
+          f"FLOPs at the float64 / float32 matmul rate / training time; test error after the epoch)")
+    print("| setting | implementation | training s | wall s | eff. f64 | eff. f32 | peak MB | test error % | notes |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for key in args.settings:
         setting = SETTINGS[key]
         flops = setting.flops_per_image() * EPOCH_IMAGES
@@ -497,7 +512,7 @@ def _benchmark(args, work, have_torch):
                 e64 = 100 * flops / (rate64 * 1e9) / m.train
                 e32 = 100 * flops / (rate32 * 1e9) / m.train
                 print(f"| {key} | {name} | {m.train:.2f} | {m.wall:.1f} | {e64:.1f} % | {e32:.1f} % | "
-                      f"{m.peak_mb:.0f} | {m.note} |")
+                      f"{m.peak_mb:.0f} | {_fmt(_percent(m.test_error), 2)} | {m.note} |")
             elif (key, name) in notes:
                 print(f"| {key} | {name} | {notes[(key, name)]} |")
     print()
