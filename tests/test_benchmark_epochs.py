@@ -112,6 +112,12 @@ def test_epoch_benchmark_refuses_cores_it_does_not_have(cores):
     assert proc.returncode == 2 and "--cores must be between 1 and" in proc.stderr, proc.stderr
 
 
+def test_epoch_benchmark_refuses_laborieux_steps_without_their_checkout():
+    proc = subprocess.run([sys.executable, "-m", "dynsim.benchmarks.training_epochs", "--laborieux-steps", "5"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--laborieux-steps must be >= 1 and needs --laborieux" in proc.stderr
+
+
 def test_epoch_benchmark_refuses_unknown_settings():
     proc = subprocess.run([sys.executable, "-m", "dynsim.benchmarks.training_epochs", "--settings", "ep-laborieux,zz"],
                           capture_output=True, text=True, timeout=120)

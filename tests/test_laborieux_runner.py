@@ -60,3 +60,17 @@ def test_bad_arguments_are_refused(checkout):
         laborieux_runner.time_minibatches(checkout, "mnist-mlp", "cpu", n_batches=0, warmup=0)
     with pytest.raises(ValidationError, match="device"):
         laborieux_runner.time_minibatches(checkout, "mnist-mlp", "tpu", n_batches=1, warmup=0)
+
+
+def test_their_activation_can_be_swapped_for_the_one_dynsim_runs(checkout):
+    result = laborieux_runner.time_minibatches(checkout, "mnist-mlp", "cpu", n_batches=1, warmup=0, batch_size=4,
+                                               threads=1, act="hard_sigmoid")
+    assert result["act"] == "hard_sigmoid" and "--act 'hard_sigmoid' instead of 'mysig'" in result["changes"]
+    assert "act hard_sigmoid" in laborieux_runner.summary_line(result)
+    mu = laborieux_runner.load_model_module(checkout)
+    assert laborieux_runner._activation(mu, "hard_sigmoid") is mu.hard_sigmoid  # theirs, not a copy
+
+
+def test_an_unknown_activation_is_refused_before_their_code_is_loaded(tmp_path):
+    with pytest.raises(ValidationError, match="act must be one of"):
+        laborieux_runner.time_minibatches(tmp_path, "mnist-mlp", "cpu", n_batches=1, warmup=0, act="relu")

@@ -308,7 +308,11 @@ def _device(device):
     return torch.device("cpu")
 
 
-def time_minibatches(checkout, setting, device, n_batches, warmup, batch_size=None, seed=0, threads=None):
+ACTIVATIONS = ("mysig", "sigmoid", "tanh", "hard_sigmoid", "my_hard_sig", "ctrd_hard_sig")
+"""The names their ``--act`` takes."""
+
+
+def time_minibatches(checkout, setting, device, n_batches, warmup, batch_size=None, seed=0, threads=None, act=None):
     """Median milliseconds per minibatch of the authors' centered EP training step, on random data.
 
     Parameters
@@ -329,6 +333,10 @@ def time_minibatches(checkout, setting, device, n_batches, warmup, batch_size=No
         and the random data's seed.
     threads : int, optional
         ``torch.set_num_threads`` (CPU); PyTorch's default otherwise.
+    act : str, optional
+        Their ``--act`` (one of :data:`ACTIVATIONS`) instead of the
+        setting's, e.g. ``'hard_sigmoid'`` to time the algorithm dynsim runs
+        for a setting whose script uses their smooth ``'mysig'``.
 
     Returns
     -------
@@ -356,7 +364,10 @@ def time_minibatches(checkout, setting, device, n_batches, warmup, batch_size=No
     one_of("setting", setting, tuple(SETTINGS))
     n_batches = positive_int("n_batches", n_batches)
     warmup = positive_int("warmup", warmup, minimum=0)
-    cfg = SETTINGS[setting]
+    cfg = dict(SETTINGS[setting])
+    if act is not None and one_of("act", act, ACTIVATIONS) != cfg["act"]:
+        cfg["changes"] = f"{cfg['changes']}; --act '{act}' instead of '{cfg['act']}'"
+        cfg["act"] = act
     batch = cfg["mbs"] if batch_size is None else positive_int("batch_size", batch_size)
     seed = positive_int("seed", seed, minimum=0)
     if threads is not None:
@@ -400,7 +411,7 @@ def time_minibatches(checkout, setting, device, n_batches, warmup, batch_size=No
     per_epoch = math.ceil(cfg["train_size"] / batch)
     return {
         "setting": setting, "device": str(dev), "batch_size": batch, "n_batches": n_batches, "warmup": warmup,
-        "T1": cfg["T1"], "T2": cfg["T2"], "beta": cfg["betas"][1], "thirdphase": cfg["thirdphase"],
+        "T1": cfg["T1"], "T2": cfg["T2"], "beta": cfg["betas"][1], "thirdphase": cfg["thirdphase"], "act": cfg["act"],
         "ms_per_minibatch": median, "ms_mean": statistics.fmean(ms), "ms_min": min(ms),
         "train_size": cfg["train_size"], "minibatches_per_epoch": per_epoch,
         "seconds_per_epoch": per_epoch * median / 1e3,
@@ -414,7 +425,7 @@ def summary_line(result):
     """The result as one printed line."""
     r = result
     return (f"Laborieux et al.'s code, {r['setting']} (T1 {r['T1']}, T2 {r['T2']}+{r['T2']}, beta {r['beta']}, "
-            f"batch {r['batch_size']}), {r['device']}, {r['threads']} thread(s), torch {r['torch']}: "
+            f"batch {r['batch_size']}, act {r['act']}), {r['device']}, {r['threads']} thread(s), torch {r['torch']}: "
             f"{r['ms_per_minibatch']:.1f} ms per minibatch (median of {r['n_batches']}, after {r['warmup']} warm-up), "
             f"{r['seconds_per_epoch']:.1f} s per epoch of {r['train_size']:,} images "
             f"({r['minibatches_per_epoch']} minibatches, no test evaluation); RANDOM data of the real shape")
@@ -434,6 +445,8 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=None, help="minibatch size (default: their setting's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: PyTorch's)")
+    parser.add_argument("--act", default=None, choices=ACTIVATIONS,
+                        help="their --act instead of the setting's (default: the setting's)")
     parser.add_argument("--json", action="store_true", help="also print the result as JSON (the last line)")
     args = parser.parse_args(argv)
     try:
@@ -442,7 +455,7 @@ def main(argv=None):
         fail("PyTorch is not installed: the authors' code needs it")
     try:
         result = time_minibatches(args.checkout, args.setting, args.device, args.batches, args.warmup,
-                                  batch_size=args.batch_size, seed=args.seed, threads=args.threads)
+                                  batch_size=args.batch_size, seed=args.seed, threads=args.threads, act=args.act)
     except (ValidationError, ImportError) as exc:
         fail(str(exc))
     print(summary_line(result), flush=True)

@@ -28,7 +28,10 @@ minibatches and the test predictions, through
 :mod:`dynsim.benchmarks.pcx_runner`) and Laborieux et al.'s own code
 (``--laborieux``, a checkout of their repository; ``ep-laborieux``; it
 always trains a whole epoch on its own MNIST copy, and its time is read
-from its last progress line, else the process's wall time). PyTorch and pcx
+from its last progress line, else the process's wall time; with
+``--laborieux-steps N`` their training step is timed instead, N minibatches
+through their model code by :mod:`dynsim.benchmarks.laborieux_runner`, and
+scaled to an epoch: no torchvision, no download). PyTorch and pcx
 train on the same images as dynsim (real MNIST from ``--data-dir``, else
 random images of MNIST's shape, and the output says which).
 
@@ -66,6 +69,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -264,8 +268,32 @@ def laborieux_command(setting, python):
             "--device", "0"]
 
 
+def run_laborieux_steps(setting, args):
+    """Laborieux et al.'s training step, timed over ``--laborieux-steps`` minibatches by their own model code.
+
+    :mod:`dynsim.benchmarks.laborieux_runner` in a pinned process: their
+    ``P_MLP``, optimizer and centered EP step, with their hard sigmoid (the
+    algorithm dynsim runs), on random data of MNIST's shape; no torchvision,
+    no download. Seconds per epoch = 1,200 minibatches x the median; their
+    data loader and their evaluation are not counted, so this favours them.
+    """
+    cmd = [sys.executable, "-m", "dynsim.benchmarks.laborieux_runner", "--checkout", str(args.laborieux),
+           "--setting", "mnist-mlp", "--act", "hard_sigmoid", "--device", "cpu", "--batches",
+           str(args.laborieux_steps), "--warmup", "2", "--threads", str(len(args.core_set)), "--json"]
+    code, stdout, stderr, wall, peak = run_measured(cmd, args.timeout, cores=args.core_set)
+    if code != 0:
+        return Run(None, None, None, f"failed (exit {code}): {_last_line(stderr or stdout)}")
+    result = json.loads(_last_line(stdout))
+    batches = math.ceil(EPOCH_IMAGES / setting.batch)
+    return Run(batches * result["ms_per_minibatch"] / 1e3, wall, peak,
+               f"their training step, median of {result['n_batches']} minibatches x {batches}, random data, "
+               f"torch {result['torch']}, {result['threads']} threads")
+
+
 def run_laborieux(setting, args):
     """Laborieux et al.'s code for one epoch in its checkout; seconds from its last progress line, else wall."""
+    if args.laborieux_steps is not None:
+        return run_laborieux_steps(setting, args)
     cmd = laborieux_command(setting, args.laborieux_python)
     code, stdout, stderr, wall, peak = run_measured(cmd, args.timeout, cwd=args.laborieux, cores=args.core_set)
     if code != 0:
@@ -350,6 +378,10 @@ def build_parser():
                    help="checkout of Laborieux et al.'s Equilibrium-Propagation repository (default: not run)")
     p.add_argument("--laborieux-python", default=sys.executable,
                    help="python that runs it (needs torch and torchvision; default this one)")
+    p.add_argument("--laborieux-steps", type=int, default=None,
+                   help="instead of their main.py (which needs torchvision and downloads MNIST), time this many "
+                        "minibatches of their training step through their model code "
+                        "(dynsim.benchmarks.laborieux_runner, random data) and scale to an epoch")
     p.add_argument("--matmul-size", type=int, default=2048,
                    help="n of the n x n matrix products that measure the machine's rates (default 2048)")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds one process may run (default 3600)")
@@ -389,6 +421,8 @@ def parse_args(argv=None):
         p.error(f"--timeout must be > 0, got {args.timeout}")
     if args.laborieux is not None and not (args.laborieux / "main.py").exists():
         p.error(f"--laborieux: {args.laborieux} holds no main.py (give the checkout of Equilibrium-Propagation)")
+    if args.laborieux_steps is not None and (args.laborieux is None or args.laborieux_steps < 1):
+        p.error(f"--laborieux-steps must be >= 1 and needs --laborieux, got {args.laborieux_steps}")
     if args.data_dir is None:
         args.data_dir = Path(os.environ.get("DYNSIM_DATA", "data"))
     return args
@@ -520,7 +554,7 @@ def _benchmark(args, work, have_torch):
         setting = SETTINGS[key]
         print(f"{key}: {setting.title}; {setting.flops_per_image() * EPOCH_IMAGES / 1e9:.0f} GFLOP per epoch; "
               f"scenario: python scenarios/{setting.scenario} {' '.join(setting.args)}")
-    if args.laborieux is not None:
+    if args.laborieux is not None and args.laborieux_steps is None:
         print("laborieux command (in its checkout): "
               + " ".join(laborieux_command(SETTINGS["ep-laborieux"], args.laborieux_python)))
     return 0
