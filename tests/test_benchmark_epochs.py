@@ -39,19 +39,20 @@ def test_epoch_benchmark_tiny_run_prints_rows_and_finite_ratios(tmp_path):
     assert f"every timed process pinned to CPUs [{first_cpu}] with OMP_NUM_THREADS" in out  # --cores 1 by default
     for key in ("pc-pcx",):  # one setting keeps the suite short; the EP scenarios run in test_scenario_mnist
         row = re.search(rf"^\| {key} \| dynsim \| ([\d.]+) \| ([\d.]+) \| [\d.]+ % \| [\d.]+ % \| \d+ \| "
-                        rf"([\d.]+) \|", out, re.M)
+                        rf"([\d.]+) \| ([\d.]+) \|", out, re.M)
         assert row, out
         assert float(row.group(1)) > 0 and float(row.group(2)) > 0
         assert 0.0 <= float(row.group(3)) <= 100.0  # the test error after the epoch, read from the scenario's log
+        assert float(row.group(4)) > 0  # seconds per 10,000 evaluated images, from the log's eval_seconds
     try:
         import torch  # noqa: F401
     except ImportError:
         assert out.count("| pytorch | skipped: torch is not installed") == 1, out
         assert "ratios: none" in out
         return
-    torch_row = re.search(r"^\| pc-pcx \| pytorch \| [\d.]+ \| [\d.]+ \| [\d.]+ % \| [\d.]+ % \| \d+ \| ([\d.]+) \|",
-                          out, re.M)
-    assert torch_row and 0.0 <= float(torch_row.group(1)) <= 100.0, out
+    torch_row = re.search(r"^\| pc-pcx \| pytorch \| [\d.]+ \| [\d.]+ \| [\d.]+ % \| [\d.]+ % \| \d+ \| ([\d.]+) \| "
+                          r"([\d.]+) \|", out, re.M)
+    assert torch_row and 0.0 <= float(torch_row.group(1)) <= 100.0 and float(torch_row.group(2)) > 0, out
     ratios = re.findall(r"^\| (ep-laborieux|pc-pcx) \| pytorch[^|]*\| ([^|]+) \| ([^|]+) \|$", out, re.M)
     assert {r[0] for r in ratios} == {"pc-pcx"}, out
     for _, train_ratio, wall_ratio in ratios:

@@ -54,6 +54,8 @@ def test_metrics_rows_and_evaluation_agree_with_a_direct_count(tmp_path):
     assert evaluate_split(net, data["test"], OPTIONS)["error"] == pytest.approx(wrong)
     assert history["free_steps"][1] == 15 and history["nudged_steps"][1] == 4
     assert np.all(history["examples_per_s"][1:] > 0)
+    # The held-out evaluation is timed apart from the training (epoch 0: the evaluation before training).
+    assert np.all(history["eval_seconds"] > 0) and history["seconds"][0] == 0.0
 
 
 def test_training_split_is_evaluated_before_training_only_when_asked():

@@ -64,8 +64,10 @@ def test_bad_arguments_are_refused(checkout):
 
 def test_their_activation_can_be_swapped_for_the_one_dynsim_runs(checkout):
     result = laborieux_runner.time_minibatches(checkout, "mnist-mlp", "cpu", n_batches=1, warmup=0, batch_size=4,
-                                               threads=1, act="hard_sigmoid")
+                                               threads=1, act="hard_sigmoid", eval_images=450)
     assert result["act"] == "hard_sigmoid" and "--act 'hard_sigmoid' instead of 'mysig'" in result["changes"]
+    # Their evaluate ran over the 450 images (3 minibatches of their test loader's 200, the last partial).
+    assert result["eval_images"] == 450 and result["eval_seconds"] > 0
     assert "act hard_sigmoid" in laborieux_runner.summary_line(result)
     mu = laborieux_runner.load_model_module(checkout)
     assert laborieux_runner._activation(mu, "hard_sigmoid") is mu.hard_sigmoid  # theirs, not a copy

@@ -60,6 +60,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import io
 import json
 import math
 import statistics
@@ -312,7 +313,35 @@ ACTIVATIONS = ("mysig", "sigmoid", "tanh", "hard_sigmoid", "my_hard_sig", "ctrd_
 """The names their ``--act`` takes."""
 
 
-def time_minibatches(checkout, setting, device, n_batches, warmup, batch_size=None, seed=0, threads=None, act=None):
+EVAL_BATCH = 200
+"""Minibatch of their test loader (``main.py``: ``DataLoader(..., batch_size=200)``)."""
+
+
+class _Dataset:
+    """What their ``evaluate`` reads of a loader's data set: its size and that it is not the training split."""
+
+    train = False
+
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+
+class _Loader:
+    """What their ``evaluate`` reads of a DataLoader: (x, y) minibatches and ``dataset``."""
+
+    def __init__(self, batches):
+        self.batches = batches
+        self.dataset = _Dataset(sum(int(y.shape[0]) for _, y in batches))
+
+    def __iter__(self):
+        return iter(self.batches)
+
+
+def time_minibatches(checkout, setting, device, n_batches, warmup, batch_size=None, seed=0, threads=None, act=None,
+                     eval_images=0):
     """Median milliseconds per minibatch of the authors' centered EP training step, on random data.
 
     Parameters
@@ -337,6 +366,10 @@ def time_minibatches(checkout, setting, device, n_batches, warmup, batch_size=No
         Their ``--act`` (one of :data:`ACTIVATIONS`) instead of the
         setting's, e.g. ``'hard_sigmoid'`` to time the algorithm dynsim runs
         for a setting whose script uses their smooth ``'mysig'``.
+    eval_images : int
+        Then also time their ``evaluate`` (T1 free steps, minibatches of
+        :data:`EVAL_BATCH`, as their test loader) on this many random images
+        (0: not timed).
 
     Returns
     -------
@@ -347,7 +380,8 @@ def time_minibatches(checkout, setting, device, n_batches, warmup, batch_size=No
         ``setting``, ``device``, ``batch_size``, ``n_batches``, ``warmup``,
         ``T1``, ``T2``, ``beta``, ``threads``, ``torch``, ``data`` (what the
         data is: random, of the real shape), ``source`` and ``changes`` (their
-        command line and what differs here), ``checkout``.
+        command line and what differs here), ``checkout``; ``eval_seconds``
+        and ``eval_images`` when ``eval_images`` > 0.
 
     Raises
     ------
@@ -364,6 +398,7 @@ def time_minibatches(checkout, setting, device, n_batches, warmup, batch_size=No
     one_of("setting", setting, tuple(SETTINGS))
     n_batches = positive_int("n_batches", n_batches)
     warmup = positive_int("warmup", warmup, minimum=0)
+    eval_images = positive_int("eval_images", eval_images, minimum=0)
     cfg = dict(SETTINGS[setting])
     if act is not None and one_of("act", act, ACTIVATIONS) != cfg["act"]:
         cfg["changes"] = f"{cfg['changes']}; --act '{act}' instead of '{cfg['act']}'"
@@ -409,7 +444,21 @@ def time_minibatches(checkout, setting, device, n_batches, warmup, batch_size=No
             raise FloatingPointError(f"setting {setting!r}: a parameter became non-finite during the timed steps")
     median = statistics.median(ms)
     per_epoch = math.ceil(cfg["train_size"] / batch)
-    return {
+    evaluation = {}
+    if eval_images:
+        x_eval = torch.rand((eval_images,) + shape, generator=gen)
+        if cfg["task"] == "CIFAR10":
+            x_eval = (x_eval - torch.tensor(_CIFAR_MEAN).view(3, 1, 1)) / torch.tensor(_CIFAR_STD).view(3, 1, 1)
+        y_eval = torch.randint(0, 10, (eval_images,), generator=gen)
+        loader = _Loader([(x_eval[a:a + EVAL_BATCH], y_eval[a:a + EVAL_BATCH])
+                          for a in range(0, eval_images, EVAL_BATCH)])
+        sync()
+        t = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):  # their accuracy line, of random labels
+            mu.evaluate(model, loader, cfg["T1"], dev)
+        sync()
+        evaluation = {"eval_seconds": time.perf_counter() - t, "eval_images": eval_images}
+    return {**evaluation,
         "setting": setting, "device": str(dev), "batch_size": batch, "n_batches": n_batches, "warmup": warmup,
         "T1": cfg["T1"], "T2": cfg["T2"], "beta": cfg["betas"][1], "thirdphase": cfg["thirdphase"], "act": cfg["act"],
         "ms_per_minibatch": median, "ms_mean": statistics.fmean(ms), "ms_min": min(ms),
@@ -428,7 +477,9 @@ def summary_line(result):
             f"batch {r['batch_size']}, act {r['act']}), {r['device']}, {r['threads']} thread(s), torch {r['torch']}: "
             f"{r['ms_per_minibatch']:.1f} ms per minibatch (median of {r['n_batches']}, after {r['warmup']} warm-up), "
             f"{r['seconds_per_epoch']:.1f} s per epoch of {r['train_size']:,} images "
-            f"({r['minibatches_per_epoch']} minibatches, no test evaluation); RANDOM data of the real shape")
+            f"({r['minibatches_per_epoch']} minibatches, no test evaluation)"
+            + (f"; their evaluate: {r['eval_seconds']:.2f} s for {r['eval_images']:,} images ({r['T1']} steps)"
+               if "eval_seconds" in r else "") + "; RANDOM data of the real shape")
 
 
 def main(argv=None):
@@ -445,6 +496,8 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=None, help="minibatch size (default: their setting's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: PyTorch's)")
+    parser.add_argument("--eval-images", type=int, default=0,
+                        help="also time their evaluate (T1 steps, minibatches of 200) on this many images (default 0)")
     parser.add_argument("--act", default=None, choices=ACTIVATIONS,
                         help="their --act instead of the setting's (default: the setting's)")
     parser.add_argument("--json", action="store_true", help="also print the result as JSON (the last line)")
@@ -455,7 +508,8 @@ def main(argv=None):
         fail("PyTorch is not installed: the authors' code needs it")
     try:
         result = time_minibatches(args.checkout, args.setting, args.device, args.batches, args.warmup,
-                                  batch_size=args.batch_size, seed=args.seed, threads=args.threads, act=args.act)
+                                  batch_size=args.batch_size, seed=args.seed, threads=args.threads, act=args.act,
+                                  eval_images=args.eval_images)
     except (ValidationError, ImportError) as exc:
         fail(str(exc))
     print(summary_line(result), flush=True)

@@ -363,7 +363,7 @@ def time_epoch(algorithm, data, sizes, batch, lr, dt, steps, nudged_steps=0, bet
     -------
     dict
         ``seconds`` (the training loop: every minibatch, the last one
-        partial), ``eval_seconds`` (test predictions), ``images``,
+        partial), ``eval_seconds`` (test predictions), ``images``, ``n_test``,
         ``test_accuracy``, ``threads``, ``torch`` version.
     """
     if threads is not None:
@@ -397,7 +397,7 @@ def time_epoch(algorithm, data, sizes, batch, lr, dt, steps, nudged_steps=0, bet
     for start in range(0, x_test.shape[0], batch):
         correct += int((model.predict(x_test[start:start + batch]) == labels_test[start:start + batch]).sum())
     t2 = time.perf_counter()
-    return {"seconds": t1 - t0, "eval_seconds": t2 - t1, "images": int(n),
+    return {"seconds": t1 - t0, "eval_seconds": t2 - t1, "images": int(n), "n_test": int(x_test.shape[0]),
             "test_accuracy": correct / max(1, x_test.shape[0]), "threads": torch.get_num_threads(),
             "torch": torch.__version__}
 

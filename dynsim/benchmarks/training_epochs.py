@@ -149,6 +149,7 @@ class Run(NamedTuple):
     peak_mb: float | None
     note: str = ""
     test_error: float | None = None  # after the epoch: every implementation learns, not only runs
+    eval_10k: float | None = None    # seconds to evaluate 10,000 held-out images (the free phase or prediction)
 
 
 # ----------------------------------------------------------------------------- processes
@@ -221,10 +222,12 @@ def run_dynsim(setting, args, work):
         epoch = np.asarray(table["epoch"]).astype(int)
         seconds = float(np.asarray(table["seconds"])[epoch == 1][0])
         test_error = float(np.asarray(table["test_error"])[epoch == 1][0])
+        evaluated = int(config.get("n_validation", 0)) + int(config["n_test"])
+        eval_10k = float(np.asarray(table["eval_seconds"])[epoch == 1][0]) * 10_000 / evaluated
         images = int(config["n_train"])
         if config.get("max_batches"):
             images = min(images, int(config["max_batches"]) * setting.batch)
-        return Run(seconds * EPOCH_IMAGES / images, wall, peak, test_error=test_error)
+        return Run(seconds * EPOCH_IMAGES / images, wall, peak, test_error=test_error, eval_10k=eval_10k)
     finally:
         if not args.keep:
             shutil.rmtree(out, ignore_errors=True)
@@ -242,7 +245,8 @@ def run_torch(setting, args, data_file):
         return Run(None, None, None, f"failed (exit {code}): {_last_line(stderr or stdout)}")
     result = json.loads(_last_line(stdout))
     return Run(result["seconds"] * EPOCH_IMAGES / result["images"], wall, peak,
-               f"torch {result['torch']}, float32, {result['threads']} threads", 1.0 - result["test_accuracy"])
+               f"torch {result['torch']}, float32, {result['threads']} threads", 1.0 - result["test_accuracy"],
+               result["eval_seconds"] * 10_000 / result["n_test"])
 
 
 def run_pcx(setting, args, data_file):
@@ -278,16 +282,18 @@ def run_laborieux_steps(setting, args):
     data loader and their evaluation are not counted, so this favours them.
     """
     cmd = [sys.executable, "-m", "dynsim.benchmarks.laborieux_runner", "--checkout", str(args.laborieux),
-           "--setting", "mnist-mlp", "--act", "hard_sigmoid", "--device", "cpu", "--batches",
-           str(args.laborieux_steps), "--warmup", "2", "--threads", str(len(args.core_set)), "--json"]
+           "--setting", "mnist-mlp", "--act", args.laborieux_act, "--device", "cpu", "--batches",
+           str(args.laborieux_steps), "--warmup", "2", "--threads", str(len(args.core_set)), "--eval-images", "10000",
+           "--json"]
     code, stdout, stderr, wall, peak = run_measured(cmd, args.timeout, cores=args.core_set)
     if code != 0:
         return Run(None, None, None, f"failed (exit {code}): {_last_line(stderr or stdout)}")
     result = json.loads(_last_line(stdout))
     batches = math.ceil(EPOCH_IMAGES / setting.batch)
     return Run(batches * result["ms_per_minibatch"] / 1e3, wall, peak,
-               f"their training step, median of {result['n_batches']} minibatches x {batches}, random data, "
-               f"torch {result['torch']}, {result['threads']} threads")
+               f"their training step, median of {result['n_batches']} minibatches x {batches}, act "
+               f"{result['act']}, random data, torch {result['torch']}, {result['threads']} threads",
+               eval_10k=result["eval_seconds"] * 10_000 / result["eval_images"])
 
 
 def run_laborieux(setting, args):
@@ -382,6 +388,9 @@ def build_parser():
                    help="instead of their main.py (which needs torchvision and downloads MNIST), time this many "
                         "minibatches of their training step through their model code "
                         "(dynsim.benchmarks.laborieux_runner, random data) and scale to an epoch")
+    p.add_argument("--laborieux-act", default="hard_sigmoid", choices=["hard_sigmoid", "mysig"],
+                   help="with --laborieux-steps: their activation; 'hard_sigmoid' is the algorithm dynsim runs, "
+                        "'mysig' (a smooth sigmoid) the one of their MNIST script (default hard_sigmoid)")
     p.add_argument("--matmul-size", type=int, default=2048,
                    help="n of the n x n matrix products that measure the machine's rates (default 2048)")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds one process may run (default 3600)")
@@ -511,7 +520,8 @@ def _benchmark(args, work, have_torch):
                          if result.train is not None else result.note), flush=True)
 
     medians = {k: Run(_median([v.train for v in vs]), _median([v.wall for v in vs]), _median([v.peak_mb for v in vs]),
-                      next((v.note for v in vs if v.note), ""), _median([v.test_error for v in vs]))
+                      next((v.note for v in vs if v.note), ""), _median([v.test_error for v in vs]),
+                      _median([v.eval_10k for v in vs]))
                for k, vs in runs.items()}
     print()
     print("ratios (medians; other / dynsim: above 1, dynsim is faster)")
@@ -531,9 +541,11 @@ def _benchmark(args, work, have_torch):
         print("ratios: none (no comparison ran)")
     print()
     print(f"epochs (medians of {args.rounds} rounds; training seconds per {EPOCH_IMAGES:,} images; efficiency = "
-          f"FLOPs at the float64 / float32 matmul rate / training time; test error after the epoch)")
-    print("| setting | implementation | training s | wall s | eff. f64 | eff. f32 | peak MB | test error % | notes |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          f"FLOPs at the float64 / float32 matmul rate / training time; test error after the epoch; seconds to "
+          f"evaluate 10,000 held-out images)")
+    print("| setting | implementation | training s | wall s | eff. f64 | eff. f32 | peak MB | test error % | "
+          "eval s per 10k | notes |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for key in args.settings:
         setting = SETTINGS[key]
         flops = setting.flops_per_image() * EPOCH_IMAGES
@@ -546,7 +558,7 @@ def _benchmark(args, work, have_torch):
                 e64 = 100 * flops / (rate64 * 1e9) / m.train
                 e32 = 100 * flops / (rate32 * 1e9) / m.train
                 print(f"| {key} | {name} | {m.train:.2f} | {m.wall:.1f} | {e64:.1f} % | {e32:.1f} % | "
-                      f"{m.peak_mb:.0f} | {_fmt(_percent(m.test_error), 2)} | {m.note} |")
+                      f"{m.peak_mb:.0f} | {_fmt(_percent(m.test_error), 2)} | {_fmt(m.eval_10k, 2)} | {m.note} |")
             elif (key, name) in notes:
                 print(f"| {key} | {name} | {notes[(key, name)]} |")
     print()

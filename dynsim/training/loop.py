@@ -66,13 +66,16 @@ def metric_columns(eval_splits):
 
     ``*_not_converged`` count the examples whose phase ended above its
     tolerance (``atol + rtol ||s||``): per training phase over the epoch's
-    minibatches, and per held-out split in its evaluation.
+    minibatches, and per held-out split in its evaluation. ``seconds`` is the
+    epoch's training (its minibatches), ``eval_seconds`` the evaluation of
+    the held-out splits after it, which ``seconds`` does not count.
     """
     cols = ["epoch", "train_loss", "train_error"]
     for name in eval_splits:
         cols += [f"{name}_loss", f"{name}_error"]
     return cols + ["free_steps", "nudged_steps", "free_residual", "nudged_residual", "seconds", "examples_per_s",
-                   "free_not_converged", "nudged_not_converged"] + [f"{name}_not_converged" for name in eval_splits]
+                   "free_not_converged", "nudged_not_converged"] + [f"{name}_not_converged" for name in eval_splits] + [
+                   "eval_seconds"]
 
 
 def _free_state(network, x, targets, options, s0=None):
@@ -389,12 +392,14 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
                      n_seen, free_unsettled=0, nudged_unsettled=0):
         row = {"epoch": epoch, "train_loss": train_loss, "train_error": train_error,
                "free_not_converged": free_unsettled, "nudged_not_converged": nudged_unsettled}
+        t_eval = time.perf_counter()
         for name, task in held_out.items():
             m = evaluate_split(network, task, eval_options,
                                particles=None if eval_particles is None else eval_particles[name],
                                progress=show, desc=f"epoch {epoch}: evaluating {name}")
             row[f"{name}_loss"], row[f"{name}_error"] = m["loss"], m["error"]
             row[f"{name}_not_converged"] = m["not_converged"]
+        row["eval_seconds"] = time.perf_counter() - t_eval
         row.update(free_steps=free_steps, nudged_steps=nudged_steps, free_residual=free_res,
                    nudged_residual=nudged_res, seconds=seconds, examples_per_s=n_seen / max(seconds, 1e-12))
         for c in columns:
