@@ -65,7 +65,7 @@ from numba import njit
 
 from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.networks.hopfield_kernels import group_rho_and_prime, local_field_of_groups
-from dynsim.relax.layered_euler import _activations, _split, group_box, is_layered
+from dynsim.relax.layered_euler import _activations, _split, group_box, is_layered, transposed_couplings
 from dynsim.validation import ValidationError
 from integrators import CONVERGED, DIVERGED, STEP_LIMIT, IntegrationResult, Trajectory
 from integrators._numerics import all_steady, first_bad_sample, open_recording, record, steady_residual
@@ -257,13 +257,14 @@ def _sweep_field(yg, rg, rpg, bg, ag, hg, drive, o, tg, nudge, keep, lo, hi, max
     flag assuming finite values) so that the loop vectorises.
     """
     n_batch, m = yg.shape
-    zero = keep - keep  # the sums in the arrays' dtype, as in _field_step
+    zero = keep - keep  # the sums, counts and constants in the arrays' dtype, as in _field_step
+    one = zero + 1
     for i in range(n_batch):
         e_acc = zero
         y_acc = zero
         f_acc = zero
         r_acc = zero
-        f_cnt = 0
+        f_cnt = zero
         ys, rs, rps, bs, as_, hs = yg[i], rg[i], rpg[i], bg[i], ag[i], hg[i]
         ds = drive[i, o:o + m]
         ts = tg[i]
@@ -276,8 +277,8 @@ def _sweep_field(yg, rg, rpg, bg, ag, hg, drive, o, tg, nudge, keep, lo, hi, max
             y_acc += s * s
             f = keep * (rps[j] * h - s - nudge * (s - ts[j]))
             f_acc += f * f
-            f_cnt += abs(f) > max_abs
-            pinned = ((s <= lo) & (f < 0.0)) | ((s >= hi) & (f > 0.0))
+            f_cnt += one if abs(f) > max_abs else zero
+            pinned = ((s <= lo) & (f < zero)) | ((s >= hi) & (f > zero))
             r_acc += zero if pinned else f * f
         en[i] += 0.5 * e_acc
         y2[i] += y_acc
@@ -294,10 +295,11 @@ def _sweep_update(rpg, hg, ng, tg, nudged, beta, scale, lo, hi, project, max_abs
     so the states agree with the generic sweep to rounding.
     """
     n_batch, m = ng.shape
-    zero = scale - scale  # sums in the arrays' dtype, as in _sweep_field
+    zero = scale - scale  # sums and counts in the arrays' dtype, as in _sweep_field
+    one = zero + 1
     for i in range(n_batch):
         v_acc = zero
-        v_cnt = 0
+        v_cnt = zero
         rps, hs, ns, ts = rpg[i], hg[i], ng[i], tg[i]
         for j in range(m):
             if nudged:
@@ -308,7 +310,7 @@ def _sweep_update(rpg, hg, ng, tg, nudged, beta, scale, lo, hi, project, max_abs
                 v = min(max(v, lo), hi)
             ns[j] = v
             v_acc += v * v
-            v_cnt += abs(v) > max_abs
+            v_cnt += one if abs(v) > max_abs else zero
         yn2[i] += v_acc
         yn_over[i] += v_cnt
 
@@ -317,23 +319,26 @@ def _sweep_update(rpg, hg, ng, tg, nudged, beta, scale, lo, hi, project, max_abs
 def _held_sums(yg, ng, max_abs, yn2, yn_over):
     """A group held where it is (a clamped output): copied into ``ng``, with its sums of the divergence test."""
     n_batch, m = yg.shape
+    zero = yg.dtype.type(0)
+    one = yg.dtype.type(1)
     for i in range(n_batch):
-        v_acc = 0.0
-        v_cnt = 0.0
+        v_acc = zero
+        v_cnt = zero
         ys, ns = yg[i], ng[i]
         for j in range(m):
             v = ys[j]
             ns[j] = v
             v_acc += v * v
-            v_cnt += 1.0 if abs(v) > max_abs else 0.0
+            v_cnt += one if abs(v) > max_abs else zero
         yn2[i] += v_acc
         yn_over[i] += v_cnt
 
 
 @njit(cache=True)
-def _couplings(theta, sizes, w_off, r, below, above, selected):
+def _couplings(theta, w_t, sizes, w_off, r, below, above, selected):
     """The products feeding the groups with ``selected[g]``: ``below_g = rho(s_{g-1}) W_{g-1}`` (g >= 2) and
-    ``above_g = rho(s_{g+1}) W_g^T`` (g <= G - 2), into buffers kept for the relaxation."""
+    ``above_g = rho(s_{g+1}) W_g^T`` (g <= G - 2), into buffers kept for the relaxation; ``w_t`` holds the
+    transposes (:func:`dynsim.relax.layered_euler.transposed_couplings`)."""
     G = sizes.shape[0]
     for c in range(1, G - 1):
         if selected[c + 1] or selected[c]:
@@ -341,7 +346,7 @@ def _couplings(theta, sizes, w_off, r, below, above, selected):
             if selected[c + 1]:
                 np.dot(r[c], W, below[c + 1])
             if selected[c]:
-                np.dot(r[c + 1], W.T, above[c])
+                np.dot(r[c + 1], w_t[c], above[c])
 
 
 @njit(cache=True)
@@ -407,7 +412,8 @@ def sweep_layered(y0, theta, sizes, free_off, w_off, acts, drive, beta, target, 
         above[g][:, :] = 0.0
         top[g] = first[g] or not second[g]
         has_second = has_second or second[g]
-    _couplings(theta, sizes, w_off, r, below, above, every)
+    w_t = transposed_couplings(theta, sizes, w_off)
+    _couplings(theta, w_t, sizes, w_off, r, below, above, every)
     residual = np.empty(n_batch, dtype=np.float64)
     energy = np.empty(n_batch, dtype=y0.dtype)
     res2 = np.empty(n_batch)
@@ -417,7 +423,7 @@ def sweep_layered(y0, theta, sizes, free_off, w_off, acts, drive, beta, target, 
     f_over = np.empty(n_batch)
     yn2 = np.empty(n_batch)
     yn_over = np.empty(n_batch)
-    limit = max_abs * max_abs
+    limit = float(max_abs) * float(max_abs)
     # 0, 1 and 1 / (1 + beta) in the arrays' dtype: a float64 literal would promote a float32 pass to float64.
     unit = np.ones(2, dtype=y0.dtype)
     unit[0] = 0.0
@@ -431,7 +437,7 @@ def sweep_layered(y0, theta, sizes, free_off, w_off, acts, drive, beta, target, 
     bad_sample = -1
     while status == _RUNNING:
         if steps > 0:
-            _couplings(theta, sizes, w_off, r, below, above, top)
+            _couplings(theta, w_t, sizes, w_off, r, below, above, top)
         res2[:] = 0.0
         en[:] = 0.0
         y2[:] = 0.0
@@ -477,7 +483,7 @@ def sweep_layered(y0, theta, sizes, free_off, w_off, acts, drive, beta, target, 
             for g in range(1, G):
                 if first[g]:
                     _activations(y_new[g], acts[g], r[g], rp[g])
-            _couplings(theta, sizes, w_off, r, below, above, second)
+            _couplings(theta, w_t, sizes, w_off, r, below, above, second)
             for g in range(1, G):
                 if second[g]:
                     o = free_off[g]
@@ -710,7 +716,8 @@ def relax_with_energy(network, s0, drive, scheme, beta=0.0, target=None, clamp_o
         lo, hi = group_box(network, box)
         y, status, steps, residual, bad_step, bad_sample, energy = sweep_layered(
             y0, theta, sizes, free_off, w_off, acts, drive, real(beta), target, first, second, int(max_steps),
-            float(atol), float(rtol), bool(stop_at_steady_state), lo, hi, project, float(max_abs))
+            float(atol), float(rtol), bool(stop_at_steady_state), lo, hi, project,
+            real(min(max_abs, np.finfo(dtype).max)))  # max_abs in the dtype, as layered_euler.relax passes it
     else:
         samples = (np.arange(n_batch, dtype=np.int64) if record_samples is None
                    else np.ascontiguousarray(record_samples, dtype=np.int64))
