@@ -93,7 +93,7 @@ def _weights(theta, l, sizes, w_off):
     return theta[start:start + sizes[l - 1] * sizes[l]].reshape((sizes[l - 1], sizes[l]))
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"reassoc"})
 def _errors_and_field(y, theta, sizes, w_off, b_off, free_off, act, precisions, fixed, start, mu_hat, f, fp, eps,
                       pe, back, field, f2):
     """Errors ``eps`` and field ``-dF/dx`` (output held) of the state ``y``; ``f2`` gets sum_j field^2 per sample.
@@ -116,6 +116,7 @@ def _errors_and_field(y, theta, sizes, w_off, b_off, free_off, act, precisions, 
     """
     L = sizes.shape[0] - 1
     n_batch = f2.shape[0]
+    zero = y.dtype.type(0)  # sums in the state's dtype: float64 terms would widen a float32 pass
     f2[:] = 0.0
     if start:
         fixed = True
@@ -163,7 +164,7 @@ def _errors_and_field(y, theta, sizes, w_off, b_off, free_off, act, precisions, 
         p = precisions[l]
         for i in range(n_batch):
             es, fps, bs, fs = el[i], fpl[i], bl[i], fl[i]
-            acc = 0.0
+            acc = zero
             for j in range(n):
                 g = p * es[j]
                 g = g - fps[j] * bs[j]
@@ -194,21 +195,22 @@ def _first_bad(buf, n_batch, free_off, sizes, sums, max_abs):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath={"reassoc"})
 def _row_sums_of_squares(buf, n_batch, free_off, sizes, out):
     L = sizes.shape[0] - 1
+    zero = buf.dtype.type(0)
     out[:] = 0.0
     for l in range(1, L + 1):
         b = _block(buf, n_batch, free_off, sizes, l)
         for i in range(n_batch):
             row = b[i]
-            acc = 0.0
+            acc = zero
             for j in range(sizes[l]):
                 acc += row[j] * row[j]
             out[i] += acc
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"reassoc"})
 def pc_minibatch(x, have_fx, drive, have_drive, target, theta, sizes, w_off, b_off, free_off, act, precisions, fixed,
                  dt, max_steps, atol, rtol, stop_at_steady_state, max_abs, grad_scale,
                  fx, fpx, mu_hat, y, y_new, f, fp, eps, pe, back, field, state, grad):
@@ -314,7 +316,8 @@ def pc_minibatch(x, have_fx, drive, have_drive, target, theta, sizes, w_off, b_o
         if steps >= max_steps:
             status = STEP_LIMIT
             break
-        # y_new = y + dt * field; the clamped output does not move.
+        # y_new = y + dt * field; the clamped output does not move. dt and the sums have the state's dtype.
+        zero = y.dtype.type(0)
         y2[:] = 0.0
         for l in range(1, L + 1):
             yl = _block(y, n_batch, free_off, sizes, l)
@@ -322,7 +325,7 @@ def pc_minibatch(x, have_fx, drive, have_drive, target, theta, sizes, w_off, b_o
             fl = _block(field, n_batch, free_off, sizes, l)
             for i in range(n_batch):
                 ys, ns, fs = yl[i], nl[i], fl[i]
-                acc = 0.0
+                acc = zero
                 for j in range(sizes[l]):
                     ns[j] = ys[j] + dt * fs[j]
                     v = ns[j]  # as stored (float32 networks: rounded), as the driver's tests read it
@@ -388,11 +391,12 @@ def pc_minibatch(x, have_fx, drive, have_drive, target, theta, sizes, w_off, b_o
         n_w = sizes[l - 1] * n
         np.dot(below.T, sl, grad[w_off[l]:w_off[l] + n_w].reshape((sizes[l - 1], n)))
         b0 = b_off + free_off[l]
-        for j in range(n):
-            acc = 0.0
-            for i in range(n_batch):
-                acc += sl[i, j]
-            grad[b0 + j] = acc
+        gb = grad[b0:b0 + n]
+        gb[:] = 0.0
+        for i in range(n_batch):  # row by row: contiguous, so the sum over the batch vectorises
+            ss = sl[i]
+            for j in range(n):
+                gb[j] += ss[j]
     if grad_scale != 1.0:
         for k in range(grad.shape[0]):
             grad[k] = grad[k] * grad_scale
@@ -532,7 +536,8 @@ def run(network, x, target, drive, fixed, options, rescale):
     grad_scale = float(network.variances[-1]) if rescale else 1.0
     with one_blas_thread(starts.shape[0] > 2):  # chunks only where chunks_pay: several threads
         pc_chunks(x, have_drive, drive, have_drive, target, network._theta, network._sizes, network._w_off,
-                  network._b_off, network._free_off, network._act, network._precisions, bool(fixed), float(dt),
+                  network._b_off, network._free_off, network._act, network._precisions, bool(fixed),
+                  network.dtype.type(dt),
                   int(options.max_steps), float(options.atol), float(options.rtol),
                   bool(options.stop_at_steady_state), float(options.max_abs), grad_scale, starts, fx, fpx, bufs,
                   state, grads, grad, residual, energy, cost, info)
