@@ -34,7 +34,19 @@ from dynsim.validation import ValidationError, positive_int, real_scalar
 
 torch = require_torch()
 
-__all__ = ["TorchTrainer", "one_hot"]
+__all__ = ["TorchTrainer", "one_hot", "count_wrong"]
+
+
+def count_wrong(out, labels):
+    """Misclassified samples of outputs (batch, n_output), a 0-d tensor on their device.
+
+    As :func:`dynsim.training.loop.predict`: a tied largest output (hard
+    sigmoid outputs pinned at 0 or 1) is no decision and counts as wrong.
+    """
+    top = out.amax(dim=1, keepdim=True)
+    tied = (out == top).sum(dim=1) > 1
+    predicted = torch.where(tied, torch.full_like(labels, -1), out.argmax(dim=1))
+    return (predicted != labels).sum()
 
 
 def one_hot(labels, n_classes, dtype):
@@ -103,6 +115,7 @@ class TorchTrainer:
         self._ok = torch.ones((), dtype=torch.bool, device=net.device)
         self._within = torch.ones((), dtype=torch.bool, device=net.device)
         self._errors = torch.zeros((), dtype=torch.int64, device=net.device)
+        self._loss = torch.zeros((), dtype=torch.float64, device=net.device)
 
     # ------------------------------------------------------------------ one step
     def _update(self, x, target, labels, sync):
@@ -110,16 +123,17 @@ class TorchTrainer:
                        check_every=self.check_every, rng=self.rng, sync=sync)
         ok = self.optimizer.step(self.net.theta, est.gradient)
         out = est.free.state[-1].reshape(x.shape[0], -1)
-        wrong = (out.argmax(1) != labels).sum()
+        wrong = count_wrong(out, labels)
+        loss = 0.5 * ((out - target) ** 2).sum(dtype=torch.float64)  # the cost fit sums: 1/2 ||s_out - y||^2
         # The phases' own divergence test reads back to the host, so a replayed graph skips it: this flag, kept on
         # the device and read with the optimizer's, catches a state that left the range instead.
         states = [t for ph in (est.free, *est.phases.values()) for t in ph.state[1:]]
         within = torch.stack([(torch.isfinite(t).all() & (t.abs().amax() <= self.options.max_abs))
                               for t in states]).all()
-        return ok, wrong, est, within
+        return ok, wrong, loss, est, within
 
     def step(self, x, labels):
-        """One minibatch: estimate, update. Returns nothing; errors and the step's flag accumulate on the device.
+        """One minibatch: estimate, update. Returns nothing; errors, cost and the flags accumulate on the device.
 
         Parameters
         ----------
@@ -128,12 +142,13 @@ class TorchTrainer:
         """
         target = one_hot(labels, self.net.n_output, self.net.dtype)
         if self.cuda_graph:
-            ok, wrong, within = self._replay(x, target, labels)
+            ok, wrong, loss, within = self._replay(x, target, labels)
         else:
-            ok, wrong, _, within = self._update(x, target, labels, sync=True)
+            ok, wrong, loss, _, within = self._update(x, target, labels, sync=True)
         self._ok &= ok
         self._within &= within
         self._errors += wrong
+        self._loss += loss
 
     def _replay(self, x, target, labels):
         key = x.shape[0]
@@ -160,9 +175,9 @@ class TorchTrainer:
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            ok, wrong, _, within = self._update(*static, sync=False)
+            ok, wrong, loss, _, within = self._update(*static, sync=False)
         self._restore(saved)
-        return graph, static, (ok, wrong, within)
+        return graph, static, (ok, wrong, loss, within)
 
     def _snapshot(self):
         opt = self.optimizer
@@ -197,8 +212,8 @@ class TorchTrainer:
             self.optimizer.check(self._ok)
 
     # ------------------------------------------------------------------ epochs
-    def train_epoch(self, x, labels, batch_size, schedule=None, epoch=0, epochs=1):
-        """One pass over ``x`` in shuffled minibatches; returns the epoch's figures.
+    def train_epoch(self, x, labels, batch_size, schedule=None, epoch=0, epochs=1, max_batches=None):
+        """One pass over ``x`` in shuffled minibatches (the first ``max_batches`` of them); the epoch's figures.
 
         Parameters
         ----------
@@ -208,18 +223,26 @@ class TorchTrainer:
         schedule : callable, optional
             ``schedule(epoch, batch, n_batches, epochs)`` -> rate factor
             (:mod:`dynsim.training.schedules`).
+        max_batches : int, optional
+            Stop after this many minibatches (smoke runs).
 
         Returns
         -------
         dict
-            ``train_error`` (of the free phases, during training), ``seconds``,
-            ``ms_per_batch``, ``n_batches``.
+            ``train_error`` and ``train_loss`` (mean cost 1/2 ||s_out - y||^2)
+            of the free phases met during training, ``seconds``,
+            ``ms_per_batch``, ``n_batches``, ``n_seen`` (examples trained on).
         """
         batch_size = positive_int("batch_size", batch_size)
         n = x.shape[0]
+        # The order fit draws from the same generator: a run here and one on the Numba path see the same minibatches.
         order = torch.as_tensor(self.rng.permutation(n), device=x.device)
         n_batches = -(-n // batch_size)
+        if max_batches is not None:
+            n_batches = min(n_batches, positive_int("max_batches", max_batches))
+        n_seen = min(n, n_batches * batch_size)
         self._errors.zero_()
+        self._loss.zero_()
         self._ok.fill_(True)
         self._within.fill_(True)
         sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
@@ -234,16 +257,27 @@ class TorchTrainer:
                 self.check(epoch, b)
         sync()
         seconds = time.perf_counter() - start
-        return {"train_error": int(self._errors) / n, "seconds": seconds, "ms_per_batch": 1e3 * seconds / n_batches,
-                "n_batches": n_batches}
+        return {"train_error": int(self._errors) / n_seen, "train_loss": float(self._loss) / n_seen,
+                "seconds": seconds, "ms_per_batch": 1e3 * seconds / n_batches, "n_batches": n_batches,
+                "n_seen": n_seen}
 
     def evaluate(self, x, labels, options=None, chunk=1000):
-        """Error rate of the free phase's output (argmax) over ``x``; ``options`` default the training's."""
+        """Error rate of the free phase's output over ``x`` (ties count as wrong); ``options``: the training's."""
+        return self.assess(x, labels, options, chunk)["error"]
+
+    def assess(self, x, labels, options=None, chunk=1000):
+        """Mean cost 1/2 ||s_out - y||^2 and error rate of the free phase over ``x``: ``{'loss', 'error'}``.
+
+        As :func:`dynsim.training.loop.evaluate_split`: a PC network predicts
+        with its feedforward pass, a Hopfield network with a free phase from
+        zero under ``options`` (default the training's). One read back.
+        """
         from dynsim.backends.torch.conv_pc import TORCH_PC_NETWORKS
 
         options = self.options if options is None else options
         check_options(options, self.check_every)
         wrong = torch.zeros((), dtype=torch.int64, device=x.device)
+        loss = torch.zeros((), dtype=torch.float64, device=x.device)
         with torch.no_grad():
             for a in range(0, x.shape[0], chunk):
                 xb = x[a:a + chunk]
@@ -252,6 +286,10 @@ class TorchTrainer:
                 else:
                     free = relax(self.net, self.net.zeros(xb.shape[0]), self.net.input_drive(xb), options,
                                  check_every=self.check_every, phase="evaluation")
-                    out = free.state[-1].reshape(xb.shape[0], -1)
-                wrong += (out.argmax(1) != labels[a:a + chunk]).sum()
-        return int(wrong) / x.shape[0]
+                    out = free.state[-1]
+                out = out.reshape(xb.shape[0], -1)
+                lb = labels[a:a + chunk]
+                wrong += count_wrong(out, lb)
+                loss += 0.5 * ((out - one_hot(lb, self.net.n_output, out.dtype)) ** 2).sum(dtype=torch.float64)
+        counts = torch.stack([wrong.to(torch.float64), loss]).cpu().numpy()
+        return {"error": float(counts[0]) / x.shape[0], "loss": float(counts[1]) / x.shape[0]}
