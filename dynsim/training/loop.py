@@ -204,6 +204,61 @@ def _check_data(network, data):
 
 
 @kernels_own_the_cores
+def run_stamp(network, rule, batch_size, seed, persistent, n_train, epochs, lr_schedule=None, eval_persistent=False,
+              fingerprint=None):
+    """What a checkpoint of :func:`fit` stamps and a resume must match: sizes, rule, batch, seed, schedule, ...
+
+    Shared by every trainer that writes :func:`fit`'s checkpoints (the torch
+    backend's :func:`~dynsim.backends.torch.fit.fit_on_device`), so a run can
+    continue on another backend.
+    """
+    stamp = {"sizes": [int(v) for v in network.group_sizes], "rule": rule, "batch_size": batch_size,
+             "seed": int(seed), "persistent": bool(persistent), "n_train": int(n_train),
+             "params": int(network.n_params)}
+    if eval_persistent:
+        stamp["eval_persistent"] = True
+    if lr_schedule is not None and hasattr(lr_schedule, "describe") \
+            and lr_schedule.describe() != {"schedule": "constant"}:
+        # A constant schedule is the rates as given: not stamped, so checkpoints from before schedules still resume.
+        stamp["lr_schedule"] = lr_schedule.describe()
+    if lr_schedule is not None and getattr(lr_schedule, "spans_run", True):
+        stamp["schedule_epochs"] = epochs
+    stamp.update(fingerprint or {})
+    return stamp
+
+
+def load_resumable(checkpoint, stamp, epochs, lr_schedule, network):
+    """The checkpoint at ``checkpoint`` when the run stamped ``stamp`` may continue from it; CheckpointError if not.
+
+    ``stamp`` loses ``schedule_epochs`` when the checkpoint predates it.
+    """
+    ckpt = load_checkpoint(checkpoint)
+    started = ckpt.fingerprint.get("schedule_epochs")
+    if "schedule_epochs" in stamp and started is not None and started != epochs:
+        name = (lr_schedule.describe().get("schedule") if hasattr(lr_schedule, "describe")
+                else type(lr_schedule).__name__)
+        raise CheckpointError(
+            f"epochs (--epochs) {epochs} differs from the {started} the run in {checkpoint} was started with: "
+            f"its learning-rate schedule ({name}) spans the whole run, so the epochs already trained followed "
+            f"a {started}-epoch schedule and the result would not be that of an uninterrupted {epochs}-epoch "
+            f"run; resume with --epochs {started}, or start a new run (a constant or exponential schedule "
+            "can be extended)")
+    if "schedule_epochs" not in ckpt.fingerprint:  # saved before schedules stamped their total
+        stamp.pop("schedule_epochs", None)
+    check_fingerprint(checkpoint, ckpt.fingerprint, stamp)
+    if ckpt.theta.shape != network.theta.shape or not np.isfinite(ckpt.theta).all():
+        raise CheckpointError(f"checkpoint {checkpoint} holds {ckpt.theta.size} parameters"
+                              f"{'' if np.isfinite(ckpt.theta).all() else ', not all finite'}; the network "
+                              f"has {network.theta.size}: it cannot be resumed")
+    return ckpt
+
+
+def checkpoint_history(ckpt, columns):
+    """The metric columns of a checkpoint's epochs as lists; columns it predates are NaN for its epochs."""
+    n = len(ckpt.history["epoch"])
+    return {c: [float(v) for v in ckpt.history[c]] if c in ckpt.history else [float("nan")] * n for c in columns}
+
+
 def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options=None, nudged_options=None,
         eval_options=None, persistent=False, seed=0, checkpoint=None, resume=False, fingerprint=None,
         on_epoch=None, max_batches=None, progress=None, lr_schedule=None, eval_persistent=False,
@@ -337,17 +392,8 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
     eval_persistent = boolean("eval_persistent", eval_persistent)
     eval_train_at_start = boolean("eval_train_at_start", eval_train_at_start)
     show = None if progress is None else bool(progress)
-    stamp = {"sizes": [int(v) for v in network.group_sizes], "rule": rule, "batch_size": batch_size,
-             "seed": int(seed), "persistent": bool(persistent), "n_train": int(n), "params": int(network.n_params)}
-    if eval_persistent:
-        stamp["eval_persistent"] = True
-    if lr_schedule is not None and hasattr(lr_schedule, "describe") \
-            and lr_schedule.describe() != {"schedule": "constant"}:
-        # A constant schedule is the rates as given: not stamped, so checkpoints from before schedules still resume.
-        stamp["lr_schedule"] = lr_schedule.describe()
-    if lr_schedule is not None and getattr(lr_schedule, "spans_run", True):
-        stamp["schedule_epochs"] = epochs
-    stamp.update(fingerprint or {})
+    stamp = run_stamp(network, rule, batch_size, seed, persistent, n, epochs, lr_schedule, eval_persistent,
+                      fingerprint)
 
     rng = np.random.default_rng(seed)
     dtype = getattr(network, "dtype", np.float64)  # states are kept in the network's precision
@@ -410,24 +456,7 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
 
     partial = None
     if resume:
-        ckpt = load_checkpoint(checkpoint)
-        started = ckpt.fingerprint.get("schedule_epochs")
-        if "schedule_epochs" in stamp and started is not None and started != epochs:
-            name = (lr_schedule.describe().get("schedule") if hasattr(lr_schedule, "describe")
-                    else type(lr_schedule).__name__)
-            raise CheckpointError(
-                f"epochs (--epochs) {epochs} differs from the {started} the run in {checkpoint} was started with: "
-                f"its learning-rate schedule ({name}) spans the whole run, so the epochs already trained followed "
-                f"a {started}-epoch schedule and the result would not be that of an uninterrupted {epochs}-epoch "
-                f"run; resume with --epochs {started}, or start a new run (a constant or exponential schedule "
-                "can be extended)")
-        if "schedule_epochs" not in ckpt.fingerprint:  # saved before schedules stamped their total
-            stamp.pop("schedule_epochs", None)
-        check_fingerprint(checkpoint, ckpt.fingerprint, stamp)
-        if ckpt.theta.shape != network.theta.shape or not np.isfinite(ckpt.theta).all():
-            raise CheckpointError(f"checkpoint {checkpoint} holds {ckpt.theta.size} parameters"
-                                  f"{'' if np.isfinite(ckpt.theta).all() else ', not all finite'}; the network "
-                                  f"has {network.theta.size}: it cannot be resumed")
+        ckpt = load_resumable(checkpoint, stamp, epochs, lr_schedule, network)
         network.theta = ckpt.theta
         partial = ckpt.partial
         optimizer.load_state_dict(ckpt.optimizer)
@@ -437,10 +466,7 @@ def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options
         if eval_persistent:
             for name in eval_particles:
                 eval_particles[name] = np.array(ckpt.eval_particles[name], dtype=dtype)
-        for c in columns:
-            # Columns added after the checkpoint was written (the not-converged counts) are NaN for its epochs.
-            history[c] = [float(v) for v in ckpt.history[c]] if c in ckpt.history else \
-                [float("nan")] * len(ckpt.history["epoch"])
+        history = checkpoint_history(ckpt, columns)
         for i in range(len(history["epoch"])):
             emit({c: history[c][i] for c in columns}, replayed=True)
         start = ckpt.epoch + 1

@@ -19,7 +19,9 @@ Modules: :mod:`~dynsim.backends.torch.network` (energy, fields, parameter
 gradients), :mod:`~dynsim.backends.torch.couplings` (dense and conv-pool
 operators), :mod:`~dynsim.backends.torch.relax` (fixed point, block, Euler),
 :mod:`~dynsim.backends.torch.learning` (the rules),
-:mod:`~dynsim.backends.torch.optimizers`, :mod:`~dynsim.backends.torch.training`.
+:mod:`~dynsim.backends.torch.optimizers`, :mod:`~dynsim.backends.torch.training` and
+:mod:`~dynsim.backends.torch.fit` (``fit_on_device``: :func:`dynsim.training.loop.fit`'s epochs, rows and
+checkpoints on a device, so a run moves between the device and the Numba path).
 """
 from dynsim.backends.torch._torch import require_torch
 
@@ -32,7 +34,8 @@ from dynsim.backends.torch.pc import PC_TORCH_RULES, TorchPCNetwork, pc_estimate
 from dynsim.backends.torch.conv_pc import TorchConvPCNetwork  # noqa: E402
 from dynsim.backends.torch.relax import TORCH_SCHEMES, RelaxationDivergedError, TorchPhase, relax  # noqa: E402
 from dynsim.backends.torch.training import TorchTrainer, one_hot  # noqa: E402
+from dynsim.backends.torch.fit import fit_on_device  # noqa: E402
 
 __all__ = ["TorchHopfieldNetwork", "TorchSGD", "TorchAdam", "make_optimizer", "TorchTrainer", "one_hot", "relax",
            "TorchPhase", "RelaxationDivergedError", "TORCH_SCHEMES", "TORCH_RULES", "TorchEstimate", "estimate",
-           "TorchPCNetwork", "TorchConvPCNetwork", "pc_relax", "pc_estimate", "PC_TORCH_RULES"]
+           "TorchPCNetwork", "TorchConvPCNetwork", "pc_relax", "pc_estimate", "PC_TORCH_RULES", "fit_on_device"]
