@@ -66,6 +66,15 @@ paper's. ::
     python scenarios/mnist_ep.py --preset centered-1h --out runs/mnist_cep
     python scenarios/mnist_ep.py --dataset fashion-mnist --out runs/fashion_ep
     python scenarios/mnist_ep.py --out runs/mnist_ep --resume          # after an interruption
+    python scenarios/mnist_ep.py --preset lab-conv --device cuda --cuda-graph --out runs/gpu_ep
+
+``--device`` trains on the torch backend (CPU or CUDA GPU; the torch extra)
+with :func:`dynsim.backends.torch.fit.fit_on_device`: EP and CHL with the
+fixed-point, block and (projected) Euler relaxations, free phases from zero,
+a checkpoint after each epoch. The epochs, minibatch order, log and
+checkpoints are the Numba path's, so a run continues on either with
+``--resume``; the recorded relaxations are computed on the host from the
+trained parameters.
 
 References
 ----------
@@ -225,9 +234,17 @@ def build_parser():
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--checkpoint-every", type=int, default=None,
                    help="also checkpoint every N minibatches within an epoch")
-    p.add_argument("--checkpoint-minutes", type=float, default=10.0,
-                   help="also checkpoint within an epoch once this many minutes have passed since the last one")
+    p.add_argument("--checkpoint-minutes", type=float, default=None,
+                   help="also checkpoint within an epoch once this many minutes have passed since the last one "
+                        "(default 10; not with --device)")
     p.add_argument("--overwrite", action="store_true", help="start afresh, replacing the log and checkpoint in --out")
+    p.add_argument("--device", default=None,
+                   help="train on the torch backend on this device ('cpu', 'cuda', 'cuda:<index>'; needs the torch "
+                        "extra): EP and CHL with the fixed_point, block, euler and projected_euler relaxations, "
+                        "free phases from zero (--no-persistent), checkpoints after each epoch; the same epochs, "
+                        "log and checkpoints as the default Numba path (a run continues on either)")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="with --device cuda: replay each training step as a CUDA graph")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -270,9 +287,16 @@ def resolve(args):
                               f"splits), got {args.eval_size}")
     if args.resume and args.overwrite:
         raise ValidationError("--resume and --overwrite exclude each other")
+    if args.device is not None:
+        check_device_options(args)
+    elif args.cuda_graph:
+        raise ValidationError("--cuda-graph replays training steps on a CUDA device: give --device cuda")
     if args.checkpoint_every is not None:
         positive_int("--checkpoint-every", args.checkpoint_every)
-    real_scalar("--checkpoint-minutes", args.checkpoint_minutes, 0.0, np.inf, low_open=True, high_open=True)
+    if args.checkpoint_minutes is None and args.device is None:
+        args.checkpoint_minutes = 10.0
+    if args.checkpoint_minutes is not None:
+        real_scalar("--checkpoint-minutes", args.checkpoint_minutes, 0.0, np.inf, low_open=True, high_open=True)
     if args.evaluation == "steady-state" and args.eval_persistent:
         raise ValidationError("--eval-persistent goes with --evaluation training (the steady-state evaluation "
                               "starts from zero)")
@@ -297,6 +321,32 @@ def resolve(args):
                      + DATASETS[args.dataset].n_train * 1.2 * (784 + 10) * itemsize,
                      f"a {'-'.join(map(str, sizes))} network trained on minibatches of {batch} {args.dataset} "
                      f"images in {args.dtype}")
+
+
+def check_device_options(args):
+    """What ``--device`` (the torch backend, :func:`~dynsim.backends.torch.fit.fit_on_device`) can train."""
+    from dynsim.backends.torch._torch import resolve_device  # an ImportError naming the extra without torch
+    from dynsim.backends.torch.learning import TORCH_RULES
+    from dynsim.backends.torch.relax import TORCH_SCHEMES
+
+    device = resolve_device(args.device)
+    if args.cuda_graph and device.type != "cuda":
+        raise ValidationError(f"--cuda-graph needs a CUDA device, got --device {args.device}")
+    if args.rule not in TORCH_RULES:
+        raise ValidationError(f"--rule {args.rule}: on --device the torch backend trains {', '.join(TORCH_RULES)}")
+    if args.integrator not in TORCH_SCHEMES:
+        raise ValidationError(f"--integrator {args.integrator}: on --device the torch backend relaxes with "
+                              f"{', '.join(TORCH_SCHEMES)}")
+    if args.persistent:
+        raise ValidationError(f"preset {args.preset!r} carries persistent particles, which --device does not: add "
+                              "--no-persistent (each free phase from zero)")
+    for flag, given in (("--eval-persistent", args.eval_persistent), ("--eval-train-at-start",
+                                                                      args.eval_train_at_start),
+                        ("--checkpoint-every", args.checkpoint_every is not None),
+                        ("--checkpoint-minutes", args.checkpoint_minutes is not None)):
+        if given:
+            raise ValidationError(f"{flag}: not with --device, which evaluates the held-out splits from zero "
+                                  "after each epoch and checkpoints after each epoch")
 
 
 def settle_options(args):
@@ -356,7 +406,7 @@ def main(argv=None):
         optimizer = (SGD if args.optimizer == "sgd" else Adam)(net, args.lr)
         free_opts, nudged_opts, eval_opts, steady_opts = settle_options(args)
         free_opts.box(net)
-    except (ValidationError, DatasetError, WriteError) as exc:
+    except (ValidationError, DatasetError, WriteError, ImportError) as exc:
         fail(f"{exc}")
 
     config = {"scenario": "mnist_ep", "preset": args.preset, "dataset": args.dataset, "sizes": sizes,
@@ -369,7 +419,7 @@ def main(argv=None):
               "evaluation": args.evaluation, "eval_train_at_start": args.eval_train_at_start, "dtype": args.dtype,
               "evaluation_method": describe_evaluation(eval_opts, args.eval_persistent, args.eval_train_at_start),
               "n_train": data["train"].x.shape[0], "n_validation": data["validation"].x.shape[0],
-              "n_test": data["test"].x.shape[0], "max_batches": args.max_batches}
+              "n_test": data["test"].x.shape[0], "max_batches": args.max_batches, "device": args.device or "numba"}
     log_path, ckpt_path = args.out / "log.h5", args.out / "checkpoint.h5"
     # What a resumed run must share with the one that saved the checkpoint (the epoch count may grow).
     fingerprint = {k: config[k] for k in ("dataset", "integrator", "free_steps", "nudged_steps", "dt", "beta",
@@ -405,13 +455,23 @@ def main(argv=None):
     start = time.perf_counter()
     with log:
         try:
-            history = fit(net, data, args.rule, optimizer, args.epochs, args.batch_size, beta=args.beta,
-                          options=free_opts, nudged_options=nudged_opts, eval_options=eval_opts,
-                          persistent=args.persistent, seed=args.seed, checkpoint=ckpt_path, resume=args.resume,
-                          fingerprint=fingerprint, on_epoch=on_epoch, max_batches=args.max_batches,
-                          progress=False if args.quiet else None, lr_schedule=schedule,
-                          eval_persistent=args.eval_persistent, eval_train_at_start=args.eval_train_at_start,
-                          checkpoint_every=args.checkpoint_every, checkpoint_minutes=args.checkpoint_minutes)
+            if args.device is None:
+                history = fit(net, data, args.rule, optimizer, args.epochs, args.batch_size, beta=args.beta,
+                              options=free_opts, nudged_options=nudged_opts, eval_options=eval_opts,
+                              persistent=args.persistent, seed=args.seed, checkpoint=ckpt_path, resume=args.resume,
+                              fingerprint=fingerprint, on_epoch=on_epoch, max_batches=args.max_batches,
+                              progress=False if args.quiet else None, lr_schedule=schedule,
+                              eval_persistent=args.eval_persistent, eval_train_at_start=args.eval_train_at_start,
+                              checkpoint_every=args.checkpoint_every, checkpoint_minutes=args.checkpoint_minutes)
+            else:  # the same epochs on the torch backend; its checkpoints are fit's (the device is no part)
+                from dynsim.backends.torch.fit import fit_on_device
+
+                history = fit_on_device(net, data, args.rule, optimizer, args.epochs, args.batch_size,
+                                        device=args.device, beta=args.beta, options=free_opts,
+                                        nudged_options=nudged_opts, eval_options=eval_opts, seed=args.seed,
+                                        checkpoint=ckpt_path, resume=args.resume, fingerprint=fingerprint,
+                                        on_epoch=on_epoch, max_batches=args.max_batches, lr_schedule=schedule,
+                                        cuda_graph=args.cuda_graph)
         except (TrainingDivergedError, CheckpointError) as exc:
             fail(f"{exc}")
     wall = time.perf_counter() - start

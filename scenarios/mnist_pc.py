@@ -26,6 +26,15 @@ layers unless ``--hidden`` names some): a
 :class:`~dynsim.networks.conv_pc.ConvPCNetwork`, trained by the PC rules and
 'bp' (feedback alignment and DTP are dense-only).
 
+``--device cuda`` (or ``cpu``, ``cuda:1``; the torch extra) trains
+'pc-strict' and 'pc-fixed-prediction', dense or ``--conv``, on the torch
+backend (:func:`dynsim.backends.torch.fit.fit_on_device`): the data go to
+the device once, and after each epoch the host receives the parameters for
+the log, the alignment angles and the checkpoint. The epochs, minibatch
+order, log and checkpoints are the default Numba path's, so a run started
+on a GPU continues with ``--resume`` on the CPU and back; ``--cuda-graph``
+replays each training step as one CUDA graph.
+
 The default inference is pcx's regime: a few small steps (5 x 0.05) from
 the feedforward pass. Each step carries the output error one layer further
 down, so after a few small steps every layer's update points along its
@@ -57,6 +66,7 @@ It prints one line per epoch and a final table with the paper's numbers
     python scenarios/mnist_pc.py --dataset fashion-mnist --out runs/fashion_pc
     python scenarios/mnist_pc.py --dataset fashion-mnist --conv 32,64 --epochs 10 --out runs/fashion_conv_pc
     python scenarios/mnist_pc.py --rules fa,dfa,dtp,bp --out runs/mnist_no_transport
+    python scenarios/mnist_pc.py --dataset fashion-mnist --conv 32,64 --device cuda --cuda-graph --out runs/gpu_pc
 
 References
 ----------
@@ -104,6 +114,8 @@ from dynsim.validation import (ValidationError, WriteError, check_memory, fail, 
                                real_scalar, reports_write_errors, writable_folder)
 
 RULES = ("pc-strict", "pc-fixed-prediction", "pc-zil", "bp", "fa", "dfa", "dtp")
+DEVICE_RULES = ("pc-strict", "pc-fixed-prediction")
+"""The rules ``--device`` trains (those of the torch backend)."""
 PAPER = {"mnist": {"pc": 0.9842, "bp": 0.9846}, "fashion-mnist": {"pc": 0.8988, "bp": 0.8983}}
 """Test accuracies of the pcx benchmark (784-128-128-128-10), PC and backprop."""
 TARGET = {"mnist": 0.982, "fashion-mnist": 0.890}
@@ -128,8 +140,9 @@ def build_parser():
     p.add_argument("--init", default="fan-in", choices=["fan-in", "glorot"],
                    help="initial parameters: 'fan-in' (weights and biases uniform in +-1/sqrt(fan-in), the default "
                         "of PyTorch's and Equinox's linear layers, pcx's) or 'glorot' (zero biases)")
-    p.add_argument("--rules", type=choice_list(RULES, "rule"), default=["pc-strict", "bp"],
-                   help="comma-separated rules, each trained from the same start")
+    p.add_argument("--rules", type=choice_list(RULES, "rule"), default=None,
+                   help="comma-separated rules, each trained from the same start (default pc-strict,bp; with "
+                        "--device, pc-strict)")
     p.add_argument("--hidden", type=layer_sizes(1, "hidden", "128-128-128"), default=None,
                    help="dense hidden layer sizes (default 128-128-128; with --conv, none: the maps feed the output)")
     p.add_argument("--conv", type=number_list(int, 1, None, "--conv", "16,32"), default=None,
@@ -165,6 +178,12 @@ def build_parser():
                    help="what the network computes in (parameters, states, gradients, optimizer state): float32 "
                         "is pcx's precision and about twice as fast; float64 for gradient checks; the images are "
                         "loaded in it")
+    p.add_argument("--device", default=None,
+                   help="train on the torch backend on this device ('cpu', 'cuda', 'cuda:<index>'; needs the torch "
+                        "extra): the rules pc-strict and pc-fixed-prediction, the same epochs, log and checkpoints "
+                        "as the default Numba path (a run continues on either)")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="with --device cuda: replay each training step as a CUDA graph")
     p.add_argument("--out", type=Path, default=Path("runs/mnist_pc"), help="output folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoints")
     p.add_argument("--overwrite", action="store_true", help="start afresh, replacing the log and checkpoints")
@@ -201,6 +220,20 @@ def check_options(args):
                               f"got {args.eval_size}")
     if args.resume and args.overwrite:
         raise ValidationError("--resume and --overwrite exclude each other")
+    if args.rules is None:
+        args.rules = ["pc-strict"] if args.device is not None else ["pc-strict", "bp"]
+    if args.cuda_graph and args.device is None:
+        raise ValidationError("--cuda-graph replays training steps on a CUDA device: give --device cuda")
+    if args.device is not None:
+        from dynsim.backends.torch._torch import resolve_device  # an ImportError naming the extra without torch
+
+        device = resolve_device(args.device)
+        if args.cuda_graph and device.type != "cuda":
+            raise ValidationError(f"--cuda-graph needs a CUDA device, got --device {args.device}")
+        host_only = [rule for rule in args.rules if rule not in DEVICE_RULES]
+        if host_only:
+            raise ValidationError(f"--rules {','.join(host_only)}: on --device the torch backend trains "
+                                  f"{', '.join(DEVICE_RULES)}; drop them or --device")
     itemsize = np.dtype(args.dtype).itemsize
     batch = min(args.batch_size, args.train_size or n_train)
     if args.hidden is None:
@@ -318,7 +351,7 @@ def main(argv=None):
         options = SettleOptions(integrator="euler", dt=args.dt, max_steps=args.inference_steps,
                                 stop_at_steady_state=False)
         (Adam if args.optimizer == "adam" else SGD)(template, args.lr)
-    except (ValidationError, DatasetError, WriteError) as exc:
+    except (ValidationError, DatasetError, WriteError, ImportError) as exc:
         fail(f"{exc}")
 
     config = {"scenario": "mnist_pc", "dataset": args.dataset, "sizes": sizes, "activation": args.activation,
@@ -327,7 +360,7 @@ def main(argv=None):
               "schedule": args.schedule, "init": args.init, "validation_size": args.validation_size,
               "batch_size": args.batch_size, "epochs": args.epochs, "seed": args.seed,
               "n_train": data["train"].x.shape[0], "n_test": data["test"].x.shape[0], "max_batches": args.max_batches,
-              "dtype": args.dtype}
+              "dtype": args.dtype, "device": args.device or "numba"}
     if "dtp" in args.rules:
         config.update(dtp_step=args.dtp_step, dtp_noise=args.dtp_noise)
     if arch is not None:
@@ -385,10 +418,19 @@ def main(argv=None):
             ckpt = checkpoints[rule]
             resume = args.resume and checkpoint_exists(ckpt)
             try:
-                histories[rule] = fit(net, data, rule, optimizer, args.epochs, args.batch_size, options=options,
-                                      seed=args.seed, checkpoint=ckpt, resume=resume, fingerprint=fingerprint,
-                                      on_epoch=on_epoch, max_batches=args.max_batches,
-                                      progress=False if args.quiet else None, lr_schedule=schedule)
+                if args.device is None:
+                    histories[rule] = fit(net, data, rule, optimizer, args.epochs, args.batch_size, options=options,
+                                          seed=args.seed, checkpoint=ckpt, resume=resume, fingerprint=fingerprint,
+                                          on_epoch=on_epoch, max_batches=args.max_batches,
+                                          progress=False if args.quiet else None, lr_schedule=schedule)
+                else:  # the same epochs on the torch backend; its checkpoints are fit's (the device is no part)
+                    from dynsim.backends.torch.fit import fit_on_device
+
+                    histories[rule] = fit_on_device(net, data, rule, optimizer, args.epochs, args.batch_size,
+                                                    device=args.device, options=options, seed=args.seed,
+                                                    checkpoint=ckpt, resume=resume, fingerprint=fingerprint,
+                                                    on_epoch=on_epoch, max_batches=args.max_batches,
+                                                    lr_schedule=schedule, cuda_graph=args.cuda_graph)
             except (TrainingDivergedError, CheckpointError) as exc:
                 fail(f"{exc}")
             if rule.startswith("pc-"):  # the rules that relax: their inference, recorded

@@ -264,3 +264,57 @@ def test_microcircuit_scenario_learns_mnist_beside_backprop(tmp_path):
         assert np.all((errors >= 0) & (errors <= 1)) and errors[-1] < errors[0]
     refused = run("microcircuit_regression.py", "--data", "mnist", "--sizes", "30-20-10", "--out", str(tmp_path / "x"))
     assert refused.returncode == 2 and "--sizes must start with 784 and end with 10" in refused.stderr
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "fashion-mnist").is_dir(), reason="shared/data/fashion-mnist is not present")
+def test_pc_scenario_on_a_torch_device_trains_as_the_numba_path_and_continues_on_it(tmp_path):
+    pytest.importorskip("torch")
+    # float64 and a constant rate (a whole-run schedule refuses a resume with more epochs).
+    conv = ("--dataset", "fashion-mnist", "--conv", "4,8", "--rules", "pc-strict", "--train-size", "256",
+            "--eval-size", "100", "--dtype", "float64", "--schedule", "constant", "--quiet")
+    numba, device, moved = tmp_path / "numba", tmp_path / "device", tmp_path / "moved"
+    assert run("mnist_pc.py", *conv, "--epochs", "2", "--out", str(numba)).returncode == 0
+    proc = run("mnist_pc.py", *conv, "--epochs", "2", "--device", "cpu", "--out", str(device))
+    assert proc.returncode == 0, proc.stderr
+    ref = load_checkpoint(numba / "checkpoint_pc-strict.h5")
+    got = load_checkpoint(device / "checkpoint_pc-strict.h5")
+    assert ref.epoch == got.epoch == 2
+    np.testing.assert_allclose(got.theta, ref.theta, rtol=0, atol=1e-9)
+    with read_log(numba / "log.h5") as ref_log, read_log(device / "log.h5") as log:
+        assert log.config["device"] == "cpu" and ref_log.config["device"] == "numba"
+        for column in ("train_error", "test_error"):
+            assert np.array_equal(log.table("epochs_pc-strict")[column], ref_log.table("epochs_pc-strict")[column],
+                                  equal_nan=True)
+        np.testing.assert_allclose(log.table("alignment_pc-strict")["W_input_conv_1"],
+                                   ref_log.table("alignment_pc-strict")["W_input_conv_1"], rtol=1e-6)
+        assert log.n_relaxations == 1  # the trained network's inference, recorded on the host
+    assert (device / "errors.png").read_bytes()[:8] == PNG_MAGIC
+    # A run started on the device continues on the Numba path and ends where the Numba run ended.
+    assert run("mnist_pc.py", *conv, "--epochs", "1", "--device", "cpu", "--out", str(moved)).returncode == 0
+    proc = run("mnist_pc.py", *conv, "--epochs", "2", "--out", str(moved), "--resume")
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_allclose(load_checkpoint(moved / "checkpoint_pc-strict.h5").theta, ref.theta, rtol=0,
+                               atol=1e-9)
+    refused = run("mnist_pc.py", *conv[:4], "--rules", "pc-zil", "--device", "cpu", "--out", str(tmp_path / "z"))
+    assert refused.returncode == 2 and "--rules pc-zil: on --device the torch backend trains" in refused.stderr
+    assert not (tmp_path / "z").exists()
+
+
+def test_ep_scenario_on_a_torch_device_trains_as_the_numba_path(tmp_path):
+    pytest.importorskip("torch")
+    lab = ("--preset", "lab-mlp", "--dtype", "float64", "--epochs", "2", *SMOKE)
+    numba, device = tmp_path / "numba", tmp_path / "device"
+    assert run("mnist_ep.py", *lab, "--out", str(numba)).returncode == 0
+    proc = run("mnist_ep.py", *lab, "--device", "cpu", "--out", str(device))
+    assert proc.returncode == 0, proc.stderr
+    ref, got = load_checkpoint(numba / "checkpoint.h5"), load_checkpoint(device / "checkpoint.h5")
+    assert ref.epoch == got.epoch == 2 and ref.fingerprint == got.fingerprint
+    np.testing.assert_allclose(got.theta, ref.theta, rtol=0, atol=1e-9)
+    with read_log(numba / "log.h5") as ref_log, read_log(device / "log.h5") as log:
+        for column in ("train_error", "validation_error", "test_error"):
+            assert np.array_equal(log.table("epochs")[column], ref_log.table("epochs")[column], equal_nan=True)
+        assert log.n_relaxations == 3  # epochs 0, 1, 2: relaxed on the host from the device's parameters
+    assert (device / "settling_last.png").read_bytes()[:8] == PNG_MAGIC
+    refused = run("mnist_ep.py", "--preset", "sb-1h", "--device", "cpu", "--out", str(tmp_path / "sb"))
+    assert refused.returncode == 2 and "carries persistent particles" in refused.stderr
+    assert not (tmp_path / "sb").exists()
