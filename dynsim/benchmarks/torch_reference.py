@@ -53,6 +53,16 @@ GELU_C = math.sqrt(2.0 / math.pi)
 GELU_A = 0.044715
 
 
+def _decision(out):
+    """Labels of outputs (n, n_out): the argmax, or -1 where the largest output is tied, as dynsim scores them.
+
+    Hard-sigmoid outputs pin at 0 or 1; a tie is no decision and counts as an error on both sides.
+    """
+    top = out.amax(dim=1, keepdim=True)
+    return torch.where((out == top).sum(dim=1) > 1, torch.full_like(out[:, 0], -1, dtype=torch.int64),
+                       out.argmax(dim=1))
+
+
 def _rates(lr, n_layers, name="lr"):
     rates = [float(lr)] * n_layers if np.isscalar(lr) else [float(v) for v in lr]
     if len(rates) != n_layers or not all(r > 0 for r in rates):
@@ -171,7 +181,7 @@ class TorchEP:
         for v in s:
             v.zero_()
         self._relax(s, x, None, 0.0, self.free_steps, n)
-        return s[-1].argmax(dim=1)
+        return _decision(s[-1])
 
 
 class TorchPC:
@@ -314,7 +324,7 @@ class TorchPC:
             self.x[l - 1][:n].copy_(a)
             self._act(l, n, derivative=False)
             a = torch.addmm(self.b[l], self.f[l][:n], self.W[l])
-        return a.argmax(dim=1)
+        return _decision(a)
 
 
 def glorot(sizes, rng):
