@@ -360,3 +360,23 @@ def test_adam_in_pieces_on_numbas_threads_is_the_per_parameter_formula(rng):
         opt.step(net.theta, bad)
     np.testing.assert_array_equal(net.theta, before)
     assert optimizers.SLAB >= 1024
+
+
+def test_fit_holds_blas_to_one_thread_while_numba_has_several(monkeypatch):
+    """BLAS's and Numba's spinning threads fought for the cores (an EP epoch 5x slower): fit holds BLAS to one."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import dynsim._threads
+
+    monkeypatch.setattr(dynsim._threads, "kernel_threads", lambda: 2)
+    seen = []
+
+    def blas_threads(indices, gradient):
+        seen.extend(pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas")
+
+    task = moons(64, noise=0.1, seed=0)
+    net = HopfieldNetwork.layered([2, 8, 2], seed=0)
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):  # as a 2-core machine starts
+        fit(net, {"train": task}, "ep-centered", SGD(net, 0.05), 1, 32, beta=0.5,
+            options=SettleOptions(integrator="block", max_steps=5, stop_at_steady_state=False), progress=False,
+            step_callback=blas_threads)
+    assert seen and set(seen) == {1}

@@ -203,7 +203,6 @@ def _check_data(network, data):
         raise ValidationError("data['train'] holds no examples")
 
 
-@kernels_own_the_cores
 def run_stamp(network, rule, batch_size, seed, persistent, n_train, epochs, lr_schedule=None, eval_persistent=False,
               fingerprint=None):
     """What a checkpoint of :func:`fit` stamps and a resume must match: sizes, rule, batch, seed, schedule, ...
@@ -259,6 +258,7 @@ def checkpoint_history(ckpt, columns):
     return {c: [float(v) for v in ckpt.history[c]] if c in ckpt.history else [float("nan")] * n for c in columns}
 
 
+@kernels_own_the_cores
 def fit(network, data, rule, optimizer, epochs, batch_size, *, beta=1.0, options=None, nudged_options=None,
         eval_options=None, persistent=False, seed=0, checkpoint=None, resume=False, fingerprint=None,
         on_epoch=None, max_batches=None, progress=None, lr_schedule=None, eval_persistent=False,
