@@ -32,8 +32,9 @@ def test_trains_an_epoch_on_mnist_and_writes_results(tmp_path):
     results = json.loads((out / "results.json").read_text())
     rows = results["epochs"]
     assert [r["epoch"] for r in rows] == [1, 2] and results["device"] == "cpu"
-    # 40 Adam steps of centered EP take the test error well below chance (90 %) on these 500 images.
-    assert rows[-1]["test_error"] < 0.6
+    # 40 Adam steps of centered EP take the test error well below chance (90 %) on these 500 images: 65.8 % measured,
+    # a tied largest output counting as an error (the scoring of fit; crediting ties to class 0 had given < 60 %).
+    assert rows[-1]["test_error"] < 0.75
     assert f"{100 * rows[-1]['test_error']:6.2f} %" in done.stdout
 
 
