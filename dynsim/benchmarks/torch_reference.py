@@ -346,7 +346,7 @@ def scaled_fan_in(sizes, rng, gain):
 
 
 def time_epoch(algorithm, data, sizes, batch, lr, dt, steps, nudged_steps=0, beta=0.0, activation="gelu", seed=0,
-               threads=None, init_gain=None):
+               threads=None, init_gain=None, n_train=None):
     """Train one epoch on the arrays of ``data``, then predict the test images; the figures as a dict.
 
     Parameters
@@ -368,6 +368,10 @@ def time_epoch(algorithm, data, sizes, batch, lr, dt, steps, nudged_steps=0, bet
         scenario's preset; None: Glorot's limit (:func:`glorot`).
     threads : int, optional
         ``torch.set_num_threads``; default PyTorch's choice.
+    n_train : int, optional
+        Train on the first ``n_train`` images only (the scenario's split:
+        MNIST's EP scenarios train on 50,000 and keep 10,000 for
+        validation); default all.
 
     Returns
     -------
@@ -379,8 +383,8 @@ def time_epoch(algorithm, data, sizes, batch, lr, dt, steps, nudged_steps=0, bet
     if threads is not None:
         torch.set_num_threads(int(threads))
     arrays = np.load(data)
-    x_train = torch.tensor(arrays["x_train"], dtype=torch.float32)
-    y_train = torch.tensor(arrays["y_train"], dtype=torch.float32)
+    x_train = torch.tensor(arrays["x_train"][:n_train], dtype=torch.float32)
+    y_train = torch.tensor(arrays["y_train"][:n_train], dtype=torch.float32)
     x_test = torch.tensor(arrays["x_test"], dtype=torch.float32)
     labels_test = torch.tensor(arrays["labels_test"])
     rng = np.random.default_rng(seed)

@@ -240,7 +240,9 @@ def run_torch(setting, args, data_file):
     kwargs = dict(algorithm=setting.family, data=str(data_file), sizes=list(setting.sizes), batch=setting.batch,
                   lr=setting.lr, dt=setting.dt, steps=setting.free_steps, nudged_steps=setting.nudged_steps,
                   beta=setting.beta, activation="gelu", seed=args.seed, init_gain=setting.init_gain,
-                  threads=args.torch_threads if args.torch_threads is not None else len(args.core_set))
+                  threads=args.torch_threads if args.torch_threads is not None else len(args.core_set),
+                  # The images the scenario trains on (its split), so that the test errors after the epoch compare.
+                  n_train=setting.split_images if args.train_size is None else None)
     code, stdout, stderr, wall, peak = run_measured(
         [sys.executable, str(TORCH_REFERENCE), "epoch", json.dumps(kwargs)], args.timeout, cores=args.core_set)
     if code != 0:
