@@ -22,6 +22,10 @@ section on its own so that one failure does not hide the others:
 6. ``iterations`` (asked for by name): the MNIST conv net trained two epochs
    with block 30 / 10 + 10, fixed-point 30 / 10 + 10 and fixed-point
    200 / 10 + 10 (the authors' counts), test error per epoch.
+8. ``fit`` (asked for by name): the training scenarios' loop on the device
+   (:func:`dynsim.backends.torch.fit.fit_on_device`) against ``fit`` on the
+   Numba path, conv PC and centered EP on 784-512-10, float64 parameters
+   after two epochs, then a float32 epoch of each (CUDA graph on a GPU).
 
 Results go to ``FOLDER/gpu_checks.json`` (rewritten after each section) and
 to standard output. Needs PyTorch with CUDA, numpy and Numba; nothing is
@@ -407,6 +411,62 @@ def training(device, cfg, data_dir):
     return out
 
 
+def fit_agreement(device, n_train, epochs=2):
+    """``fit_on_device`` on ``device`` against ``fit`` on the Numba path: the training scenarios' own loop.
+
+    Conv PC (Adam) and centered EP on a dense Hopfield network (Adam), float64, random data with the label
+    shown in the input, a warm-up-cosine schedule: the largest parameter difference after ``epochs`` epochs
+    and whether the epochs' errors are equal; then the seconds of a float32 epoch of each on the device.
+    """
+    from dynsim.backends.torch.fit import fit_on_device
+    from dynsim.datasets.tasks import Task
+    from dynsim.networks import Architecture, ConvPCNetwork, HopfieldNetwork
+    from dynsim.relax.phases import SettleOptions
+    from dynsim.training.loop import fit
+    from dynsim.training.optimizers import Adam
+    from dynsim.training.schedules import make_schedule
+
+    def task(name, n, seed, dtype):
+        rng = np.random.default_rng(seed)
+        labels = rng.integers(0, 10, n)
+        x = rng.random((n, 784))
+        x[np.arange(n), labels * 7] += 1.0
+        return Task(name, x.astype(dtype), labels, np.eye(10, dtype=dtype)[labels], image_shape=(1, 28, 28))
+
+    cases = {
+        "conv-pc": (lambda dtype: ConvPCNetwork(Architecture.conv_stack((1, 28, 28), [8, 16], [5, 5], "mm", fc=[10]),
+                                                seed=0, dtype=dtype),
+                    "pc-strict", dict(options=SettleOptions(integrator="euler", dt=0.05, max_steps=5,
+                                                            stop_at_steady_state=False)), 128),
+        "ep-mlp": (lambda dtype: HopfieldNetwork.layered([784, 512, 10], seed=0, dtype=dtype, init_gain=0.5),
+                   "ep-centered", dict(beta=0.1, options=SettleOptions(integrator="projected_euler", dt=1.0,
+                                                                       max_steps=30, stop_at_steady_state=False),
+                                       nudged_options=SettleOptions(integrator="projected_euler", dt=1.0,
+                                                                    max_steps=10, stop_at_steady_state=False)), 50),
+    }
+    out = {}
+    for name, (make, rule, kw, batch) in cases.items():
+        data = {"train": task("train", n_train, 0, np.float64), "test": task("test", 200, 1, np.float64)}
+        host, dev = make(np.float64), make(np.float64)
+        schedule = make_schedule("warmup-cosine")
+        ref = fit(host, data, rule, Adam(host, 1e-3), epochs, batch, progress=False, lr_schedule=schedule, **kw)
+        got = fit_on_device(dev, data, rule, Adam(dev, 1e-3), epochs, batch, device=device, lr_schedule=schedule,
+                            **kw)
+        row = {"theta float64": _max_abs(dev.theta, host.theta),
+               "errors equal": bool(np.array_equal(got["test_error"], ref["test_error"], equal_nan=True)),
+               "test error": [float(v) for v in got["test_error"]]}
+        data32 = {k: Task(t.name, t.x.astype(np.float32), t.labels, t.targets.astype(np.float32))
+                  for k, t in data.items()}
+        net32 = make(np.float32)
+        hist = fit_on_device(net32, data32, rule, Adam(net32, 1e-3), 1, batch, device=device,
+                             cuda_graph=device.startswith("cuda"), **kw)
+        row["float32 epoch seconds"] = float(hist["seconds"][-1])
+        row["float32 ms per minibatch"] = 1e3 * float(hist["seconds"][-1]) / -(-n_train // batch)
+        out[name] = row
+        print("fit", name, json.dumps(row), flush=True)
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True)
@@ -449,7 +509,8 @@ def main(argv=None):
                "settling": lambda: (settling(args.device, 2, (1, 2), 3) if args.quick else settling(args.device, 128)),
                "iterations": lambda: iterations(args.device, args.data_dir, 1 if args.quick else 2, cfg["train_size"],
                                                 cfg["eval_size"]),
-               "training": lambda: training(args.device, cfg, args.data_dir)}
+               "training": lambda: training(args.device, cfg, args.data_dir),
+               "fit": lambda: fit_agreement(args.device, 300 if args.quick else 6000)}
     for name in sections:
         t0 = time.perf_counter()
         try:
