@@ -279,6 +279,16 @@ def float_array(name, value, shape=None, ndim=None, dtype=np.float64):
     return arr
 
 
+def positive_array(name, value, n, default=1.0):
+    """``value`` as a float64 array (n,) of finite numbers > 0; ``None`` gives ``default`` everywhere."""
+    if value is None:
+        return np.full(n, float(default))
+    v = float_array(name, value, shape=(n,))
+    if np.any(v <= 0):
+        raise ValidationError(f"{name} must be > 0, got {v.tolist()}")
+    return v.copy()
+
+
 def real_scalar(name, value, low=-np.inf, high=np.inf, low_open=False, high_open=False, nonzero=False):
     """A finite float within the stated interval; the message spells the interval.
 

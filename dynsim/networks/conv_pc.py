@@ -52,7 +52,7 @@ import numpy as np
 from dynsim.networks.architecture import GROUP_ACTIVATIONS
 from dynsim.networks.architecture_network import ArchitectureNetwork
 from dynsim.networks.coupling_ops import activate_into, add_into, copy_into
-from dynsim.validation import ValidationError, boolean, float_array, random_generator, real_scalar
+from dynsim.validation import ValidationError, boolean, float_array, positive_array, random_generator, real_scalar
 from integrators import CONVERGED, DIVERGED, STEP_LIMIT, IntegrationResult, Trajectory
 from integrators._numerics import first_bad_sample
 from integrators.solve import _message as _integrator_message
@@ -145,11 +145,8 @@ class ConvPCNetwork(ArchitectureNetwork):
 
     @variances.setter
     def variances(self, value):
-        n = len(self.group_sizes) - 1
-        v = np.ones(n) if value is None else float_array("variances", value, shape=(n,))
-        if np.any(v <= 0):
-            raise ValidationError(f"variances must be > 0, got {v.tolist()}")
-        self._variances = v.copy()
+        v = positive_array("variances", value, len(self.group_sizes) - 1)
+        self._variances = v
         self._precisions = np.concatenate(([0.0], 1.0 / v))
 
     @property

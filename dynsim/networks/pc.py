@@ -23,7 +23,7 @@ import integrators
 from dynsim.networks import pc_kernels as K
 from dynsim.networks.activations import PC_ACTIVATIONS, activation_code
 from dynsim.networks.layout import NetworkLayout
-from dynsim.validation import ValidationError, boolean, float_array, float_dtype, random_generator
+from dynsim.validation import ValidationError, boolean, float_array, float_dtype, positive_array, random_generator
 
 __all__ = ["PCNetwork", "PC_FIELD", "activation_and_derivative"]
 
@@ -152,11 +152,8 @@ class PCNetwork(NetworkLayout):
 
     @variances.setter
     def variances(self, value):
-        L = len(self.group_sizes) - 1
-        v = np.ones(L) if value is None else float_array("variances", value, shape=(L,))
-        if np.any(v <= 0):
-            raise ValidationError(f"variances must be > 0, got {v.tolist()}")
-        self._variances = v.copy()
+        v = positive_array("variances", value, len(self.group_sizes) - 1)
+        self._variances = v
         self._precisions = np.concatenate(([0.0], 1.0 / v)).astype(self.dtype)
 
     def weights(self, l):
