@@ -214,6 +214,47 @@ def iterations(device, data_dir, epochs=2, train_size=None, eval_size=None):
     return out
 
 
+def _pc_agreement(net, device_class, device, batch, options, rng, label):
+    """One dtype's agreement row of a PC network on the device against the Numba path.
+
+    The inference state and strict-PC update of one random minibatch, then three Adam steps (eager, and as a
+    CUDA graph on a CUDA device) against :class:`~dynsim.training.optimizers.Adam` on the host; ``net`` is
+    left at the host's parameters after those steps.
+    """
+    import torch
+
+    from dynsim.backends.torch import TorchAdam, TorchTrainer, estimate
+    from dynsim.learning.rules import gradient_estimate
+    from dynsim.training.optimizers import Adam
+
+    dtype = net.dtype
+    n_in = net.group_sizes[0]
+    x = rng.random((batch, n_in)).astype(dtype)
+    y = np.eye(10, dtype=dtype)[rng.integers(0, 10, batch)]
+    tn = device_class(net, device=device)
+    ref = gradient_estimate("pc-strict", net, x, y, options=options)
+    got = estimate(tn, "pc-strict", tn.tensor(x), tn.tensor(y), options=options)
+    row = {"dtype": np.dtype(dtype).name,
+           "inference state": _max_abs(tn.flatten(got.phases["inference"].state).cpu(), ref.inference.state),
+           "update": _max_abs(got.gradient.cpu(), ref.gradient), "update scale": float(np.abs(ref.gradient).max())}
+    batches = [(rng.random((batch, n_in)).astype(dtype), rng.integers(0, 10, batch)) for _ in range(3)]
+    stepped = {}
+    for graph in ([False, True] if str(device).startswith("cuda") else [False]):
+        tn2 = device_class(net, device=device)
+        trainer = TorchTrainer(tn2, "pc-strict", TorchAdam(tn2, 1e-3), options=options, cuda_graph=graph)
+        for xb, lb in batches:
+            trainer.step(tn2.tensor(xb), torch.as_tensor(lb, device=device))
+        stepped["graph" if graph else "eager"] = tn2.host_theta()
+    opt = Adam(net, 1e-3)
+    for xb, lb in batches:
+        opt.step(net.theta, gradient_estimate("pc-strict", net, xb, np.eye(10, dtype=dtype)[lb],
+                                              options=options).gradient)
+    for key, theta in stepped.items():
+        row[f"3 Adam steps, {key}"] = _max_abs(theta, net.theta)
+    print(f"{label} agreement", json.dumps(row), flush=True)
+    return row
+
+
 def conv_predictive_coding(device, batch, minibatches):
     """Convolutional PC on the device: agreement with the Numba ConvPCNetwork, then ms per training minibatch.
 
@@ -225,12 +266,10 @@ def conv_predictive_coding(device, batch, minibatches):
     """
     import torch
 
-    from dynsim.backends.torch import TorchAdam, TorchConvPCNetwork, TorchTrainer, estimate
+    from dynsim.backends.torch import TorchAdam, TorchConvPCNetwork, TorchTrainer
     from dynsim.benchmarks.device_epochs import time_training
-    from dynsim.learning.rules import gradient_estimate
     from dynsim.networks import Architecture, Conv, ConvPCNetwork, Dense, Group
     from dynsim.relax.phases import SettleOptions
-    from dynsim.training.optimizers import Adam
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -239,31 +278,9 @@ def conv_predictive_coding(device, batch, minibatches):
                         [Conv("input", "conv_1", 5, pool="max"), Conv("conv_1", "conv_2", 5, pool="max"),
                          Dense("conv_2", "output")])
     options = SettleOptions(integrator="euler", dt=0.05, max_steps=5, stop_at_steady_state=False)
-    out = {"agreement": []}
     rng = np.random.default_rng(0)
-    for dtype in (np.float64, np.float32):
-        net = ConvPCNetwork(arch, seed=0, dtype=dtype)
-        x = rng.random((batch, 784)).astype(dtype)
-        labels = rng.integers(0, 10, batch)
-        y = np.eye(10, dtype=dtype)[labels]
-        tn = TorchConvPCNetwork(net, device=device)
-        ref = gradient_estimate("pc-strict", net, x, y, options=options)
-        got = estimate(tn, "pc-strict", tn.tensor(x), tn.tensor(y), options=options)
-        row = {"dtype": np.dtype(dtype).name,
-               "inference state": _max_abs(tn.flatten(got.phases["inference"].state).cpu(), ref.inference.state),
-               "update": _max_abs(got.gradient.cpu(), ref.gradient), "update scale": float(np.abs(ref.gradient).max())}
-        batches = [(rng.random((batch, 784)).astype(dtype), rng.integers(0, 10, batch)) for _ in range(3)]
-        tn2 = TorchConvPCNetwork(net, device=device)
-        tr = TorchTrainer(tn2, "pc-strict", TorchAdam(tn2, 1e-3), options=options)
-        for xb, lb in batches:
-            tr.step(tn2.tensor(xb), torch.as_tensor(lb, device=device))
-        opt = Adam(net, 1e-3)
-        for xb, lb in batches:
-            opt.step(net.theta, gradient_estimate("pc-strict", net, xb, np.eye(10, dtype=dtype)[lb],
-                                                  options=options).gradient)
-        row["3 Adam steps"] = _max_abs(tn2.host_theta(), net.theta)
-        out["agreement"].append(row)
-        print("conv pc agreement", json.dumps(row), flush=True)
+    out = {"agreement": [_pc_agreement(ConvPCNetwork(arch, seed=0, dtype=dtype), TorchConvPCNetwork, device, batch,
+                                       options, rng, "conv pc") for dtype in (np.float64, np.float32)]}
     net = ConvPCNetwork(arch, seed=0, dtype=np.float32)
     x = torch.rand((8 * 128, 784), device=device)
     labels = torch.randint(0, 10, (8 * 128,), device=device)
@@ -288,45 +305,18 @@ def predictive_coding(device, batch, minibatches, rounds):
 
     import torch
 
-    from dynsim.backends.torch import TorchAdam, TorchPCNetwork, TorchTrainer, estimate
+    from dynsim.backends.torch import TorchAdam, TorchPCNetwork, TorchTrainer
     from dynsim.benchmarks.device_epochs import time_training
-    from dynsim.learning.rules import gradient_estimate
     from dynsim.networks import PCNetwork
     from dynsim.relax.phases import SettleOptions
-    from dynsim.training.optimizers import Adam
 
     torch.backends.cuda.matmul.allow_tf32 = False
     sizes = [784, 128, 128, 128, 10]
     options = SettleOptions(integrator="euler", dt=0.05, max_steps=5, stop_at_steady_state=False)
-    out = {"agreement": []}
     rng = np.random.default_rng(0)
-    for dtype in (np.float64, np.float32):
-        net = PCNetwork(sizes, activation="gelu", init="fan-in", seed=0, dtype=dtype)
-        x = rng.random((batch, 784)).astype(dtype)
-        labels = rng.integers(0, 10, batch)
-        y = np.eye(10, dtype=dtype)[labels]
-        tn = TorchPCNetwork(net, device=device)
-        ref = gradient_estimate("pc-strict", net, x, y, options=options)
-        got = estimate(tn, "pc-strict", tn.tensor(x), tn.tensor(y), options=options)
-        row = {"dtype": np.dtype(dtype).name,
-               "inference state": _max_abs(tn.flatten(got.phases["inference"].state).cpu(), ref.inference.state),
-               "update": _max_abs(got.gradient.cpu(), ref.gradient), "update scale": float(np.abs(ref.gradient).max())}
-        batches = [(rng.random((batch, 784)).astype(dtype), rng.integers(0, 10, batch)) for _ in range(3)]
-        for graph in ([False, True] if device.startswith("cuda") else [False]):
-            tn2 = TorchPCNetwork(net, device=device)
-            tr = TorchTrainer(tn2, "pc-strict", TorchAdam(tn2, 1e-3), options=options, cuda_graph=graph)
-            for xb, lb in batches:
-                tr.step(tn2.tensor(xb), torch.as_tensor(lb, device=device))
-            row["graph" if graph else "eager"] = tn2.host_theta()
-        opt = Adam(net, 1e-3)
-        for xb, lb in batches:
-            opt.step(net.theta, gradient_estimate("pc-strict", net, xb, np.eye(10, dtype=dtype)[lb],
-                                                  options=options).gradient)
-        for key in ("eager", "graph"):
-            if key in row:
-                row[f"3 Adam steps, {key}"] = _max_abs(row.pop(key), net.theta)
-        out["agreement"].append(row)
-        print("pc agreement", json.dumps(row), flush=True)
+    out = {"agreement": [_pc_agreement(PCNetwork(sizes, activation="gelu", init="fan-in", seed=0, dtype=dtype),
+                                       TorchPCNetwork, device, batch, options, rng, "pc")
+                         for dtype in (np.float64, np.float32)]}
     net = PCNetwork(sizes, activation="gelu", init="fan-in", seed=0, dtype=np.float32)
     x = torch.rand((8 * 128, 784), device=device)
     labels = torch.randint(0, 10, (8 * 128,), device=device)
