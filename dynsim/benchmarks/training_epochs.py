@@ -209,7 +209,7 @@ def run_dynsim(setting, args, work):
 
     out = Path(tempfile.mkdtemp(prefix=f"{setting.key}-", dir=work))
     cmd = [sys.executable, str(SCENARIOS / setting.scenario), *setting.args, "--epochs", "1", "--out", str(out),
-           "--data-dir", str(args.data_dir), "--no-download", "--quiet"]
+           "--data-dir", str(args.data_dir), "--no-download", "--quiet", "--seed", str(args.seed)]
     if args.train_size is not None:
         cmd += ["--train-size", str(args.train_size)]
     if args.eval_size is not None:
@@ -398,7 +398,7 @@ def build_parser():
     p.add_argument("--matmul-size", type=int, default=2048,
                    help="n of the n x n matrix products that measure the machine's rates (default 2048)")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds one process may run (default 3600)")
-    p.add_argument("--seed", type=int, default=0, help="initial weights and minibatch order of PyTorch and pcx")
+    p.add_argument("--seed", type=int, default=0, help="initial weights and minibatch order of every contender's run but the authors' (default 0)")
     p.add_argument("--work-dir", type=Path, default=None,
                    help="folder for the runs' outputs (default a temporary folder, removed at the end)")
     p.add_argument("--no-warm-up", action="store_true",
