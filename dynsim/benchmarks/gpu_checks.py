@@ -228,16 +228,16 @@ def _pc_agreement(net, device_class, device, batch, options, rng, label):
     from dynsim.training.optimizers import Adam
 
     dtype = net.dtype
-    n_in = net.group_sizes[0]
+    n_in, n_out = net.group_sizes[0], net.group_sizes[-1]
     x = rng.random((batch, n_in)).astype(dtype)
-    y = np.eye(10, dtype=dtype)[rng.integers(0, 10, batch)]
+    y = np.eye(n_out, dtype=dtype)[rng.integers(0, n_out, batch)]
     tn = device_class(net, device=device)
     ref = gradient_estimate("pc-strict", net, x, y, options=options)
     got = estimate(tn, "pc-strict", tn.tensor(x), tn.tensor(y), options=options)
     row = {"dtype": np.dtype(dtype).name,
            "inference state": _max_abs(tn.flatten(got.phases["inference"].state).cpu(), ref.inference.state),
            "update": _max_abs(got.gradient.cpu(), ref.gradient), "update scale": float(np.abs(ref.gradient).max())}
-    batches = [(rng.random((batch, n_in)).astype(dtype), rng.integers(0, 10, batch)) for _ in range(3)]
+    batches = [(rng.random((batch, n_in)).astype(dtype), rng.integers(0, n_out, batch)) for _ in range(3)]
     stepped = {}
     for graph in ([False, True] if str(device).startswith("cuda") else [False]):
         tn2 = device_class(net, device=device)
@@ -247,7 +247,7 @@ def _pc_agreement(net, device_class, device, batch, options, rng, label):
         stepped["graph" if graph else "eager"] = tn2.host_theta()
     opt = Adam(net, 1e-3)
     for xb, lb in batches:
-        opt.step(net.theta, gradient_estimate("pc-strict", net, xb, np.eye(10, dtype=dtype)[lb],
+        opt.step(net.theta, gradient_estimate("pc-strict", net, xb, np.eye(n_out, dtype=dtype)[lb],
                                               options=options).gradient)
     for key, theta in stepped.items():
         row[f"3 Adam steps, {key}"] = _max_abs(theta, net.theta)
