@@ -101,6 +101,7 @@ from dynsim.io.log import read_log
 from dynsim.learning import gradient_estimate
 from dynsim.learning.predictive_coding import pc_gradient, zil_gradient
 from dynsim.networks import Architecture, ConvPCNetwork, DTPNetwork
+from dynsim.networks.dtp import TARGET_SPACES, TOP_TARGETS
 from dynsim.networks.pc import PCNetwork
 from dynsim.plots._figure import save_figure
 from dynsim.references import alignment_angles
@@ -160,6 +161,13 @@ def build_parser():
                    help="'dtp': eta of the output's target x_L - eta (x_L - y) (Lee et al. 2015's top-layer step)")
     p.add_argument("--dtp-noise", type=float, default=0.1,
                    help="'dtp': sigma of the corruption its learned inverses are trained to undo")
+    p.add_argument("--dtp-top", default="output", choices=list(TOP_TARGETS),
+                   help="'dtp': where the targets start: the output's target carried down by a learned inverse, "
+                        "or (Lee et al.'s code) a gradient step on the last hidden layer, the output layer learning "
+                        "its exact gradient")
+    p.add_argument("--dtp-space", default="state", choices=list(TARGET_SPACES),
+                   help="'dtp': hidden targets, inverses and local losses on the states x_l, or (Lee et al.) on "
+                        "the rates f(x_l)")
     p.add_argument("--output-variance", type=float, default=1.0,
                    help="sigma_L^2 of 'pc-strict' (other layers 1); its update is multiplied by it")
     p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"], help="parameter update rule")
@@ -362,7 +370,8 @@ def main(argv=None):
               "n_train": data["train"].x.shape[0], "n_test": data["test"].x.shape[0], "max_batches": args.max_batches,
               "dtype": args.dtype, "device": args.device or "numba"}
     if "dtp" in args.rules:
-        config.update(dtp_step=args.dtp_step, dtp_noise=args.dtp_noise)
+        config.update(dtp_step=args.dtp_step, dtp_noise=args.dtp_noise, dtp_top=args.dtp_top,
+                      dtp_space=args.dtp_space)
     if arch is not None:
         config.update(conv=args.conv, kernel=args.kernel, padding=args.padding, pool=args.pool,
                       architecture=describe_architecture(arch))
@@ -387,6 +396,8 @@ def main(argv=None):
         fingerprint.update({k: config[k] for k in ("architecture", "kernel", "padding", "pool")})
     if "dtp" in args.rules:
         fingerprint.update({k: config[k] for k in ("dtp_step", "dtp_noise")})
+        fingerprint.update({k: config[k] for k, neutral in (("dtp_top", "output"), ("dtp_space", "state"))
+                            if config[k] != neutral})
     schedule = make_schedule(args.schedule)
     held_out = data.get("validation") or data["test"]
     probe_x, probe_t = held_out.x[:ALIGNMENT_IMAGES], held_out.targets[:ALIGNMENT_IMAGES]
@@ -395,7 +406,7 @@ def main(argv=None):
         for rule in args.rules:
             net = make_network(rule, sizes, args.activation, theta0, args.output_variance, dtype, arch,
                                dtp=dict(target_step=args.dtp_step, inverse_noise=args.dtp_noise, seed=args.seed,
-                                        init=args.init))
+                                        init=args.init, top_target=args.dtp_top, target_space=args.dtp_space))
             optimizer = (Adam if args.optimizer == "adam" else SGD)(net, args.lr)
 
             def on_epoch(row, rule=rule, net=net):

@@ -197,6 +197,22 @@ def test_pc_scenario_logs_how_far_feedback_alignment_lies_from_backprop(tmp_path
     assert (out / "alignment.png").read_bytes()[:8] == PNG_MAGIC
 
 
+def test_pc_scenario_runs_lees_target_propagation_whose_top_two_layers_learn_as_backprop(tmp_path):
+    out = tmp_path / "lee"
+    proc = run("mnist_pc.py", "--rules", "dtp", "--dtp-top", "gradient", "--dtp-space", "rate", "--epochs", "1",
+               "--train-size", "256", "--eval-size", "100", "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    with read_log(out / "log.h5") as log:
+        assert (log.config["dtp_top"], log.config["dtp_space"]) == ("gradient", "rate")
+        table = log.table("alignment_dtp")
+        # The gradient step on the last hidden layer gives it and the output backprop's updates; the layers
+        # below learn from targets carried down by the (untrained at epoch 0) inverses.
+        assert np.all(table["W_layer_3_output"] < 1e-3) and np.all(table["W_layer_2_layer_3"] < 1e-3)
+        assert table["W_input_layer_1"][0] > 10.0
+    bad = run("mnist_pc.py", "--rules", "dtp", "--dtp-space", "post", "--out", str(tmp_path / "bad"), "--quiet")
+    assert bad.returncode == 2 and "--dtp-space" in bad.stderr and "state" in bad.stderr
+
+
 @pytest.mark.skipif(not (SHARED_DATA / "fashion-mnist").is_dir(), reason="shared/data/fashion-mnist is not present")
 def test_pc_scenario_trains_a_conv_network_whose_exact_rules_follow_backprop(tmp_path):
     # Z-IL's update is backprop's, so its run is bp's to rounding; strict PC takes its own path from the same start.

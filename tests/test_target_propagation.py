@@ -168,3 +168,120 @@ def test_rules_and_networks_that_do_not_fit_are_refused(rng):
         net.inverse(1, np.zeros((2, 7)))
     with pytest.raises(ValidationError, match="rng must be a numpy.random.Generator"):
         dtp_gradient(net, x, y, rng=3)
+
+
+# ----------------------------------------------------------------------------- Lee et al.'s options
+def rate_local_loss(net, l, theta, x_below, rate_target):
+    """1/2 mean_b ||f(f(x_{l-1}) W_l + b_l) - h^_l||^2 with W_l, b_l read from ``theta``."""
+    blocks = net.parameter_blocks()
+    names = net.group_names
+    W = theta[blocks[f"W_{names[l - 1]}_{names[l]}"]].reshape(net.group_sizes[l - 1], net.group_sizes[l])
+    b = theta[blocks[f"b_{names[l]}"]]
+    f = activation_and_derivative(x_below, net.activation)[0]
+    return 0.5 * np.mean(np.sum((activation_and_derivative(f @ W + b, net.activation)[0] - rate_target) ** 2, axis=1))
+
+
+def rate_reconstruction(net, l, theta, noisy_rates):
+    """1/2 mean_b ||g_l(f(F_l(h~))) - h~||^2, g_l(h) = f(h V_l + c_l), with V_l, c_l read from ``theta``."""
+    blocks = net.parameter_blocks()
+    names = net.group_names
+    V = theta[blocks[f"V_{names[l]}_{names[l - 1]}"]].reshape(net.group_sizes[l], net.group_sizes[l - 1])
+    c = theta[blocks[f"c_{names[l - 1]}"]]
+    up = activation_and_derivative(noisy_rates @ net.weights(l) + net.biases(l), net.activation)[0]
+    back = activation_and_derivative(up @ V + c, net.activation)[0]
+    return 0.5 * np.mean(np.sum((back - noisy_rates) ** 2, axis=1))
+
+
+def lee_net(rng, top_target="output", target_space="rate", sizes=(5, 7, 6, 4, 3)):
+    net = DTPNetwork(list(sizes), activation="tanh", target_step=0.3, inverse_noise=0.2, seed=1, init="fan-in",
+                     top_target=top_target, target_space=target_space)
+    return net, rng.standard_normal((4, sizes[0])), rng.standard_normal((4, sizes[-1]))
+
+
+@pytest.mark.parametrize("top_target", ["output", "gradient"])
+def test_rate_space_forward_updates_are_the_rate_losses_gradients_over_the_target_step(rng, top_target):
+    net, x, y = lee_net(rng, top_target)
+    layers, targets = dtp_targets(net, x, y)
+    grad = dtp_gradient(net, x, y).gradient
+    blocks = net.parameter_blocks()
+    names = net.group_names
+    L = len(net.group_sizes) - 1
+    for l in range(1, L + 1):
+        def loss(theta, l=l):
+            if l == L:  # the linear output keeps the squared error of its state
+                return local_loss(net, l, theta, layers[l - 1], targets[l]) / net.target_step
+            return rate_local_loss(net, l, theta, layers[l - 1], targets[l]) / net.target_step
+        for name in (f"W_{names[l - 1]}_{names[l]}", f"b_{names[l]}"):
+            np.testing.assert_allclose(grad[blocks[name]], central_differences(loss, net.theta, blocks[name]),
+                                       atol=1e-8)
+
+
+def test_rate_space_targets_are_the_difference_correction_on_rates_through_f_of_the_inverse(rng):
+    net, x, y = lee_net(rng)
+    layers, targets = dtp_targets(net, x, y)
+    f = lambda v: activation_and_derivative(v, "tanh")[0]  # noqa: E731
+    L = len(net.group_sizes) - 1
+    for l in range(L, 1, -1):
+        above, now = (f(targets[l]) if l == L else targets[l]), f(layers[l])
+        g = lambda h, l=l: f(h @ net.inverse_weights(l) + net.inverse_biases(l))  # noqa: E731
+        np.testing.assert_allclose(targets[l - 1], f(layers[l - 1]) + g(above) - g(now), rtol=1e-13, atol=1e-14)
+
+
+@pytest.mark.parametrize("target_space", ["state", "rate"])
+def test_a_gradient_top_target_gives_the_top_two_layers_backprops_update_and_leaves_g_top_untrained(
+        rng, target_space):
+    net, x, y = lee_net(rng, "gradient", target_space)
+    est = dtp_gradient(net, x, y, rng=np.random.default_rng(5)).gradient
+    bp = net.backprop_gradient(x, y)
+    blocks = net.parameter_blocks()
+    names = net.group_names
+    L = len(net.group_sizes) - 1
+    for l in (L, L - 1):
+        for name in (f"W_{names[l - 1]}_{names[l]}", f"b_{names[l]}"):
+            np.testing.assert_allclose(est[blocks[name]], bp[blocks[name]], rtol=1e-10, atol=1e-13)
+    below = blocks[f"W_{names[L - 3]}_{names[L - 2]}"]
+    cos = est[below] @ bp[below] / np.linalg.norm(est[below]) / np.linalg.norm(bp[below])
+    assert cos < 0.999  # below the top two layers the targets come through the learned inverses
+    assert np.all(est[blocks[f"V_{names[L]}_{names[L - 1]}"]] == 0.0)
+    assert np.all(est[blocks[f"c_{names[L - 1]}"]] == 0.0)
+    # The other inverses learn from the same corruption draws as with the output's target.
+    other = DTPNetwork(list(net.group_sizes), activation="tanh", target_step=0.3, inverse_noise=0.2,
+                       theta=net.theta, target_space=target_space)
+    ref = dtp_gradient(other, x, y, rng=np.random.default_rng(5)).gradient
+    for l in range(2, L):
+        for name in (f"V_{names[l]}_{names[l - 1]}", f"c_{names[l - 1]}"):
+            np.testing.assert_array_equal(est[blocks[name]], ref[blocks[name]])
+
+
+@pytest.mark.parametrize("top_target", ["output", "gradient"])
+def test_rate_space_perfect_output_leaves_every_forward_update_zero(rng, top_target):
+    net, x, _ = lee_net(rng, top_target)
+    out = net.feedforward(x)[:, net.output_slice]
+    grad = dtp_gradient(net, x, out).gradient
+    np.testing.assert_allclose(grad[:net.n_forward], 0.0, atol=1e-15)
+
+
+def test_rate_space_inverse_updates_are_the_rate_reconstruction_gradients_for_the_drawn_corruption(rng):
+    net, x, y = lee_net(rng)
+    grad = dtp_gradient(net, x, y, rng=np.random.default_rng(7)).gradient
+    layers, _ = dtp_targets(net, x, y)
+    draws = np.random.default_rng(7)
+    blocks = net.parameter_blocks()
+    names = net.group_names
+    for l in range(2, len(net.group_sizes)):
+        noisy = activation_and_derivative(layers[l - 1], "tanh")[0] \
+            + net.inverse_noise * draws.standard_normal(layers[l - 1].shape)
+        for name in (f"V_{names[l]}_{names[l - 1]}", f"c_{names[l - 1]}"):
+            np.testing.assert_allclose(
+                grad[blocks[name]],
+                central_differences(lambda theta, l=l, noisy=noisy: rate_reconstruction(net, l, theta, noisy),
+                                    net.theta, blocks[name]), atol=1e-8)
+
+
+def test_lee_options_are_validated_and_described():
+    with pytest.raises(ValidationError, match="top_target"):
+        DTPNetwork([5, 7, 3], top_target="penultimate")
+    with pytest.raises(ValidationError, match="target_space"):
+        DTPNetwork([5, 7, 3], target_space="post")
+    d = DTPNetwork([5, 7, 3], top_target="gradient", target_space="rate").describe()
+    assert (d["top_target"], d["target_space"]) == ("gradient", "rate")

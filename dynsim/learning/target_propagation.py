@@ -17,6 +17,14 @@ For a :class:`~dynsim.networks.dtp.DTPNetwork` (forward layers
    ``1/2 ||G_l(F_l(x~)) - x~||^2`` of a corrupted activity
    ``x~ = x_{l-1} + sigma n``, n standard normal.
 
+Two options of the network follow Lee et al.'s code (``DTPNetwork(top_target=...,
+target_space=...)``): the targets may start on the last hidden layer with a
+gradient step of the loss (``top_target='gradient'``; the output layer
+then learns its exact gradient, and the top two layers' updates are
+backprop's), and the hidden targets, the difference correction, the
+inverses g_l(h) = f(h V_l + c_l) and the local losses may live on the rates
+h_l = f(x_l) instead of the states (``target_space='rate'``).
+
 The estimate reports the forward layers' local gradients divided by eta, so
 that the output layer's is exactly backprop's and the hidden layers' keep
 their scale as eta shrinks (their direction then tends to the errors carried
@@ -72,7 +80,9 @@ def dtp_targets(network, x, target, drive=None):
     Returns
     -------
     (list of ndarray, list of ndarray)
-        Activities ``[x, x_1, ..., x_L]`` and targets ``[None, x^_1, ..., x^_L]``.
+        States ``[x, x_1, ..., x_L]`` and targets ``[None, t_1, ..., t_L]``:
+        the output's t_L = x^_L is a state; the hidden layers' are states
+        x^_l, or rates h^_l when ``network.target_space == 'rate'``.
     """
     _check(network)
     x = network.check_input(x)
@@ -80,12 +90,35 @@ def dtp_targets(network, x, target, drive=None):
     drive = network.input_drive(x) if drive is None else drive
     layers = _layers(network, x, drive)
     L = len(layers) - 1
-    eta = network.dtype.type(network.target_step)
+    dtype = network.dtype
+    eta = dtype.type(network.target_step)
+    rates = network.target_space == "rate"
+
+    def f(v):
+        return activation_and_derivative(v, network.activation)[0].astype(dtype, copy=False)
+
     targets = [None] * (L + 1)
     targets[L] = layers[L] - eta * (layers[L] - target)
-    for l in range(L, 1, -1):
+    top = L
+    if network.top_target == "gradient":
+        # Lee et al.'s top step on the last hidden layer: dL/dh_{L-1} = (x_L - y) W_L^T, L = 1/2 ||x_L - y||^2,
+        # and dL/dx_{L-1} = f'(x_{L-1}) dL/dh_{L-1}.
+        d_rate = (layers[L] - target) @ network.weights(L).T
+        if rates:
+            targets[L - 1] = f(layers[L - 1]) - eta * d_rate
+        else:
+            fp = activation_and_derivative(layers[L - 1], network.activation)[1].astype(dtype, copy=False)
+            targets[L - 1] = layers[L - 1] - eta * fp * d_rate
+        top = L - 1
+    for l in range(top, 1, -1):
         # The difference first: it is the small quantity, and exactly zero when layer l is on target.
-        targets[l - 1] = layers[l - 1] + (network._inverse(l, targets[l]) - network._inverse(l, layers[l]))
+        if rates:
+            # g_l(h) = f(h V_l + c_l); the output's rate is f(x_L).
+            above = f(targets[l]) if l == L else targets[l]
+            targets[l - 1] = f(layers[l - 1]) + (f(network._inverse_of_rates(l, above))
+                                                 - f(network._inverse(l, layers[l])))
+        else:
+            targets[l - 1] = layers[l - 1] + (network._inverse(l, targets[l]) - network._inverse(l, layers[l]))
     return layers, targets
 
 
@@ -128,19 +161,39 @@ def dtp_gradient(network, x, target, rng=None, drive=None):
     names = network.group_names
     act = network.activation
     scale = dtype.type(1.0) / (dtype.type(network.target_step) * batch)
+    rates = network.target_space == "rate"
     for l in range(1, L + 1):
         # d/dW_l of 1/2 ||F_l(x_{l-1}) - x^_l||^2 with x_{l-1} held: F_l(x_{l-1}) is the activity x_l itself.
         delta = (layers[l] - targets[l]) * scale
+        if rates and l < L:
+            # 1/2 ||f(F_l(x_{l-1})) - h^_l||^2 instead: the chain rule through f at x_l.
+            f_l, fp_l = activation_and_derivative(layers[l], act)
+            delta = (fp_l * (f_l - targets[l])).astype(dtype, copy=False) * scale
         f_below = activation_and_derivative(layers[l - 1], act)[0].astype(dtype, copy=False)
         gradient[blocks[f"W_{names[l - 1]}_{names[l]}"]] = (f_below.T @ delta).ravel()
         gradient[blocks[f"b_{names[l]}"]] = delta.sum(axis=0)
     sigma = dtype.type(network.inverse_noise)
     for l in range(2, L + 1):
-        noisy = layers[l - 1] + sigma * rng.standard_normal(layers[l - 1].shape).astype(dtype)
-        up = activation_and_derivative(noisy, act)[0].astype(dtype, copy=False) @ network.weights(l) \
-            + network.biases(l)
-        f_up = activation_and_derivative(up, act)[0].astype(dtype, copy=False)
-        residual = (f_up @ network.inverse_weights(l) + network.inverse_biases(l) - noisy) / batch
+        noise = sigma * rng.standard_normal(layers[l - 1].shape).astype(dtype)
+        if network.top_target == "gradient" and l == L:
+            # G_L carries no target down and is not trained (its noise is still drawn, so that the other
+            # inverses' draws do not depend on the option).
+            gradient[blocks[f"V_{names[l]}_{names[l - 1]}"]] = 0.0
+            gradient[blocks[f"c_{names[l - 1]}"]] = 0.0
+            continue
+        if rates:
+            # g_l(f(F_l(h~))) against h~ = h_{l-1} + noise, g_l(h) = f(h V_l + c_l).
+            noisy = activation_and_derivative(layers[l - 1], act)[0].astype(dtype, copy=False) + noise
+            up = noisy @ network.weights(l) + network.biases(l)
+            f_up = activation_and_derivative(up, act)[0].astype(dtype, copy=False)
+            back, back_p = activation_and_derivative(network._inverse_of_rates(l, f_up), act)
+            residual = (back_p * (back - noisy)).astype(dtype, copy=False) / batch
+        else:
+            noisy = layers[l - 1] + noise
+            up = activation_and_derivative(noisy, act)[0].astype(dtype, copy=False) @ network.weights(l) \
+                + network.biases(l)
+            f_up = activation_and_derivative(up, act)[0].astype(dtype, copy=False)
+            residual = (f_up @ network.inverse_weights(l) + network.inverse_biases(l) - noisy) / batch
         gradient[blocks[f"V_{names[l]}_{names[l - 1]}"]] = (f_up.T @ residual).ravel()
         gradient[blocks[f"c_{names[l - 1]}"]] = residual.sum(axis=0)
     free = feedforward_phase(network, drive, target)

@@ -36,9 +36,14 @@ from __future__ import annotations
 import numpy as np
 
 from dynsim.networks.pc import PCNetwork, activation_and_derivative
-from dynsim.validation import ValidationError, float_array, random_generator, real_scalar
+from dynsim.validation import ValidationError, float_array, one_of, random_generator, real_scalar
 
-__all__ = ["DTPNetwork"]
+__all__ = ["DTPNetwork", "TOP_TARGETS", "TARGET_SPACES"]
+
+TOP_TARGETS = ("output", "gradient")
+"""Where the targets start: the output (carried down by G_L), or the last hidden layer by a gradient step."""
+TARGET_SPACES = ("state", "rate")
+"""Where the hidden layers' targets live: the states x_l, or the rates f(x_l) (Lee et al.)."""
 
 
 class DTPNetwork(PCNetwork):
@@ -64,6 +69,24 @@ class DTPNetwork(PCNetwork):
     init : {'glorot', 'fan-in'}
         As :class:`PCNetwork`'s, for the forward and the inverse layers.
     dtype : {numpy.float64, numpy.float32}
+    top_target : {'output', 'gradient'}
+        Where the targets start. 'output': the output's target
+        x_L - eta (x_L - y), carried to layer L-1 by the learned inverse G_L.
+        'gradient' (Lee et al.'s code): the last hidden layer's target is a
+        gradient step of the loss, x^_{L-1} = x_{L-1} - eta dL/dx_{L-1}
+        (h^_{L-1} = h_{L-1} - eta dL/dh_{L-1} in rate space; through W_L^T,
+        the one place the rule transports weights), the
+        output layer learns its exact gradient, and G_L is not used (its
+        update is zero).
+    target_space : {'state', 'rate'}
+        Where the hidden layers' targets live. 'state': the states x_l, with
+        G_l carrying x^_l to x^_{l-1} and the local loss 1/2 ||x_l - x^_l||^2.
+        'rate' (Lee et al.'s formulation, on activities h_l = f(x_l)): the
+        same parameters read as the inverse g_l(h_l) = f(h_l V_l + c_l) on
+        rates (the output's rate is f(x_L)), the difference correction on
+        rates, and the local loss 1/2 ||f(x_l) - h^_l||^2, whose gradient
+        carries f'(x_l), so saturated units weigh little, as in backprop. The
+        linear output keeps the squared error of its state either way.
 
     Notes
     -----
@@ -73,7 +96,7 @@ class DTPNetwork(PCNetwork):
     """
 
     def __init__(self, sizes, activation="tanh", target_step=0.1, inverse_noise=0.1, theta=None, seed=None,
-                 init="glorot", dtype=np.float64):
+                 init="glorot", dtype=np.float64, top_target="output", target_space="state"):
         rng = random_generator("seed", seed)
         super().__init__(sizes, activation=activation, seed=rng, init=init, dtype=dtype)
         sizes = self.group_sizes
@@ -82,6 +105,8 @@ class DTPNetwork(PCNetwork):
             raise ValidationError(f"sizes needs at least one hidden layer for target propagation, got {list(sizes)}")
         self.target_step = real_scalar("target_step", target_step, 0.0, np.inf, low_open=True, high_open=True)
         self.inverse_noise = real_scalar("inverse_noise", inverse_noise, 0.0, np.inf, low_open=True, high_open=True)
+        self.top_target = one_of("top_target", top_target, TOP_TARGETS)
+        self.target_space = one_of("target_space", target_space, TARGET_SPACES)
         self.n_forward = self.n_params
         # Offsets of V_l and c_l (l = 2..L) after the forward parameters.
         self._v_off, self._c_off = {}, {}
@@ -147,7 +172,8 @@ class DTPNetwork(PCNetwork):
 
     def describe(self):
         return {**super().describe(), "model": "difference_target_propagation", "target_step": self.target_step,
-                "inverse_noise": self.inverse_noise, "n_forward": self.n_forward}
+                "inverse_noise": self.inverse_noise, "top_target": self.top_target, "target_space": self.target_space,
+                "n_forward": self.n_forward}
 
     # ----------------------------------------------------------------- the inverses
     def inverse(self, l, x_l):
@@ -159,6 +185,10 @@ class DTPNetwork(PCNetwork):
     def _inverse(self, l, x_l):
         f, _ = activation_and_derivative(x_l, self.activation)
         return f.astype(self.dtype, copy=False) @ self.inverse_weights(l) + self.inverse_biases(l)
+
+    def _inverse_of_rates(self, l, r_l):
+        """r_l V_l + c_l for rates r_l (batch, n_l): g_l(h_l) = f of this is the inverse on rates."""
+        return r_l @ self.inverse_weights(l) + self.inverse_biases(l)
 
     def reconstruction_loss(self, l, x_below):
         """1/2 mean_b ||G_l(F_l(x_{l-1})) - x_{l-1}||^2: how far G_l is from inverting layer l at ``x_below``."""
