@@ -139,3 +139,73 @@ def test_the_fused_sweeps_apply_only_to_layered_networks_without_recording():
     assert block_relaxation.fused_applies(layered, 0)
     assert not block_relaxation.fused_applies(layered, 1)
     assert not block_relaxation.fused_applies(skip, 0)
+
+
+# ----------------------------------------------------------------------------- chunks on Numba's threads
+def _force_chunks(monkeypatch):
+    """Run fixed-sweep relaxations in chunks even on one thread (prange then runs the chunks in turn)."""
+    from dynsim.relax import layered_euler
+
+    monkeypatch.setattr(layered_euler, "chunks_pay", lambda stop: not stop)
+
+
+@pytest.mark.parametrize("scheme", ["fixed_point", "block"])
+@pytest.mark.parametrize("batch", [16, 70])  # two chunks of 8 (a small minibatch), three of 23-24
+def test_fixed_sweeps_in_chunks_are_the_generic_sweeps(rng, monkeypatch, scheme, batch):
+    _force_chunks(monkeypatch)
+    calls = []
+    chunked = block_relaxation.sweep_layered_chunks
+    monkeypatch.setattr(block_relaxation, "sweep_layered_chunks", lambda *a: calls.append(1) or chunked(*a))
+    net = HopfieldNetwork.layered([5, 8, 6, 3], activation="hard_sigmoid", seed=3)
+    net.theta[:] *= 3.0
+    x = rng.random((batch, 5))
+    target = rng.random((batch, 3))
+    drive = net.input_drive(x)
+    for beta, clamp in [(0.0, False), (0.7, False), (-0.3, False), (0.0, True)]:
+        s0 = rng.random((batch, net.n_free))
+        if clamp:
+            s0[:, net.output_slice] = target
+        for box in [None, (0.0, 1.0)]:
+            ref, fused, energy = _both(net, s0, drive, scheme, beta, target, clamp, box, max_steps=30,
+                                       stop_at_steady_state=False)
+            _same(ref, fused)
+            np.testing.assert_allclose(fused.residual, ref.residual, rtol=1e-10, atol=1e-13)
+            np.testing.assert_allclose(energy, net.energy_from_drive(fused.y, drive), rtol=1e-12, atol=1e-12)
+    assert len(calls) == 8
+
+
+def test_a_divergence_in_one_chunk_of_sweeps_is_reported_as_the_whole_batch_reports_it(rng, monkeypatch):
+    net = HopfieldNetwork.layered([5, 8, 6, 3], activation="tanh", seed=1)
+    x = rng.random((40, 5))
+    drive = net.input_drive(x)
+    s0 = 0.1 * rng.standard_normal((40, net.n_free))
+    s0[33] *= 1e6  # in the second chunk, beyond max_abs from the start
+    kw = dict(max_steps=50, atol=1e-6, rtol=1e-6, stop_at_steady_state=False, max_abs=1e3)
+    whole, _ = block_relaxation.relax_with_energy(net, s0, drive, "block", **kw)
+    _force_chunks(monkeypatch)
+    ref, chunked, _ = _both(net, s0, drive, "block", 0.0, None, False, None, **kw)
+    assert ref.status_name == "diverged" and ref.diverged_step == 0 and ref.diverged_sample == 33
+    _same(ref, chunked)
+    np.testing.assert_array_equal(chunked.y, whole.y)
+
+
+def test_chunks_of_sweeps_on_several_threads_give_the_same_bits_every_time(rng):
+    numba = pytest.importorskip("numba")
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba has one thread here")
+    net = HopfieldNetwork.layered([784, 64, 10], activation="hard_sigmoid", seed=0)
+    x = rng.random((16, 784))
+    drive = net.input_drive(x)
+    s0 = np.zeros((16, net.n_free))
+    kw = dict(max_steps=15, stop_at_steady_state=False, box=(0.0, 1.0))
+    saved = numba.get_num_threads()
+    try:
+        numba.set_num_threads(2)
+        first = block_relaxation.relax(net, s0, drive, "block", **kw)
+        again = block_relaxation.relax(net, s0, drive, "block", **kw)
+        numba.set_num_threads(1)  # one thread: the batch whole, equal to rounding
+        single = block_relaxation.relax(net, s0, drive, "block", **kw)
+    finally:
+        numba.set_num_threads(saved)
+    np.testing.assert_array_equal(first.y, again.y)
+    np.testing.assert_allclose(first.y, single.y, rtol=0, atol=1e-12)

@@ -141,6 +141,16 @@ def test_a_fixed_step_relaxation_in_chunks_is_the_generic_one(rng, monkeypatch, 
         np.testing.assert_allclose(energy, net.energy_from_drive(fused.y, drive), rtol=1e-12, atol=1e-12)
 
 
+def test_relaxation_chunks_depend_on_the_batch_alone_and_split_small_minibatches_in_two(monkeypatch):
+    monkeypatch.setattr(layered_euler, "chunks_pay", lambda stop: False)  # one thread, or a steady-state stop
+    assert layered_euler.relaxation_chunks(50, False).tolist() == [0, 50]
+    _force_chunks(monkeypatch)
+    assert layered_euler.relaxation_chunks(50, True).tolist() == [0, 50]
+    chunks = {b: layered_euler.relaxation_chunks(b, False).tolist() for b in (8, 15, 16, 20, 32, 33, 50, 70)}
+    assert chunks == {8: [0, 8], 15: [0, 15], 16: [0, 8, 16], 20: [0, 10, 20], 32: [0, 16, 32],
+                      33: [0, 16, 33], 50: [0, 25, 50], 70: [0, 23, 46, 70]}
+
+
 def test_a_divergence_in_one_chunk_is_reported_as_the_whole_batch_reports_it(rng, monkeypatch):
     net = HopfieldNetwork.layered([5, 8, 3], activation="tanh", seed=1)
     x = rng.random((70, 5))

@@ -61,11 +61,13 @@ References
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
+from dynsim._threads import merge_chunk_reports, one_blas_thread
 from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.networks.hopfield_kernels import group_rho_and_prime, local_field_of_groups
-from dynsim.relax.layered_euler import _activations, _split, group_box, is_layered, transposed_couplings
+from dynsim.relax.layered_euler import (_activations, _split, group_box, is_layered, relaxation_chunks,
+                                        transposed_couplings)
 from dynsim.validation import ValidationError
 from integrators import CONVERGED, DIVERGED, STEP_LIMIT, IntegrationResult, Trajectory
 from integrators._numerics import all_steady, first_bad_sample, open_recording, record, steady_residual
@@ -516,6 +518,36 @@ def sweep_layered(y0, theta, sizes, free_off, w_off, acts, drive, beta, target, 
     return out, status, steps, residual, bad_step, bad_sample, energy
 
 
+@njit(cache=True, parallel=True)
+def sweep_layered_chunks(y0, theta, sizes, free_off, w_off, acts, drive, beta, target, first, second, max_steps,
+                         atol, rtol, stop_at_steady_state, lo, hi, project, max_abs, starts, out, residual, energy,
+                         info):
+    """:func:`sweep_layered` on the chunks ``starts`` of a minibatch, on Numba's threads.
+
+    The samples relax independently (the weights are fixed during a
+    relaxation), so chunk c, samples ``starts[c]:starts[c + 1]``, is one
+    :func:`sweep_layered` call. ``out`` (batch, n_free), ``residual`` and
+    ``energy`` (batch,) receive the samples' results, ``info[c]`` the
+    chunk's (status, sweeps, local-field evaluations, bad_step, bad_sample
+    in the minibatch or -1). Meant for a fixed number of sweeps: a
+    steady-state stop would stop each chunk on its own.
+    """
+    for c in prange(starts.shape[0] - 1):
+        a = starts[c]
+        b = starts[c + 1]
+        y, status, steps, res, bad_step, bad_sample, e = sweep_layered(
+            y0[a:b], theta, sizes, free_off, w_off, acts, drive[a:b], beta, target[a:b], first, second, max_steps,
+            atol, rtol, stop_at_steady_state, lo, hi, project, max_abs)
+        out[a:b] = y
+        residual[a:b] = res
+        energy[a:b] = e
+        info[c, 0] = status
+        info[c, 1] = steps
+        info[c, 2] = steps + 1
+        info[c, 3] = bad_step
+        info[c, 4] = bad_sample + a if bad_sample >= 0 else -1
+
+
 # ----------------------------------------------------------------------------- Python boundary
 def fused_applies(network, record_every=0, box=None):
     """Whether :func:`relax` runs the fused loop :func:`sweep_layered`: a layered Hopfield network, nothing recorded,
@@ -714,10 +746,25 @@ def relax_with_energy(network, s0, drive, scheme, beta=0.0, target=None, clamp_o
     trajectory = None
     if fused and fused_applies(network, record_every, box):
         lo, hi = group_box(network, box)
-        y, status, steps, residual, bad_step, bad_sample, energy = sweep_layered(
-            y0, theta, sizes, free_off, w_off, acts, drive, real(beta), target, first, second, int(max_steps),
-            float(atol), float(rtol), bool(stop_at_steady_state), lo, hi, project,
-            real(min(max_abs, np.finfo(dtype).max)))  # max_abs in the dtype, as layered_euler.relax passes it
+        args = (theta, sizes, free_off, w_off, acts, drive, real(beta), target, first, second, int(max_steps),
+                float(atol), float(rtol), bool(stop_at_steady_state), lo, hi, project,
+                real(min(max_abs, np.finfo(dtype).max)))  # max_abs in the dtype, as layered_euler.relax passes it
+        starts = relaxation_chunks(n_batch, stop_at_steady_state)
+        if starts.shape[0] == 2:
+            y, status, steps, residual, bad_step, bad_sample, energy = sweep_layered(y0, *args)
+        else:
+            # A fixed number of sweeps: the samples' chunks on Numba's threads, one BLAS thread each (as
+            # layered_euler.relax runs Euler steps).
+            y = np.empty_like(y0)
+            residual, energy = np.empty(n_batch), np.empty(n_batch, dtype=dtype)
+            info = np.empty((starts.shape[0] - 1, 5), dtype=np.int64)
+            with one_blas_thread():
+                sweep_layered_chunks(y0, *args, starts, y, residual, energy, info)
+            status, steps, _nfev, bad_step, bad_sample = merge_chunk_reports(info, DIVERGED)
+            if status == DIVERGED:
+                # The whole batch stops at the first divergence, and its report holds every sample's last finite
+                # state there: run it so (rare, and exact).
+                y, status, steps, residual, bad_step, bad_sample, energy = sweep_layered(y0, *args)
     else:
         samples = (np.arange(n_batch, dtype=np.int64) if record_samples is None
                    else np.ascontiguousarray(record_samples, dtype=np.int64))

@@ -48,7 +48,7 @@ from dynsim.networks.hopfield import HopfieldNetwork
 from integrators.solve import finish_result
 from integrators.status import CONVERGED, DIVERGED, STEP_LIMIT
 
-__all__ = ["FUSED_METHODS", "CHUNK", "is_layered", "applies", "relax"]
+__all__ = ["FUSED_METHODS", "CHUNK", "SMALLEST_CHUNK", "relaxation_chunks", "is_layered", "applies", "relax"]
 
 FUSED_METHODS = ("euler", "projected_euler")
 """Integrators this path reproduces (single-stage explicit schemes)."""
@@ -58,6 +58,25 @@ CHUNK = 32
 """Samples per chunk of a fixed-step relaxation (a minibatch of B is ceil(B / CHUNK) near-equal chunks): small,
 because a step here is elementwise work over the batch and products of at most a few hundred columns; the 50
 samples of Laborieux et al.'s MNIST setting are two chunks."""
+SMALLEST_CHUNK = 8
+"""A minibatch of at least twice this many samples is split in two chunks even below CHUNK, so that the small
+minibatches of Scellier & Bengio's (20) and Scellier's (16) presets use a second core; below it, a thread's share
+of a step is too small to pay for starting the threads."""
+
+
+def relaxation_chunks(batch, stop_at_steady_state):
+    """Boundaries (n_chunks + 1,) of the chunks a fixed-step relaxation of ``batch`` samples runs in.
+
+    ceil(batch / CHUNK) near-equal chunks, and at least two from 2 x
+    SMALLEST_CHUNK samples; one chunk when a steady-state stop is asked for
+    or Numba has one thread (:func:`dynsim._threads.chunks_pay`). The
+    chunks depend on the batch size alone, not on how many threads run them.
+    """
+    if not chunks_pay(stop_at_steady_state):
+        return chunk_starts(batch, CHUNK, chunked=False)
+    if batch <= CHUNK and batch >= 2 * SMALLEST_CHUNK:
+        return chunk_starts(batch, -(-batch // 2))
+    return chunk_starts(batch, CHUNK)
 
 
 def is_layered(network):
@@ -440,7 +459,7 @@ def relax(network, s0, drive, method, beta=0.0, target=None, clamp_output=False,
     args = (theta, sizes, free_off, w_off, acts, drive, real(beta), target, clamp_output, real(dt), int(max_steps),
             float(atol), float(rtol), bool(stop_at_steady_state), lo, hi, cap)
     batch = y0.shape[0]
-    starts = chunk_starts(batch, CHUNK, chunked=chunks_pay(stop_at_steady_state))
+    starts = relaxation_chunks(batch, stop_at_steady_state)
     if starts.shape[0] == 2:
         y, t, status, steps, nfev, residual, bad_step, bad_sample, energy = euler_layered(y0, *args)
     else:
