@@ -27,8 +27,8 @@ import importlib
 import numba
 import numpy as np
 
-__all__ = ["THREAD_VARIABLES", "thread_environment", "kernel_threads", "chunks_pay", "one_blas_thread", "kernels_own_the_cores", "chunk_starts",
-           "merge_chunk_reports"]
+__all__ = ["THREAD_VARIABLES", "thread_environment", "kernel_threads", "chunks_pay", "one_blas_thread",
+           "kernels_own_the_cores", "chunk_starts", "store_chunk_report", "merge_chunk_reports"]
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 """The environment variables that size OpenMP's, the BLAS libraries' and Numba's thread pools."""
@@ -110,6 +110,17 @@ def chunk_starts(batch, chunk, chunked=True):
     """
     n_chunks = -(-int(batch) // int(chunk)) if chunked else 1
     return (np.arange(n_chunks + 1, dtype=np.int64) * int(batch)) // n_chunks
+
+
+@numba.njit(cache=True)
+def store_chunk_report(info, c, status, steps, nfev, bad_step, bad_sample, first):
+    """Row ``c`` of ``info`` (n_chunks, 5): a chunk's (status, steps, nfev, bad_step, bad_sample), the sample
+    numbered in the minibatch (the chunk starts at sample ``first``; -1 when none), for :func:`merge_chunk_reports`."""
+    info[c, 0] = status
+    info[c, 1] = steps
+    info[c, 2] = nfev
+    info[c, 3] = bad_step
+    info[c, 4] = bad_sample + first if bad_sample >= 0 else -1
 
 
 def merge_chunk_reports(info, diverged):

@@ -181,15 +181,29 @@ def test_a_divergence_in_one_chunk_of_sweeps_is_reported_as_the_whole_batch_repo
     s0 = 0.1 * rng.standard_normal((40, net.n_free))
     s0[33] *= 1e6  # in the second chunk, beyond max_abs from the start
     kw = dict(max_steps=50, atol=1e-6, rtol=1e-6, stop_at_steady_state=False, max_abs=1e3)
+    from dynsim.relax import layered_euler
+
+    monkeypatch.setattr(layered_euler, "chunks_pay", lambda stop: False)
     whole, _ = block_relaxation.relax_with_energy(net, s0, drive, "block", **kw)
     _force_chunks(monkeypatch)
+    reports = []
+    chunked_kernel = block_relaxation.sweep_layered_chunks
+
+    def spy(*a):
+        chunked_kernel(*a)
+        reports.append(a[-1].copy())  # the chunks' (status, steps, nfev, bad_step, bad_sample) rows
+
+    monkeypatch.setattr(block_relaxation, "sweep_layered_chunks", spy)
     ref, chunked, _ = _both(net, s0, drive, "block", 0.0, None, False, None, **kw)
     assert ref.status_name == "diverged" and ref.diverged_step == 0 and ref.diverged_sample == 33
     _same(ref, chunked)
     np.testing.assert_array_equal(chunked.y, whole.y)
+    # The chunks ran: the first finished its 50 sweeps, the second stopped at sample 33 of the minibatch.
+    (rows,) = reports
+    assert rows[0, 0] != rows[1, 0] and rows[0, 1] == 50 and tuple(rows[1, [1, 3, 4]]) == (0, 0, 33)
 
 
-def test_chunks_of_sweeps_on_several_threads_give_the_same_bits_every_time(rng):
+def test_chunks_of_sweeps_give_the_same_bits_on_two_threads_as_in_turn_on_one(rng, monkeypatch):
     numba = pytest.importorskip("numba")
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("Numba has one thread here")
@@ -202,10 +216,11 @@ def test_chunks_of_sweeps_on_several_threads_give_the_same_bits_every_time(rng):
     try:
         numba.set_num_threads(2)
         first = block_relaxation.relax(net, s0, drive, "block", **kw)
-        again = block_relaxation.relax(net, s0, drive, "block", **kw)
         numba.set_num_threads(1)  # one thread: the batch whole, equal to rounding
         single = block_relaxation.relax(net, s0, drive, "block", **kw)
+        _force_chunks(monkeypatch)  # one thread, the same two chunks in turn: the same bits
+        in_turn = block_relaxation.relax(net, s0, drive, "block", **kw)
     finally:
         numba.set_num_threads(saved)
-    np.testing.assert_array_equal(first.y, again.y)
+    np.testing.assert_array_equal(first.y, in_turn.y)
     np.testing.assert_allclose(first.y, single.y, rtol=0, atol=1e-12)

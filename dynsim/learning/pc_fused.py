@@ -54,7 +54,7 @@ import numpy as np
 from numba import njit, prange
 
 from dynsim._threads import chunk_starts as _chunk_starts
-from dynsim._threads import chunks_pay, merge_chunk_reports, one_blas_thread
+from dynsim._threads import chunks_pay, merge_chunk_reports, one_blas_thread, store_chunk_report
 from dynsim.networks.pc import PCNetwork
 from dynsim.networks.pc_kernels import phi_into
 from integrators.solve import finish_result
@@ -435,11 +435,7 @@ def pc_chunks(x, have_fx, drive, have_drive, target, theta, sizes, w_off, b_off,
         residual[lo:hi] = res
         energy[lo:hi] = e
         cost[lo:hi] = co
-        info[c, 0] = status
-        info[c, 1] = steps
-        info[c, 2] = nfev
-        info[c, 3] = bad_step
-        info[c, 4] = bad_sample + lo if bad_sample >= 0 else -1
+        store_chunk_report(info, c, status, steps, nfev, bad_step, bad_sample, lo)
     if n_chunks == 1:
         grad[:] = grads[0]
     else:

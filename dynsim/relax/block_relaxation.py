@@ -63,7 +63,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from dynsim._threads import merge_chunk_reports, one_blas_thread
+from dynsim._threads import merge_chunk_reports, one_blas_thread, store_chunk_report
 from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.networks.hopfield_kernels import group_rho_and_prime, local_field_of_groups
 from dynsim.relax.layered_euler import (_activations, _split, group_box, is_layered, relaxation_chunks,
@@ -541,11 +541,7 @@ def sweep_layered_chunks(y0, theta, sizes, free_off, w_off, acts, drive, beta, t
         out[a:b] = y
         residual[a:b] = res
         energy[a:b] = e
-        info[c, 0] = status
-        info[c, 1] = steps
-        info[c, 2] = steps + 1
-        info[c, 3] = bad_step
-        info[c, 4] = bad_sample + a if bad_sample >= 0 else -1
+        store_chunk_report(info, c, status, steps, steps + 1, bad_step, bad_sample, a)
 
 
 # ----------------------------------------------------------------------------- Python boundary

@@ -42,7 +42,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from dynsim._threads import chunk_starts, chunks_pay, merge_chunk_reports, one_blas_thread
+from dynsim._threads import chunk_starts, chunks_pay, merge_chunk_reports, one_blas_thread, store_chunk_report
 from dynsim.networks.activations import HARD_SIGMOID, unit_rho_and_prime
 from dynsim.networks.hopfield import HopfieldNetwork
 from integrators.solve import finish_result
@@ -407,11 +407,7 @@ def euler_layered_chunks(y0, theta, sizes, free_off, w_off, acts, drive, beta, t
         out[a:b] = y
         residual[a:b] = res
         energy[a:b] = e
-        info[c, 0] = status
-        info[c, 1] = steps
-        info[c, 2] = nfev
-        info[c, 3] = bad_step
-        info[c, 4] = bad_sample + a if bad_sample >= 0 else -1
+        store_chunk_report(info, c, status, steps, nfev, bad_step, bad_sample, a)
 
 
 # ----------------------------------------------------------------------------- Python boundary
@@ -466,7 +462,7 @@ def relax(network, s0, drive, method, beta=0.0, target=None, clamp_output=False,
         # A fixed number of steps: the samples' chunks on Numba's threads (each chunk stops only at the step
         # limit or on a divergence, as the whole batch would), one BLAS thread each.
         y = np.empty_like(y0)
-        residual, energy = np.empty(batch), np.empty(batch)
+        residual, energy = np.empty(batch), np.empty(batch, dtype=network.dtype)
         info = np.empty((starts.shape[0] - 1, 5), dtype=np.int64)
         with one_blas_thread():
             euler_layered_chunks(y0, theta, sizes, free_off, w_off, acts, drive, real(beta), target, clamp_output,
