@@ -209,7 +209,9 @@ def run_dynsim(setting, args, work):
 
     out = Path(tempfile.mkdtemp(prefix=f"{setting.key}-", dir=work))
     cmd = [sys.executable, str(SCENARIOS / setting.scenario), *setting.args, "--epochs", "1", "--out", str(out),
-           "--data-dir", str(args.data_dir), "--no-download", "--quiet", "--seed", str(args.seed)]
+           "--data-dir", str(args.data_dir), "--no-download", "--quiet"]
+    if args.seed is not None:
+        cmd += ["--seed", str(args.seed)]  # else the scenario's own default seed, as a user's run has
     if args.train_size is not None:
         cmd += ["--train-size", str(args.train_size)]
     if args.eval_size is not None:
@@ -239,7 +241,7 @@ def run_torch(setting, args, data_file):
     """:mod:`dynsim.benchmarks.torch_reference` for one epoch, in its own process (run by its path)."""
     kwargs = dict(algorithm=setting.family, data=str(data_file), sizes=list(setting.sizes), batch=setting.batch,
                   lr=setting.lr, dt=setting.dt, steps=setting.free_steps, nudged_steps=setting.nudged_steps,
-                  beta=setting.beta, activation="gelu", seed=args.seed, init_gain=setting.init_gain,
+                  beta=setting.beta, activation="gelu", seed=args.seed or 0, init_gain=setting.init_gain,
                   threads=args.torch_threads if args.torch_threads is not None else len(args.core_set),
                   # The images the scenario trains on (its split), so that the test errors after the epoch compare.
                   n_train=setting.split_images if args.train_size is None else None)
@@ -256,7 +258,7 @@ def run_torch(setting, args, data_file):
 def run_pcx(setting, args, data_file):
     """One pcx epoch in the interpreter of ``--pcx-python`` (:mod:`dynsim.benchmarks.pcx_runner` by its path)."""
     kwargs = dict(data=str(data_file), sizes=list(setting.sizes), batch=setting.batch, steps=setting.free_steps,
-                  dt=setting.dt, lr=setting.lr, activation="gelu", seed=args.seed)
+                  dt=setting.dt, lr=setting.lr, activation="gelu", seed=args.seed or 0)
     code, stdout, stderr, wall, peak = run_measured(
         [args.pcx_python, str(Path(pcx_runner.__file__).resolve()), "epoch", json.dumps(kwargs)], args.timeout,
         cores=args.core_set)
@@ -335,7 +337,7 @@ def write_data(args, work):
         origin = f"MNIST from {args.data_dir}"
         real = True
     except DatasetError:
-        rng = np.random.default_rng(args.seed)
+        rng = np.random.default_rng(args.seed or 0)
         x = rng.random((n_train, 784), dtype=np.float32)
         targets = np.eye(10, dtype=np.float32)[rng.integers(0, 10, n_train)]
         x_test, labels = rng.random((n_test, 784), dtype=np.float32), rng.integers(0, 10, n_test)
@@ -398,7 +400,9 @@ def build_parser():
     p.add_argument("--matmul-size", type=int, default=2048,
                    help="n of the n x n matrix products that measure the machine's rates (default 2048)")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds one process may run (default 3600)")
-    p.add_argument("--seed", type=int, default=0, help="initial weights and minibatch order of every contender's run but the authors' (default 0)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="initial weights and minibatch order of every contender's run but the authors' (default: "
+                        "the dynsim scenarios' own default seed, 0 for PyTorch and pcx)")
     p.add_argument("--work-dir", type=Path, default=None,
                    help="folder for the runs' outputs (default a temporary folder, removed at the end)")
     p.add_argument("--no-warm-up", action="store_true",
