@@ -18,7 +18,9 @@ output error reaches the hidden layers through fixed random matrices
 instead of the transposed forward weights. 'dtp' is difference target
 propagation (Lee et al. 2015): targets carried down through learned inverses
 with the difference correction, each layer trained towards its target, the
-inverses trained to undo noisy forward steps (``--dtp-step``, ``--dtp-noise``).
+inverses trained to undo noisy forward steps (``--dtp-step``, ``--dtp-noise``);
+``--dtp-top gradient --dtp-space rate`` is the formulation of Lee et al.'s code
+(a gradient step on the last hidden layer; targets and inverses on the rates).
 
 ``--conv 32,64`` puts convolutional stages before the dense layers (each a
 ``--kernel`` convolution then ``--pool`` pooling of side 2; no dense hidden
@@ -158,13 +160,14 @@ def build_parser():
     p.add_argument("--inference-steps", type=int, default=5, help="Euler steps of the PC inference")
     p.add_argument("--dt", type=float, default=0.05, help="Euler step of the PC inference")
     p.add_argument("--dtp-step", type=float, default=0.1,
-                   help="'dtp': eta of the output's target x_L - eta (x_L - y) (Lee et al. 2015's top-layer step)")
+                   help="'dtp': eta of the top target's step, x_L - eta (x_L - y) on the output or a gradient step of "
+                        "eta on the last hidden layer (--dtp-top)")
     p.add_argument("--dtp-noise", type=float, default=0.1,
                    help="'dtp': sigma of the corruption its learned inverses are trained to undo")
     p.add_argument("--dtp-top", default="output", choices=list(TOP_TARGETS),
                    help="'dtp': where the targets start: the output's target carried down by a learned inverse, "
-                        "or (Lee et al.'s code) a gradient step on the last hidden layer, the output layer learning "
-                        "its exact gradient")
+                        "or (Lee et al.'s code) a gradient step on the last hidden layer through W_L^T, which then "
+                        "learns backprop's update")
     p.add_argument("--dtp-space", default="state", choices=list(TARGET_SPACES),
                    help="'dtp': hidden targets, inverses and local losses on the states x_l, or (Lee et al.) on "
                         "the rates f(x_l)")

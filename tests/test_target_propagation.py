@@ -285,3 +285,16 @@ def test_lee_options_are_validated_and_described():
         DTPNetwork([5, 7, 3], target_space="post")
     d = DTPNetwork([5, 7, 3], top_target="gradient", target_space="rate").describe()
     assert (d["top_target"], d["target_space"]) == ("gradient", "rate")
+
+
+@pytest.mark.parametrize("top_target", ["output", "gradient"])
+def test_rate_space_dtp_in_float32_stays_float32_and_agrees_with_float64(rng, top_target):
+    net64, x, y = lee_net(rng, top_target)
+    net32 = DTPNetwork(list(net64.group_sizes), activation="tanh", target_step=0.3, inverse_noise=0.2,
+                       theta=net64.theta, dtype=np.float32, top_target=top_target, target_space="rate")
+    g64 = dtp_gradient(net64, x, y, rng=np.random.default_rng(2)).gradient
+    g32 = dtp_gradient(net32, x.astype(np.float32), y.astype(np.float32), rng=np.random.default_rng(2)).gradient
+    assert g32.dtype == np.float32
+    _, targets = dtp_targets(net32, x.astype(np.float32), y.astype(np.float32))
+    assert all(t.dtype == np.float32 for t in targets[1:])
+    np.testing.assert_allclose(g32, g64, rtol=0, atol=2e-5 * np.abs(g64).max())

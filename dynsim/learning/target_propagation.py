@@ -19,9 +19,9 @@ For a :class:`~dynsim.networks.dtp.DTPNetwork` (forward layers
 
 Two options of the network follow Lee et al.'s code (``DTPNetwork(top_target=...,
 target_space=...)``): the targets may start on the last hidden layer with a
-gradient step of the loss (``top_target='gradient'``; the output layer
-then learns its exact gradient, and the top two layers' updates are
-backprop's), and the hidden targets, the difference correction, the
+gradient step of the loss through W_L^T (``top_target='gradient'``; the
+last hidden layer then learns backprop's update, as the output layer does
+in either case), and the hidden targets, the difference correction, the
 inverses g_l(h) = f(h V_l + c_l) and the local losses may live on the rates
 h_l = f(x_l) instead of the states (``target_space='rate'``).
 
@@ -31,7 +31,8 @@ their scale as eta shrinks (their direction then tends to the errors carried
 down through the inverses' Jacobians, a Gauss-Newton-like direction rather
 than backprop's; Meulemans et al. 2020), and the inverses' gradients as they
 are. Every quantity is local: a layer's update needs its input, its
-activity and its target; the target arrives through G, never through W^T.
+activity and its target; the target arrives through G, never through W^T
+(except at the top with ``top_target='gradient'``, below).
 
 References
 ----------
@@ -115,7 +116,7 @@ def dtp_targets(network, x, target, drive=None):
         if rates:
             # g_l(h) = f(h V_l + c_l); the output's rate is f(x_L).
             above = f(targets[l]) if l == L else targets[l]
-            targets[l - 1] = f(layers[l - 1]) + (f(network._inverse_of_rates(l, above))
+            targets[l - 1] = f(layers[l - 1]) + (f(network._inverse_preactivation_of_rates(l, above))
                                                  - f(network._inverse(l, layers[l])))
         else:
             targets[l - 1] = layers[l - 1] + (network._inverse(l, targets[l]) - network._inverse(l, layers[l]))
@@ -186,7 +187,7 @@ def dtp_gradient(network, x, target, rng=None, drive=None):
             noisy = activation_and_derivative(layers[l - 1], act)[0].astype(dtype, copy=False) + noise
             up = noisy @ network.weights(l) + network.biases(l)
             f_up = activation_and_derivative(up, act)[0].astype(dtype, copy=False)
-            back, back_p = activation_and_derivative(network._inverse_of_rates(l, f_up), act)
+            back, back_p = activation_and_derivative(network._inverse_preactivation_of_rates(l, f_up), act)
             residual = (back_p * (back - noisy)).astype(dtype, copy=False) / batch
         else:
             noisy = layers[l - 1] + noise

@@ -75,9 +75,9 @@ class DTPNetwork(PCNetwork):
         'gradient' (Lee et al.'s code): the last hidden layer's target is a
         gradient step of the loss, x^_{L-1} = x_{L-1} - eta dL/dx_{L-1}
         (h^_{L-1} = h_{L-1} - eta dL/dh_{L-1} in rate space; through W_L^T,
-        the one place the rule transports weights), the
-        output layer learns its exact gradient, and G_L is not used (its
-        update is zero).
+        the one place the rule transports weights), so that layer L-1, like
+        the output layer in either case, learns backprop's update; G_L is
+        not used (its update is zero).
     target_space : {'state', 'rate'}
         Where the hidden layers' targets live. 'state': the states x_l, with
         G_l carrying x^_l to x^_{l-1} and the local loss 1/2 ||x_l - x^_l||^2.
@@ -177,7 +177,11 @@ class DTPNetwork(PCNetwork):
 
     # ----------------------------------------------------------------- the inverses
     def inverse(self, l, x_l):
-        """G_l(x_l) = f(x_l) V_l + c_l, shape (batch, n_{l-1}): the approximate inverse of layer l."""
+        """G_l(x_l) = f(x_l) V_l + c_l, shape (batch, n_{l-1}): the approximate inverse of layer l on states.
+
+        With ``target_space='rate'`` the same parameters act on rates, g_l(h_l) = f(h_l V_l + c_l) = f(G_l(x_l))
+        at h_l = f(x_l); this method and :meth:`reconstruction_loss` stay on states.
+        """
         self._check_inverse_layer(l)
         x_l = float_array("x_l", x_l, shape=(None, self.group_sizes[l]), dtype=self.dtype)
         return self._inverse(l, x_l)
@@ -186,8 +190,8 @@ class DTPNetwork(PCNetwork):
         f, _ = activation_and_derivative(x_l, self.activation)
         return f.astype(self.dtype, copy=False) @ self.inverse_weights(l) + self.inverse_biases(l)
 
-    def _inverse_of_rates(self, l, r_l):
-        """r_l V_l + c_l for rates r_l (batch, n_l): g_l(h_l) = f of this is the inverse on rates."""
+    def _inverse_preactivation_of_rates(self, l, r_l):
+        """r_l V_l + c_l for rates r_l (batch, n_l); f of it is g_l(h_l), the inverse on rates ('rate' space)."""
         return r_l @ self.inverse_weights(l) + self.inverse_biases(l)
 
     def reconstruction_loss(self, l, x_below):
