@@ -128,11 +128,22 @@ ALIGNMENT_IMAGES = 1000
 """Held-out images on which each rule's update is compared with backprop's after every epoch."""
 N_TEST = 10000
 """Test images of MNIST and Fashion-MNIST."""
+DTP_OPTIONS = {"dtp_step": 0.1, "dtp_noise": 0.1, "dtp_top": "output", "dtp_space": "state"}
+CONV_OPTIONS = {"kernel": 5, "padding": 0, "pool": "max"}
+"""Options that shape one rule's network or the --conv stages, and their values when left unset: given without
+that rule or --conv, they would be silently ignored, so they are refused instead."""
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's help with defaults, except for options whose default is None: their help says what unset means."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
 
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=_HelpFormatter)
     p.add_argument("--dataset", default="mnist", choices=sorted(DATASETS), help="data set")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="folder of the IDX files (default: $DYNSIM_DATA, else data/)")
@@ -152,25 +163,26 @@ def build_parser():
                    help="convolutional stages before the dense layers, their channels (e.g. 16,32): each a "
                         "--kernel convolution (padding --padding) then --pool pooling of side 2 (Millidge et al. "
                         "2022's convolutional PC)")
-    p.add_argument("--kernel", type=int, default=5, help="kernel side of the --conv stages")
-    p.add_argument("--padding", type=int, default=0, help="zero padding of the --conv stages")
-    p.add_argument("--pool", default="max", choices=["max", "avg", "none"], help="pooling after each --conv stage")
+    p.add_argument("--kernel", type=int, default=None, help="kernel side of the --conv stages (default: 5)")
+    p.add_argument("--padding", type=int, default=None, help="zero padding of the --conv stages (default: 0)")
+    p.add_argument("--pool", default=None, choices=["max", "avg", "none"],
+                   help="pooling after each --conv stage (default: max)")
     p.add_argument("--activation", default="tanh", choices=["tanh", "logistic", "relu", "hard_sigmoid", "gelu"],
                    help="f in mu_l = f(x_{l-1}) W_l + b_l")
     p.add_argument("--inference-steps", type=int, default=5, help="Euler steps of the PC inference")
     p.add_argument("--dt", type=float, default=0.05, help="Euler step of the PC inference")
-    p.add_argument("--dtp-step", type=float, default=0.1,
+    p.add_argument("--dtp-step", type=float, default=None,
                    help="'dtp': eta of the top target's step, x_L - eta (x_L - y) on the output or a gradient step of "
-                        "eta on the last hidden layer (--dtp-top)")
-    p.add_argument("--dtp-noise", type=float, default=0.1,
-                   help="'dtp': sigma of the corruption its learned inverses are trained to undo")
-    p.add_argument("--dtp-top", default="output", choices=list(TOP_TARGETS),
-                   help="'dtp': where the targets start: the output's target carried down by a learned inverse, "
-                        "or (Lee et al.'s code) a gradient step on the last hidden layer through W_L^T, which then "
-                        "learns backprop's update")
-    p.add_argument("--dtp-space", default="state", choices=list(TARGET_SPACES),
-                   help="'dtp': hidden targets, inverses and local losses on the states x_l, or (Lee et al.) on "
-                        "the rates f(x_l)")
+                        "eta on the last hidden layer (--dtp-top) (default: 0.1)")
+    p.add_argument("--dtp-noise", type=float, default=None,
+                   help="'dtp': sigma of the corruption its learned inverses are trained to undo (default: 0.1)")
+    p.add_argument("--dtp-top", default=None, choices=list(TOP_TARGETS),
+                   help="'dtp': where the targets start: the output's target carried down by a learned inverse "
+                        "(default), or (Lee et al.'s code) a gradient step on the last hidden layer through W_L^T, "
+                        "which then learns backprop's update")
+    p.add_argument("--dtp-space", default=None, choices=list(TARGET_SPACES),
+                   help="'dtp': hidden targets, inverses and local losses on the states x_l (default), or (Lee et "
+                        "al.) on the rates f(x_l)")
     p.add_argument("--output-variance", type=float, default=1.0,
                    help="sigma_L^2 of 'pc-strict' (other layers 1); its update is multiplied by it")
     p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"], help="parameter update rule")
@@ -211,8 +223,6 @@ def check_options(args):
     real_scalar("--dt", args.dt, 0.0, np.inf, low_open=True, high_open=True)
     real_scalar("--lr", args.lr, 0.0, np.inf, low_open=True, high_open=True)
     real_scalar("--output-variance", args.output_variance, 0.0, np.inf, low_open=True, high_open=True)
-    real_scalar("--dtp-step", args.dtp_step, 0.0, np.inf, low_open=True, high_open=True)
-    real_scalar("--dtp-noise", args.dtp_noise, 0.0, np.inf, low_open=True, high_open=True)
     for name in ("train_size", "eval_size", "max_batches"):
         if getattr(args, name) is not None:
             positive_int("--" + name.replace("_", "-"), getattr(args, name))
@@ -233,6 +243,11 @@ def check_options(args):
         raise ValidationError("--resume and --overwrite exclude each other")
     if args.rules is None:
         args.rules = ["pc-strict"] if args.device is not None else ["pc-strict", "bp"]
+    options_of("dtp" in args.rules, DTP_OPTIONS, args,
+               f"to the rule dtp, which --rules {','.join(args.rules)} does not train", "add dtp to --rules")
+    options_of(args.conv is not None, CONV_OPTIONS, args, "to the --conv stages, and none is given", "give --conv")
+    real_scalar("--dtp-step", args.dtp_step, 0.0, np.inf, low_open=True, high_open=True)
+    real_scalar("--dtp-noise", args.dtp_noise, 0.0, np.inf, low_open=True, high_open=True)
     if args.cuda_graph and args.device is None:
         raise ValidationError("--cuda-graph replays training steps on a CUDA device: give --device cuda")
     if args.device is not None:
@@ -268,6 +283,26 @@ def check_options(args):
     check_memory("--conv and --batch-size", 9 * batch * n_free * itemsize + 6 * arch.n_params * itemsize
                  + data_bytes, f"a {describe_architecture(arch)} network trained on minibatches of {batch} "
                                f"{args.dataset} images in {args.dtype}")
+
+
+def options_of(applies, defaults, args, what, remedy):
+    """Refuse ``defaults``' options given where they do not apply, then give the unset ones their defaults.
+
+    ``what`` says what the options apply to and why that is absent, ``remedy`` the other way out than dropping them.
+
+    Raises
+    ------
+    ValidationError
+        Naming every such option given, ``what`` and ``remedy``.
+    """
+    given = ["--" + name.replace("_", "-") for name in defaults if getattr(args, name) is not None]
+    if given and not applies:
+        several = len(given) > 1
+        raise ValidationError(f"{', '.join(given)} {'apply' if several else 'applies'} only {what}: {remedy} or "
+                              f"drop {'them' if several else 'it'}")
+    for name, default in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
 
 
 def architecture(args):
