@@ -51,15 +51,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from matplotlib import colormaps
-from matplotlib.figure import Figure
 
 from dynsim.cli.argtypes import choice_list, number_list
 from dynsim.datasets.idx import DATASETS, DatasetError, load
 from dynsim.experiments.estimator_sweep import reference_gradient
 from dynsim.learning import gradient_estimate
 from dynsim.networks import DendriticMicrocircuit, DTPNetwork, HopfieldNetwork, PCNetwork, VectorFieldHopfieldNetwork
-from dynsim.plots._figure import save_figure
+from dynsim.plots.rules import plot_rule_comparison
 from dynsim.references.vector_field import vf_implicit_gradient
 from dynsim.relax.phases import SettleOptions, free_phase
 from dynsim.training.loop import TrainingDivergedError, fit
@@ -149,8 +147,8 @@ def phase_options(rule, steps):
 def estimate(rule, net, x, y, steps, beta, seed):
     """The rule's update on (x, y) with its phases run ``steps`` iterations (a gradient estimate)."""
     free_opts, nudged_opts = phase_options(rule, steps)
-    return gradient_estimate({"vf-ep": "ep-centered"}.get(rule, rule), net, x, y, beta=beta, options=free_opts, nudged_options=nudged_opts,
-                             rng=np.random.default_rng(seed), feedback_seed=seed).gradient
+    return gradient_estimate({"vf-ep": "ep-centered"}.get(rule, rule), net, x, y, beta=beta, options=free_opts,
+                             nudged_options=nudged_opts, rng=np.random.default_rng(seed), feedback_seed=seed).gradient
 
 
 def reference(rule, net, x, y):
@@ -176,47 +174,6 @@ def distance(net, est, ref):
     norm = np.linalg.norm(a) * np.linalg.norm(b)
     cosine = float(a @ b / norm) if norm > 0 else float("nan")
     return cosine, float(np.linalg.norm(a - b) / np.linalg.norm(b))
-
-
-def plot(rows, out, title):
-    fig = Figure(figsize=(15.0, 4.5), layout="constrained")
-    ax_it, ax_ep, ax_acc = fig.subplots(1, 3)
-    rules = list(dict.fromkeys(r["rule"] for r in rows))
-    palette = colormaps["tab20"]
-    colours = {rule: palette(k % 20) for k, rule in enumerate(rules)}
-    styles = {rule: "-" if FAMILY.get(rule) in ("hopfield", "vf") else "--" for rule in rules}
-    for rule in rules:
-        it = [r for r in rows if r["rule"] == rule and r["kind"] == "iterations"]
-        if it:
-            ax_it.plot([r["x"] for r in it], [r["cosine"] for r in it], marker="o", ms=3, color=colours[rule],
-                       ls=styles[rule], label=rule)
-        ep = [r for r in rows if r["rule"] == rule and r["kind"] == "epoch"]
-        if ep:
-            ax_ep.plot([r["x"] for r in ep], [r["cosine"] for r in ep], marker="o", ms=3, color=colours[rule],
-                       ls=styles[rule], label=rule)
-    ax_it.set_xscale("log")
-    ax_it.set_xlabel("iterations of the phases")
-    ax_it.set_ylabel("cosine to the exact gradient (weights)")
-    ax_it.set_title("1. at the start, against iterations", fontsize=9)
-    ax_ep.set_xlabel("epoch")
-    ax_ep.set_ylabel("cosine to the exact gradient (weights)")
-    ax_ep.set_title("2. during training (the probe minibatch)", fontsize=9)
-    final = {rule: [r for r in rows if r["rule"] == rule and r["kind"] == "epoch"] for rule in rules}
-    names = [rule for rule in rules if final[rule]]
-    errors = [100 * final[rule][-1]["test_error"] for rule in names]
-    ax_acc.barh(range(len(names)), errors, color=[colours[rule] for rule in names])
-    ax_acc.set_yticks(range(len(names)), names, fontsize=8)
-    ax_acc.invert_yaxis()
-    ax_acc.set_xlabel("test error after the last epoch (%)")
-    ax_acc.set_title("3. accuracy", fontsize=9)
-    for ax in (ax_it, ax_ep):
-        ax.set_ylim(-0.2, 1.05)
-        ax.axhline(0.0, color="k", lw=0.8, ls=":")
-        ax.grid(True, which="both", alpha=0.3)
-    ax_ep.legend(fontsize=7, ncol=2)
-    ax_acc.grid(True, axis="x", alpha=0.3)
-    fig.suptitle(title, fontsize=10)
-    return save_figure(fig, out)
 
 
 @reports_write_errors
@@ -282,7 +239,7 @@ def main(argv=None):
         log.record_table("rules", columns)
     title = (f"{args.dataset}: 784-{args.hidden}-10, {args.train_size} images, {args.epochs} epochs, Adam "
              f"{args.lr:g}, {args.train_steps} iterations in training")
-    figure = plot(rows, args.out / "rules.png", title)
+    figure = plot_rule_comparison(columns, args.out / "rules.png", title)
     print(f"\n{'rule':<20}{'cos @ ' + str(max(args.iterations)):>12}{'cos end':>9}{'test error':>12}")
     for rule in args.rules:
         it = [r for r in rows if r["rule"] == rule and r["kind"] == "iterations"]

@@ -106,6 +106,7 @@ from dynsim.networks import Architecture, ConvPCNetwork, DTPNetwork
 from dynsim.networks.dtp import TARGET_SPACES, TOP_TARGETS
 from dynsim.networks.pc import PCNetwork
 from dynsim.plots._figure import save_figure
+from dynsim.plots.rules import plot_alignment
 from dynsim.references import alignment_angles
 from dynsim.relax.phases import SettleOptions
 from dynsim.training.checkpoint import CheckpointError, checkpoint_exists
@@ -351,26 +352,6 @@ def plot_test_errors(histories, dataset, out, title):
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=10)
-    return save_figure(fig, out)
-
-
-def plot_alignment(tables, out, title):
-    """Angle between each rule's update and backprop's against epoch, one panel per weight matrix."""
-    blocks = [name for name in next(iter(tables.values())) if name.startswith("W_")]
-    fig = Figure(figsize=(4.0 * len(blocks), 4.0), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(blocks), sharey=True))
-    for ax, block in zip(axes, blocks):
-        for k, (rule, table) in enumerate(tables.items()):
-            order = np.argsort(table["epoch"])
-            ax.plot(table["epoch"][order], table[block][order], marker="o", ms=3, color=f"C{k}", label=rule)
-        ax.axhline(90.0, color="k", lw=0.8, ls=":")
-        ax.set_title(block, fontsize=9)
-        ax.set_xlabel("epoch")
-        ax.grid(True, alpha=0.3)
-    axes[0].set_ylabel("angle to backprop's update (degrees)")
-    axes[0].set_ylim(0.0, 120.0)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
     return save_figure(fig, out)
 
 

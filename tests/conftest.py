@@ -52,3 +52,18 @@ def mnist_splits():
     if root is None:
         pytest.skip("the MNIST IDX files are not present (DYNSIM_DATA, data/ or shared/data)")
     return load("mnist", data_dir=root, download=False)
+
+
+@pytest.fixture
+def cli_plot():
+    """``cli_plot(log, kind, out, *args)``: ``dynsim plot`` in a subprocess; asserts that it wrote a PNG to ``out``."""
+    import subprocess
+
+    def plot(log, kind, out, *args):
+        proc = subprocess.run([sys.executable, "-m", "dynsim.cli.main", "plot", str(log), "--kind", kind, "--out",
+                               str(out), *map(str, args)], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == str(out) and Path(out).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        return out
+
+    return plot

@@ -155,7 +155,7 @@ def test_bad_arguments_are_refused_with_the_argument_named(rng):
         net.block("W_9")
 
 
-def test_teacher_student_scenario_runs_end_to_end(tmp_path):
+def test_teacher_student_scenario_runs_end_to_end(tmp_path, cli_plot):
     """The scenario in a subprocess: interneurons first, then learning beside backprop; log, tables, figure."""
     import subprocess
     import sys
@@ -185,6 +185,8 @@ def test_teacher_student_scenario_runs_end_to_end(tmp_path):
         assert epochs["angle_W_2"][0] < 5.0
         assert log.n_relaxations == 1
     assert (out / "learning.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for kind in ("settling", "training", "gradients"):  # the command line reads the log: trajectories, curves, angles
+        cli_plot(out / "log.h5", kind, tmp_path / f"{kind}.png")
     again = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert again.returncode == 2 and "--overwrite" in again.stderr
 

@@ -171,3 +171,94 @@ def test_training_figures_never_import_pyplot(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "a.png").is_file() and (tmp_path / "b.png").is_file()
+
+
+# --------------------------------------------------------------------------- rules beside backprop, several runs
+def _capture(monkeypatch, module):
+    """Keep the figures that ``module`` saves, so that the test can read back the lines drawn on them."""
+    from dynsim.plots import _figure
+
+    figures = []
+
+    def save(fig, out):
+        figures.append(fig)
+        return _figure.save_figure(fig, out)
+
+    monkeypatch.setattr(module, "save_figure", save)
+    return figures
+
+
+def _lines(ax):
+    return {line.get_label(): (line.get_xdata(), line.get_ydata()) for line in ax.get_lines()
+            if not line.get_label().startswith("_")}
+
+
+def test_error_curves_of_several_runs_draw_every_split_of_every_run(tmp_path, monkeypatch):
+    from dynsim.plots import training
+
+    figures = _capture(monkeypatch, training)
+    runs = {rule: {"epoch": np.arange(4), "train_error": np.array([0.9, 0.3, 0.1, 0.0]) * scale,
+                   "test_error": np.array([0.9, 0.35, 0.2, 0.15]) * scale, "seconds": np.ones(4)}
+            for rule, scale in (("pc-strict", 1.0), ("bp", 0.5))}
+    out = training.plot_error_curves(runs, tmp_path / "errors.png", title="two rules")
+    assert_png_with_content(out)
+    lines = _lines(figures[0].axes[0])
+    assert sorted(lines) == ["bp test", "bp train", "pc-strict test", "pc-strict train"]
+    for rule, table in runs.items():
+        for split in ("train", "test"):
+            x, y = lines[f"{rule} {split}"]
+            np.testing.assert_array_equal(x, table["epoch"])
+            np.testing.assert_allclose(y, 100 * table[f"{split}_error"])
+    with pytest.raises(ValueError, match="the table of 'bad' must hold 'epoch' and '<split>_error' columns"):
+        training.plot_error_curves({"bad": {"epoch": [0, 1], "loss": [1.0, 0.5]}}, tmp_path / "x.png")
+    with pytest.raises(ValueError, match="columns is empty"):
+        training.plot_error_curves({}, tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_alignment_draws_each_rules_angles_per_weight_matrix_in_epoch_order(tmp_path, monkeypatch):
+    from dynsim.plots import rules
+
+    figures = _capture(monkeypatch, rules)
+    # Rows out of epoch order (a resumed run appends), and a matrix that one rule does not report.
+    tables = {"fa": {"epoch": np.array([1, 0, 2]), "W_input_hidden": np.array([70.0, 89.0, 60.0]),
+                     "W_hidden_output": np.array([0.0, 0.0, 0.0])},
+              "dtp": {"epoch": np.array([0, 1, 2]), "W_input_hidden": np.array([88.0, 80.0, 75.0])}}
+    out = rules.plot_alignment(tables, tmp_path / "alignment.png", title="t")
+    assert_png_with_content(out)
+    first, second = figures[0].axes
+    assert (first.get_title(), second.get_title()) == ("W_input_hidden", "W_hidden_output")
+    fa_x, fa_y = _lines(first)["fa"]
+    np.testing.assert_array_equal(fa_x, [0, 1, 2])
+    np.testing.assert_array_equal(fa_y, [89.0, 70.0, 60.0])
+    np.testing.assert_array_equal(_lines(first)["dtp"][1], [88.0, 80.0, 75.0])
+    assert sorted(_lines(second)) == ["fa"]
+    with pytest.raises(ValueError, match="no angle column"):
+        rules.plot_alignment({"fa": {"epoch": [0], "loss": [1.0]}}, tmp_path / "x.png")
+    with pytest.raises(ValueError, match="tables is empty"):
+        rules.plot_alignment({}, tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_rule_comparison_draws_cosines_and_the_last_epochs_test_error(tmp_path, monkeypatch):
+    from dynsim.plots import rules
+
+    figures = _capture(monkeypatch, rules)
+    nan = float("nan")
+    table = {"rule": np.array(["ep", "ep", "ep", "ep", "fa", "fa"]),
+             "kind": np.array(["iterations", "iterations", "epoch", "epoch", "epoch", "epoch"]),
+             "x": np.array([5.0, 50.0, 0.0, 1.0, 0.0, 1.0]),
+             "cosine": np.array([0.4, 0.9, 0.8, 0.7, 0.1, 0.2]),
+             "relative_error": np.ones(6),
+             "test_error": np.array([nan, nan, 0.9, 0.25, 0.9, 0.125])}
+    out = rules.plot_rule_comparison(table, tmp_path / "rules.png", title="t")
+    assert_png_with_content(out)
+    by_iterations, by_epoch, accuracy = figures[0].axes
+    assert sorted(_lines(by_iterations)) == ["ep"]  # FA has no phases to iterate
+    np.testing.assert_array_equal(_lines(by_iterations)["ep"][1], [0.4, 0.9])
+    np.testing.assert_array_equal(_lines(by_epoch)["fa"][1], [0.1, 0.2])
+    # One bar per trained rule: its test error after the last epoch, in percent.
+    np.testing.assert_allclose([bar.get_width() for bar in accuracy.patches], [25.0, 12.5])
+    with pytest.raises(ValueError, match=r"lacks the columns \['cosine'\]"):
+        rules.plot_rule_comparison({k: v for k, v in table.items() if k != "cosine"}, tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()

@@ -172,7 +172,7 @@ def test_pc_scenario_trains_pc_and_backprop_from_the_same_start(tmp_path):
     assert (out / "errors.png").read_bytes()[:8] == PNG_MAGIC
 
 
-def test_pc_scenario_logs_how_far_feedback_alignment_lies_from_backprop(tmp_path):
+def test_pc_scenario_logs_how_far_feedback_alignment_lies_from_backprop(tmp_path, cli_plot):
     out = tmp_path / "fa"
     proc = run("mnist_pc.py", "--rules", "fa,dfa,dtp,bp", "--epochs", "2", "--train-size", "256", "--eval-size",
                "100", "--out", str(out), "--quiet")
@@ -195,6 +195,9 @@ def test_pc_scenario_logs_how_far_feedback_alignment_lies_from_backprop(tmp_path
             assert np.all(table["W_layer_3_output"] < 1e-3)
             assert log.table(f"epochs_{rule}")["test_loss"][0] == log.table("epochs_bp")["test_loss"][0]
     assert (out / "alignment.png").read_bytes()[:8] == PNG_MAGIC
+    # The command line draws the same log: every rule's error curves, and the angles (Lillicrap et al.'s figure).
+    cli_plot(out / "log.h5", "training", tmp_path / "training.png")
+    cli_plot(out / "log.h5", "gradients", tmp_path / "angles.png")
 
 
 def test_pc_scenario_runs_lees_target_propagation_whose_top_two_layers_learn_as_backprop(tmp_path):
@@ -240,7 +243,7 @@ def test_pc_scenario_trains_a_conv_network_whose_exact_rules_follow_backprop(tmp
     assert not (tmp_path / "fa").exists()
 
 
-def test_compare_rules_writes_every_rules_distance_and_accuracy_to_one_table(tmp_path):
+def test_compare_rules_writes_every_rules_distance_and_accuracy_to_one_table(tmp_path, cli_plot):
     out = tmp_path / "rules"
     proc = run("compare_rules.py", "--train-size", "128", "--eval-size", "60", "--epochs", "1", "--iterations",
                "5,20", "--hidden", "16", "--out", str(out))
@@ -263,6 +266,7 @@ def test_compare_rules_writes_every_rules_distance_and_accuracy_to_one_table(tmp
         epochs = [(x, e) for r, k, x, _, e in rows if r == rule and k == "epoch"]
         assert [x for x, _ in epochs] == [0.0, 1.0] and all(0.0 <= e <= 1.0 for _, e in epochs)
     assert (out / "rules.png").read_bytes()[:8] == PNG_MAGIC
+    cli_plot(out / "log.h5", "gradients", tmp_path / "from_the_log.png")  # the same figure, from the log alone
 
 
 def test_microcircuit_scenario_learns_mnist_beside_backprop(tmp_path):

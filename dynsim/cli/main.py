@@ -109,10 +109,33 @@ def _cmd_show(args):
     return 0
 
 
+def _alignment_tables(reader):
+    """Angles between rules' updates and a reference's during training, as :func:`plot_alignment` takes them.
+
+    ``alignment_<rule>`` tables (feedforward rules against backprop), else the angle columns of the per-epoch
+    tables: ``angle_true_W_*`` (vector-field EP against recurrent backprop) or ``angle_W_*`` (the microcircuit
+    against backprop). Returns ``(tables, reference)``, or None when the log holds none of them.
+    """
+    tables = {t.removeprefix("alignment_"): reader.table(t) for t in reader.tables if t.startswith("alignment_")}
+    if tables:
+        return tables, "backprop"
+    runs = {t.removeprefix("epochs_"): reader.table(t) for t in reader.tables
+            if t == "epochs" or t.startswith("epochs_")}
+    for prefix, reference in (("angle_true_", "recurrent backprop"), ("angle_", "backprop")):
+        for name, table in runs.items():
+            angles = {c.removeprefix(prefix): table[c] for c in table if c.startswith(prefix + "W_")}
+            if angles:
+                tables[name] = {"epoch": table["epoch"], **angles}
+        if tables:
+            return tables, reference
+    return None
+
+
 def _cmd_plot(args):
     from dynsim.io.log import read_log
     from dynsim.plots.gradients import plot_gdu_table, plot_sweep
     from dynsim.plots.relaxation import plot_energy, plot_feature_maps, plot_settling
+    from dynsim.plots.rules import plot_alignment, plot_rule_comparison
     from dynsim.plots.training import plot_error_curves, plot_training_curves
 
     reader = read_log(args.log)
@@ -151,15 +174,20 @@ def _cmd_plot(args):
             path = plot(reader, out, relaxation=args.relaxation)
     elif args.kind == "training":
         names = [t for t in reader.tables if t.startswith("history")]
-        if "epochs" in reader.tables:
-            # The per-epoch table of a dataset run (dynsim.training.loop): error curves of every split.
+        # The per-epoch tables of dataset runs (dynsim.training.loop): 'epochs', or 'epochs_<rule>' per rule
+        # where a scenario trains several side by side; error curves of every split.
+        runs = [t for t in reader.tables if t == "epochs" or t.startswith("epochs_")]
+        if runs == ["epochs"]:
             path = plot_error_curves(reader.table("epochs"), out, title=f"training of {Path(args.log).name}")
+        elif runs:
+            path = plot_error_curves({t.removeprefix("epochs_"): reader.table(t) for t in runs}, out,
+                                     title=f"training of {Path(args.log).name}")
         elif names:
             histories = {n.removeprefix("history_") or n: reader.table(n) for n in names}
             path = plot_training_curves(histories, out, title=f"training curves of {Path(args.log).name}")
         else:
-            raise DynsimError(f"{args.log} holds no training history (an 'epochs' table or history* tables); "
-                              f"its tables are {reader.tables}")
+            raise DynsimError(f"{args.log} holds no training history (an 'epochs' or 'epochs_*' table, or history* "
+                              f"tables); its tables are {reader.tables}")
     else:
         if "sweep" in reader.tables:
             table = reader.table("sweep")
@@ -167,9 +195,14 @@ def _cmd_plot(args):
             path = plot_sweep(table, out, x="free_steps", metric=args.metric)
         elif "gdu" in reader.tables:
             path = plot_gdu_table(reader.table("gdu"), out)
+        elif "rules" in reader.tables:
+            path = plot_rule_comparison(reader.table("rules"), out, title=f"every rule of {Path(args.log).name}")
+        elif alignment := _alignment_tables(reader):
+            tables, reference = alignment
+            path = plot_alignment(tables, out, title=f"alignment in {Path(args.log).name}", reference=reference)
         else:
-            raise DynsimError(f"{args.log} holds no gradient comparison (a 'sweep' or 'gdu' table); its tables "
-                              f"are {reader.tables}")
+            raise DynsimError(f"{args.log} holds no gradient comparison (a 'sweep', 'gdu', 'rules' or "
+                              f"'alignment_*' table, or angle_true_* columns); its tables are {reader.tables}")
     print(path)
     return 0
 
@@ -218,7 +251,11 @@ def build_parser():
 
     s = sub.add_parser("plot", help="draw a figure from a log")
     s.add_argument("log", help="a dynsim HDF5 log")
-    s.add_argument("--kind", choices=PLOT_KINDS, default="settling")
+    s.add_argument("--kind", choices=PLOT_KINDS, default="settling",
+                   help="settling, energy: a relaxation's trajectories; maps: a convolutional group's feature maps; "
+                        "training: error curves of every split (and run) per epoch; gradients: the distance of "
+                        "updates to their reference (a sweep, GDU, every rule side by side, alignment angles "
+                        "during training)")
     s.add_argument("--relaxation", type=int, default=0, help="which relaxation (settling, energy, maps)")
     s.add_argument("--group", default=None, help="maps: the feature-map group (default: the first recorded)")
     s.add_argument("--phase", default=None, help="maps: the phase (default: the first, free)")

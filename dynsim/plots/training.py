@@ -13,6 +13,8 @@ from dynsim.plots._figure import save_figure
 __all__ = ["plot_training_curves", "plot_decision_regions", "plot_error_curves"]
 
 _CURVE_STYLES = ("-", "--", "-.", ":")
+_SPLIT_STYLES = {"test": "-", "validation": "--", "train": ":"}
+"""Line styles of the splits when several runs share a figure (colours tell the runs apart)."""
 LOSS_FLOOR = 1e-12
 """Losses below this are drawn on the linear part of the training-curve loss axis."""
 
@@ -193,13 +195,16 @@ def plot_decision_regions(predictors, x, labels, out, resolution=100, margin=0.0
 
 
 def plot_error_curves(columns, out, title=None, reference=None):
-    """Training, validation and test error against epoch, from a per-epoch metrics table.
+    """Training, validation and test error against epoch, from the per-epoch metrics table of one run or of several.
 
     Parameters
     ----------
-    columns : mapping of str to array
+    columns : mapping of str to array, or mapping of str to such mappings
         ``epoch`` and any ``<split>_error`` columns, e.g. the ``epochs``
-        table of a dataset run (:func:`dynsim.training.loop.metric_columns`).
+        table of a dataset run (:func:`dynsim.training.loop.metric_columns`);
+        or, for runs side by side (the ``epochs_<rule>`` tables of a
+        scenario that trains several rules), such tables by run name: a
+        colour per run, a line style per split.
     out : str or os.PathLike
         PNG file to write.
     title : str, optional
@@ -210,19 +215,34 @@ def plot_error_curves(columns, out, title=None, reference=None):
     Returns
     -------
     pathlib.Path
+
+    Raises
+    ------
+    ValueError
+        No table, or a table without an ``epoch`` or any ``<split>_error`` column.
     """
-    epoch = np.asarray(columns["epoch"], dtype=float)
-    splits = [k[:-len("_error")] for k in columns if k.endswith("_error")]
-    if not splits:
-        raise ValueError("columns hold no '<split>_error' column")
+    runs = {None: columns} if "epoch" in columns else dict(columns)
+    if not runs:
+        raise ValueError("columns is empty: give a table, or tables by run name")
+    for name, table in runs.items():
+        if "epoch" not in table or not any(k.endswith("_error") for k in table):
+            which = "columns" if name is None else f"the table of {name!r}"
+            raise ValueError(f"{which} must hold 'epoch' and '<split>_error' columns, got {sorted(table)}")
     fig = Figure(figsize=(8.0, 5.0), layout="constrained")
     ax = fig.subplots()
-    for k, split in enumerate(splits):
-        err = 100.0 * np.asarray(columns[f"{split}_error"], dtype=float)
-        ax.plot(epoch, err, marker="o", ms=3, color=f"C{k}", label=split)
-        if err.size:
-            ax.annotate(f"{err[-1]:.2f} %", (epoch[-1], err[-1]), textcoords="offset points", xytext=(4, 0),
-                        color=f"C{k}", fontsize=8, va="center")
+    for k, (name, table) in enumerate(runs.items()):
+        epoch = np.asarray(table["epoch"], dtype=float)
+        splits = [key[:-len("_error")] for key in table if key.endswith("_error")]
+        for j, split in enumerate(splits):
+            err = 100.0 * np.asarray(table[f"{split}_error"], dtype=float)
+            colour = f"C{(j if name is None else k) % 10}"
+            style = "-" if name is None else _SPLIT_STYLES.get(split, _CURVE_STYLES[j % len(_CURVE_STYLES)])
+            ax.plot(epoch, err, marker="o", ms=3, color=colour, ls=style,
+                    label=split if name is None else f"{name} {split}")
+            # One run: every split's last value; several: the test error's only, to keep the figure readable.
+            if err.size and (name is None or split == "test"):
+                ax.annotate(f"{err[-1]:.2f} %", (epoch[-1], err[-1]), textcoords="offset points", xytext=(4, 0),
+                            color=colour, fontsize=8, va="center")
     if reference is not None:
         ax.axhline(100.0 * reference[0], color="k", ls=":", lw=1, label=reference[1])
     # Symlog: training error reaches exactly 0 %, which a log axis would drop.
@@ -231,7 +251,7 @@ def plot_error_curves(columns, out, title=None, reference=None):
     ax.set_xlabel("epoch")
     ax.set_ylabel("error (%)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8 if len(runs) > 1 else None)
     if title:
         ax.set_title(title, fontsize=10)
     return save_figure(fig, out)
