@@ -24,9 +24,10 @@ free fixed point, :func:`dynsim.references.vector_field.vf_implicit_gradient`),
 the angle to the symmetric network's EP update, and the angle between each
 B_k and W_k^T.
 
-Written to ``--out``: ``log.h5`` (the configuration and one table
+Written to ``--out``: ``log.h5`` (the configuration, one table
 ``epochs_<mode>`` per feedback mode, a row per epoch, epoch 0 before
-training), ``checkpoint_<mode>.h5`` after each epoch of each mode
+training, and the free and nudged relaxations of 4 test images before and
+after each mode's training, every step), ``checkpoint_<mode>.h5`` after each epoch of each mode
 (``--resume`` continues an interrupted run with the weights of an
 uninterrupted one), ``angles.png`` (the angles and the validation error against the
 epoch, every mode in one figure). ::
@@ -49,6 +50,7 @@ References
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -64,6 +66,7 @@ from dynsim.networks.vector_field_hopfield import FEEDBACK_MODES, VF_ACTIVATIONS
 from dynsim.plots._figure import save_figure
 from dynsim.references.vector_field import vf_alignment
 from dynsim.relax.phases import SettleOptions
+from dynsim.relax.vector_field import settle_vector_field
 from dynsim.training.checkpoint import Checkpoint, CheckpointError, checkpoint_exists, load_checkpoint, save_checkpoint
 from dynsim.training.optimizers import SGD
 from dynsim.training.run_folder import RunFolderError, open_run_log
@@ -73,6 +76,8 @@ from dynsim.validation import (DivergenceError, ValidationError, fail, positive_
 DATASETS = ("mnist", "fashion-mnist")
 SCHEMES = ("fixed_point", "block")
 COLOURS = {"tied": "black", "random": "tab:red", "kolen-pollack": "tab:blue", "weight-mirror": "tab:green"}
+RECORDED_IMAGES = 4
+"""Test images whose free and nudged relaxations are recorded before and after each mode's training."""
 
 
 def build_parser():
@@ -182,6 +187,15 @@ def epoch_row(net, epoch, train, validation, test, angle_x, angle_y, args, secon
     for name, angle in net.feedback_angles().items():
         row[f"angle_feedback_{name}"] = angle
     return row
+
+
+def record_settling(log, net, test, mode, epoch, args, free_opts, nudged_opts):
+    """The training's free phase and its nudged phase (+beta) of a few fixed test images, every step kept."""
+    x, y = test.x[:RECORDED_IMAGES], test.targets[:RECORDED_IMAGES]
+    free = settle_vector_field(net, x, target=y, options=dataclasses.replace(free_opts, record_every=1))
+    nudged = settle_vector_field(net, x, s0=free.state, target=y, beta=args.beta, phase="nudged+",
+                                 options=dataclasses.replace(nudged_opts, record_every=1))
+    return log.record_relaxation([free, nudged], label=f"{mode} epoch {epoch}", x=x, target=y)
 
 
 def plot_angles(rows, net, out, title):
@@ -301,6 +315,8 @@ def main(argv=None):
                                     time.perf_counter() - start)
                     if epoch not in logged[tables[mode]]:
                         log.append_row(tables[mode], row)
+                        if epoch in (0, args.epochs):  # a resumed run has recorded the epochs it logged
+                            record_settling(log, net, test, mode, epoch, args, free_opts, nudged_opts)
                     table.append(row)
                     # After the row: a run stopped between the two resumes at this epoch and skips its row.
                     save_checkpoint(checkpoints[mode], Checkpoint(

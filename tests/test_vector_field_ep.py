@@ -529,7 +529,7 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="shared/data/mnist is not present")
-def test_scenario_smoke(tmp_path):
+def test_scenario_smoke(tmp_path, cli_plot):
     from dynsim.io.log import read_log
 
     out = tmp_path / "vf"
@@ -549,7 +549,13 @@ def test_scenario_smoke(tmp_path):
             assert np.all((table["angle_true_all"] >= 0) & (table["angle_true_all"] <= 180))
             assert np.all(np.isfinite(table["angle_feedback_B_output_hidden_1"]))
             assert np.all(table["reference_residual"] < 1e-6)
+        # The free and nudged relaxations of a few test images, before and after each mode's training.
+        assert [log.relaxation(k).label for k in range(log.n_relaxations)] == [
+            "random epoch 0", "random epoch 1", "kolen-pollack epoch 0", "kolen-pollack epoch 1"]
+        assert list(log.relaxation(3).phases) == ["free", "nudged+"]
     assert (out / "angles.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for kind in ("settling", "training", "gradients"):  # the command line reads the log: trajectories, curves, angles
+        cli_plot(out / "log.h5", kind, tmp_path / f"{kind}.png", *(["--relaxation", "-1"] * (kind == "settling")))
     # An existing log is never replaced without --overwrite.
     again = subprocess.run([sys.executable, str(ROOT / "scenarios" / "vf_ep.py"), "--out", str(out), "--epochs", "0",
                             "--no-download"], capture_output=True, text=True, timeout=600,
