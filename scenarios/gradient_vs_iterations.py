@@ -43,9 +43,9 @@ from dynsim.learning.contrastive import EP_VARIANTS, ep_gradient
 from dynsim.networks.architecture import Architecture
 from dynsim.networks.conv_hopfield import ConvHopfieldNetwork
 from dynsim.networks.hopfield import HopfieldNetwork
-from dynsim.relax.block_relaxation import RELAXATION_SCHEMES
 from dynsim.plots.gradients import plot_gdu, plot_sweep
 from dynsim.references.compare import gdu_check
+from dynsim.relax.block_relaxation import RELAXATION_SCHEMES
 from dynsim.relax.phases import SETTLE_METHODS, SettleOptions
 from dynsim.validation import (ValidationError, check_memory, fail, layered_bytes, positive_int, real_scalar,
                                reports_write_errors, writable_folder)
