@@ -154,3 +154,16 @@ def test_bad_values_exit_with_status_2_and_one_line(tmp_path, args, message):
     proc = dynsim(*args, "--out", tmp_path / "out")
     assert proc.returncode == 2, (proc.returncode, proc.stderr)
     assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_plot_training_refuses_per_epoch_tables_without_errors_in_one_line(tmp_path):
+    from dynsim.io.log import TrajectoryLog
+
+    path = tmp_path / "log.h5"
+    with TrajectoryLog(path, {"scenario": "custom"}) as log:
+        log.record_table("epochs_custom", {"epoch": [0, 1], "loss": [1.0, 0.5]})
+    proc = dynsim("plot", path, "--kind", "training", "--out", tmp_path / "t.png")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "cannot draw its per-epoch tables ['epochs_custom']" in proc.stderr
+    assert "must hold 'epoch' and '<split>_error' columns" in proc.stderr
+    assert not (tmp_path / "t.png").exists()

@@ -177,11 +177,13 @@ def _cmd_plot(args):
         # The per-epoch tables of dataset runs (dynsim.training.loop): 'epochs', or 'epochs_<rule>' per rule
         # where a scenario trains several side by side; error curves of every split.
         runs = [t for t in reader.tables if t == "epochs" or t.startswith("epochs_")]
-        if runs == ["epochs"]:
-            path = plot_error_curves(reader.table("epochs"), out, title=f"training of {Path(args.log).name}")
-        elif runs:
-            path = plot_error_curves({t.removeprefix("epochs_"): reader.table(t) for t in runs}, out,
-                                     title=f"training of {Path(args.log).name}")
+        if runs:
+            tables = reader.table("epochs") if runs == ["epochs"] else {t.removeprefix("epochs_"): reader.table(t)
+                                                                        for t in runs}
+            try:
+                path = plot_error_curves(tables, out, title=f"training of {Path(args.log).name}")
+            except ValueError as exc:  # a table of that name that is not a per-epoch error table
+                raise DynsimError(f"{args.log}: cannot draw its per-epoch tables {runs}: {exc}") from None
         elif names:
             histories = {n.removeprefix("history_") or n: reader.table(n) for n in names}
             path = plot_training_curves(histories, out, title=f"training curves of {Path(args.log).name}")
@@ -202,7 +204,7 @@ def _cmd_plot(args):
             path = plot_alignment(tables, out, title=f"alignment in {Path(args.log).name}", reference=reference)
         else:
             raise DynsimError(f"{args.log} holds no gradient comparison (a 'sweep', 'gdu', 'rules' or "
-                              f"'alignment_*' table, or angle_true_* columns); its tables are {reader.tables}")
+                              f"'alignment_*' table, or angle_W_* columns); its tables are {reader.tables}")
     print(path)
     return 0
 
