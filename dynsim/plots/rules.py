@@ -115,11 +115,11 @@ def plot_rule_comparison(table, out, title=None):
     for k, name in enumerate(rules):
         # tab20 pairs neighbouring colours: alternate the line style so that neighbours stay apart.
         style = dict(marker="o", ms=3, color=palette(k % 20), ls="-" if k % 2 == 0 else "--", label=name)
+        rows = {which: np.flatnonzero((rule == name) & (kind == which)) for which in ("iterations", "epoch")}
         for ax, which in ((ax_it, "iterations"), (ax_ep, "epoch")):
-            rows = np.flatnonzero((rule == name) & (kind == which))
-            if rows.size:
-                ax.plot(x[rows], cosine[rows], **style)
-        epochs = np.flatnonzero((rule == name) & (kind == "epoch"))
+            if rows[which].size:
+                ax.plot(x[rows[which]], cosine[rows[which]], **style)
+        epochs = rows["epoch"]
         if epochs.size:
             names.append(name)
             errors.append(100.0 * test_error[epochs[np.argmax(x[epochs])]])
