@@ -67,18 +67,30 @@ def _blas_controller():
     return _controller
 
 
+_holds = 0
+"""How many :func:`one_blas_thread` blocks are open (the BLAS limit is the process's, as is this count)."""
+
+
 @contextlib.contextmanager
 def one_blas_thread(parallel=True):
     """Hold every loaded BLAS to one thread inside the block when ``parallel`` (else do nothing).
 
     Entering and leaving costs about 16 microseconds; the previous thread
-    counts are restored even when the block raises.
+    counts are restored even when the block raises. A block inside another
+    costs nothing more: the outer one holds BLAS already, so that kernels
+    called once per sweep can hold it themselves for callers outside a
+    training loop.
     """
-    if not parallel:
+    global _holds
+    if not parallel or _holds > 0:
         yield
         return
     with _blas_controller().limit(limits=1):
-        yield
+        _holds += 1
+        try:
+            yield
+        finally:
+            _holds -= 1
 
 
 def kernels_own_the_cores(fn):

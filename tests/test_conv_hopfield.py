@@ -636,3 +636,33 @@ def test_inputs_are_images_flat_in_channel_height_width_order(rng):
     x[0, (1 * 3 + 2) * 4 + 1] = 0.5  # channel 1, row 2, column 1
     h = net.input_drive(x)[0, 0] - net.biases("h")[0]
     assert h == pytest.approx(np.tanh(0.5) * net.weights("conv1")[0, 1, 2, 1], rel=1e-14)
+
+
+def test_every_thread_count_gives_the_same_bits(rng):
+    """A minibatch's convolutions run in chunks fixed by its size on Numba's threads (and the per-sample sums row by
+    row): one, two and again two threads relax to the same bits and give the same EP update."""
+    numba = pytest.importorskip("numba")
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba has one thread here")
+    net = net_of(deep_arch("max", "hard_sigmoid"), seed=5, dtype=np.float32, gain=1.5)
+    x = rng.uniform(size=(13, net.n_input)).astype(np.float32)
+    target = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 13)]
+
+    def update():
+        free, _ = relaxed(net, x, "block", max_steps=20, stop_at_steady_state=False)
+        plus, _ = relaxed(net, x, "block", 0.2, target, s0=free.y, max_steps=8, stop_at_steady_state=False)
+        minus, _ = relaxed(net, x, "block", -0.2, target, s0=free.y, max_steps=8, stop_at_steady_state=False)
+        return free.y, net.energy_grad_params_difference(x, minus.y, plus.y, 2.5)
+
+    saved = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = update()
+        numba.set_num_threads(2)
+        two, again = update(), update()
+    finally:
+        numba.set_num_threads(saved)
+    assert np.abs(one[1]).max() > 0.0
+    for a, b, c in zip(one, two, again):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(b, c)

@@ -363,3 +363,73 @@ def test_wrappers_refuse_mismatched_arrays_by_name(rng):
         ck.coupling_gradients(x, np.zeros((1, 3, 2, 2)), w, pool="max", pool_size=2)
     with pytest.raises(ValidationError, match="pool must be one of"):
         ck.coupling_gradients(x, np.zeros((1, 3, 1, 1)), w, pool="sum")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The coupling on chunks of the minibatch (Numba's threads)
+# ---------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n_batch, want", [(0, [0]), (1, [0, 1]), (5, [0, 1, 2, 3, 4, 5]),
+                                           (8, list(range(9))), (100, [0, 12, 25, 37, 50, 62, 75, 87, 100])])
+def test_a_minibatch_is_split_in_at_most_eight_chunks_fixed_by_its_size(n_batch, want):
+    assert ck.CONV_CHUNKS == 8
+    assert ck.conv_chunks(n_batch).tolist() == want
+
+
+@pytest.mark.parametrize("n_batch", [1, 3, 8, 11])
+@pytest.mark.parametrize("a_shape, w_shape, s, p, pool, k, ps", COUPLING_CASES)
+def test_chunked_coupling_kernels_give_the_loop_references(rng, n_batch, a_shape, w_shape, s, p, pool, k, ps):
+    """Each chunk with its own workspace: the forward and transposed products equal the plain loops of this file,
+    the weight gradient their sum over the whole minibatch, for minibatches of fewer and more samples than chunks."""
+    ps = k if ps is None else ps
+    a = rng.standard_normal((n_batch,) + a_shape[1:])
+    w = rng.standard_normal(w_shape)
+    conv = ref_conv(a, w, s, p)
+    pooled = conv if pool == "none" else ref_pool(conv, pool, k, ps)
+    if pool == "max":
+        assert _min_window_gap(conv, k, ps) > 1e-9, "ties in the test data"
+    g = rng.standard_normal(pooled.shape)
+    unpooled = g if pool == "none" else ref_pool_backward(conv, g, pool, k, ps)
+    want_back = ref_conv_transpose(unpooled, w, s, p, a.shape[2], a.shape[3])
+    want_dw = ref_weight_grad(a, unpooled, s, p, w.shape[2], w.shape[3])
+
+    starts = ck.conv_chunks(n_batch)
+    n_chunks = starts.shape[0] - 1
+    ws = ck.conv_workspace(a.shape, w.shape, s, p, np.float64, chunks=n_chunks)
+    for buf in ws:
+        buf[...] = np.nan  # stale workspaces must not leak into results
+    code = ck.POOLS[pool]
+    conv_out = np.full(conv.shape if code != ck.POOL_NONE else (1, 1, 1, 1), np.nan)
+    argmax = np.zeros(pooled.shape if code == ck.POOL_MAX else (1, 1, 1, 1), dtype=np.int64)
+    drive = np.full(pooled.shape, np.nan)
+    back = np.full(a.shape, np.nan)
+    partial = np.full((n_chunks,) + w.shape, np.nan)
+    dw = np.full(w.shape, np.nan)
+    ck.conv_pool_chunks_into(a, w, s, p, code, k, ps, starts, ws.padded, ws.cols, conv_out, argmax, drive)
+    ck.conv_pool_transpose_chunks_into(g, w, s, p, code, k, ps, argmax, starts, ws.padded, ws.cols, conv_out, back)
+    ck.conv_pool_weight_grad_chunks_into(a, g, s, p, code, k, ps, argmax, starts, ws.padded, ws.cols, conv_out,
+                                         ws.prod, partial, dw)
+    np.testing.assert_allclose(drive, pooled, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(back, want_back, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dw, want_dw, rtol=1e-12, atol=1e-12)
+
+
+def test_chunked_weight_gradient_of_an_empty_minibatch_is_zero():
+    w_shape = (3, 2, 3, 3)
+    a = np.empty((0, 2, 6, 6))
+    g = np.empty((0, 3, 4, 4))
+    starts = ck.conv_chunks(0)
+    ws = ck.conv_workspace(a.shape, w_shape, 1, 0, np.float64, chunks=1)
+    dw = np.full(w_shape, np.nan)
+    ck.conv_pool_weight_grad_chunks_into(a, g, 1, 0, ck.POOL_NONE, 1, 1, np.zeros((1, 1, 1, 1), dtype=np.int64),
+                                         starts, ws.padded, ws.cols, np.empty((1, 1, 1, 1)), ws.prod,
+                                         np.empty((1,) + w_shape), dw)
+    assert np.all(dw == 0.0)
+
+
+def test_the_chunk_workspaces_have_a_leading_axis_and_a_bad_count_is_named():
+    ws = ck.conv_workspace((2, 9, 7), (3, 2, 3, 3), 2, 1, np.float32, chunks=4)
+    assert ws.padded.shape == (4, 2, 11, 9) and ws.cols.shape == (4, 18, 20) and ws.prod.shape == (4, 3, 18)
+    assert all(buf.dtype == np.float32 for buf in ws)
+    with pytest.raises(ValidationError, match="chunks must be an integer >= 1, got 0"):
+        ck.conv_workspace((2, 9, 7), (3, 2, 3, 3), chunks=0)

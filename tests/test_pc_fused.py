@@ -245,3 +245,21 @@ def test_blas_threads_are_one_inside_the_chunks_and_the_users_afterwards():
         with one_blas_thread(True):
             raise RuntimeError("inside")
     assert [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"] == before
+
+
+def test_a_blas_hold_inside_another_keeps_blas_held_until_the_outer_one_ends():
+    """Kernels called once per sweep hold BLAS themselves; inside a training loop's hold they must not give the
+    user's thread counts back early."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from dynsim._threads import one_blas_thread
+
+    def counts():
+        return [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+
+    before = counts()
+    with one_blas_thread(True):
+        with one_blas_thread(True):
+            assert all(n == 1 for n in counts())
+        inside = counts()
+    assert inside and all(n == 1 for n in inside)
+    assert counts() == before

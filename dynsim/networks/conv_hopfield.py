@@ -62,7 +62,7 @@ References
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from dynsim.networks import conv_linearization
 from dynsim.networks.activations import ACTIVATIONS, NATURAL_BOUNDS, activation_code
@@ -78,9 +78,11 @@ CONV_RELAXATION_SCHEMES = ("fixed_point", "block")
 
 # ----------------------------------------------------------------------------- compiled helpers
 # Each takes one group's (batch, n_g) C-contiguous block and checks nothing. Sums run over 1-D row views
-# (fixed strides) in float64 accumulators, so that the loops vectorise whatever the dtype.
+# (fixed strides) in float64 accumulators, so that the loops vectorise whatever the dtype. The helpers called
+# once or more per sweep run their rows on Numba's threads: each row's sums are its own, so every thread count
+# gives the same numbers.
 
-@njit(cache=True, fastmath={"reassoc"})
+@njit(cache=True, fastmath={"reassoc"}, parallel=True)
 def _group_sums(s, r, rp, h, d, target, nudge, keep, lo, hi, project, max_abs, en, y2, f2, res2, f_over):
     """One group's share of the per-sample tests, at a state whose local field ``h`` is current.
 
@@ -93,7 +95,7 @@ def _group_sums(s, r, rp, h, d, target, nudge, keep, lo, hi, project, max_abs, e
     ``nudge`` is not 0.
     """
     n_batch, m = s.shape
-    for i in range(n_batch):
+    for i in prange(n_batch):
         e_acc = 0.0
         y_acc = 0.0
         f_acc = 0.0
@@ -116,7 +118,7 @@ def _group_sums(s, r, rp, h, d, target, nudge, keep, lo, hi, project, max_abs, e
         f_over[i] += over
 
 
-@njit(cache=True, fastmath={"reassoc"})
+@njit(cache=True, fastmath={"reassoc"}, parallel=True)
 def _update_into(rp, h, target, nudged, beta, scale, lo, hi, project, max_abs, out, yn2, yn_over):
     """``out = P(rho'(s) h)``, or ``P((rho'(s) h + beta y) scale)`` on the nudged output; sums of the divergence test.
 
@@ -124,7 +126,7 @@ def _update_into(rp, h, target, nudged, beta, scale, lo, hi, project, max_abs, o
     (``scale = 1 / (1 + beta)``, the outputs' curvature).
     """
     n_batch, m = out.shape
-    for i in range(n_batch):
+    for i in prange(n_batch):
         acc = 0.0
         over = 0
         rpi, hi_, ti, oi = rp[i], h[i], target[i], out[i]
@@ -142,11 +144,11 @@ def _update_into(rp, h, target, nudged, beta, scale, lo, hi, project, max_abs, o
         yn_over[i] += over
 
 
-@njit(cache=True, fastmath={"reassoc"})
+@njit(cache=True, fastmath={"reassoc"}, parallel=True)
 def _held_into(s, out, max_abs, yn2, yn_over):
     """A group held where it is (a clamped output): copied into ``out``, with its sums of the divergence test."""
     n_batch, m = s.shape
-    for i in range(n_batch):
+    for i in prange(n_batch):
         acc = 0.0
         over = 0
         si, oi = s[i], out[i]

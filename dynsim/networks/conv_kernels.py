@@ -72,7 +72,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from dynsim.validation import FLOAT_DTYPES, ValidationError, positive_int
 
@@ -83,7 +83,8 @@ __all__ = [
     "max_pool2d_into", "max_pool2d_backward_into", "avg_pool2d_into", "avg_pool2d_backward_into",
     "pool2d_into", "pool2d_backward_into",
     "conv_pool_into", "conv_pool_transpose_into", "conv_pool_weight_grad_into", "coupling_energy_into",
-    "ConvWorkspace", "conv_workspace",
+    "conv_pool_chunks_into", "conv_pool_transpose_chunks_into", "conv_pool_weight_grad_chunks_into",
+    "CONV_CHUNKS", "conv_chunks", "ConvWorkspace", "conv_workspace",
     "conv2d", "conv2d_transpose", "conv2d_weight_grad", "conv2d_bias_grad",
     "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
     "coupling_energy", "coupling_gradients",
@@ -585,6 +586,64 @@ def conv_pool_weight_grad_into(a, g, stride, pad, pool, pool_k, pool_stride, arg
         conv2d_weight_grad_into(a, unpooled, stride, pad, padded, cols, prod, dw)
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# The coupling on chunks of the minibatch, on Numba's threads. Samples are independent in the convolution and its
+# transpose, so those give the numbers of the whole-batch kernels whatever the chunks; the weight gradient sums
+# each chunk's samples, then the chunks in their order, so its numbers depend on the chunks alone (fixed by the
+# batch size: :func:`conv_chunks`), not on how many threads run them.
+# ---------------------------------------------------------------------------------------------------------------
+
+@njit(cache=True, parallel=True)
+def conv_pool_chunks_into(a, w, stride, pad, pool, pool_k, pool_stride, starts, padded, cols, conv_out, argmax, out):
+    """:func:`conv_pool_into` with chunk c, samples ``starts[c]:starts[c + 1]``, on a thread of its own.
+
+    ``padded`` and ``cols`` hold one workspace per chunk (leading axis
+    n_chunks: :func:`conv_workspace` with ``chunks``); the other arguments
+    are as in :func:`conv_pool_into` (one-row stand-ins for the buffers a
+    pooling does not use are never read).
+    """
+    for c in prange(starts.shape[0] - 1):
+        lo, hi = starts[c], starts[c + 1]
+        conv_pool_into(a[lo:hi], w, stride, pad, pool, pool_k, pool_stride, padded[c], cols[c], conv_out[lo:hi],
+                       argmax[lo:hi], out[lo:hi])
+
+
+@njit(cache=True, parallel=True)
+def conv_pool_transpose_chunks_into(g, w, stride, pad, pool, pool_k, pool_stride, argmax, starts, padded, cols,
+                                    unpooled, out):
+    """:func:`conv_pool_transpose_into` on the chunks ``starts`` of the minibatch, one workspace per chunk."""
+    for c in prange(starts.shape[0] - 1):
+        lo, hi = starts[c], starts[c + 1]
+        conv_pool_transpose_into(g[lo:hi], w, stride, pad, pool, pool_k, pool_stride, argmax[lo:hi], padded[c],
+                                 cols[c], unpooled[lo:hi], out[lo:hi])
+
+
+@njit(cache=True, parallel=True)
+def conv_pool_weight_grad_chunks_into(a, g, stride, pad, pool, pool_k, pool_stride, argmax, starts, padded, cols,
+                                      unpooled, prod, partial, dw):
+    """:func:`conv_pool_weight_grad_into` on the chunks ``starts``: each chunk's sum into ``partial[c]``, then
+    ``dw`` = the chunks' sums added in chunk order.
+
+    ``prod`` (n_chunks, C_out, C_in kh kw) and ``partial`` (n_chunks, C_out,
+    C_in, kh, kw) are workspaces; ``dw`` (C_out, C_in, kh, kw) is zero for an
+    empty minibatch.
+    """
+    n_chunks = starts.shape[0] - 1
+    for c in prange(n_chunks):
+        lo, hi = starts[c], starts[c + 1]
+        conv_pool_weight_grad_into(a[lo:hi], g[lo:hi], stride, pad, pool, pool_k, pool_stride, argmax[lo:hi],
+                                   padded[c], cols[c], unpooled[lo:hi], prod[c], partial[c])
+    if n_chunks == 0:
+        _zero(dw)
+    else:
+        _copy(partial[0], dw)
+        total = dw.reshape(dw.size)
+        for c in range(1, n_chunks):
+            part = partial[c].reshape(dw.size)
+            for i in range(dw.size):
+                total[i] += part[i]
+
+
 @njit(cache=True)
 def coupling_energy_into(s_post, drive, e):
     """e[b] = -<s_post[b], drive[b]>: the coupling's energy per sample, with ``drive = pool(conv(a))``.
@@ -647,10 +706,29 @@ def _pool_geometry(shape, kind, kernel_size, stride):
     return code, k, s, (shape[2] - k) // s + 1, (shape[3] - k) // s + 1
 
 
+CONV_CHUNKS = 8
+"""Chunks a minibatch's convolutions are split into for Numba's threads (fewer when it has fewer samples): as
+many per thread on 1, 2, 4 or 8 threads, and a fixed split, so that every thread count gives the same numbers."""
+
+
+def conv_chunks(n_batch):
+    """Boundaries (n_chunks + 1,) int64 of the :data:`CONV_CHUNKS` near-equal chunks of a minibatch of ``n_batch``.
+
+    One chunk per sample below :data:`CONV_CHUNKS` samples, none for an empty minibatch.
+    """
+    n_batch = int(n_batch)
+    n_chunks = min(n_batch, CONV_CHUNKS)
+    if n_chunks == 0:
+        return np.zeros(1, dtype=np.int64)
+    return (np.arange(n_chunks + 1, dtype=np.int64) * n_batch) // n_chunks
+
+
 class ConvWorkspace(NamedTuple):
     """Buffers a convolution's kernels reuse between calls (allocated once, e.g. per coupling).
 
     None depends on the batch size: the kernels work one sample at a time.
+    With ``chunks`` (:func:`conv_workspace`) each has a leading axis of that
+    length, one workspace per chunk of the minibatch.
     """
 
     padded: np.ndarray
@@ -661,7 +739,7 @@ class ConvWorkspace(NamedTuple):
     """shape (C_out, C_in kh kw): one sample's weight gradient."""
 
 
-def conv_workspace(input_shape, kernel_shape, stride=1, padding=0, dtype=np.float64):
+def conv_workspace(input_shape, kernel_shape, stride=1, padding=0, dtype=np.float64, chunks=None):
     """Allocate the workspaces of a convolution of maps ``input_shape`` (C_in, H, W) by ``kernel_shape``.
 
     Parameters
@@ -672,6 +750,9 @@ def conv_workspace(input_shape, kernel_shape, stride=1, padding=0, dtype=np.floa
         (C_out, C_in, kh, kw).
     stride, padding : int
     dtype : numpy.float32 or numpy.float64
+    chunks : int, optional
+        One workspace for each of this many chunks (the ``*_chunks_into``
+        kernels): every array gets a leading axis of this length.
 
     Returns
     -------
@@ -680,9 +761,10 @@ def conv_workspace(input_shape, kernel_shape, stride=1, padding=0, dtype=np.floa
     C_in, H, W = tuple(input_shape)[-3:]
     C_out, _, kh, kw = kernel_shape
     Ho, Wo, stride, padding = _conv_geometry((1, C_in, H, W), kernel_shape, stride, padding)
-    return ConvWorkspace(np.empty((C_in, H + 2 * padding, W + 2 * padding), dtype=dtype),
-                         np.empty((C_in * kh * kw, Ho * Wo), dtype=dtype),
-                         np.empty((C_out, C_in * kh * kw), dtype=dtype))
+    lead = () if chunks is None else (positive_int("chunks", chunks, 1),)
+    return ConvWorkspace(np.empty(lead + (C_in, H + 2 * padding, W + 2 * padding), dtype=dtype),
+                         np.empty(lead + (C_in * kh * kw, Ho * Wo), dtype=dtype),
+                         np.empty(lead + (C_out, C_in * kh * kw), dtype=dtype))
 
 
 def conv2d(x, w, stride=1, padding=0):

@@ -20,22 +20,26 @@ References
 """
 from __future__ import annotations
 
-import numpy as np
-from numba import njit
+from typing import NamedTuple
 
+import numpy as np
+from numba import njit, prange
+
+from dynsim._threads import kernel_threads, one_blas_thread
 from dynsim.networks import conv_kernels as ck
 from dynsim.networks.activations import unit_rho_and_prime
 
-__all__ = ["DenseOps", "ConvOps", "GroupBuffers", "coupling_ops", "activate_into", "copy_into", "add_into"]
+__all__ = ["DenseOps", "ConvOps", "ConvScratch", "GroupBuffers", "coupling_ops", "activate_into", "copy_into",
+           "add_into"]
 
 
 # Each helper takes C-contiguous blocks of one group and checks nothing.
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def activate_into(s, act, r, rp):
-    """r = rho(s), rp = rho'(s) for one group."""
+    """r = rho(s), rp = rho'(s) for one group (its rows on Numba's threads)."""
     n_batch, m = s.shape
-    for i in range(n_batch):
+    for i in prange(n_batch):
         si, ri, rpi = s[i], r[i], rp[i]
         for j in range(m):
             ri[j], rpi[j] = unit_rho_and_prime(si[j], act)
@@ -88,14 +92,37 @@ class DenseOps:
         np.dot(a2.T, g2, out=out.reshape(self.shape))
 
 
+def _held(scratch):
+    """BLAS held to one thread while a minibatch's chunks run on several of Numba's threads."""
+    return one_blas_thread(scratch.starts.shape[0] > 2 and kernel_threads() > 1)
+
+
+class ConvScratch(NamedTuple):
+    """The buffers of one :class:`ConvOps` for one batch size."""
+
+    conv_out: np.ndarray
+    """(batch, C_out, H_c, W_c): the convolution before pooling, then the unpooled gradient (one-element stand-in
+    without pooling)."""
+    argmax: np.ndarray
+    """int64, the post group's (batch, C, H, W): the max pooling's winners (stand-in without max pooling)."""
+    starts: np.ndarray
+    """(n_chunks + 1,) int64: the chunks of the minibatch (:func:`~dynsim.networks.conv_kernels.conv_chunks`)."""
+    ws: ck.ConvWorkspace
+    """One workspace per chunk."""
+    partial: np.ndarray
+    """(n_chunks, C_out, C_in, kh, kw): each chunk's weight gradient."""
+
+
 class ConvOps:
     """A :class:`~dynsim.networks.architecture.Conv` coupling: geometry, workspaces and the kernels of
     :mod:`dynsim.networks.conv_kernels`.
 
-    The batch-independent workspaces (padded sample, unfolded fields, one
-    sample's weight gradient) are allocated once per network; ``scratch``
-    gives the batch-sized ones (the convolution before pooling, the max
-    pooling's winners), kept with the network's buffers for a batch size.
+    ``scratch`` gives the buffers of a batch size (the convolution before
+    pooling, the max pooling's winners, and a workspace for each chunk of
+    the minibatch), kept with the network's buffers for that batch size. The
+    three products run the minibatch's chunks on Numba's threads, each chunk
+    with one BLAS thread (:func:`dynsim._threads.one_blas_thread`: nothing
+    to do inside a training loop, which holds BLAS already).
     """
 
     def __init__(self, index, coupling, pre_group, post_group, pre, post, block, dtype):
@@ -108,37 +135,44 @@ class ConvOps:
         self.pool_stride = coupling.pool_step if coupling.pool is not None else 1
         kh, kw = coupling.kernel
         _, H, W = pre_group.shape
+        self.pre_shape = pre_group.shape
         self.conv_shape = (post_group.shape[0], (H + 2 * self.pad - kh) // self.stride + 1,
                            (W + 2 * self.pad - kw) // self.stride + 1)
         self.post_shape = post_group.shape
-        self.ws = ck.conv_workspace(pre_group.shape, self.shape, self.stride, self.pad, dtype)
 
     def scratch(self, n_batch, dtype):
-        # Without pooling the kernels never touch these two: one-element stand-ins keep the argument types.
+        # Without pooling the kernels never touch the first two: one-element stand-ins keep the argument types.
         conv_shape = (n_batch,) + self.conv_shape if self.pool != ck.POOL_NONE else (1, 1, 1, 1)
         arg_shape = (n_batch,) + self.post_shape if self.pool_max else (1, 1, 1, 1)
-        return np.empty(conv_shape, dtype=dtype), np.zeros(arg_shape, dtype=np.int64)
+        starts = ck.conv_chunks(n_batch)
+        n_chunks = max(1, starts.shape[0] - 1)
+        ws = ck.conv_workspace(self.pre_shape, self.shape, self.stride, self.pad, dtype, chunks=n_chunks)
+        return ConvScratch(np.empty(conv_shape, dtype=dtype), np.zeros(arg_shape, dtype=np.int64), starts, ws,
+                           np.empty((n_chunks,) + self.shape, dtype=dtype))
 
     def forward_into(self, theta, a2, a4, out2, out4, scratch):
-        conv_out, argmax = scratch
-        ck.conv_pool_into(a4, theta[self.start:self.stop].reshape(self.shape), self.stride, self.pad, self.pool,
-                          self.pool_k, self.pool_stride, self.ws.padded, self.ws.cols, conv_out, argmax, out4)
+        with _held(scratch):
+            ck.conv_pool_chunks_into(a4, theta[self.start:self.stop].reshape(self.shape), self.stride, self.pad,
+                                     self.pool, self.pool_k, self.pool_stride, scratch.starts, scratch.ws.padded,
+                                     scratch.ws.cols, scratch.conv_out, scratch.argmax, out4)
 
     def transpose_into(self, theta, g2, g4, out2, out4, scratch):
         # The convolution before pooling is no longer needed once pooled: it serves as the unpooling buffer.
-        conv_out, argmax = scratch
-        ck.conv_pool_transpose_into(g4, theta[self.start:self.stop].reshape(self.shape), self.stride, self.pad,
-                                    self.pool, self.pool_k, self.pool_stride, argmax, self.ws.padded, self.ws.cols,
-                                    conv_out, out4)
+        with _held(scratch):
+            ck.conv_pool_transpose_chunks_into(g4, theta[self.start:self.stop].reshape(self.shape), self.stride,
+                                               self.pad, self.pool, self.pool_k, self.pool_stride, scratch.argmax,
+                                               scratch.starts, scratch.ws.padded, scratch.ws.cols,
+                                               scratch.conv_out, out4)
 
     def weight_grad_into(self, theta, a2, a4, g2, g4, scratch, post4, out):
         """``sum_b corr(a_b, unpool(g_b))`` into ``out``; the winners are found at ``a`` first (into ``post4``)."""
-        conv_out, argmax = scratch
         if self.pool_max:
             self.forward_into(theta, a2, a4, None, post4, scratch)
-        ck.conv_pool_weight_grad_into(a4, g4, self.stride, self.pad, self.pool, self.pool_k, self.pool_stride,
-                                      argmax, self.ws.padded, self.ws.cols, conv_out, self.ws.prod,
-                                      out.reshape(self.shape))
+        with _held(scratch):
+            ck.conv_pool_weight_grad_chunks_into(a4, g4, self.stride, self.pad, self.pool, self.pool_k,
+                                                 self.pool_stride, scratch.argmax, scratch.starts, scratch.ws.padded,
+                                                 scratch.ws.cols, scratch.conv_out, scratch.ws.prod,
+                                                 scratch.partial, out.reshape(self.shape))
 
 
 class GroupBuffers:
