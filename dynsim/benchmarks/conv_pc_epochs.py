@@ -1,7 +1,7 @@
 """The convolutional PC net's training on the CPU: dynsim (Numba) beside a plain PyTorch version, side by side.
 
-Each round runs, one after the other and each in a fresh process on one
-thread, the same partial epoch (the first ``--train-size`` Fashion-MNIST
+Each round runs, one after the other and each in a fresh process on
+``--cores`` CPUs (default 1, with as many threads), the same partial epoch (the first ``--train-size`` Fashion-MNIST
 training images, minibatch 128, Adam 3e-4 at a constant rate):
 
 - ``dynsim``: ``scenarios/mnist_pc.py --conv 32,64 --rules pc-strict``
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dynsim.benchmarks.conv_epochs import _env, summarize
-from dynsim.benchmarks.training_epochs import run_measured
+from dynsim.benchmarks.conv_epochs import summarize
+from dynsim.benchmarks.training_epochs import core_set, run_measured
 
 ROOT = Path(__file__).resolve().parents[2]
 BATCH = 128
@@ -37,7 +37,7 @@ EPOCH_IMAGES = 50_000
 STEPS, DT, LR = 5, 0.05, 3e-4
 
 
-def time_dynsim(data_dir, train_size, work):
+def time_dynsim(data_dir, train_size, work, cores):
     """Training seconds of the partial epoch through scenarios/mnist_pc.py --conv (Numba)."""
     from dynsim.io.log import read_log
 
@@ -46,7 +46,7 @@ def time_dynsim(data_dir, train_size, work):
         [sys.executable, str(ROOT / "scenarios" / "mnist_pc.py"), "--dataset", "fashion-mnist", "--conv", "32,64",
          "--rules", "pc-strict", "--data-dir", str(data_dir), "--train-size", str(train_size), "--eval-size", "100",
          "--epochs", "1", "--schedule", "constant", "--out", str(out), "--quiet", "--no-download"],
-        timeout=3600, env=_env())
+        timeout=3600, cores=cores)
     if code != 0:
         raise RuntimeError(f"mnist_pc.py failed: {err[-500:]}")
     return float(read_log(out / "log.h5").table("epochs_pc-strict")["seconds"][-1])
@@ -87,8 +87,8 @@ def torch_pc_gradients(conv1, conv2, dense, xb, yb):
     return float(settled.detach())
 
 
-def torch_epoch(x, targets, seed=0):
-    """Seconds of one epoch of strict PC on the 1-32-64 conv net in plain PyTorch (one thread), and its last F.
+def torch_epoch(x, targets, seed=0, threads=1):
+    """Seconds of one epoch of strict PC on the 1-32-64 conv net in plain PyTorch (``threads``), and its last F.
 
     Parameters
     ----------
@@ -97,7 +97,7 @@ def torch_epoch(x, targets, seed=0):
     """
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     torch.manual_seed(seed)
     conv1, conv2 = torch.nn.Conv2d(1, 32, 5), torch.nn.Conv2d(32, 64, 5)
     dense = torch.nn.Linear(64 * 4 * 4, 10)
@@ -112,11 +112,11 @@ def torch_epoch(x, targets, seed=0):
     return time.perf_counter() - start, loss
 
 
-def time_torch(data_dir, train_size):
-    """Seconds of the PyTorch version's partial epoch, in a fresh process on one thread."""
+def time_torch(data_dir, train_size, cores):
+    """Seconds of the PyTorch version's partial epoch, in a fresh process on the CPUs ``cores``."""
     code, out, err, _, _ = run_measured(
         [sys.executable, "-m", "dynsim.benchmarks.conv_pc_epochs", "--torch-only", "--data-dir", str(data_dir),
-         "--train-size", str(train_size)], timeout=3600, env=_env())
+         "--train-size", str(train_size), "--cores", str(len(cores))], timeout=3600, cores=cores)
     if code != 0:
         raise RuntimeError(f"the PyTorch version failed: {err[-500:]}")
     return float(json.loads(out.strip().splitlines()[-1])["seconds"])
@@ -127,6 +127,7 @@ def main(argv=None):
     p.add_argument("--data-dir", required=True)
     p.add_argument("--train-size", type=int, default=2000)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--cores", type=int, default=1, help="CPUs (and threads) of every contender (default 1)")
     p.add_argument("--torch-only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.torch_only:
@@ -134,17 +135,18 @@ def main(argv=None):
 
         train = load("fashion-mnist", data_dir=args.data_dir, download=False, dtype=np.float32).as_dict(
             args.train_size, 100)["train"]
-        seconds, loss = torch_epoch(train.x, train.targets)
+        seconds, loss = torch_epoch(train.x, train.targets, threads=args.cores)
         print(json.dumps({"seconds": seconds, "loss": loss}))
         return {"seconds": seconds, "loss": loss}
+    cores = core_set(args.cores)
     samples = {"dynsim": [], "torch": []}
     with tempfile.TemporaryDirectory() as work:
         for r in range(args.rounds):
-            samples["dynsim"].append(time_dynsim(args.data_dir, args.train_size, work))
-            samples["torch"].append(time_torch(args.data_dir, args.train_size))
+            samples["dynsim"].append(time_dynsim(args.data_dir, args.train_size, work, cores))
+            samples["torch"].append(time_torch(args.data_dir, args.train_size, cores))
             print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in samples.items()), flush=True)
-    print(f"partial epoch of {args.train_size} Fashion-MNIST images, minibatch {BATCH}, one thread each; medians of "
-          f"{args.rounds} alternated rounds:")
+    print(f"partial epoch of {args.train_size} Fashion-MNIST images, minibatch {BATCH}, {args.cores} core(s) each; "
+          f"medians of {args.rounds} alternated rounds:")
     result = summarize(samples, EPOCH_IMAGES / args.train_size, f"{EPOCH_IMAGES:,}")
     return result
 
