@@ -666,3 +666,36 @@ def test_every_thread_count_gives_the_same_bits(rng):
     for a, b, c in zip(one, two, again):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(b, c)
+
+
+def test_a_relaxation_called_outside_training_holds_blas_to_one_thread_throughout(rng, monkeypatch):
+    """With Numba's threads running the convolutions' chunks, BLAS threads left spinning after the dense products
+    between them took the cores: a direct call of 30 sweeps of the MNIST conv net took 1.6-1.7 s instead of 0.5 s.
+    The network's methods hold BLAS for the whole call, as ``fit`` does."""
+    numba = pytest.importorskip("numba")
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from dynsim.networks import coupling_ops
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba has one thread here")
+    seen = []
+    dense_forward = coupling_ops.DenseOps.forward_into
+
+    def recording(self, *args):
+        seen.append([lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"])
+        return dense_forward(self, *args)
+
+    monkeypatch.setattr(coupling_ops.DenseOps, "forward_into", recording)
+    net = net_of(deep_arch("max", "hard_sigmoid"), seed=5, dtype=np.float32)
+    x = rng.uniform(size=(16, net.n_input)).astype(np.float32)
+    saved = numba.get_num_threads()
+    try:
+        numba.set_num_threads(2)
+        # The suite runs BLAS on one thread (conftest.py): give it two, as a user's session has.
+        with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+            relaxed(net, x, "block", max_steps=5, stop_at_steady_state=False)
+            after = [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+    finally:
+        numba.set_num_threads(saved)
+    assert len(seen) >= 5 and all(counts and all(n == 1 for n in counts) for counts in seen)
+    assert after and all(n == 2 for n in after)  # the user's setting is back after the call

@@ -64,6 +64,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from dynsim._threads import kernels_own_the_cores
 from dynsim.networks import conv_linearization
 from dynsim.networks.activations import ACTIVATIONS, NATURAL_BOUNDS, activation_code
 from dynsim.networks.architecture_network import ArchitectureNetwork
@@ -352,6 +353,7 @@ class ConvHopfieldNetwork(ArchitectureNetwork):
         """Relaxations start from zero (Scellier & Bengio 2017; Laborieux et al. 2021)."""
         return np.zeros_like(drive)
 
+    @kernels_own_the_cores
     def input_drive(self, x):
         """Biases plus the clamped input's couplings, shape (batch, n_free); constant during a relaxation.
 
@@ -493,6 +495,7 @@ class ConvHopfieldNetwork(ArchitectureNetwork):
     def _weight_grads(self, buf, theta, link, a2, a4, g2, g4, out):
         link.weight_grad_into(theta, a2, a4, g2, g4, buf.scratch[link.index], buf.v4["t"][link.post], out)
 
+    @kernels_own_the_cores
     def energy_grad_params(self, x, s):
         """Gradient of the batch-mean energy with respect to :attr:`theta`, shape (n_params,).
 
@@ -530,6 +533,7 @@ class ConvHopfieldNetwork(ArchitectureNetwork):
             out *= scale
         return grad
 
+    @kernels_own_the_cores
     def energy_grad_params_difference(self, x, s_a, s_b, scale=1.0):
         """``scale * (dE/dtheta(s_b) - dE/dtheta(s_a))`` for two states of the same input, shape (n_params,).
 
@@ -664,6 +668,7 @@ class ConvHopfieldNetwork(ArchitectureNetwork):
         """:meth:`relax_with_energy` without the energy: the :class:`integrators.IntegrationResult` only."""
         return self.relax_with_energy(s0, drive, scheme, beta, target, clamp_output, **options)[0]
 
+    @kernels_own_the_cores
     def relax_with_energy(self, s0, drive, scheme, beta=0.0, target=None, clamp_output=False, *, max_steps=100_000,
                           atol=1e-6, rtol=1e-6, stop_at_steady_state=True, box="natural", max_abs=1e6,
                           record_every=0, record_samples=None):

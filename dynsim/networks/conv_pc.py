@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dynsim._threads import kernels_own_the_cores
 from dynsim.networks.architecture import GROUP_ACTIVATIONS
 from dynsim.networks.architecture_network import ArchitectureNetwork
 from dynsim.networks.coupling_ops import activate_into, add_into, copy_into
@@ -202,6 +203,7 @@ class ConvPCNetwork(ArchitectureNetwork):
                 add_into(v2["mu"][g], v2["t"][g])
             activate_into(v2["mu"][g], self._acts[g], v2["f"][g], v2["fp"][g])
 
+    @kernels_own_the_cores
     def input_drive(self, x, input_activity=None):
         """The feedforward pass mu-hat, shape (batch, n_free): x_g = mu_g group after group from the input.
 
@@ -375,6 +377,7 @@ class ConvPCNetwork(ArchitectureNetwork):
         grad *= self.dtype.type(scale)
         return grad
 
+    @kernels_own_the_cores
     def energy_grad_params(self, x, s, drive=None, input_activity=None):
         """Gradient of the batch-mean F with respect to theta, shape (n_params,).
 
@@ -398,6 +401,7 @@ class ConvPCNetwork(ArchitectureNetwork):
         buf, _ = self._state_errors(s, drive)
         return self._parameter_products(buf, fx2, fx4, "e", -1.0 / x.shape[0])
 
+    @kernels_own_the_cores
     def backprop_gradient(self, x, target):
         """Exact backprop gradient of mean_b 1/2 ||y_hat_b - target_b||^2 through the feedforward pass, (n_params,).
 
@@ -434,6 +438,7 @@ class ConvPCNetwork(ArchitectureNetwork):
         """:meth:`relax_with_energy` without the energy: the :class:`integrators.IntegrationResult` only."""
         return self.relax_with_energy(s0, drive, scheme, beta, target, clamp_output, **options)[0]
 
+    @kernels_own_the_cores
     def relax_with_energy(self, s0, drive, scheme="euler", beta=0.0, target=None, clamp_output=False, *, dt=0.1,
                           max_steps=100_000, atol=1e-6, rtol=1e-6, stop_at_steady_state=True, box=None,
                           max_abs=1e6, record_every=0, record_samples=None):
