@@ -433,3 +433,38 @@ def test_the_chunk_workspaces_have_a_leading_axis_and_a_bad_count_is_named():
     assert all(buf.dtype == np.float32 for buf in ws)
     with pytest.raises(ValidationError, match="chunks must be an integer >= 1, got 0"):
         ck.conv_workspace((2, 9, 7), (3, 2, 3, 3), chunks=0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A group's activations (dynsim.networks.coupling_ops.activate_into)
+# ---------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype, tanh_tol", [(np.float32, 4e-7), (np.float64, 1e-15)])
+def test_group_activations_are_the_closed_forms_in_the_groups_dtype(rng, dtype, tanh_tol):
+    """rho and rho' of every activation against numpy's closed forms; the hard sigmoid exact (1 on the closed
+    interval [0, 1], NaN kept NaN for the divergence test), tanh to a few units in the last place."""
+    from dynsim.networks.activations import activation_code
+    from dynsim.networks.coupling_ops import activate_into
+
+    s = (3.0 * rng.standard_normal((11, 37))).astype(dtype)
+    s[0, :4] = [0.0, 1.0, -0.0, 0.5]
+    s[1, 0] = np.nan
+    want = {
+        "hard_sigmoid": (np.clip(s, 0, 1), ((s >= 0) & (s <= 1)).astype(dtype)),
+        "tanh": (np.tanh(s), 1 - np.tanh(s) ** 2),
+        "logistic": (1 / (1 + np.exp(-s)), np.exp(-s) / (1 + np.exp(-s)) ** 2),
+        "linear": (s, np.ones_like(s)),
+    }
+    for name, (r_want, rp_want) in want.items():
+        r = np.full_like(s, -7.0)
+        rp = np.full_like(s, -7.0)
+        activate_into(s, activation_code(name), r, rp)
+        assert r.dtype == dtype and np.isnan(r[1, 0]) and np.isnan(r_want[1, 0]), name
+        ok = ~np.isnan(s)
+        if name in ("hard_sigmoid", "linear"):
+            np.testing.assert_array_equal(r[ok], r_want[ok])
+            np.testing.assert_array_equal(rp[ok], rp_want[ok])
+        else:
+            tol = tanh_tol if name == "tanh" else 10 * np.finfo(dtype).eps
+            np.testing.assert_allclose(r[ok], r_want[ok], rtol=tol, atol=tol)
+            np.testing.assert_allclose(rp[ok], rp_want[ok], rtol=0, atol=4 * tol)

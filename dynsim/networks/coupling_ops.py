@@ -27,7 +27,7 @@ from numba import njit, prange
 
 from dynsim._threads import kernel_threads, one_blas_thread
 from dynsim.networks import conv_kernels as ck
-from dynsim.networks.activations import unit_rho_and_prime
+from dynsim.networks.pc_kernels import phi_into
 
 __all__ = ["DenseOps", "ConvOps", "ConvScratch", "GroupBuffers", "coupling_ops", "activate_into", "copy_into",
            "add_into"]
@@ -37,12 +37,20 @@ __all__ = ["DenseOps", "ConvOps", "ConvScratch", "GroupBuffers", "coupling_ops",
 
 @njit(cache=True, parallel=True)
 def activate_into(s, act, r, rp):
-    """r = rho(s), rp = rho'(s) for one group (its rows on Numba's threads)."""
-    n_batch, m = s.shape
-    for i in prange(n_batch):
-        si, ri, rpi = s[i], r[i], rp[i]
-        for j in range(m):
-            ri[j], rpi[j] = unit_rho_and_prime(si[j], act)
+    """r = rho(s), rp = rho'(s) for one group: :func:`~dynsim.networks.pc_kernels.phi_into` (vectorised tanh and
+    GELU, the hard sigmoid in the group's dtype) on chunks of rows on Numba's threads.
+
+    Each row's numbers are its own, so every thread count gives the same
+    bits. With libm's scalar tanh, a tanh group cost 18-21 ns a unit here
+    against 0.8 ns for numpy's, and the activations were 29 % of a conv PC
+    training step.
+    """
+    n_batch = s.shape[0]
+    n_chunks = min(n_batch, ck.CONV_CHUNKS)
+    for c in prange(n_chunks):
+        lo = c * n_batch // n_chunks
+        hi = (c + 1) * n_batch // n_chunks
+        phi_into(s[lo:hi], act, r[lo:hi], rp[lo:hi])
 
 
 @njit(cache=True)
