@@ -1,8 +1,9 @@
 """The convolutional PC net's training on the CPU: dynsim (Numba) beside a plain PyTorch version, side by side.
 
 Each round runs, one after the other and each in a fresh process on
-``--cores`` CPUs (default 1, with as many threads), the same partial epoch (the first ``--train-size`` Fashion-MNIST
-training images, minibatch 128, Adam 3e-4 at a constant rate):
+``--cores`` CPUs (default 1, with as many threads), the same partial epoch
+(the first ``--train-size`` Fashion-MNIST training images, minibatch 128,
+Adam 3e-4 at a constant rate):
 
 - ``dynsim``: ``scenarios/mnist_pc.py --conv 32,64 --rules pc-strict``
   (:class:`~dynsim.networks.conv_pc.ConvPCNetwork`, float32, 5 Euler
