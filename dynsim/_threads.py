@@ -16,13 +16,18 @@ The chunks are fixed by the batch size, so every run on two or more
 threads gives the same numbers; a run on one thread differs from them by
 rounding (BLAS sums a product's terms in an order that depends on its
 shape), as PyTorch's and JAX's do between thread counts. Set
-``NUMBA_NUM_THREADS=1`` for the numbers of a one-core machine.
+``NUMBA_NUM_THREADS=1`` for the numbers of a one-core machine. That holds
+for the relaxations' chunks (:func:`chunk_starts`, :func:`chunks_pay`). The
+convolutions of :mod:`dynsim.networks.conv_kernels` always run their fixed
+chunks, each product on one BLAS thread, so every thread count gives the
+same bits.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
 import importlib
+import threading
 
 import numba
 import numpy as np
@@ -67,30 +72,39 @@ def _blas_controller():
     return _controller
 
 
+_hold_lock = threading.Lock()
 _holds = 0
-"""How many :func:`one_blas_thread` blocks are open (the BLAS limit is the process's, as is this count)."""
+"""Open :func:`one_blas_thread` blocks, of every Python thread (the BLAS limit is the process's)."""
+_limiter = None
+"""threadpoolctl's limiter of the outermost open block, which gives the user's thread counts back."""
 
 
 @contextlib.contextmanager
 def one_blas_thread(parallel=True):
     """Hold every loaded BLAS to one thread inside the block when ``parallel`` (else do nothing).
 
-    Entering and leaving costs about 16 microseconds; the previous thread
-    counts are restored even when the block raises. A block inside another
-    costs nothing more: the outer one holds BLAS already, so that kernels
-    called once per sweep can hold it themselves for callers outside a
-    training loop.
+    The first block to open sets the limit (about 16 microseconds) and the
+    last to close gives the previous thread counts back, even when a block
+    raises; blocks opened inside it, by this or another Python thread, cost
+    a lock and a count. So kernels called once per sweep can hold BLAS
+    themselves, for callers outside a training loop, at no cost inside one.
     """
-    global _holds
-    if not parallel or _holds > 0:
+    global _holds, _limiter
+    if not parallel:
         yield
         return
-    with _blas_controller().limit(limits=1):
+    with _hold_lock:
+        if _holds == 0:
+            _limiter = _blas_controller().limit(limits=1)
         _holds += 1
-        try:
-            yield
-        finally:
+    try:
+        yield
+    finally:
+        with _hold_lock:
             _holds -= 1
+            if _holds == 0:
+                _limiter.restore_original_limits()
+                _limiter = None
 
 
 def kernels_own_the_cores(fn):

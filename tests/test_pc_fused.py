@@ -249,17 +249,61 @@ def test_blas_threads_are_one_inside_the_chunks_and_the_users_afterwards():
 
 def test_a_blas_hold_inside_another_keeps_blas_held_until_the_outer_one_ends():
     """Kernels called once per sweep hold BLAS themselves; inside a training loop's hold they must not give the
-    user's thread counts back early."""
+    user's thread counts back early (checked with two BLAS threads: the suite runs one, conftest.py)."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
     from dynsim._threads import one_blas_thread
 
     def counts():
         return [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
 
-    before = counts()
-    with one_blas_thread(True):
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
         with one_blas_thread(True):
-            assert all(n == 1 for n in counts())
-        inside = counts()
+            with one_blas_thread(True):
+                assert all(n == 1 for n in counts())
+            inside = counts()
+        after = counts()
     assert inside and all(n == 1 for n in inside)
-    assert counts() == before
+    assert after and all(n == 2 for n in after)
+
+
+def test_the_first_hold_to_open_sets_the_limit_and_the_last_to_close_restores_it_across_python_threads(monkeypatch):
+    """The limit is the process's: a hold opened by another Python thread while one is open must keep BLAS held
+    after the first closes, and nested or overlapping holds set the limit once."""
+    import threading
+
+    from dynsim import _threads
+
+    events = []
+
+    class Limiter:
+        def restore_original_limits(self):
+            events.append("restore")
+
+    class Controller:
+        def limit(self, limits):
+            events.append(("limit", limits))
+            return Limiter()
+
+    monkeypatch.setattr(_threads, "_blas_controller", lambda: Controller())
+    opened, release = threading.Event(), threading.Event()
+
+    def other():
+        with _threads.one_blas_thread(True):
+            opened.set()
+            release.wait(10)
+            events.append("other closes")
+
+    with _threads.one_blas_thread(True):
+        with _threads.one_blas_thread(True):
+            pass
+        worker = threading.Thread(target=other)
+        worker.start()
+        assert opened.wait(10)
+    events.append("main closed")
+    assert events == [("limit", 1), "main closed"]  # the other thread's hold is still open: no restore yet
+    release.set()
+    worker.join(10)
+    assert events == [("limit", 1), "main closed", "other closes", "restore"]
+    with _threads.one_blas_thread(False):
+        pass
+    assert events[-1] == "restore" and len(events) == 4

@@ -386,6 +386,7 @@ class ConvHopfieldNetwork(ArchitectureNetwork):
                     add_into(buf.v2["d"][g], buf.v2["t"][g])
         return self._flat(buf.v2["d"])
 
+    @kernels_own_the_cores
     def energy(self, x, s):
         """Energy E(s; x) per sample, shape (batch,).
 
@@ -398,6 +399,7 @@ class ConvHopfieldNetwork(ArchitectureNetwork):
         s = self.check_state(s, x.shape[0])
         return self.energy_from_drive(s, self.input_drive(x))
 
+    @kernels_own_the_cores
     def energy_from_drive(self, s, drive):
         """Energy per sample from an input drive already computed (:meth:`input_drive`), shape (batch,).
 
@@ -425,6 +427,7 @@ class ConvHopfieldNetwork(ArchitectureNetwork):
         self._fields(buf, self._theta, set(range(1, G)), [0] * G, [-1] * len(self._links))
         return buf
 
+    @kernels_own_the_cores
     def local_field(self, x, s, drive=None):
         """The local field ``h = -dE/d rho(s)`` of every free unit, shape (batch, n_free).
 
@@ -445,6 +448,7 @@ class ConvHopfieldNetwork(ArchitectureNetwork):
         drive = self.input_drive(x) if drive is None else self._checked_drive(drive, s)
         return self._flat(self._field_of_state(s, drive).v2["h"])
 
+    @kernels_own_the_cores
     def energy_grad_state(self, x, s, drive=None):
         """dE/ds = s - rho'(s) h, shape (batch, n_free).
 

@@ -728,9 +728,11 @@ def conv_chunks(n_batch):
 class ConvWorkspace(NamedTuple):
     """Buffers a convolution's kernels reuse between calls (allocated once, e.g. per coupling).
 
-    None depends on the batch size: the kernels work one sample at a time.
-    With ``chunks`` (:func:`conv_workspace`) each has a leading axis of that
-    length, one workspace per chunk of the minibatch.
+    Without ``chunks`` none depends on the batch size: the kernels work one
+    sample at a time. With ``chunks`` (:func:`conv_workspace`) each has a
+    leading axis of that length, one workspace per chunk of the minibatch
+    (:func:`conv_chunks`: at most :data:`CONV_CHUNKS`, fewer for a smaller
+    batch).
     """
 
     padded: np.ndarray

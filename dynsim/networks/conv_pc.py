@@ -327,17 +327,20 @@ class ConvPCNetwork(ArchitectureNetwork):
         self._load(buf, "x", s)
         return buf, self._errors(buf, fixed)
 
+    @kernels_own_the_cores
     def energy_from_drive(self, s, drive):
         """F per sample from a precomputed feedforward pass, shape (batch,)."""
         s = self.check_state(s)
         return self._state_errors(s, self._checked_drive(drive, s))[1].astype(self.dtype)
 
+    @kernels_own_the_cores
     def energy(self, x, s):
         """F per sample, shape (batch,)."""
         x = self.check_input(x)
         s = self.check_state(s, x.shape[0])
         return self.energy_from_drive(s, self.input_drive(x))
 
+    @kernels_own_the_cores
     def energy_grad_state(self, x, s, drive=None):
         """dF/ds, shape (batch, n_free) (the output's entries included)."""
         x = self.check_input(x)
@@ -347,6 +350,7 @@ class ConvPCNetwork(ArchitectureNetwork):
         self._field(buf, 0.0, None, False)
         return -self._flat(buf.v2["v"])
 
+    @kernels_own_the_cores
     def errors(self, x, s):
         """Prediction errors per group: ``{group name: eps_g (batch, n_g)}``."""
         x = self.check_input(x)

@@ -25,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from dynsim._threads import kernel_threads, one_blas_thread
+from dynsim._threads import one_blas_thread
 from dynsim.networks import conv_kernels as ck
 from dynsim.networks.pc_kernels import phi_into
 
@@ -41,9 +41,9 @@ def activate_into(s, act, r, rp):
     GELU, the hard sigmoid in the group's dtype) on chunks of rows on Numba's threads.
 
     Each row's numbers are its own, so every thread count gives the same
-    bits. With libm's scalar tanh, a tanh group cost 18-21 ns a unit here
-    against 0.8 ns for numpy's, and the activations were 29 % of a conv PC
-    training step.
+    bits. With libm's scalar tanh, rho and rho' of a tanh group cost 18-21 ns
+    a unit here (one thread), numpy's tanh with its derivative 0.8 ns and
+    this 1.0 ns; the activations had been 29 % of a conv PC training step.
     """
     n_batch = s.shape[0]
     n_chunks = min(n_batch, ck.CONV_CHUNKS)
@@ -101,8 +101,9 @@ class DenseOps:
 
 
 def _held(scratch):
-    """BLAS held to one thread while a minibatch's chunks run on several of Numba's threads."""
-    return one_blas_thread(scratch.starts.shape[0] > 2 and kernel_threads() > 1)
+    """BLAS held to one thread while a minibatch's chunks run: on several of Numba's threads they would oversubscribe
+    the cores, and on one, each product on one BLAS thread keeps the bits of every thread count."""
+    return one_blas_thread(scratch.starts.shape[0] > 2)
 
 
 class ConvScratch(NamedTuple):
