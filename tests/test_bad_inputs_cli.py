@@ -164,6 +164,14 @@ CASES = [
     C("associative_memory", ["--units", "100000000", "--out", "{out}"], "--units and --hidden: a fully coupled",
       id="memory-units-huge"),
     C("associative_memory", ["--beta", "nan", "--out", "{out}"], "--beta must be > 0", id="memory-beta-nan"),
+    # ------------------------------------------------------------------ sweep_budget
+    C("sweep_budget", ["--run", "{out}/no-run", "--out", "{out}"], "no log.h5 there", id="budget-run-missing"),
+    C("sweep_budget", ["--run", "{out}", "--free-steps", "10,300", "--out", "{out}"],
+      "--free-steps must stay below --long-free (300)", id="budget-free-steps-long"),
+    C("sweep_budget", ["--run", "{out}", "--nudged-steps", "5", "--long-nudged", "5", "--out", "{out}"],
+      "--nudged-steps must stay below --long-nudged (5)", id="budget-nudged-steps-long"),
+    C("sweep_budget", ["--run", "{out}", "--batch", "0", "--out", "{out}"], "--batch must be an integer >= 1",
+      id="budget-batch-zero"),
     # ------------------------------------------------------------------ gradient_vs_iterations
     C("gradient_vs_iterations", ["--sizes", "10-x", "--out", "{out}"], "--sizes must look like",
       id="gradients-sizes-text"),

@@ -262,3 +262,23 @@ def test_rule_comparison_draws_cosines_and_the_last_epochs_test_error(tmp_path, 
     with pytest.raises(ValueError, match=r"lacks the columns \['cosine'\]"):
         rules.plot_rule_comparison({k: v for k, v in table.items() if k != "cosine"}, tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_prediction_budget_draws_agreement_and_errors_in_order_of_steps(tmp_path, monkeypatch):
+    from dynsim.plots import gradients
+
+    figures = _capture(monkeypatch, gradients)
+    table = {"free_steps": np.array([30, 5, 15]), "agreement": np.array([1.0, 0.9, 0.97]),
+             "error": np.array([0.011, 0.05, 0.02]), "long_steps": 300, "long_error": 0.0115}
+    out = gradients.plot_prediction_budget(table, tmp_path / "predictions.png")
+    assert_png_with_content(out)
+    agree, err = figures[0].axes[:2]
+    x, y = _lines(agree)["same class"]
+    np.testing.assert_array_equal(x, [5, 15, 30])
+    np.testing.assert_allclose(y, [90.0, 97.0, 100.0])
+    lines = _lines(err)
+    np.testing.assert_allclose(lines["free phase of this length"][1], [5.0, 2.0, 1.1])
+    np.testing.assert_allclose(lines["after 300 steps"][1], [1.15, 1.15])
+    with pytest.raises(ValueError, match="table has no 'long_error' column"):
+        gradients.plot_prediction_budget({k: v for k, v in table.items() if k != "long_error"}, tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()

@@ -338,3 +338,37 @@ def test_ep_scenario_on_a_torch_device_trains_as_the_numba_path(tmp_path):
     refused = run("mnist_ep.py", "--preset", "sb-1h", "--device", "cpu", "--out", str(tmp_path / "sb"))
     assert refused.returncode == 2 and "carries persistent particles" in refused.stderr
     assert not (tmp_path / "sb").exists()
+
+
+def test_sweep_budget_compares_a_runs_rule_with_itself_settled_and_scores_as_the_training_did(tmp_path):
+    # A short run with block sweeps (which settle monotonically), in float64 so that its logged test error can be
+    # matched to the image.
+    trained = tmp_path / "run"
+    proc = run("mnist_ep.py", "--preset", "lab-mlp", "--hidden", "40", "--integrator", "block", "--dtype",
+               "float64", "--epochs", "1", "--out", str(trained), *SMOKE)
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "budget"
+    proc = run("sweep_budget.py", "--run", str(trained), "--split", "test", "--images", "60", "--batch", "20",
+               "--free-steps", "1,30,119", "--nudged-steps", "1,59", "--long-free", "120", "--long-nudged", "60",
+               "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "after epoch 1" in proc.stdout
+    with read_log(out / "budget.h5") as log, read_log(trained / "log.h5") as run_log:
+        updates, pred = log.table("updates"), log.table("predictions")
+        logged_test_error = run_log.table("epochs")["test_error"][-1]
+        assert log.config["run_config"]["free_steps"] == 30
+    cos = {(f, n): c for f, n, c in zip(updates["free_steps"], updates["nudged_steps"], updates["cosine"])}
+    assert len(cos) == 6
+    # The reference is the run's own rule with long phases: one iteration short of them, every block agrees with it;
+    # one iteration each, the update is still far from it.
+    assert np.all(cos[119, 59] > 0.9999), cos[119, 59]
+    assert cos[1, 1][-1] < 0.99, cos[1, 1]
+    # The training evaluated the first 60 test images with its own 30 free sweeps from zero: the same error here.
+    row = dict(zip(pred["free_steps"], range(len(pred["free_steps"]))))
+    assert pred["error"][row[30]] == pytest.approx(logged_test_error, abs=1e-12)
+    assert pred["agreement"][row[119]] == 1.0
+    # Agreement bounds how far an error can lie from the long phase's.
+    long_error = float(pred["__attrs__"]["long_error"])
+    assert np.all(np.abs(pred["error"] - long_error) <= 1 - pred["agreement"] + 1e-12)
+    for png in ("update_cosine.png", "predictions.png"):
+        assert (out / png).read_bytes()[:8] == PNG_MAGIC

@@ -18,13 +18,14 @@ from dynsim.experiments.estimator_sweep import GRID_KEYS
 from dynsim.plots._figure import save_figure
 from dynsim.validation import ValidationError
 
-__all__ = ["plot_sweep", "plot_gdu", "plot_gdu_table", "plot_error_settling"]
+__all__ = ["plot_sweep", "plot_gdu", "plot_gdu_table", "plot_error_settling", "plot_prediction_budget"]
 
 _METRIC_LABELS = {"cosine": "cosine with backprop", "relative_error": "relative error",
                   "sign_agreement": "sign agreement", "normalized_rmse": "normalized RMSE"}
 
 
-def plot_sweep(table, out, x="free_steps", metric="cosine", blocks=None, title=None, keys=GRID_KEYS):
+def plot_sweep(table, out, x="free_steps", metric="cosine", blocks=None, title=None, keys=GRID_KEYS,
+               reference="recurrent backprop"):
     """One panel per parameter block: ``metric`` against ``x``, one line per other setting.
 
     Parameters
@@ -43,6 +44,9 @@ def plot_sweep(table, out, x="free_steps", metric="cosine", blocks=None, title=N
         The table's setting columns (default: those of the EP sweep; pass
         :data:`dynsim.experiments.estimator_sweep.PC_GRID_KEYS` for predictive coding); lines are
         drawn per combination of the ones that vary.
+    reference : str
+        What the estimates were compared with, for the axis labels and the
+        title (default 'recurrent backprop'; 'backprop' for predictive coding).
     """
     if metric not in _METRIC_LABELS:
         raise ValidationError(f"metric must be one of {list(_METRIC_LABELS)}, got {metric!r}")
@@ -97,14 +101,53 @@ def plot_sweep(table, out, x="free_steps", metric="cosine", blocks=None, title=N
             ax.xaxis.set_minor_formatter(NullFormatter())
         if metric in ("relative_error", "normalized_rmse"):
             ax.set_yscale("log")
-        ax.set_ylabel(_METRIC_LABELS[metric])
+        ax.set_ylabel(_metric_label(metric, reference))
         ax.grid(alpha=0.3)
     for ax in axes[n:]:
         ax.set_visible(False)
     handles, labels = axes[0].get_legend_handles_labels()
     if len(series) > 1:
         fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)), fontsize=8)
-    fig.suptitle(title or f"EP estimate against recurrent backprop: {_METRIC_LABELS[metric]}", fontsize=11)
+    fig.suptitle(title or f"EP estimate against {reference}: {_metric_label(metric, reference)}", fontsize=11)
+    return save_figure(fig, out)
+
+
+def _metric_label(metric, reference):
+    # The default keeps the labels the figures have always had.
+    return f"cosine with {reference}" if metric == "cosine" and reference != "recurrent backprop" \
+        else _METRIC_LABELS[metric]
+
+
+def plot_prediction_budget(table, out, title=None):
+    """How the free phase's predictions depend on its length: agreement with a long phase and the error.
+
+    Parameters
+    ----------
+    table : dict
+        Columns ``free_steps`` (m,), ``agreement`` (m,): the fraction of
+        images whose predicted class equals that of the long free phase, and
+        ``error`` (m,): the classification error at that length; attribute-like
+        entries ``long_steps`` and ``long_error`` (scalars) for the long phase.
+    out : path
+        PNG to write.
+    """
+    for key in ("free_steps", "agreement", "error", "long_steps", "long_error"):
+        if key not in table:
+            raise ValidationError(f"table has no {key!r} column (got {sorted(table)})")
+    steps = np.asarray(table["free_steps"])
+    order = np.argsort(steps)
+    fig = Figure(figsize=(8.4, 3.2), layout="constrained")
+    ax_agree, ax_err = fig.subplots(1, 2)
+    ax_agree.plot(steps[order], 100 * np.asarray(table["agreement"])[order], "o-", ms=3, label="same class")
+    ax_agree.set_ylabel(f"same class as after {table['long_steps']} steps (%)")
+    ax_err.plot(steps[order], 100 * np.asarray(table["error"])[order], "o-", ms=3, label="free phase of this length")
+    ax_err.axhline(100 * float(table["long_error"]), color="C1", ls="--", label=f"after {table['long_steps']} steps")
+    ax_err.set_ylabel("classification error (%)")
+    ax_err.legend(fontsize=8)
+    for ax in (ax_agree, ax_err):
+        ax.set_xlabel("free steps")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title or "predictions against the length of the free phase", fontsize=11)
     return save_figure(fig, out)
 
 
