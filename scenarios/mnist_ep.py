@@ -17,8 +17,9 @@ Presets reproduce the published configurations:
   scale, which their code keeps: with Glorot's limit, about twice as large, the first epoch ends at 60 %
   test error instead of 3.6 %); the error they reached is not published;
 - ``lab-conv``: the structure of Laborieux et al.'s MNIST conv net (1-32-64, 5x5 kernels, 2x2 max
-  pooling, 10 outputs), centered EP with block sweeps (30 free / 10 + 10 nudged), Adam 5e-4, batch 100,
-  initial parameters at half the default scale;
+  pooling, 10 outputs), centered EP with block sweeps (30 free / 10 + 10 nudged), Adam 5e-4 with a warm-up and
+  cosine decay over 12 epochs, batch 100, initial parameters at half the default scale (0.76 % test error
+  after the 12 epochs, one seed, about 1 h 50 min on 2 cores);
 - ``dhn-1h``: Scellier 2024's one-hidden-layer network (1.79 % test error):
   784-1024-10 with a linear output layer, centered EP with beta = 0.2, 15
   block sweeps (odd layers, then even ones) per phase, SGD at 0.05 times
@@ -143,11 +144,12 @@ PRESETS = {
     # The structure of Laborieux et al.'s MNIST conv net (1-32-64, 5x5 kernels, 2x2 max pooling, 10 outputs, beta 0.4,
     # Adam, minibatch 100); block sweeps instead of their 200 synchronous free iterations (Scellier et al. 2023 credit
     # block updates for most of their speed-up), and the rate, iteration counts and the initial weights' scale (0.5
-    # times the default, which leaves the outputs saturated at 1) chosen here, not theirs.
+    # times the default, which leaves the outputs saturated at 1) chosen here, not theirs. The 12 epochs with a warm-up
+    # and cosine decay reached 0.76 % where a constant rate moved by up to 0.2 points from epoch to epoch.
     "lab-conv": dict(hidden=[], conv=dict(channels=[32, 64], kernels=[5, 5], pools="mm"), rule="ep-centered",
                      integrator="block", free_steps=30, nudged_steps=10, dt=1.0, beta=0.4, lr=[5e-4, 5e-4, 5e-4],
-                     optimizer="adam", batch_size=100, epochs=30, persistent=False, init_gain=0.5,
-                     paper="Ernoult et al. 2019 (conv net, EP): test about 1.0 %", reference=0.010),
+                     optimizer="adam", batch_size=100, epochs=12, schedule="warmup-cosine", persistent=False,
+                     init_gain=0.5, paper="Ernoult et al. 2019 (conv net, EP): test about 1.0 %", reference=0.010),
     "dhn-1h": dict(hidden=[1024], rule="ep-centered", integrator="block", free_steps=15, nudged_steps=15, dt=1.0,
                    beta=0.2, lr=[0.05, 0.05], batch_size=16, epochs=100, persistent=False, init_gain=0.7,
                    schedule="exponential", eval_steps=100, output_activation="linear",
