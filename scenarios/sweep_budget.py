@@ -20,6 +20,11 @@ or after an epoch) and, on held-out images, measures:
    after each count of ``--free-steps`` from zero, against the class after
    ``--long-free`` iterations, and the classification error of each.
 
+Every phase here starts from zero, as the training of a run without
+persistent particles does (``lab-conv``, ``lab-mlp``, the ``dhn-*`` presets).
+A run with them (the ``sb-*`` and ``centered-1h`` presets) starts each free
+phase from the image's last state, where its counts reach further.
+
 Written to ``--out``: ``budget.h5`` (tables ``updates`` and ``predictions``,
 the run's configuration), ``update_cosine.png`` (cosine per block against
 the free steps, a line per nudged count) and ``predictions.png``.
@@ -56,7 +61,7 @@ from dynsim.io.log import TrajectoryLog, read_log  # noqa: E402
 from dynsim.learning.contrastive import ep_gradient  # noqa: E402
 from dynsim.plots.gradients import plot_prediction_budget, plot_sweep  # noqa: E402
 from dynsim.relax.phases import SettleOptions, free_phase  # noqa: E402
-from dynsim.training.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+from dynsim.training.checkpoint import CheckpointError, checkpoint_exists, load_checkpoint  # noqa: E402
 from dynsim.training.loop import predict  # noqa: E402
 from dynsim.validation import ValidationError, fail, positive_int, reports_write_errors, writable_folder  # noqa: E402
 
@@ -99,6 +104,9 @@ def run_network(run):
     if not config.get("rule", "").startswith("ep-"):
         raise ValidationError(f"--run {run}: its rule is {config.get('rule')!r}; this measures the EP rules "
                               f"({', '.join(r for r in mnist_ep.RULES if r.startswith('ep-'))})")
+    if not checkpoint_exists(checkpoint_path):
+        raise ValidationError(f"--run {run}: no checkpoint.h5 there yet (mnist_ep.py writes it after each epoch "
+                              "and every --checkpoint-minutes within one)")
     ckpt = load_checkpoint(checkpoint_path)
     argv = ["--preset", config["preset"], "--dtype", config["dtype"], "--out", str(run),
             "--output-activation", config["output_activation"]]
