@@ -45,6 +45,7 @@ References
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -60,7 +61,7 @@ from dynsim.experiments.estimator_sweep import sweep_ep_estimates  # noqa: E402
 from dynsim.io.log import TrajectoryLog, read_log  # noqa: E402
 from dynsim.learning.contrastive import ep_gradient  # noqa: E402
 from dynsim.plots.gradients import plot_prediction_budget, plot_sweep  # noqa: E402
-from dynsim.relax.phases import SettleOptions, free_phase  # noqa: E402
+from dynsim.relax.phases import free_phase  # noqa: E402
 from dynsim.training.checkpoint import CheckpointError, checkpoint_exists, load_checkpoint  # noqa: E402
 from dynsim.training.loop import predict  # noqa: E402
 from dynsim.validation import ValidationError, fail, positive_int, reports_write_errors, writable_folder  # noqa: E402
@@ -109,7 +110,8 @@ def run_network(run):
                               "and every --checkpoint-minutes within one)")
     ckpt = load_checkpoint(checkpoint_path)
     argv = ["--preset", config["preset"], "--dtype", config["dtype"], "--out", str(run),
-            "--output-activation", config["output_activation"]]
+            "--output-activation", config["output_activation"], "--integrator", config["integrator"],
+            "--dt", repr(config["dt"])]
     if "conv" not in mnist_ep.PRESETS[config["preset"]]:
         argv += ["--hidden", "-".join(map(str, config["sizes"][1:-1]))]
     args = mnist_ep.build_parser().parse_args(argv)
@@ -119,33 +121,39 @@ def run_network(run):
         raise ValidationError(f"--run {run}: checkpoint.h5 holds {ckpt.theta.shape[0]} parameters, the network of "
                               f"its log {net.n_params}")
     net.theta = ckpt.theta.astype(net.dtype)
-    return config, net, ckpt
+    # The training's own phases (integrator, step, fixed counts): only their lengths change here.
+    free_options, _, _, _ = mnist_ep.settle_options(args)
+    return config, net, ckpt, free_options
 
 
-def phase_options(config, steps):
-    fixed = {} if config["integrator"] == "dopri5" else {"dt": config["dt"]}
-    return SettleOptions(integrator=config["integrator"], max_steps=int(steps), stop_at_steady_state=False, **fixed)
-
-
-def predictions(net, x, labels, config, counts, long_steps):
+def predictions(net, x, labels, options, counts, long_steps):
     """Agreement of the class after each count of free steps with the class after ``long_steps``, and errors.
 
-    Classes as the training scores them (:func:`dynsim.training.loop.predict`):
-    a tied largest output is no class (-1) and counts as an error; two states
-    that both make no decision agree.
+    One free phase from zero, read at each count on its way to ``long_steps``:
+    a fixed-step phase continued from its state after k steps is the phase of
+    k + m steps from zero, step for step (an adaptive one is restarted at each
+    count, since its step size is state the phase does not hand on). Classes
+    as the training scores them (:func:`dynsim.training.loop.predict`): a tied
+    largest output is no class (-1) and counts as an error; two states that
+    both make no decision agree.
     """
-    long_state = free_phase(net, x, options=phase_options(config, long_steps)).state
+    drive = net.input_drive(x)  # constant in every phase here
+    continued = options.integrator != "dopri5"
+    states, state, done = [], None, 0
+    for steps in [*counts, long_steps]:
+        length = steps - done if continued else steps
+        state = free_phase(net, x, s0=state if continued else None, drive=drive,
+                           options=dataclasses.replace(options, max_steps=int(length))).state
+        states.append(state)
+        done = steps
+    long_state = states.pop()
     n_out = net.n_output
     long_class = predict(long_state[:, -n_out:])
-    rows = {"free_steps": [], "agreement": [], "error": [], "max_distance": []}
-    for steps in counts:
-        state = free_phase(net, x, options=phase_options(config, steps)).state
-        cls = predict(state[:, -n_out:])
-        rows["free_steps"].append(steps)
-        rows["agreement"].append(float((cls == long_class).mean()))
-        rows["error"].append(float((cls != labels).mean()))
-        rows["max_distance"].append(float(np.abs(state - long_state).max()))
-    table = {k: np.asarray(v) for k, v in rows.items()}
+    classes = [predict(state[:, -n_out:]) for state in states]
+    table = {"free_steps": np.asarray(counts),
+             "agreement": np.array([(cls == long_class).mean() for cls in classes]),
+             "error": np.array([(cls != labels).mean() for cls in classes]),
+             "max_distance": np.array([np.abs(state - long_state).max() for state in states])}
     return table, float((long_class != labels).mean())
 
 
@@ -163,7 +171,7 @@ def main(argv=None):
             if max(counts) >= long_steps:
                 raise ValidationError(f"{flag} must stay below {long_flag} ({long_steps}), the reference's count; "
                                       f"got {max(counts)}")
-        config, net, ckpt = run_network(args.run)
+        config, net, ckpt, free_options = run_network(args.run)
         splits = load(config["dataset"], data_dir=args.data_dir, download=not args.no_download, dtype=net.dtype)
         split = getattr(splits, args.split)
         n = split.x.shape[0]
@@ -188,9 +196,10 @@ def main(argv=None):
     except (FileExistsError, ValidationError) as exc:
         fail(f"{exc}")
     with log:
-        long_free = free_phase(net, x, target=target, options=phase_options(config, args.long_free))
+        long_free = free_phase(net, x, target=target, options=dataclasses.replace(free_options,
+                                                                                   max_steps=args.long_free))
         reference = ep_gradient(net, x, target, config["beta"], variant, free=long_free,
-                                nudged_options=phase_options(config, args.long_nudged)).gradient
+                                nudged_options=dataclasses.replace(free_options, max_steps=args.long_nudged)).gradient
         grid = {"integrator": [config["integrator"]], "dt": [config["dt"]], "free_steps": args.free_steps,
                 "nudged_steps": args.nudged_steps, "beta": [config["beta"]], "variant": [variant]}
         updates = sweep_ep_estimates(net, x, target, grid, reference=reference)
@@ -201,7 +210,7 @@ def main(argv=None):
         images = split.x[:args.images]
         labels = split.targets[:args.images].argmax(1)
         counts = sorted(set(args.free_steps))
-        pred, long_error = predictions(net, images, labels, config, counts, args.long_free)
+        pred, long_error = predictions(net, images, labels, free_options, counts, args.long_free)
         log.record_table("predictions", pred, attrs={"long_steps": args.long_free, "long_error": long_error})
     updates["blocks"] = blocks
     reference_name = f"{args.long_free}/{args.long_nudged}-iteration EP"
