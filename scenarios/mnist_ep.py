@@ -6,8 +6,13 @@ Presets reproduce the published configurations:
   Euler iterations of step 0.5, beta with a random sign per minibatch,
   minibatch 20, persistent particles, 25 epochs (Scellier & Bengio 2017:
   0.00 % training error, 2-3 % test error);
-- ``sb-2h``: 784-500-500-10, 100 free / 6 nudged, 60 epochs;
-- ``sb-3h``: 784-500-500-500-10, 500 free / 8 nudged, 160 epochs;
+- ``sb-2h``: 784-500-500-10, 100 free / 6 nudged, 60 epochs, beta always
+  positive (``ep-positive``), as in the first version of the authors' code:
+  with the random sign of their later code (``--rule ep-random``), output
+  units die at 0 and their classes are never predicted again (README,
+  "Deep Hopfield networks");
+- ``sb-3h``: 784-500-500-500-10, 500 free / 8 nudged, 160 epochs, beta
+  always positive;
 - ``centered-1h``: 784-1024-10 with centered EP (nudges +beta and -beta;
   Laborieux et al. 2021), 40 free / 12 nudged projected-Euler iterations,
   minibatch 20, persistent particles, 30 epochs;
@@ -119,15 +124,22 @@ from dynsim.validation import (ValidationError, WriteError, check_memory, fail, 
 # rates = 2 x the code's (its update is alpha / beta_code times the difference). The code's beta is 0.5 for
 # 784-500-10 and 1 for the deeper networks (train_model.py of bscellier/Towards-a-Biologically-Plausible-Backprop;
 # the paper's Table 2 gives 1 for all three, for its cost with the 1/2), hence beta = 1 for sb-1h and 2 for sb-2h/3h.
+# The sign of beta: the code draws it per minibatch since its March 2017 version (the paper says so); its first
+# version (2016) nudged with +beta only. With the random sign the deep networks' hard-sigmoid outputs die at 0 (an
+# output clipped at 0 on its own class is lifted only by a positive nudge, while either sign lowers a wrong output
+# that is on): run with the authors' own code from one start, 784-500-500-10 never predicted two classes through its
+# first epoch (validation 28.8 %) with the random sign and 5.8 % with +beta. So sb-2h nudges with +beta, and sb-3h
+# too (the same trap, not measured at that depth); sb-1h keeps the random sign, which gave it the lower test error
+# (2.76 % after 25 epochs; with +beta 3.1 % after 17 epochs, flat since epoch 8, when the run was stopped).
 # Scellier 2024's DHN-1H (rain-neuromorphics/energy-based-learning, papers/fast-drn/dhn.py) uses dynsim's cost.
 PRESETS = {
     "sb-1h": dict(hidden=[500], rule="ep-random", integrator="projected_euler", free_steps=20, nudged_steps=4,
                   dt=0.5, beta=1.0, lr=[0.2, 0.1], batch_size=20, epochs=25, persistent=True,
                   paper="Scellier & Bengio 2017: train 0.00 %, test 2-3 %", reference=0.025),
-    "sb-2h": dict(hidden=[500, 500], rule="ep-random", integrator="projected_euler", free_steps=100,
+    "sb-2h": dict(hidden=[500, 500], rule="ep-positive", integrator="projected_euler", free_steps=100,
                   nudged_steps=6, dt=0.5, beta=2.0, lr=[0.8, 0.2, 0.02], batch_size=20, epochs=60, persistent=True,
                   paper="Scellier & Bengio 2017: train 0.00 %, test 2-3 %", reference=0.025),
-    "sb-3h": dict(hidden=[500, 500, 500], rule="ep-random", integrator="projected_euler", free_steps=500,
+    "sb-3h": dict(hidden=[500, 500, 500], rule="ep-positive", integrator="projected_euler", free_steps=500,
                   nudged_steps=8, dt=0.5, beta=2.0, lr=[0.256, 0.064, 0.016, 0.004], batch_size=20, epochs=160,
                   persistent=True, paper="Scellier & Bengio 2017: train 0.00 %, test 2-3 %", reference=0.025),
     "centered-1h": dict(hidden=[1024], rule="ep-centered", integrator="projected_euler", free_steps=40,

@@ -1,5 +1,8 @@
 """dynsim's sb-2h training step against a literal numpy rendition of the authors' code, minibatch by minibatch.
 
+The code's protocol since March 2017 draws the sign of beta per minibatch, so this runs ``ep-random`` (the
+preset now nudges with +beta, as the code's first version did: ``tests/test_sign_of_beta.py`` says why).
+
 The differential test of the deep-network investigation (README, "Deep Hopfield networks"): from the same
 Glorot weights, the same minibatches in the code's order and the same signs of beta, dynsim's centred units
 (beta and rates twice the code's, its cost having the 1/2) must give the code's free states, nudged states
