@@ -54,6 +54,9 @@ def build_parser():
     p.add_argument("--data-dir", default=None, help="folder holding mnist/ (and cifar10/) data files")
     p.add_argument("--seed", type=int, default=0, help="initial parameters, minibatch order, random data")
     p.add_argument("--cuda-graph", action="store_true", help="replay each training step as a CUDA graph")
+    p.add_argument("--autocast", choices=["bfloat16"], default=None,
+                   help="run the phases' products and convolutions in bfloat16 (states, parameters and optimizer "
+                        "stay float32; the GPU script's 'precision' section measures the updates' cosine to float64)")
     p.add_argument("--time-batches", type=int, default=0, help="time this many minibatches per round instead")
     p.add_argument("--rounds", type=int, default=2, help="alternated timing rounds (medians)")
     p.add_argument("--authors-checkout", default=None, help="checkout of Laborieux et al.'s code to time beside")
@@ -100,14 +103,16 @@ def train_with_checkpoints(args, device, data):
     checkpoint) and one row of figures (the log), nothing else.
     """
     x, y, xt, yt, what = data
-    trainer = make_trainer(args.preset, device=device, seed=args.seed, cuda_graph=args.cuda_graph)
+    trainer = make_trainer(args.preset, device=device, seed=args.seed, cuda_graph=args.cuda_graph,
+                           autocast=args.autocast)
     preset = DEVICE_PRESETS[args.preset]
     fingerprint = {"preset": args.preset, "seed": args.seed, "train_size": int(x.shape[0]),
                    "batch_size": preset["batch_size"], "data": what}
     log, start, logged = None, 1, set()
     if args.out is not None:
         config = {"scenario": "torch_ep", **fingerprint, "device": str(device), "epochs": args.epochs,
-                  "cuda_graph": args.cuda_graph, "rule": trainer.rule, "beta": trainer.beta,
+                  "cuda_graph": args.cuda_graph, "autocast": args.autocast or "none", "rule": trainer.rule,
+                  "beta": trainer.beta,
                   "free": trainer.options.describe(), "nudged": trainer.nudged_options.describe()}
         try:
             log, logged, resumed = open_run_log(args.out, config, network=trainer.net.source, resume=args.resume,
@@ -168,12 +173,13 @@ def run(argv=None):
     print(f"preset {args.preset} on {device}: {data[4]}", flush=True)
     if args.time_batches:
         result = compare(args.preset, data[0], data[1], n_batches=args.time_batches, rounds=args.rounds,
-                         authors_checkout=args.authors_checkout, seed=args.seed)
+                         authors_checkout=args.authors_checkout, seed=args.seed,
+                         autocasts=(None,) if args.autocast is None else (None, args.autocast))
         for name, r in result.items():
             if isinstance(r, dict) and "error" in r:
-                print(f"{name:14s} failed: {r['error']}")
+                print(f"{name:21s} failed: {r['error']}")
             elif isinstance(r, dict) and "ms_per_minibatch" in r:
-                print(f"{name:14s} {r['ms_per_minibatch']:9.1f} ms per minibatch  {r['seconds_per_epoch']:8.1f} s "
+                print(f"{name:21s} {r['ms_per_minibatch']:9.1f} ms per minibatch  {r['seconds_per_epoch']:8.1f} s "
                       "per epoch")
         for name, ratio in result.get("ratios", {}).items():
             print(f"authors' time / {name}: {ratio:.2f}")

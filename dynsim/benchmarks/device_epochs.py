@@ -99,8 +99,11 @@ def settle_options(preset, free_steps=None, nudged_steps=None, scheme=None):
     return free, nudged
 
 
-def make_trainer(preset, device="cpu", dtype=np.float32, seed=0, cuda_graph=False, **overrides):
-    """A :class:`~dynsim.backends.torch.TorchTrainer` of the preset on ``device`` (and its network)."""
+def make_trainer(preset, device="cpu", dtype=np.float32, seed=0, cuda_graph=False, autocast=None, **overrides):
+    """A :class:`~dynsim.backends.torch.TorchTrainer` of the preset on ``device`` (and its network).
+
+    ``autocast='bfloat16'`` runs its products in bfloat16 (:class:`~dynsim.backends.torch.TorchTrainer`).
+    """
     from dynsim.backends.torch import TorchHopfieldNetwork, TorchTrainer, make_optimizer
 
     p = DEVICE_PRESETS[one_of("preset", preset, tuple(DEVICE_PRESETS))]
@@ -113,7 +116,7 @@ def make_trainer(preset, device="cpu", dtype=np.float32, seed=0, cuda_graph=Fals
     free, nudged = settle_options(preset, overrides.get("free_steps"), overrides.get("nudged_steps"),
                                   overrides.get("scheme"))
     trainer = TorchTrainer(net, "ep-centered", optimizer, beta=p["beta"], options=free, nudged_options=nudged,
-                           cuda_graph=cuda_graph, seed=seed)
+                           cuda_graph=cuda_graph, seed=seed, autocast=autocast)
     return trainer
 
 
@@ -173,8 +176,12 @@ def time_authors(checkout, preset, device, n_batches, warmup=1):
     return time_minibatches(checkout, DEVICE_PRESETS[preset]["authors"], device, n_batches, warmup)
 
 
-def compare(preset, x, labels, n_batches=5, rounds=2, authors_checkout=None, cuda_graph=None, seed=0):
+def compare(preset, x, labels, n_batches=5, rounds=2, authors_checkout=None, cuda_graph=None, seed=0,
+            autocasts=(None,)):
     """Alternated rounds of dynsim (eager, and CUDA graphs on a GPU) and the authors' code; medians per contender.
+
+    ``autocasts`` lists dynsim's product types to time (None: float32; ``'bfloat16'``: contenders named
+    ``dynsim-eager-bfloat16`` and ``dynsim-graph-bfloat16``); the authors' code runs as it is.
 
     Returns
     -------
@@ -186,9 +193,10 @@ def compare(preset, x, labels, n_batches=5, rounds=2, authors_checkout=None, cud
     rounds = positive_int("rounds", rounds)
     graph_options = [False] if cuda_graph is False or x.device.type != "cuda" else [False, True]
     trainers = {}
-    for g in graph_options:
-        tr = make_trainer(preset, device=x.device, seed=seed, cuda_graph=g)
-        trainers["dynsim-graph" if g else "dynsim-eager"] = tr
+    for cast in autocasts:
+        for g in graph_options:
+            tr = make_trainer(preset, device=x.device, seed=seed, cuda_graph=g, autocast=cast)
+            trainers[("dynsim-graph" if g else "dynsim-eager") + ("" if cast is None else f"-{cast}")] = tr
     samples = {name: [] for name in trainers}
     if authors_checkout is not None:
         samples["authors"] = []

@@ -9,11 +9,14 @@ section on its own so that one failure does not hide the others:
    centered-EP and CHL updates, three Adam training steps, eager and
    replayed as a CUDA graph (largest absolute differences);
 2. ``precision``: the CIFAR-10 network's centered-EP update in float32
-   without and with TF32 against float64 on the GPU (cosine, relative error);
+   without and with TF32, and with bfloat16 products, against float64 on
+   the GPU (cosine, relative error);
 3. ``timings``: :func:`dynsim.benchmarks.device_epochs.compare` for every
-   preset, alternating dynsim and the authors' code (medians, ratios);
+   preset, alternating dynsim (float32, and bfloat16 products) and the
+   authors' code (medians, ratios);
 4. ``training``: one epoch of ``mnist-mlp-lab`` and of ``lab-conv`` on MNIST
-   (when its files are in ``--data-dir``), test error and seconds;
+   (when its files are in ``--data-dir``), and of ``lab-conv`` with
+   bfloat16 products, test error and seconds;
 5. ``settling`` (asked for by name): the CIFAR network's free-phase residual
    and predictions after k fixed-point or block sweeps, against 500 block
    sweeps;
@@ -159,6 +162,18 @@ def precision(device, batch):
             row["float32" + (" + TF32" if tf32 else "")] = {"cosine to float64": cos,
                                                             "relative error": float((g - ref).norm() / ref.norm()),
                                                             "cosine per block": blocks}
+        # bfloat16 operands in the products and convolutions (float32 states and accumulation): TorchTrainer's
+        # autocast='bfloat16'.
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        t32 = TorchHopfieldNetwork(net64, device=device, dtype=np.float32)
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+            g = estimate(t32, "ep-centered", t32.tensor(x), t32.tensor(y), 0.5, free, nudged).gradient.double()
+        row["float32 + bfloat16 products"] = {
+            "cosine to float64": float(torch.dot(g, ref) / (g.norm() * ref.norm())),
+            "relative error": float((g - ref).norm() / ref.norm()),
+            "cosine per block": {name: float(torch.dot(g[sl], ref[sl]) / (g[sl].norm() * ref[sl].norm() + 1e-300))
+                                 for name, sl in net64.parameter_blocks().items()}}
         out[scheme] = row
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -371,8 +386,10 @@ def timings(device, cfg, authors, data_dir, presets, variants=("float32", "TF32"
                 x, labels, _, _, what = load_data(preset, device, data_dir, train_size=cfg["train_size"] or 2000,
                                                   eval_size=cfg["eval_size"] or 100)
                 t0 = time.perf_counter()
+                # Under full float32, dynsim also runs with bfloat16 products (the authors' code has no such option).
                 r = compare(preset, x, labels, n_batches=cfg["time_batches"], rounds=cfg["rounds"],
-                            authors_checkout=authors)
+                            authors_checkout=authors,
+                            autocasts=(None, "bfloat16") if variant == "float32" else (None,))
                 r["data"] = what
                 r["wall seconds"] = time.perf_counter() - t0
             except Exception:  # noqa: BLE001 - report and go on to the next preset
@@ -389,15 +406,17 @@ def training(device, cfg, data_dir):
     from dynsim.benchmarks.device_epochs import load_data, train
 
     out = {}
-    for preset in ("mnist-mlp-lab", "lab-conv"):
+    # One epoch each; lab-conv again with bfloat16 products, for its test error beside float32's.
+    for preset, cast in (("mnist-mlp-lab", None), ("lab-conv", None), ("lab-conv", "bfloat16")):
+        key = preset + ("" if cast is None else f" {cast}")
         try:
             data = load_data(preset, device, data_dir, cfg["train_size"], cfg["eval_size"])
             graph = device.startswith("cuda")
-            rows, _ = train(preset, device, data, 1, cuda_graph=graph)
-            out[preset] = {"data": data[4], "cuda_graph": graph, **rows[0]}
+            rows, _ = train(preset, device, data, 1, cuda_graph=graph, autocast=cast)
+            out[key] = {"data": data[4], "cuda_graph": graph, **rows[0]}
         except Exception:  # noqa: BLE001
-            out[preset] = {"error": traceback.format_exc(limit=6)}
-        print("training", preset, json.dumps(out[preset]), flush=True)
+            out[key] = {"error": traceback.format_exc(limit=6)}
+        print("training", key, json.dumps(out[key]), flush=True)
     return out
 
 

@@ -23,6 +23,7 @@ References
 """
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -34,7 +35,10 @@ from dynsim.validation import ValidationError, positive_int, real_scalar
 
 torch = require_torch()
 
-__all__ = ["TorchTrainer", "one_hot", "count_wrong"]
+__all__ = ["TorchTrainer", "one_hot", "count_wrong", "AUTOCAST_TYPES"]
+
+AUTOCAST_TYPES = {None: None, "bfloat16": torch.bfloat16}
+"""``TorchTrainer``'s ``autocast`` values and the operand type each gives the products."""
 
 
 def count_wrong(out, labels):
@@ -81,10 +85,23 @@ class TorchTrainer:
         (CUDA devices, fixed step counts, not ``ep-random``).
     seed : int, optional
         Draws the minibatch order and ``ep-random``'s signs.
+    autocast : {None, 'bfloat16'}
+        ``'bfloat16'`` runs the phases and the estimate under
+        ``torch.autocast``: matrix products and convolutions take bfloat16
+        operands (float32 accumulation), the states, parameters and optimizer
+        stay float32, and the held-out evaluation runs the same way. A float32
+        network only. Whether the updates still follow the gradient is for
+        the user to check on their network (the GPU script measures the
+        cosine to float64: ``dynsim.benchmarks.gpu_checks``, section
+        ``precision``); default None, full float32.
+
+    References
+    ----------
+    .. [1] D. Kalamkar et al., "A Study of BFLOAT16 for Deep Learning Training", arXiv:1905.12322 (2019).
     """
 
     def __init__(self, net, rule, optimizer, beta=0.5, options=None, nudged_options=None, check_every=10,
-                 cuda_graph=False, seed=None):
+                 cuda_graph=False, seed=None, autocast=None):
         from dynsim.backends.torch.conv_pc import TORCH_PC_NETWORKS
         from dynsim.backends.torch.pc import PC_TORCH_RULES
 
@@ -110,6 +127,12 @@ class TorchTrainer:
                 raise ValidationError("cuda_graph=True cannot draw ep-random's sign per minibatch inside a graph; "
                                       "use ep-centered, ep-positive or ep-negative")
         self.cuda_graph = bool(cuda_graph)
+        if autocast not in AUTOCAST_TYPES:
+            raise ValidationError(f"autocast must be one of {list(AUTOCAST_TYPES)}, got {autocast!r}")
+        if autocast is not None and net.dtype != torch.float32:
+            raise ValidationError(f"autocast={autocast!r} needs a float32 network (its operands are cast down from "
+                                  f"float32), got {str(net.dtype).replace('torch.', '')}")
+        self.autocast = autocast
         self.rng = np.random.default_rng(seed)
         self._graphs = {}
         self._ok = torch.ones((), dtype=torch.bool, device=net.device)
@@ -118,10 +141,18 @@ class TorchTrainer:
         self._loss = torch.zeros((), dtype=torch.float64, device=net.device)
 
     # ------------------------------------------------------------------ one step
+    def _reduced(self):
+        """The context the phases and the estimate run in: ``torch.autocast`` or nothing."""
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.net.device.type, dtype=AUTOCAST_TYPES[self.autocast])
+
     def _update(self, x, target, labels, sync):
-        est = estimate(self.net, self.rule, x, target, self.beta, self.options, self.nudged_options,
-                       check_every=self.check_every, rng=self.rng, sync=sync)
-        ok = self.optimizer.step(self.net.theta, est.gradient)
+        with self._reduced():
+            est = estimate(self.net, self.rule, x, target, self.beta, self.options, self.nudged_options,
+                           check_every=self.check_every, rng=self.rng, sync=sync)
+        # The optimizer's arithmetic stays in the parameters' float32 whatever the estimate's products ran in.
+        ok = self.optimizer.step(self.net.theta, est.gradient.to(self.net.theta.dtype))
         out = est.free.state[-1].reshape(x.shape[0], -1)
         wrong = count_wrong(out, labels)
         loss = 0.5 * ((out - target) ** 2).sum(dtype=torch.float64)  # the cost fit sums: 1/2 ||s_out - y||^2
@@ -270,7 +301,8 @@ class TorchTrainer:
 
         As :func:`dynsim.training.loop.evaluate_split`: a PC network predicts
         with its feedforward pass, a Hopfield network with a free phase from
-        zero under ``options`` (default the training's). One read back.
+        zero under ``options`` (default the training's), under the trainer's
+        ``autocast``. One read back.
         """
         from dynsim.backends.torch.conv_pc import TORCH_PC_NETWORKS
 
@@ -278,7 +310,7 @@ class TorchTrainer:
         check_options(options, self.check_every)
         wrong = torch.zeros((), dtype=torch.int64, device=x.device)
         loss = torch.zeros((), dtype=torch.float64, device=x.device)
-        with torch.no_grad():
+        with torch.no_grad(), self._reduced():  # evaluated in the precision the network trains in
             for a in range(0, x.shape[0], chunk):
                 xb = x[a:a + chunk]
                 if isinstance(self.net, TORCH_PC_NETWORKS):
