@@ -103,7 +103,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dynsim.cli.argtypes import layer_sizes, number_list
+from dynsim.cli.argtypes import check_autocast, layer_sizes, number_list
 from dynsim.datasets.idx import DATASETS, DatasetError, load
 from dynsim.io.log import read_log
 from dynsim.networks import Architecture, ConvHopfieldNetwork, HopfieldNetwork
@@ -257,6 +257,9 @@ def build_parser():
                         "extra): EP and CHL with the fixed_point, block, euler and projected_euler relaxations, "
                         "free phases from zero (--no-persistent), checkpoints after each epoch; the same epochs, "
                         "log and checkpoints as the default Numba path (a run continues on either)")
+    p.add_argument("--autocast", choices=["bfloat16"], default=None,
+                   help="with --device: products and convolutions in bfloat16, states, parameters and optimizer in "
+                        "float32 (float32 runs only)")
     p.add_argument("--cuda-graph", action="store_true",
                    help="with --device cuda: replay each training step as a CUDA graph")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -305,6 +308,7 @@ def resolve(args):
         check_device_options(args)
     elif args.cuda_graph:
         raise ValidationError("--cuda-graph replays training steps on a CUDA device: give --device cuda")
+    check_autocast(args.autocast, args.device, args.dtype)
     if args.checkpoint_every is not None:
         positive_int("--checkpoint-every", args.checkpoint_every)
     if args.checkpoint_minutes is None and args.device is None:
@@ -433,7 +437,8 @@ def main(argv=None):
               "evaluation": args.evaluation, "eval_train_at_start": args.eval_train_at_start, "dtype": args.dtype,
               "evaluation_method": describe_evaluation(eval_opts, args.eval_persistent, args.eval_train_at_start),
               "n_train": data["train"].x.shape[0], "n_validation": data["validation"].x.shape[0],
-              "n_test": data["test"].x.shape[0], "max_batches": args.max_batches, "device": args.device or "numba"}
+              "n_test": data["test"].x.shape[0], "max_batches": args.max_batches, "device": args.device or "numba",
+              **({"autocast": args.autocast} if args.autocast else {})}
     log_path, ckpt_path = args.out / "log.h5", args.out / "checkpoint.h5"
     # What a resumed run must share with the one that saved the checkpoint (the epoch count may grow).
     fingerprint = {k: config[k] for k in ("dataset", "integrator", "free_steps", "nudged_steps", "dt", "beta",
@@ -485,7 +490,7 @@ def main(argv=None):
                                         nudged_options=nudged_opts, eval_options=eval_opts, seed=args.seed,
                                         checkpoint=ckpt_path, resume=args.resume, fingerprint=fingerprint,
                                         on_epoch=on_epoch, max_batches=args.max_batches, lr_schedule=schedule,
-                                        cuda_graph=args.cuda_graph)
+                                        cuda_graph=args.cuda_graph, autocast=args.autocast)
         except (TrainingDivergedError, CheckpointError) as exc:
             fail(f"{exc}")
     wall = time.perf_counter() - start

@@ -97,7 +97,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from dynsim.cli.argtypes import choice_list, layer_sizes, number_list
+from dynsim.cli.argtypes import check_autocast, choice_list, layer_sizes, number_list
 from dynsim.datasets.idx import DATASETS, DatasetError, load
 from dynsim.io.log import read_log
 from dynsim.learning import gradient_estimate
@@ -206,6 +206,9 @@ def build_parser():
                    help="train on the torch backend on this device ('cpu', 'cuda', 'cuda:<index>'; needs the torch "
                         "extra): the rules pc-strict and pc-fixed-prediction, the same epochs, log and checkpoints "
                         "as the default Numba path (a run continues on either)")
+    p.add_argument("--autocast", choices=["bfloat16"], default=None,
+                   help="with --device: products and convolutions in bfloat16, states, parameters and optimizer in "
+                        "float32 (float32 runs only)")
     p.add_argument("--cuda-graph", action="store_true",
                    help="with --device cuda: replay each training step as a CUDA graph")
     p.add_argument("--out", type=Path, default=Path("runs/mnist_pc"), help="output folder")
@@ -251,6 +254,7 @@ def check_options(args):
     real_scalar("--dtp-noise", args.dtp_noise, 0.0, np.inf, low_open=True, high_open=True)
     if args.cuda_graph and args.device is None:
         raise ValidationError("--cuda-graph replays training steps on a CUDA device: give --device cuda")
+    check_autocast(args.autocast, args.device, args.dtype)
     if args.device is not None:
         from dynsim.backends.torch._torch import resolve_device  # an ImportError naming the extra without torch
 
@@ -387,7 +391,8 @@ def main(argv=None):
               "schedule": args.schedule, "init": args.init, "validation_size": args.validation_size,
               "batch_size": args.batch_size, "epochs": args.epochs, "seed": args.seed,
               "n_train": data["train"].x.shape[0], "n_test": data["test"].x.shape[0], "max_batches": args.max_batches,
-              "dtype": args.dtype, "device": args.device or "numba"}
+              "dtype": args.dtype, "device": args.device or "numba",
+              **({"autocast": args.autocast} if args.autocast else {})}
     if "dtp" in args.rules:
         config.update(dtp_step=args.dtp_step, dtp_noise=args.dtp_noise, dtp_top=args.dtp_top,
                       dtp_space=args.dtp_space)
@@ -460,7 +465,8 @@ def main(argv=None):
                                                     device=args.device, options=options, seed=args.seed,
                                                     checkpoint=ckpt, resume=resume, fingerprint=fingerprint,
                                                     on_epoch=on_epoch, max_batches=args.max_batches,
-                                                    lr_schedule=schedule, cuda_graph=args.cuda_graph)
+                                                    lr_schedule=schedule, cuda_graph=args.cuda_graph,
+                                                    autocast=args.autocast)
             except (TrainingDivergedError, CheckpointError) as exc:
                 fail(f"{exc}")
             if rule.startswith("pc-"):  # the rules that relax: their inference, recorded

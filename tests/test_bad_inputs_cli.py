@@ -246,6 +246,11 @@ CASES = [
       id="mnist_pc-data-dir-file"),
     # ------------------------------------------------------------------ mnist_ep
     C("mnist_ep", ["--seed", "-1", "--out", "{out}"], "--seed", id="mnist_ep-seed"),
+    C("mnist_ep", ["--preset", "lab-mlp", "--autocast", "bfloat16", "--out", "{out}"],
+      "--autocast bfloat16 runs on the torch backend: give --device", id="mnist_ep-autocast-without-device"),
+    C("mnist_pc", ["--autocast", "bfloat16", "--device", "cpu", "--dtype", "float64", "--out", "{out}"],
+      "--autocast bfloat16 casts float32 operands down: it needs --dtype float32, got --dtype float64",
+      id="mnist_pc-autocast-float64"),
     C("mnist_ep", ["--train-size", "100000", "--out", "{out}"], "--train-size must be at most 50000",
       id="mnist_ep-train-size"),
     C("mnist_ep", ["--eval-size", "100000", "--out", "{out}"], "--eval-size must be at most 10000",

@@ -1,4 +1,5 @@
-"""argparse types shared by the scenarios: each checks its text and says what it expects.
+"""argparse types shared by the scenarios, each checking its text and saying what it expects, and the checks of
+option combinations the scenarios share.
 
 The scenario registry shows a parameter's type by the function's name, so
 each factory names the function it returns.
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["layer_sizes", "number_list", "choice_list"]
+__all__ = ["layer_sizes", "number_list", "choice_list", "check_autocast"]
 
 
 def layer_sizes(min_layers=2, name="sizes", example="8-16-4"):
@@ -62,3 +63,19 @@ def choice_list(allowed, name="values"):
 
     parse.__name__ = "choice_list"
     return parse
+
+
+def check_autocast(autocast, device, dtype):
+    """``--autocast`` runs on the torch backend (``--device``) and casts float32 operands down.
+
+    Raises :class:`~dynsim.validation.ValidationError` naming the option to give.
+    """
+    from dynsim.validation import ValidationError
+
+    if autocast is None:
+        return
+    if device is None:
+        raise ValidationError(f"--autocast {autocast} runs on the torch backend: give --device (cpu or cuda)")
+    if dtype != "float32":
+        raise ValidationError(f"--autocast {autocast} casts float32 operands down: it needs --dtype float32, got "
+                              f"--dtype {dtype}")

@@ -79,7 +79,8 @@ def _fixed_steps(options):
 
 def fit_on_device(network, data, rule, optimizer, epochs, batch_size, *, device, beta=1.0, options=None,
                   nudged_options=None, eval_options=None, seed=0, checkpoint=None, resume=False, fingerprint=None,
-                  on_epoch=None, max_batches=None, lr_schedule=None, check_every=10, cuda_graph=False):
+                  on_epoch=None, max_batches=None, lr_schedule=None, check_every=10, cuda_graph=False,
+                  autocast=None):
     """Train ``network`` on ``device`` as :func:`dynsim.training.loop.fit` trains it on the host.
 
     Parameters
@@ -106,6 +107,9 @@ on_epoch, max_batches, lr_schedule
         reads of the device's flags (see :class:`TorchTrainer`).
     cuda_graph : bool
         Replay each training step as a CUDA graph (fixed step counts).
+    autocast : {None, 'bfloat16'}
+        Products and convolutions in bfloat16, in training and evaluation
+        (float32 networks; see :class:`TorchTrainer`).
 
     Returns
     -------
@@ -143,7 +147,7 @@ on_epoch, max_batches, lr_schedule
     tnet = device_network(network, device)
     topt = device_optimizer(optimizer, tnet)
     trainer = TorchTrainer(tnet, rule, topt, beta=beta, options=options, nudged_options=nudged_options,
-                           check_every=check_every, cuda_graph=cuda_graph, seed=seed)
+                           check_every=check_every, cuda_graph=cuda_graph, seed=seed, autocast=autocast)
     train = data["train"]
     held_out = {k: v for k, v in data.items() if k != "train"}
     n = train.x.shape[0]
