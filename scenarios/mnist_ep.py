@@ -103,7 +103,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dynsim.cli.argtypes import check_autocast, layer_sizes, number_list
+from dynsim.cli.argtypes import add_autocast_argument, check_autocast, layer_sizes, number_list
 from dynsim.datasets.idx import DATASETS, DatasetError, load
 from dynsim.io.log import read_log
 from dynsim.networks import Architecture, ConvHopfieldNetwork, HopfieldNetwork
@@ -127,8 +127,8 @@ from dynsim.validation import (ValidationError, WriteError, check_memory, fail, 
 # The sign of beta: the code draws it per minibatch since its March 2017 version (the paper says so); its first
 # version (2016) nudged with +beta only. With the random sign the deep networks' hard-sigmoid outputs die at 0 (an
 # output clipped at 0 on its own class is lifted only by a positive nudge, while either sign lowers a wrong output
-# that is on): run with the authors' own code from one start, 784-500-500-10 never predicted two classes through its
-# first epoch (validation 28.8 %) with the random sign and 5.8 % with +beta. So sb-2h nudges with +beta, and sb-3h
+# that is on): run with the authors' own code from one start, 784-500-500-10 predicted neither of two classes in the
+# last 250 minibatches of its first epoch (validation 28.8 %) with the random sign, and reached 5.8 % with +beta. So sb-2h nudges with +beta, and sb-3h
 # too (the same trap, not measured at that depth); sb-1h keeps the random sign, which gave it the lower test error
 # (2.76 % after 25 epochs; with +beta 3.1 % after 17 epochs, flat since epoch 8, when the run was stopped).
 # Scellier 2024's DHN-1H (rain-neuromorphics/energy-based-learning, papers/fast-drn/dhn.py) uses dynsim's cost.
@@ -257,9 +257,7 @@ def build_parser():
                         "extra): EP and CHL with the fixed_point, block, euler and projected_euler relaxations, "
                         "free phases from zero (--no-persistent), checkpoints after each epoch; the same epochs, "
                         "log and checkpoints as the default Numba path (a run continues on either)")
-    p.add_argument("--autocast", choices=["bfloat16"], default=None,
-                   help="with --device: products and convolutions in bfloat16, states, parameters and optimizer in "
-                        "float32 (float32 runs only)")
+    add_autocast_argument(p)
     p.add_argument("--cuda-graph", action="store_true",
                    help="with --device cuda: replay each training step as a CUDA graph")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -438,7 +436,7 @@ def main(argv=None):
               "evaluation_method": describe_evaluation(eval_opts, args.eval_persistent, args.eval_train_at_start),
               "n_train": data["train"].x.shape[0], "n_validation": data["validation"].x.shape[0],
               "n_test": data["test"].x.shape[0], "max_batches": args.max_batches, "device": args.device or "numba",
-              **({"autocast": args.autocast} if args.autocast else {})}
+              "autocast": args.autocast}
     log_path, ckpt_path = args.out / "log.h5", args.out / "checkpoint.h5"
     # What a resumed run must share with the one that saved the checkpoint (the epoch count may grow).
     fingerprint = {k: config[k] for k in ("dataset", "integrator", "free_steps", "nudged_steps", "dt", "beta",
@@ -449,7 +447,7 @@ def main(argv=None):
     fingerprint.update({k: config[k] for k, neutral in (("schedule", "constant"), ("init_gain", None),
                                                          ("eval_persistent", False), ("evaluation", "steady-state"),
                                                          ("eval_train_at_start", False), ("dtype", "float64"),
-                                                         ("output_activation", "hard_sigmoid"))
+                                                         ("output_activation", "hard_sigmoid"), ("autocast", None))
                         if config[k] != neutral})
     try:
         log, logged_epochs, args.resume = open_run_log(args.out, config, network=net, resume=args.resume,

@@ -97,7 +97,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from dynsim.cli.argtypes import check_autocast, choice_list, layer_sizes, number_list
+from dynsim.cli.argtypes import add_autocast_argument, check_autocast, choice_list, layer_sizes, number_list
 from dynsim.datasets.idx import DATASETS, DatasetError, load
 from dynsim.io.log import read_log
 from dynsim.learning import gradient_estimate
@@ -206,9 +206,7 @@ def build_parser():
                    help="train on the torch backend on this device ('cpu', 'cuda', 'cuda:<index>'; needs the torch "
                         "extra): the rules pc-strict and pc-fixed-prediction, the same epochs, log and checkpoints "
                         "as the default Numba path (a run continues on either)")
-    p.add_argument("--autocast", choices=["bfloat16"], default=None,
-                   help="with --device: products and convolutions in bfloat16, states, parameters and optimizer in "
-                        "float32 (float32 runs only)")
+    add_autocast_argument(p)
     p.add_argument("--cuda-graph", action="store_true",
                    help="with --device cuda: replay each training step as a CUDA graph")
     p.add_argument("--out", type=Path, default=Path("runs/mnist_pc"), help="output folder")
@@ -391,8 +389,7 @@ def main(argv=None):
               "schedule": args.schedule, "init": args.init, "validation_size": args.validation_size,
               "batch_size": args.batch_size, "epochs": args.epochs, "seed": args.seed,
               "n_train": data["train"].x.shape[0], "n_test": data["test"].x.shape[0], "max_batches": args.max_batches,
-              "dtype": args.dtype, "device": args.device or "numba",
-              **({"autocast": args.autocast} if args.autocast else {})}
+              "dtype": args.dtype, "device": args.device or "numba", "autocast": args.autocast}
     if "dtp" in args.rules:
         config.update(dtp_step=args.dtp_step, dtp_noise=args.dtp_noise, dtp_top=args.dtp_top,
                       dtp_space=args.dtp_space)
@@ -414,7 +411,8 @@ def main(argv=None):
                                           "optimizer", "lr", "max_batches")}
     # Options added later join the fingerprint only away from the behaviour before they existed, so such runs resume.
     fingerprint.update({k: config[k] for k, neutral in (("schedule", "constant"), ("init", "glorot"),
-                                                         ("validation_size", 10000), ("dtype", "float64"))
+                                                         ("validation_size", 10000), ("dtype", "float64"),
+                                                         ("autocast", None))
                         if config[k] != neutral})
     if arch is not None:
         fingerprint.update({k: config[k] for k in ("architecture", "kernel", "padding", "pool")})

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from dynsim.benchmarks.device_epochs import DEVICE_PRESETS, compare, load_data, make_trainer
+from dynsim.cli.argtypes import add_autocast_argument
 from dynsim.relax.phases import free_phase, nudged_phase
 from dynsim.training.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from dynsim.training.run_folder import RunFolderError, open_run_log
@@ -54,9 +55,7 @@ def build_parser():
     p.add_argument("--data-dir", default=None, help="folder holding mnist/ (and cifar10/) data files")
     p.add_argument("--seed", type=int, default=0, help="initial parameters, minibatch order, random data")
     p.add_argument("--cuda-graph", action="store_true", help="replay each training step as a CUDA graph")
-    p.add_argument("--autocast", choices=["bfloat16"], default=None,
-                   help="run the phases' products and convolutions in bfloat16 (states, parameters and optimizer "
-                        "stay float32; the GPU script's 'precision' section measures the updates' cosine to float64)")
+    add_autocast_argument(p, needs_device=False)
     p.add_argument("--time-batches", type=int, default=0, help="time this many minibatches per round instead")
     p.add_argument("--rounds", type=int, default=2, help="alternated timing rounds (medians)")
     p.add_argument("--authors-checkout", default=None, help="checkout of Laborieux et al.'s code to time beside")
@@ -108,11 +107,12 @@ def train_with_checkpoints(args, device, data):
     preset = DEVICE_PRESETS[args.preset]
     fingerprint = {"preset": args.preset, "seed": args.seed, "train_size": int(x.shape[0]),
                    "batch_size": preset["batch_size"], "data": what}
+    if args.autocast is not None:  # a run resumes in the precision it started in (absent: float32, as before)
+        fingerprint["autocast"] = args.autocast
     log, start, logged = None, 1, set()
     if args.out is not None:
         config = {"scenario": "torch_ep", **fingerprint, "device": str(device), "epochs": args.epochs,
-                  "cuda_graph": args.cuda_graph, "autocast": args.autocast or "none", "rule": trainer.rule,
-                  "beta": trainer.beta,
+                  "cuda_graph": args.cuda_graph, "autocast": args.autocast, "rule": trainer.rule, "beta": trainer.beta,
                   "free": trainer.options.describe(), "nudged": trainer.nudged_options.describe()}
         try:
             log, logged, resumed = open_run_log(args.out, config, network=trainer.net.source, resume=args.resume,

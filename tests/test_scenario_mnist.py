@@ -47,6 +47,9 @@ def test_each_ep_preset_runs(tmp_path, preset):
         assert log.config["evaluation"] == "training"
         assert f"{log.config['free_steps']} steps" in log.config["evaluation_method"]
         assert np.isnan(table["train_error"][0]) and np.isfinite(table["train_error"][1])
+        # The deep sb presets nudge with +beta (the random sign lets their outputs die: tests/test_sign_of_beta.py).
+        assert log.config["rule"] == {"sb-1h": "ep-random", "sb-2h": "ep-positive", "sb-3h": "ep-positive"}.get(
+            preset, "ep-centered")
         if preset.startswith("dhn"):
             # Scellier 2024's linear output group, end to end: in the log's network and its recorded states.
             assert log.network["activation"] == ["hard_sigmoid", "hard_sigmoid", "hard_sigmoid", "linear"]
@@ -338,6 +341,25 @@ def test_ep_scenario_on_a_torch_device_trains_as_the_numba_path(tmp_path):
     refused = run("mnist_ep.py", "--preset", "sb-1h", "--device", "cpu", "--out", str(tmp_path / "sb"))
     assert refused.returncode == 2 and "carries persistent particles" in refused.stderr
     assert not (tmp_path / "sb").exists()
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "fashion-mnist").is_dir(), reason="shared/data/fashion-mnist is not present")
+def test_pc_scenario_trains_with_bfloat16_products_on_the_torch_backend(tmp_path):
+    """Conv PC with ``--autocast bfloat16`` beside the same float32 run on the torch backend."""
+    pytest.importorskip("torch")
+    conv = ("--dataset", "fashion-mnist", "--conv", "4,8", "--rules", "pc-strict", "--train-size", "256",
+            "--eval-size", "100", "--epochs", "1", "--quiet", "--device", "cpu")
+    theta = {}
+    for cast in (None, "bfloat16"):
+        out = tmp_path / str(cast)
+        proc = run("mnist_pc.py", *conv, "--out", str(out), *(() if cast is None else ("--autocast", cast)))
+        assert proc.returncode == 0, proc.stderr
+        with read_log(out / "log.h5") as log:
+            assert log.config.get("autocast") == cast
+            assert np.all(np.isfinite(log.table("epochs_pc-strict")["test_error"]))
+        theta[cast] = load_checkpoint(next(out.glob("checkpoint*.h5"))).theta
+    rel = np.linalg.norm(theta["bfloat16"] - theta[None]) / np.linalg.norm(theta[None])
+    assert 1e-6 < rel < 0.05
 
 
 def test_ep_scenario_trains_with_bfloat16_products_on_the_torch_backend(tmp_path):

@@ -162,7 +162,7 @@ def precision(device, batch):
             row["float32" + (" + TF32" if tf32 else "")] = {"cosine to float64": cos,
                                                             "relative error": float((g - ref).norm() / ref.norm()),
                                                             "cosine per block": blocks}
-        # bfloat16 operands in the products and convolutions (float32 states and accumulation): TorchTrainer's
+        # bfloat16 products and convolutions (operands and results; float32 states): TorchTrainer's
         # autocast='bfloat16'.
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["layer_sizes", "number_list", "choice_list", "check_autocast"]
+__all__ = ["layer_sizes", "number_list", "choice_list", "add_autocast_argument", "check_autocast"]
 
 
 def layer_sizes(min_layers=2, name="sizes", example="8-16-4"):
@@ -63,6 +63,14 @@ def choice_list(allowed, name="values"):
 
     parse.__name__ = "choice_list"
     return parse
+
+
+def add_autocast_argument(parser, needs_device=True):
+    """The scenarios' ``--autocast bfloat16`` option (the torch backend's bfloat16 products)."""
+    parser.add_argument("--autocast", choices=["bfloat16"], default=None,
+                        help=("with --device: " if needs_device else "") + "products and convolutions in bfloat16 "
+                        "(their results rounded to bfloat16); states, parameters and the optimizer in float32; "
+                        "float32 runs only")
 
 
 def check_autocast(autocast, device, dtype):

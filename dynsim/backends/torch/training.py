@@ -88,9 +88,11 @@ class TorchTrainer:
     autocast : {None, 'bfloat16'}
         ``'bfloat16'`` runs the phases and the estimate under
         ``torch.autocast``: matrix products and convolutions take bfloat16
-        operands (float32 accumulation), the states, parameters and optimizer
-        stay float32, and the held-out evaluation runs the same way. A float32
-        network only. Whether the updates still follow the gradient is for
+        operands and their results are rounded to bfloat16 (the fields and the
+        dense weight-gradient blocks among them); the states, parameters and
+        optimizer are float32, and the held-out evaluation runs under the same
+        autocast. A float32 network only. Recorded relaxations (logs) are
+        computed on the host in float32. Whether the updates still follow the gradient is for
         the user to check on their network (the GPU script measures the
         cosine to float64: ``dynsim.benchmarks.gpu_checks``, section
         ``precision``); default None, full float32.
@@ -151,7 +153,7 @@ class TorchTrainer:
         with self._reduced():
             est = estimate(self.net, self.rule, x, target, self.beta, self.options, self.nudged_options,
                            check_every=self.check_every, rng=self.rng, sync=sync)
-        # The optimizer's arithmetic stays in the parameters' float32 whatever the estimate's products ran in.
+        # The optimizer works in the parameters' float32; the estimate's blocks were rounded to bfloat16 under autocast.
         ok = self.optimizer.step(self.net.theta, est.gradient.to(self.net.theta.dtype))
         out = est.free.state[-1].reshape(x.shape[0], -1)
         wrong = count_wrong(out, labels)
