@@ -38,6 +38,7 @@ smoke test of the script itself).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import time
@@ -151,29 +152,22 @@ def precision(device, batch):
         ph = relax(t64, t64.zeros(batch), t64.input_drive(x), free)
         ref = estimate(t64, "ep-centered", t64.tensor(x), t64.tensor(y), 0.5, free, nudged).gradient.double()
         row = {"float64 free residual (max over samples)": float(ph.residual.max())}
-        for tf32 in (False, True):
+        # float32, float32 with TF32, and float32 with bfloat16 products and convolutions (operands and results;
+        # float32 states): TorchTrainer's autocast='bfloat16'.
+        for name, tf32, cast in (("float32", False, None), ("float32 + TF32", True, None),
+                                 ("float32 + bfloat16 products", False, torch.bfloat16)):
             torch.backends.cudnn.allow_tf32 = tf32
             torch.backends.cuda.matmul.allow_tf32 = tf32
             t32 = TorchHopfieldNetwork(net64, device=device, dtype=np.float32)
-            g = estimate(t32, "ep-centered", t32.tensor(x), t32.tensor(y), 0.5, free, nudged).gradient.double()
-            cos = float(torch.dot(g, ref) / (g.norm() * ref.norm()))
-            blocks = {name: float(torch.dot(g[sl], ref[sl]) / (g[sl].norm() * ref[sl].norm() + 1e-300))
-                      for name, sl in net64.parameter_blocks().items()}
-            row["float32" + (" + TF32" if tf32 else "")] = {"cosine to float64": cos,
-                                                            "relative error": float((g - ref).norm() / ref.norm()),
-                                                            "cosine per block": blocks}
-        # bfloat16 products and convolutions (operands and results; float32 states): TorchTrainer's
-        # autocast='bfloat16'.
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
-        t32 = TorchHopfieldNetwork(net64, device=device, dtype=np.float32)
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
-            g = estimate(t32, "ep-centered", t32.tensor(x), t32.tensor(y), 0.5, free, nudged).gradient.double()
-        row["float32 + bfloat16 products"] = {
-            "cosine to float64": float(torch.dot(g, ref) / (g.norm() * ref.norm())),
-            "relative error": float((g - ref).norm() / ref.norm()),
-            "cosine per block": {name: float(torch.dot(g[sl], ref[sl]) / (g[sl].norm() * ref[sl].norm() + 1e-300))
-                                 for name, sl in net64.parameter_blocks().items()}}
+            context = (contextlib.nullcontext() if cast is None else
+                       torch.autocast(torch.device(device).type, dtype=cast))
+            with context:
+                g = estimate(t32, "ep-centered", t32.tensor(x), t32.tensor(y), 0.5, free, nudged).gradient.double()
+            row[name] = {"cosine to float64": float(torch.dot(g, ref) / (g.norm() * ref.norm())),
+                         "relative error": float((g - ref).norm() / ref.norm()),
+                         "cosine per block": {
+                             block: float(torch.dot(g[sl], ref[sl]) / (g[sl].norm() * ref[sl].norm() + 1e-300))
+                             for block, sl in net64.parameter_blocks().items()}}
         out[scheme] = row
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
