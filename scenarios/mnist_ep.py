@@ -128,8 +128,8 @@ from dynsim.validation import (ValidationError, WriteError, check_memory, fail, 
 # version (2016) nudged with +beta only. With the random sign the deep networks' hard-sigmoid outputs die at 0 (an
 # output clipped at 0 on its own class is lifted only by a positive nudge, while either sign lowers a wrong output
 # that is on): run with the authors' own code from one start, 784-500-500-10 predicted neither of two classes in the
-# last 250 minibatches of its first epoch (validation 28.8 %) with the random sign, and reached 5.8 % with +beta. So sb-2h nudges with +beta, and sb-3h
-# too (the same trap, not measured at that depth); sb-1h keeps the random sign, which gave it the lower test error
+# last 250 minibatches of its first epoch (validation 28.8 %) with the random sign, and reached 5.8 % with +beta. So
+# sb-2h nudges with +beta, and sb-3h too (the same trap, not measured at that depth); sb-1h keeps the random sign, which gave it the lower test error
 # (2.76 % after 25 epochs; with +beta 3.1 % after 17 epochs, flat since epoch 8, when the run was stopped).
 # Scellier 2024's DHN-1H (rain-neuromorphics/energy-based-learning, papers/fast-drn/dhn.py) uses dynsim's cost.
 PRESETS = {

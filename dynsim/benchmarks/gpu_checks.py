@@ -38,7 +38,6 @@ smoke test of the script itself).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import platform
 import time
@@ -138,6 +137,7 @@ def precision(device, batch):
     import torch
 
     from dynsim.backends.torch import TorchHopfieldNetwork, estimate, relax
+    from dynsim.backends.torch.training import autocast_context
     from dynsim.benchmarks.device_epochs import build_network, settle_options
 
     net64 = build_network("cifar-lab", seed=0, dtype=np.float64)
@@ -155,13 +155,11 @@ def precision(device, batch):
         # float32, float32 with TF32, and float32 with bfloat16 products and convolutions (operands and results;
         # float32 states): TorchTrainer's autocast='bfloat16'.
         for name, tf32, cast in (("float32", False, None), ("float32 + TF32", True, None),
-                                 ("float32 + bfloat16 products", False, torch.bfloat16)):
+                                 ("float32 + bfloat16 products", False, "bfloat16")):
             torch.backends.cudnn.allow_tf32 = tf32
             torch.backends.cuda.matmul.allow_tf32 = tf32
             t32 = TorchHopfieldNetwork(net64, device=device, dtype=np.float32)
-            context = (contextlib.nullcontext() if cast is None else
-                       torch.autocast(torch.device(device).type, dtype=cast))
-            with context:
+            with autocast_context(device, cast):
                 g = estimate(t32, "ep-centered", t32.tensor(x), t32.tensor(y), 0.5, free, nudged).gradient.double()
             row[name] = {"cosine to float64": float(torch.dot(g, ref) / (g.norm() * ref.norm())),
                          "relative error": float((g - ref).norm() / ref.norm()),

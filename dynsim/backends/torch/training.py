@@ -35,10 +35,21 @@ from dynsim.validation import ValidationError, positive_int, real_scalar
 
 torch = require_torch()
 
-__all__ = ["TorchTrainer", "one_hot", "count_wrong", "AUTOCAST_TYPES"]
+__all__ = ["TorchTrainer", "one_hot", "count_wrong", "AUTOCAST_TYPES", "autocast_context"]
 
 AUTOCAST_TYPES = {None: None, "bfloat16": torch.bfloat16}
 """``TorchTrainer``'s ``autocast`` values and the operand type each gives the products."""
+
+
+def autocast_context(device, autocast):
+    """The context products run in for ``autocast`` (a key of :data:`AUTOCAST_TYPES`) on ``device``.
+
+    ``torch.autocast`` on the device's type with that operand type, or a
+    context that does nothing for None (full precision).
+    """
+    if autocast is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=AUTOCAST_TYPES[autocast])
 
 
 def count_wrong(out, labels):
@@ -145,9 +156,7 @@ class TorchTrainer:
     # ------------------------------------------------------------------ one step
     def _reduced(self):
         """The context the phases and the estimate run in: ``torch.autocast`` or nothing."""
-        if self.autocast is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.net.device.type, dtype=AUTOCAST_TYPES[self.autocast])
+        return autocast_context(self.net.device, self.autocast)
 
     def _update(self, x, target, labels, sync):
         with self._reduced():
