@@ -32,8 +32,10 @@ import threading
 import numba
 import numpy as np
 
+from integrators._numerics import copy_rows
+
 __all__ = ["THREAD_VARIABLES", "thread_environment", "kernel_threads", "chunks_pay", "one_blas_thread",
-           "kernels_own_the_cores", "chunk_starts", "store_chunk_report", "merge_chunk_reports"]
+           "kernels_own_the_cores", "chunk_starts", "store_chunk_report", "store_chunk_samples", "merge_chunk_reports"]
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 """The environment variables that size OpenMP's, the BLAS libraries' and Numba's thread pools."""
@@ -147,6 +149,17 @@ def store_chunk_report(info, c, status, steps, nfev, bad_step, bad_sample, first
     info[c, 2] = nfev
     info[c, 3] = bad_step
     info[c, 4] = bad_sample + first if bad_sample >= 0 else -1
+
+
+@numba.njit(cache=True)
+def store_chunk_samples(first, y, res, e, out, residual, energy):
+    """A chunk's final states ``y`` (n, n_free), residuals ``res`` and energies ``e`` (n,) into rows
+    ``first:first + n`` of the minibatch's ``out``, ``residual`` and ``energy`` (element loops: see
+    :func:`integrators._numerics.copy_prefix`)."""
+    copy_rows(out[first:first + y.shape[0]], y)
+    for i in range(res.shape[0]):
+        residual[first + i] = res[i]
+        energy[first + i] = e[i]
 
 
 def merge_chunk_reports(info, diverged):

@@ -18,6 +18,7 @@ from numba import njit
 from integrators._numerics import (
     all_steady,
     axpy_stages,
+    copy_rows,
     error_norm,
     first_bad_sample,
     open_recording,
@@ -251,7 +252,7 @@ def embedded_rk(y0, t0, first_step, max_steps, t_max, atol, rtol, err_atol, err_
         y, y_new = y_new, y
         t = t_new
         if fsal:
-            K[0, :, :] = K[s - 1]
+            copy_rows(K[0], K[s - 1])
         else:
             vector_field(t, y, K[0], args)
             nfev += 1

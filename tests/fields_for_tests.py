@@ -11,9 +11,11 @@ from numba import njit
 def linear_field(t, y, dydt, args):
     """dy/dt = y A^T + b for each row of y; args = (A (n, n), b (n,))."""
     A, b = args
-    dydt[:, :] = np.dot(y, A.T)
+    # Element loops rather than slice assignments, which cost seconds of compilation each (integrators._numerics).
+    p = np.dot(y, A.T)
     for i in range(y.shape[0]):
-        dydt[i, :] += b
+        for j in range(y.shape[1]):
+            dydt[i, j] = p[i, j] + b[j]
 
 
 @njit(cache=True)

@@ -57,6 +57,7 @@ from dynsim._threads import chunk_starts as _chunk_starts
 from dynsim._threads import chunks_pay, merge_chunk_reports, one_blas_thread, store_chunk_report
 from dynsim.networks.pc import PCNetwork
 from dynsim.networks.pc_kernels import phi_into
+from integrators._numerics import copy_prefix, copy_rows
 from integrators.solve import finish_result
 from integrators.status import CONVERGED, DIVERGED, STEP_LIMIT
 
@@ -259,7 +260,7 @@ def pc_minibatch(x, have_fx, drive, have_drive, target, theta, sizes, w_off, b_o
     if have_drive:
         for l in range(1, L + 1):
             o = free_off[l]
-            _block(mu_hat, n_batch, free_off, sizes, l)[:, :] = drive[:, o:o + sizes[l]]
+            copy_rows(_block(mu_hat, n_batch, free_off, sizes, l), drive[:, o:o + sizes[l]])
     else:
         # dynsim.networks.pc_kernels.feedforward_from_activity, into the blocks.
         below = fx
@@ -275,15 +276,15 @@ def pc_minibatch(x, have_fx, drive, have_drive, target, theta, sizes, w_off, b_o
                 phi_into(ml, act, _block(f, n_batch, free_off, sizes, l), _block(fp, n_batch, free_off, sizes, l))
                 below = _block(f, n_batch, free_off, sizes, l)
             o = free_off[l]
-            drive[:, o:o + sizes[l]] = ml
+            copy_rows(drive[:, o:o + sizes[l]], ml)
     if have_drive:
         # The activations of the feedforward pass: those of the start (and of every state with ``fixed``).
         for l in range(1, L):
             phi_into(_block(mu_hat, n_batch, free_off, sizes, l), act, _block(f, n_batch, free_off, sizes, l),
                      _block(fp, n_batch, free_off, sizes, l))
     # The start: the feedforward pass with the output clamped to the target (dynsim.relax.phases.settle_checked).
-    y[:] = mu_hat
-    _block(y, n_batch, free_off, sizes, L)[:, :] = target
+    copy_prefix(y, mu_hat, y.shape[0])
+    copy_rows(_block(y, n_batch, free_off, sizes, L), target)
 
     f2 = np.empty(n_batch)
     y2 = np.empty(n_batch)
@@ -353,7 +354,7 @@ def pc_minibatch(x, have_fx, drive, have_drive, target, theta, sizes, w_off, b_o
 
     for l in range(1, L + 1):
         o = free_off[l]
-        state[:, o:o + sizes[l]] = _block(y, n_batch, free_off, sizes, l)
+        copy_rows(state[:, o:o + sizes[l]], _block(y, n_batch, free_off, sizes, l))
     # Energy and cost of the final state (eps is of this state: the last field evaluation was there), summed as
     # dynsim.networks.pc_kernels.energy and NetworkLayout.cost sum them.
     energy = np.zeros(n_batch)
@@ -432,12 +433,13 @@ def pc_chunks(x, have_fx, drive, have_drive, target, theta, sizes, w_off, b_off,
             x[lo:hi], have_fx, drive[lo:hi], have_drive, target[lo:hi], theta, sizes, w_off, b_off, free_off, act,
             precisions, fixed, dt, max_steps, atol, rtol, stop_at_steady_state, max_abs, grad_scale, fx[lo:hi],
             fpx[lo:hi], b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], state[lo:hi], grads[c])
-        residual[lo:hi] = res
-        energy[lo:hi] = e
-        cost[lo:hi] = co
+        for i in range(hi - lo):
+            residual[lo + i] = res[i]
+            energy[lo + i] = e[i]
+            cost[lo + i] = co[i]
         store_chunk_report(info, c, status, steps, nfev, bad_step, bad_sample, lo)
     if n_chunks == 1:
-        grad[:] = grads[0]
+        copy_prefix(grad, grads[0], grad.shape[0])
     else:
         # Chunk after chunk, contiguous passes (a loop over the chunks inside one over the parameters cost 1 ms).
         g0 = grads[0]

@@ -37,6 +37,7 @@ import numpy as np
 from numba import njit
 
 from dynsim.networks.activations import rho, unit_rho_and_prime, unit_rho_second
+from integrators._numerics import add_rows, copy_rows
 
 
 @njit(cache=True)
@@ -115,7 +116,8 @@ def input_drive(x, theta, sizes, free_off, pre, post, w_off, b_off, acts):
     n_free = free_off[-1] + sizes[-1]
     drive = np.empty((n_batch, n_free), dtype=x.dtype)
     for i in range(n_batch):
-        drive[i, :] = theta[b_off:b_off + n_free]
+        for j in range(n_free):
+            drive[i, j] = theta[b_off + j]
     rx = rho(x, acts[0])
     for c in range(pre.shape[0]):
         if pre[c] == 0:
@@ -441,7 +443,7 @@ def local_field_of_groups(r, theta, sizes, free_off, pre, post, w_off, drive, se
     for g in range(1, sizes.shape[0]):
         if selected[g]:
             o = free_off[g]
-            h[:, o:o + sizes[g]] = drive[:, o:o + sizes[g]]
+            copy_rows(h[:, o:o + sizes[g]], drive[:, o:o + sizes[g]])
     for c in range(pre.shape[0]):
         a = pre[c]
         b = post[c]
@@ -452,7 +454,7 @@ def local_field_of_groups(r, theta, sizes, free_off, pre, post, w_off, drive, se
         W = weight_block(theta, c, sizes, pre, post, w_off)
         if selected[b]:
             ra = np.ascontiguousarray(r[:, oa:oa + sizes[a]])
-            h[:, ob:ob + sizes[b]] += np.dot(ra, W)
+            add_rows(h[:, ob:ob + sizes[b]], np.dot(ra, W))
         if a != b and selected[a]:
             rb = np.ascontiguousarray(r[:, ob:ob + sizes[b]])
-            h[:, oa:oa + sizes[a]] += np.dot(rb, W.T)
+            add_rows(h[:, oa:oa + sizes[a]], np.dot(rb, W.T))

@@ -23,6 +23,7 @@ import numpy as np
 from numba import njit
 
 from dynsim.networks.activations import unit_rho_and_prime
+from integrators._numerics import add_rows, copy_rows
 
 
 @njit(cache=True)
@@ -61,17 +62,20 @@ def dendrites(s, theta, sizes, free_off, kind, above, below, inter, offs, acts, 
         o, n = free_off[g], sizes[g]
         if kind[g] == 1:  # interneurons: dendrite IP from the pyramidal group they sit in
             p = below[g]
-            basal[:, o:o + n] = np.dot(_cols(r, free_off[p], sizes[p]), _block(theta, offs[g, 0], sizes[p], n))
+            copy_rows(basal[:, o:o + n],
+                      np.dot(_cols(r, free_off[p], sizes[p]), _block(theta, offs[g, 0], sizes[p], n)))
             continue
         b = below[g]
         if b == 0:
-            basal[:, o:o + n] = drive[:, o:o + n]
+            copy_rows(basal[:, o:o + n], drive[:, o:o + n])
         else:
-            basal[:, o:o + n] = np.dot(_cols(r, free_off[b], sizes[b]), _block(theta, offs[g, 0], sizes[b], n))
+            copy_rows(basal[:, o:o + n],
+                      np.dot(_cols(r, free_off[b], sizes[b]), _block(theta, offs[g, 0], sizes[b], n)))
         if inter[g] >= 0:
             a, q = above[g], inter[g]
-            apical[:, o:o + n] = np.dot(_cols(r, free_off[a], sizes[a]), _block(theta, offs[g, 1], sizes[a], n)) \
-                + np.dot(_cols(r, free_off[q], sizes[q]), _block(theta, offs[g, 2], sizes[q], n))
+            ap = apical[:, o:o + n]
+            copy_rows(ap, np.dot(_cols(r, free_off[a], sizes[a]), _block(theta, offs[g, 1], sizes[a], n)))
+            add_rows(ap, np.dot(_cols(r, free_off[q], sizes[q]), _block(theta, offs[g, 2], sizes[q], n)))
     return basal, apical
 
 

@@ -308,6 +308,15 @@ def feedforward(x, theta, sizes, w_off, b_off, free_off, act):
 
 
 @njit(cache=True)
+def _difference_into(s, mu_hat, o, n, eps):
+    """``eps[:, o:o + n] = s[:, o:o + n] - mu_hat[:, o:o + n]`` as an element loop (see
+    :func:`integrators._numerics.copy_prefix` for why not slices)."""
+    for i in range(s.shape[0]):
+        for j in range(o, o + n):
+            eps[i, j] = s[i, j] - mu_hat[i, j]
+
+
+@njit(cache=True)
 def errors(s, theta, sizes, w_off, b_off, free_off, act, mu_hat, fixed):
     """Prediction errors eps (batch, n_free) and f, f' of the state (or of mu_hat when ``fixed``)."""
     L = sizes.shape[0] - 1
@@ -315,13 +324,12 @@ def errors(s, theta, sizes, w_off, b_off, free_off, act, mu_hat, fixed):
     source = mu_hat if fixed else s
     f, fp = phi_and_prime(source, act)
     eps = np.empty_like(s)
-    o1 = free_off[1]
-    eps[:, o1:o1 + sizes[1]] = s[:, o1:o1 + sizes[1]] - mu_hat[:, o1:o1 + sizes[1]]
+    _difference_into(s, mu_hat, free_off[1], sizes[1], eps)
     for l in range(2, L + 1):
         o = free_off[l]
         n = sizes[l]
         if fixed:
-            eps[:, o:o + n] = s[:, o:o + n] - mu_hat[:, o:o + n]
+            _difference_into(s, mu_hat, o, n, eps)
         else:
             op = free_off[l - 1]
             below = np.ascontiguousarray(f[:, op:op + sizes[l - 1]])
@@ -356,13 +364,17 @@ def energy_grad_state(s, theta, sizes, w_off, b_off, free_off, act, precisions, 
     grad = np.empty_like(s)
     for l in range(1, L + 1):
         o = free_off[l]
-        grad[:, o:o + sizes[l]] = precisions[l] * eps[:, o:o + sizes[l]]
+        for i in range(grad.shape[0]):
+            for j in range(o, o + sizes[l]):
+                grad[i, j] = precisions[l] * eps[i, j]
     for l in range(1, L):
         o = free_off[l]
         oa = free_off[l + 1]
         above = np.ascontiguousarray(eps[:, oa:oa + sizes[l + 1]]) * precisions[l + 1]
         back = np.dot(_weights(theta, l + 1, sizes, w_off), above.T).T
-        grad[:, o:o + sizes[l]] -= fp[:, o:o + sizes[l]] * back
+        for i in range(grad.shape[0]):
+            for j in range(sizes[l]):
+                grad[i, o + j] -= fp[i, o + j] * back[i, j]
     return grad
 
 

@@ -37,7 +37,7 @@ from numba import njit
 
 from dynsim.networks.activations import unit_rho_and_prime
 from dynsim.networks.hopfield_kernels import group_rho_and_prime
-from integrators._numerics import all_steady, first_bad_sample, open_recording, record, steady_residual
+from integrators._numerics import all_steady, copy_rows, first_bad_sample, open_recording, record, steady_residual
 from integrators.status import CONVERGED, DIVERGED, STEP_LIMIT
 
 _RUNNING = 99
@@ -267,7 +267,7 @@ def relax_sweeps(s0, theta, sizes, free_off, w_off, fb_off, tied, acts, drive, b
         if steps >= max_steps:
             status = STEP_LIMIT
             break
-        y_new[:, :] = y
+        copy_rows(y_new, y)
         for g in range(1, L + 1):
             if first[g]:
                 _update_layer(y, rp, h, sizes, free_off, g, beta, target, lower, upper, project, y_new)

@@ -63,14 +63,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from dynsim._threads import merge_chunk_reports, one_blas_thread, store_chunk_report
+from dynsim._threads import merge_chunk_reports, one_blas_thread, store_chunk_report, store_chunk_samples
 from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.networks.hopfield_kernels import group_rho_and_prime, local_field_of_groups
 from dynsim.relax.layered_euler import (_activations, _split, group_box, is_layered, relaxation_chunks,
                                         transposed_couplings)
 from dynsim.validation import ValidationError
 from integrators import CONVERGED, DIVERGED, STEP_LIMIT, IntegrationResult, Trajectory
-from integrators._numerics import all_steady, first_bad_sample, open_recording, record, steady_residual
+from integrators._numerics import all_steady, copy_rows, first_bad_sample, open_recording, record, steady_residual
 
 __all__ = ["RELAXATION_SCHEMES", "group_colours", "update_halves", "fused_applies", "relax", "relax_with_energy"]
 
@@ -222,7 +222,7 @@ def relax_batch(s0, theta, sizes, free_off, pre, post, w_off, acts, drive, beta,
         if steps >= max_steps:
             status = STEP_LIMIT
             break
-        y_new[:, :] = y
+        copy_rows(y_new, y)
         _update_groups(y, rp, h, sizes, free_off, first, beta, target, lower, upper, project, y_new)
         if has_second:
             _refresh_activations(y_new, acts, sizes, free_off, first, r, rp)
@@ -514,7 +514,7 @@ def sweep_layered(y0, theta, sizes, free_off, w_off, acts, drive, beta, target, 
 
     out = np.empty((n_batch, n), dtype=y0.dtype)
     for g in range(1, G):
-        out[:, free_off[g]:free_off[g] + sizes[g]] = y[g]
+        copy_rows(out[:, free_off[g]:free_off[g] + sizes[g]], y[g])
     return out, status, steps, residual, bad_step, bad_sample, energy
 
 
@@ -538,9 +538,7 @@ def sweep_layered_chunks(y0, theta, sizes, free_off, w_off, acts, drive, beta, t
         y, status, steps, res, bad_step, bad_sample, e = sweep_layered(
             y0[a:b], theta, sizes, free_off, w_off, acts, drive[a:b], beta, target[a:b], first, second, max_steps,
             atol, rtol, stop_at_steady_state, lo, hi, project, max_abs)
-        out[a:b] = y
-        residual[a:b] = res
-        energy[a:b] = e
+        store_chunk_samples(a, y, res, e, out, residual, energy)
         store_chunk_report(info, c, status, steps, steps + 1, bad_step, bad_sample, a)
 
 

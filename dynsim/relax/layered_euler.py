@@ -42,9 +42,11 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from dynsim._threads import chunk_starts, chunks_pay, merge_chunk_reports, one_blas_thread, store_chunk_report
+from dynsim._threads import (chunk_starts, chunks_pay, merge_chunk_reports, one_blas_thread, store_chunk_report,
+                             store_chunk_samples)
 from dynsim.networks.activations import HARD_SIGMOID, unit_rho_and_prime
 from dynsim.networks.hopfield import HopfieldNetwork
+from integrators._numerics import copy_rows
 from integrators.solve import finish_result
 from integrators.status import CONVERGED, DIVERGED, STEP_LIMIT
 
@@ -381,7 +383,7 @@ def euler_layered(y0, theta, sizes, free_off, w_off, acts, drive, beta, target, 
 
     out = np.empty((n_batch, n), dtype=y0.dtype)
     for g in range(1, G):
-        out[:, free_off[g]:free_off[g] + sizes[g]] = y[g]
+        copy_rows(out[:, free_off[g]:free_off[g] + sizes[g]], y[g])
     return out, steps * dt, status, steps, nfev, residual, bad_step, bad_sample, energy
 
 
@@ -404,9 +406,7 @@ def euler_layered_chunks(y0, theta, sizes, free_off, w_off, acts, drive, beta, t
         y, t, status, steps, nfev, res, bad_step, bad_sample, e = euler_layered(
             y0[a:b], theta, sizes, free_off, w_off, acts, drive[a:b], beta, target[a:b], clamp_output, dt,
             max_steps, atol, rtol, stop_at_steady_state, lo, hi, max_abs)
-        out[a:b] = y
-        residual[a:b] = res
-        energy[a:b] = e
+        store_chunk_samples(a, y, res, e, out, residual, energy)
         store_chunk_report(info, c, status, steps, nfev, bad_step, bad_sample, a)
 
 
