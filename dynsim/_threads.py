@@ -154,8 +154,8 @@ def store_chunk_report(info, c, status, steps, nfev, bad_step, bad_sample, first
 @numba.njit(cache=True)
 def store_chunk_samples(first, y, res, e, out, residual, energy):
     """A chunk's final states ``y`` (n, n_free), residuals ``res`` and energies ``e`` (n,) into rows
-    ``first:first + n`` of the minibatch's ``out``, ``residual`` and ``energy`` (element loops: see
-    :func:`integrators._numerics.copy_prefix`)."""
+    ``first:first + n`` of the minibatch's ``out``, ``residual`` and ``energy`` (element loops: the comment above
+    :func:`integrators._numerics.copy_prefix` says why)."""
     copy_rows(out[first:first + y.shape[0]], y)
     for i in range(res.shape[0]):
         residual[first + i] = res[i]

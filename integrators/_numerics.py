@@ -180,17 +180,23 @@ def new_recording(capacity, n_record, n, dtype_example):
 # together with the formatting of its shape-mismatch message: measured here, 3.1-3.5 s for a function with one 1-d
 # copy in a fresh process and 1.8-2.3 s more for a 2-d one, against 0.5-0.6 s and 0.1 s as loops. With every such
 # copy of the kernels written as a loop, the first run of a scenario (empty kernel cache) took 27 % less time for
-# lab-mlp EP and 36 % less for pcx's PC setting (medians of 3 alternated runs).
+# lab-mlp EP and 36 % less for pcx's PC setting (medians of 3 alternated runs). The loops keep the slice
+# assignment's shape test (Numba does not test indices): a mismatch raises, with a constant message.
 @njit(cache=True)
 def copy_prefix(dst, src, n):
-    """``dst[:n] = src[:n]`` for 1-d arrays."""
+    """``dst[:n] = src[:n]`` for 1-d arrays; ValueError when either is shorter than ``n``."""
+    if n > dst.shape[0] or n > src.shape[0]:
+        raise ValueError("copy_prefix: an array is shorter than the count to copy")
     for k in range(n):
         dst[k] = src[k]
 
 
 @njit(cache=True)
 def copy_rows(dst, src):
-    """``dst[:, :] = src`` for 2-d arrays of one shape, any strides (column blocks of a batch, say)."""
+    """``dst[:, :] = src`` for 2-d arrays of one shape, any strides (column blocks of a batch, say); ValueError when
+    the shapes differ."""
+    if dst.shape[0] != src.shape[0] or dst.shape[1] != src.shape[1]:
+        raise ValueError("copy_rows: the source's shape differs from the destination's")
     for i in range(dst.shape[0]):
         for j in range(dst.shape[1]):
             dst[i, j] = src[i, j]
@@ -198,7 +204,9 @@ def copy_rows(dst, src):
 
 @njit(cache=True)
 def add_rows(dst, src):
-    """``dst[:, :] += src`` for 2-d arrays of one shape, any strides."""
+    """``dst[:, :] += src`` for 2-d arrays of one shape, any strides; ValueError when the shapes differ."""
+    if dst.shape[0] != src.shape[0] or dst.shape[1] != src.shape[1]:
+        raise ValueError("add_rows: the source's shape differs from the destination's")
     for i in range(dst.shape[0]):
         for j in range(dst.shape[1]):
             dst[i, j] += src[i, j]

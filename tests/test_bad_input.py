@@ -13,6 +13,7 @@ Cases that fail because a module owned elsewhere lacks the check are marked
 ``xfail(strict=True)`` with the fix in the reason.
 """
 import math
+import re
 import types
 
 import h5py
@@ -607,3 +608,37 @@ def test_float_array_fast_path_still_finds_every_non_finite_value():
     # Finite values whose sum overflows are accepted by the exact test.
     big = np.full((2, 2), 1e308)
     assert float_array("big", big) is big
+
+
+def test_arrays_of_another_batch_are_refused_before_the_kernels_which_do_not_test_indices():
+    # The kernels copy with element loops (integrators._numerics.copy_rows and the like), which Numba runs without
+    # index tests: a drive or target of another batch must be refused at the boundary or by the loop's own test, never
+    # read out of bounds.
+    from dynsim.networks.pc import PC_FIELD
+    from dynsim.relax import block_relaxation, layered_euler
+    from integrators._numerics import add_rows, copy_prefix, copy_rows
+
+    net = HopfieldNetwork.layered([3, 4, 2], activation="hard_sigmoid", seed=0)
+    s0 = np.zeros((5, net.n_free))
+    drive = net.input_drive(np.ones((5, 3)))
+    relaxations = (lambda **kw: block_relaxation.relax(net, s0, scheme="block", max_steps=3, **kw),
+                   lambda **kw: layered_euler.relax(net, s0, method="euler", dt=0.1, max_steps=3, **kw))
+    for relax in relaxations:
+        for bad in (drive[:3], drive[:, :4]):
+            with pytest.raises(ValidationError, match=re.escape(f"drive must have shape (5, 6) for the 5 samples of s0, "
+                                                                f"got {bad.shape}")):
+                relax(drive=bad)
+        with pytest.raises(ValidationError, match=r"target must have shape \(5, 2\) .* got \(4, 2\)"):
+            relax(drive=drive, target=np.zeros((4, 2)))
+
+    pc = PCNetwork([3, 4, 2], seed=0)
+    args = pc.kernel_args(pc.input_drive(np.ones((3, 3))))  # predictions of 3 samples for a state of 5
+    with pytest.raises(ValueError, match="mu_hat .* and the state s differ in shape"):
+        integrators.integrate(PC_FIELD, np.zeros((5, pc.n_free)), args, method="euler", dt=0.1, max_steps=3)
+
+    with pytest.raises(ValueError, match="copy_rows: the source's shape differs"):
+        copy_rows(np.zeros((2, 3)), np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="add_rows: the source's shape differs"):
+        add_rows(np.zeros((2, 3)), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="copy_prefix: an array is shorter"):
+        copy_prefix(np.zeros(4), np.zeros(2), 3)

@@ -309,8 +309,8 @@ def feedforward(x, theta, sizes, w_off, b_off, free_off, act):
 
 @njit(cache=True)
 def _difference_into(s, mu_hat, o, n, eps):
-    """``eps[:, o:o + n] = s[:, o:o + n] - mu_hat[:, o:o + n]`` as an element loop (see
-    :func:`integrators._numerics.copy_prefix` for why not slices)."""
+    """``eps[:, o:o + n] = s[:, o:o + n] - mu_hat[:, o:o + n]`` as an element loop (the comment above
+    :func:`integrators._numerics.copy_prefix` says why not slices); ``mu_hat`` has the shape of ``s``."""
     for i in range(s.shape[0]):
         for j in range(o, o + n):
             eps[i, j] = s[i, j] - mu_hat[i, j]
@@ -319,6 +319,9 @@ def _difference_into(s, mu_hat, o, n, eps):
 @njit(cache=True)
 def errors(s, theta, sizes, w_off, b_off, free_off, act, mu_hat, fixed):
     """Prediction errors eps (batch, n_free) and f, f' of the state (or of mu_hat when ``fixed``)."""
+    if mu_hat.shape[0] != s.shape[0] or mu_hat.shape[1] != s.shape[1]:
+        # The element loops below do not test indices (Numba does not): a drive of another batch stops here.
+        raise ValueError("the predictions mu_hat (the drive) and the state s differ in shape")
     L = sizes.shape[0] - 1
     n_batch = s.shape[0]
     source = mu_hat if fixed else s

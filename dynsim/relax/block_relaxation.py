@@ -66,8 +66,8 @@ from numba import njit, prange
 from dynsim._threads import merge_chunk_reports, one_blas_thread, store_chunk_report, store_chunk_samples
 from dynsim.networks.hopfield import HopfieldNetwork
 from dynsim.networks.hopfield_kernels import group_rho_and_prime, local_field_of_groups
-from dynsim.relax.layered_euler import (_activations, _split, group_box, is_layered, relaxation_chunks,
-                                        transposed_couplings)
+from dynsim.relax.layered_euler import (_activations, _split, check_batch_shapes, group_box, is_layered,
+                                        relaxation_chunks, transposed_couplings)
 from dynsim.validation import ValidationError
 from integrators import CONVERGED, DIVERGED, STEP_LIMIT, IntegrationResult, Trajectory
 from integrators._numerics import all_steady, copy_rows, first_bad_sample, open_recording, record, steady_residual
@@ -721,6 +721,7 @@ def relax_with_energy(network, s0, drive, scheme, beta=0.0, target=None, clamp_o
     n_batch = s0.shape[0]
     (theta, sizes, free_off, pre, post, w_off, acts, drive, beta, target, _clamp) = network.kernel_args(
         drive, beta, target, clamp_output)
+    check_batch_shapes(network, s0, drive, target)
     dtype = network.dtype
     real = dtype.type
     n = s0.shape[1]

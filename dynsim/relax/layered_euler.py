@@ -46,6 +46,7 @@ from dynsim._threads import (chunk_starts, chunks_pay, merge_chunk_reports, one_
                              store_chunk_samples)
 from dynsim.networks.activations import HARD_SIGMOID, unit_rho_and_prime
 from dynsim.networks.hopfield import HopfieldNetwork
+from dynsim.validation import ValidationError
 from integrators._numerics import copy_rows
 from integrators.solve import finish_result
 from integrators.status import CONVERGED, DIVERGED, STEP_LIMIT
@@ -411,6 +412,21 @@ def euler_layered_chunks(y0, theta, sizes, free_off, w_off, acts, drive, beta, t
 
 
 # ----------------------------------------------------------------------------- Python boundary
+def check_batch_shapes(network, s0, drive, target):
+    """ValidationError unless ``s0`` and ``drive`` are (batch, n_free) and ``target`` (batch, n_output).
+
+    settle has checked them; this keeps a direct call from reaching the
+    kernels, which do not test indices, with arrays of another batch.
+    """
+    batch = np.shape(s0)[0] if np.ndim(s0) == 2 else None
+    if np.shape(s0) != (batch, network.n_free):
+        raise ValidationError(f"s0 must have shape (batch, {network.n_free}), got {np.shape(s0)}")
+    for name, value, width in (("drive", drive, network.n_free), ("target", target, network.n_output)):
+        if np.shape(value) != (batch, width):
+            raise ValidationError(f"{name} must have shape ({batch}, {width}) for the {batch} samples of s0, got "
+                                  f"{np.shape(value)}")
+
+
 def relax(network, s0, drive, method, beta=0.0, target=None, clamp_output=False, *, dt, max_steps,
           atol=1e-6, rtol=1e-6, stop_at_steady_state=True, box=None, max_abs=1e6):
     """Relax a layered Hopfield network by (projected) Euler in one compiled call.
@@ -444,6 +460,7 @@ def relax(network, s0, drive, method, beta=0.0, target=None, clamp_output=False,
     """
     (theta, sizes, free_off, _pre, _post, w_off, acts, drive, beta, target, clamp_output) = network.kernel_args(
         drive, beta, target, clamp_output)
+    check_batch_shapes(network, s0, drive, target)
     # Arrays and the scalars of the per-unit arithmetic in the network's dtype: with float32 the pass then
     # stays in single precision (a float64 scalar would promote every unit's arithmetic to float64).
     real = network.dtype.type
